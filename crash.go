@@ -1,0 +1,116 @@
+package corepipe
+
+import "time"
+
+// ManifestSchema is the version of the Crash JSON written by the collector.
+const ManifestSchema = 1
+
+// Crash is the manifest of one captured crash: everything the collector learnt
+// about the dying process, what it decided about the core, and where the agent
+// stored the artifacts. It travels as JSON from the spool through the queue to
+// the analyzer, which copies it into the Report.
+type Crash struct {
+	Schema     int        `json:"schema"`
+	ID         string     `json:"id"`
+	CapturedAt time.Time  `json:"captured_at"`
+	Node       string     `json:"node"`
+	Process    Process    `json:"process"`
+	Signal     Signal     `json:"signal"`
+	Container  *Container `json:"container,omitempty"`
+	// Cgroup is the process's cgroup v2 path (or v1 lines joined by ';').
+	Cgroup string `json:"cgroup,omitempty"`
+	// Environ holds only the allowlisted variables of the process.
+	Environ map[string]string `json:"environ,omitempty"`
+	// Limits are the soft resource limits of the process, by /proc name.
+	Limits     map[string]string `json:"limits,omitempty"`
+	Core       CoreArtifact      `json:"core"`
+	Executable ExeArtifact       `json:"executable"`
+	// Notes records every decision the collector and agent took about this
+	// crash (truncated, dropped, rate limited), one sentence each.
+	Notes   []string `json:"notes,omitempty"`
+	Timings Timings  `json:"timings"`
+}
+
+// Process describes the crashed process as the node saw it.
+type Process struct {
+	PID        int      `json:"pid"`
+	NSPID      int      `json:"ns_pid,omitempty"`
+	TID        int      `json:"tid,omitempty"`
+	Exe        string   `json:"exe,omitempty"`
+	Comm       string   `json:"comm,omitempty"`
+	Cmdline    []string `json:"cmdline,omitempty"`
+	UID        int      `json:"uid"`
+	GID        int      `json:"gid"`
+	Threads    int      `json:"threads,omitempty"`
+	RlimitCore string   `json:"rlimit_core,omitempty"`
+	// VmRSS and VmPeak in bytes, from /proc/<pid>/status.
+	RSS  int64 `json:"rss,omitempty"`
+	Peak int64 `json:"vm_peak,omitempty"`
+}
+
+// Container is where the process ran. The collector fills ID and Runtime from
+// the cgroup; the agent adds the Kubernetes fields.
+type Container struct {
+	ID        string            `json:"id,omitempty"`
+	Runtime   string            `json:"runtime,omitempty"`
+	Namespace string            `json:"namespace,omitempty"`
+	Pod       string            `json:"pod,omitempty"`
+	PodUID    string            `json:"pod_uid,omitempty"`
+	Container string            `json:"container,omitempty"`
+	Image     string            `json:"image,omitempty"`
+	ImageID   string            `json:"image_id,omitempty"`
+	Labels    map[string]string `json:"labels,omitempty"`
+}
+
+// Signal is a signal by number and name ("SIGSEGV").
+type Signal struct {
+	Number int    `json:"number"`
+	Name   string `json:"name,omitempty"`
+}
+
+// CoreArtifact describes the core file. Size and SHA256 are of the raw core,
+// StoredSize of the compressed object.
+type CoreArtifact struct {
+	Size       int64  `json:"size"`
+	StoredSize int64  `json:"stored_size"`
+	SHA256     string `json:"sha256,omitempty"`
+	Truncated  bool   `json:"truncated,omitempty"`
+	// Dropped says why no core was kept ("" when it was).
+	Dropped string `json:"dropped,omitempty"`
+	// Key is the blob key of the compressed core once stored.
+	Key string `json:"key,omitempty"`
+}
+
+// ExeArtifact describes the crashed executable.
+type ExeArtifact struct {
+	Path      string `json:"path,omitempty"`
+	BuildID   string `json:"build_id,omitempty"`
+	GoBuildID string `json:"go_build_id,omitempty"`
+	SHA256    string `json:"sha256,omitempty"`
+	Size      int64  `json:"size,omitempty"`
+	// Found is whether the executable itself was captured.
+	Found bool `json:"found"`
+	// Key is the blob key of the executable once stored.
+	Key string `json:"key,omitempty"`
+}
+
+// Timings are the durations of each stage, in milliseconds.
+type Timings struct {
+	CaptureMS  int64 `json:"capture_ms"`
+	UploadMS   int64 `json:"upload_ms,omitempty"`
+	QueueMS    int64 `json:"queue_ms,omitempty"`
+	AnalysisMS int64 `json:"analysis_ms,omitempty"`
+}
+
+// ContentID is the key an executable is stored under: its GNU build ID, else
+// its Go build ID, else its sha256.
+func (e ExeArtifact) ContentID() string {
+	switch {
+	case e.BuildID != "":
+		return e.BuildID
+	case e.GoBuildID != "":
+		return e.GoBuildID
+	default:
+		return e.SHA256
+	}
+}

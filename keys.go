@@ -1,0 +1,78 @@
+package corepipe
+
+import (
+	"crypto/rand"
+	"fmt"
+	"path"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/oklog/ulid/v2"
+)
+
+// NewID returns a new crash ID: a ULID, sortable by time and URL-safe.
+func NewID(t time.Time) string {
+	return ulid.MustNew(ulid.Timestamp(t), rand.Reader).String()
+}
+
+var idPattern = regexp.MustCompile(`^[0-9A-HJKMNP-TV-Z]{26}$`)
+
+// ValidID reports whether id is a well-formed crash ID. Every ID that comes
+// from outside is checked before it becomes part of a blob key.
+func ValidID(id string) bool { return idPattern.MatchString(id) }
+
+// CheckID returns an ErrInvalid error when id is not a crash ID.
+func CheckID(id string) error {
+	if !ValidID(id) {
+		return fmt.Errorf("%w: crash id %q", ErrInvalid, truncate(id, 40))
+	}
+	return nil
+}
+
+// crashPrefix is cores/<yyyy>/<mm>/<dd>/<node>/<id>/.
+func crashPrefix(c *Crash) string {
+	t := c.CapturedAt.UTC()
+	return path.Join("cores", t.Format("2006"), t.Format("01"), t.Format("02"), SafeName(c.Node), c.ID) + "/"
+}
+
+// CoreKey is where the compressed core of c is stored.
+func CoreKey(c *Crash) string { return crashPrefix(c) + "core.zst" }
+
+// ManifestKey is where the manifest of c is stored.
+func ManifestKey(c *Crash) string { return crashPrefix(c) + "manifest.json" }
+
+// ExecutableKey is where an executable is stored, by its build ID or sha256.
+func ExecutableKey(contentID string) string { return "executables/" + SafeName(contentID) }
+
+// ReportKey is where the report of crash id is stored.
+func ReportKey(id string) string { return "reports/" + id + ".json" }
+
+// ReportsPrefix is the prefix of every stored report.
+const ReportsPrefix = "reports/"
+
+// SafeName turns untrusted text (a hostname, a build ID) into one path
+// element: no separators, no dot-dot, nothing outside [A-Za-z0-9._-].
+func SafeName(s string) string {
+	var b strings.Builder
+	for _, r := range truncate(s, 128) {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '-', r == '_', r == '.':
+			b.WriteRune(r)
+		default:
+			b.WriteByte('_')
+		}
+	}
+	out := strings.Trim(b.String(), ".")
+	if out == "" {
+		return "_"
+	}
+	return out
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
+}

@@ -1,0 +1,171 @@
+package corepipe
+
+import "time"
+
+// ReportSchema is the version of the Report JSON.
+const ReportSchema = 1
+
+// Report statuses.
+const (
+	StatusAnalyzed = "analyzed"
+	StatusFailed   = "failed"
+	StatusPending  = "pending"
+)
+
+// Panic kinds.
+const (
+	PanicKindPanic  = "panic"
+	PanicKindFatal  = "fatal error"
+	PanicKindSignal = "signal"
+)
+
+// Report is the analysis of one crash: the contract of design.md. Field names
+// are stable; an absent field means unknown.
+type Report struct {
+	Schema            int              `json:"schema"`
+	ID                string           `json:"id"`
+	Status            string           `json:"status"`
+	Error             string           `json:"error,omitempty"`
+	CapturedAt        time.Time        `json:"captured_at"`
+	Node              string           `json:"node,omitempty"`
+	Process           Process          `json:"process"`
+	Container         *Container       `json:"container,omitempty"`
+	Signal            *Signal          `json:"signal,omitempty"`
+	Fault             *Fault           `json:"fault,omitempty"`
+	Panic             *Panic           `json:"panic,omitempty"`
+	Go                *GoInfo          `json:"go,omitempty"`
+	CrashingGoroutine int64            `json:"crashing_goroutine,omitempty"`
+	Goroutines        []Goroutine      `json:"goroutines,omitempty"`
+	GoroutineGroups   []GoroutineGroup `json:"goroutine_groups,omitempty"`
+	Threads           []Thread         `json:"threads,omitempty"`
+	Signature         string           `json:"signature,omitempty"`
+	Title             string           `json:"title,omitempty"`
+	Diagnosis         []Diagnosis      `json:"diagnosis,omitempty"`
+	Artifacts         Artifacts        `json:"artifacts"`
+	Timings           Timings          `json:"timings"`
+}
+
+// Fault is the original fault that started the crash, when there was one.
+// Address and PC are "0x…" strings.
+type Fault struct {
+	Signal   int    `json:"signal"`
+	Name     string `json:"name,omitempty"`
+	Code     int    `json:"code"`
+	CodeName string `json:"code_name,omitempty"`
+	Address  string `json:"address,omitempty"`
+	PC       string `json:"pc,omitempty"`
+}
+
+// Panic is what the runtime said when it gave up.
+type Panic struct {
+	Kind    string `json:"kind"`
+	Message string `json:"message"`
+}
+
+// GoInfo is the build information of a Go executable.
+type GoInfo struct {
+	Version     string `json:"version,omitempty"`
+	MainModule  string `json:"main_module,omitempty"`
+	MainVersion string `json:"main_version,omitempty"`
+	VCSRevision string `json:"vcs_revision,omitempty"`
+	BuildID     string `json:"build_id,omitempty"`
+}
+
+// Goroutine is one goroutine with its stack, innermost frame first.
+type Goroutine struct {
+	ID           int64             `json:"id"`
+	Status       string            `json:"status"`
+	WaitReason   string            `json:"wait_reason,omitempty"`
+	WaitMinutes  int64             `json:"wait_minutes,omitempty"`
+	ThreadID     int               `json:"thread_id,omitempty"`
+	CreatedBy    string            `json:"created_by,omitempty"`
+	Labels       map[string]string `json:"labels,omitempty"`
+	Frames       []Frame           `json:"frames"`
+	FramesElided int               `json:"frames_elided,omitempty"`
+}
+
+// Frame is one stack frame. PC is a "0x…" string.
+type Frame struct {
+	Function string `json:"function"`
+	File     string `json:"file,omitempty"`
+	Line     int    `json:"line,omitempty"`
+	PC       string `json:"pc,omitempty"`
+}
+
+// GoroutineGroup buckets goroutines with identical stacks.
+type GoroutineGroup struct {
+	Count        int     `json:"count"`
+	Status       string  `json:"status"`
+	WaitReason   string  `json:"wait_reason,omitempty"`
+	CreatedBy    string  `json:"created_by,omitempty"`
+	TopFrames    []Frame `json:"top_frames"`
+	GoroutineIDs []int64 `json:"goroutine_ids"`
+}
+
+// Thread is one OS thread of the process at the time of the dump.
+type Thread struct {
+	ID       int    `json:"id"`
+	PC       string `json:"pc,omitempty"`
+	SP       string `json:"sp,omitempty"`
+	Function string `json:"function,omitempty"`
+	File     string `json:"file,omitempty"`
+	Line     int    `json:"line,omitempty"`
+}
+
+// Diagnosis is one runbook check that fired.
+type Diagnosis struct {
+	Code     string `json:"code"`
+	Severity string `json:"severity"`
+	Message  string `json:"message"`
+	Evidence string `json:"evidence,omitempty"`
+}
+
+// Artifacts describes the stored core and executable.
+type Artifacts struct {
+	Core       CoreArtifact `json:"core"`
+	Executable ExeArtifact  `json:"executable"`
+}
+
+// CrashingGoroutineReport returns the crashing goroutine, or nil.
+func (r *Report) CrashingGoroutineReport() *Goroutine {
+	if r.CrashingGoroutine == 0 {
+		return nil
+	}
+	for i := range r.Goroutines {
+		if r.Goroutines[i].ID == r.CrashingGoroutine {
+			return &r.Goroutines[i]
+		}
+	}
+	return nil
+}
+
+// Summary returns a copy of r without goroutines and threads: what lists and
+// queue messages carry.
+func (r *Report) Summary() *Report {
+	s := *r
+	s.Goroutines = nil
+	s.Threads = nil
+	s.GoroutineGroups = nil
+	return &s
+}
+
+// NewReport starts a report from a crash manifest: everything the collector and
+// agent knew before analysis.
+func NewReport(c *Crash) *Report {
+	r := &Report{
+		Schema:     ReportSchema,
+		ID:         c.ID,
+		Status:     StatusPending,
+		CapturedAt: c.CapturedAt,
+		Node:       c.Node,
+		Process:    c.Process,
+		Container:  c.Container,
+		Artifacts:  Artifacts{Core: c.Core, Executable: c.Executable},
+		Timings:    c.Timings,
+	}
+	if c.Signal.Number != 0 {
+		s := c.Signal
+		r.Signal = &s
+	}
+	return r
+}
