@@ -1,0 +1,138 @@
+package corepattern
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+func fakeKernel(t *testing.T, pattern string, limit string) Kernel {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "core_pattern"), []byte(pattern+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "core_pipe_limit"), []byte(limit+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return Kernel{SysDir: dir}
+}
+
+func mustRead(t *testing.T, k Kernel) Settings {
+	t.Helper()
+	s, err := k.Read()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestInstallRestore(t *testing.T) {
+	k := fakeKernel(t, "core", "0")
+	h := Handler{Kernel: k, StateFile: filepath.Join(t.TempDir(), "state.json")}
+	want := Settings{Pattern: Pattern("/opt/corepipe-collector", "/var/spool"), PipeLimit: 16}
+	if err := h.Install(want); err != nil {
+		t.Fatal(err)
+	}
+	if got := mustRead(t, k); got != want {
+		t.Fatalf("installed %+v, want %+v", got, want)
+	}
+	if err := h.Restore(); err != nil {
+		t.Fatal(err)
+	}
+	if got := mustRead(t, k); got != (Settings{Pattern: "core"}) {
+		t.Fatalf("restored %+v", got)
+	}
+	if _, err := os.Stat(h.StateFile); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("state file left behind: %v", err)
+	}
+}
+
+func TestInstallRefusesForeignPattern(t *testing.T) {
+	foreign := "|/lib/systemd/systemd-coredump %P %u %g %s %t %c %h"
+	k := fakeKernel(t, foreign, "16")
+	h := Handler{Kernel: k, StateFile: filepath.Join(t.TempDir(), "state.json")}
+	err := h.Install(Settings{Pattern: Pattern("/x/corepipe-collector", "/s"), PipeLimit: 4})
+	if !errors.Is(err, ErrForeign) {
+		t.Fatalf("Install over a foreign pattern: %v, want ErrForeign", err)
+	}
+	if got := mustRead(t, k); got.Pattern != foreign {
+		t.Fatalf("pattern changed to %q", got.Pattern)
+	}
+	h.Force = true
+	if err := h.Install(Settings{Pattern: Pattern("/x/corepipe-collector", "/s"), PipeLimit: 4}); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Restore(); err != nil {
+		t.Fatal(err)
+	}
+	if got := mustRead(t, k); got != (Settings{Pattern: foreign, PipeLimit: 16}) {
+		t.Fatalf("restored %+v", got)
+	}
+}
+
+// A killed agent leaves its handler installed and its state file behind; the
+// next one must restore what was there before corepipe, not corepipe itself.
+func TestInstallAfterKill(t *testing.T) {
+	k := fakeKernel(t, "/var/crash/core.%p", "0")
+	state := filepath.Join(t.TempDir(), "state.json")
+	first := Handler{Kernel: k, StateFile: state, Force: true}
+	ours := Settings{Pattern: Pattern("/a/corepipe-collector", "/s"), PipeLimit: 8}
+	if err := first.Install(ours); err != nil {
+		t.Fatal(err)
+	}
+	second := Handler{Kernel: k, StateFile: state}
+	if err := second.Install(ours); err != nil {
+		t.Fatalf("reinstall over our own stale handler: %v", err)
+	}
+	if err := second.Restore(); err != nil {
+		t.Fatal(err)
+	}
+	if got := mustRead(t, k); got != (Settings{Pattern: "/var/crash/core.%p"}) {
+		t.Fatalf("restored %+v", got)
+	}
+}
+
+// If an operator replaced the handler while corepipe ran, restoring must not
+// clobber their choice.
+func TestRestoreKeepsReplacement(t *testing.T) {
+	k := fakeKernel(t, "core", "0")
+	h := Handler{Kernel: k, StateFile: filepath.Join(t.TempDir(), "state.json")}
+	if err := h.Install(Settings{Pattern: Pattern("/a/corepipe-collector", "/s"), PipeLimit: 8}); err != nil {
+		t.Fatal(err)
+	}
+	theirs := Settings{Pattern: "|/usr/bin/other %p", PipeLimit: 2}
+	if err := k.Write(theirs); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Restore(); err != nil {
+		t.Fatal(err)
+	}
+	if got := mustRead(t, k); got != theirs {
+		t.Fatalf("restore replaced the operator's handler: %+v", got)
+	}
+}
+
+func TestWriteRejectsLongPattern(t *testing.T) {
+	k := fakeKernel(t, "core", "0")
+	long := Pattern("/"+string(make([]byte, 100)), "/spool")
+	if err := k.Write(Settings{Pattern: long}); err == nil {
+		t.Fatal("a pattern longer than the kernel keeps was written")
+	}
+}
+
+func TestOwned(t *testing.T) {
+	for pattern, want := range map[string]bool{
+		"|/usr/local/bin/corepipe-collector -spool /s %P": true,
+		"|corepipe-collector":                             true,
+		"/tmp/corepipe-collector":                         false,
+		"|/usr/bin/corepipe-collector-old %P":             false,
+		"core":                                            false,
+		"|/lib/systemd/systemd-coredump %P":               false,
+	} {
+		if got := Owned(pattern); got != want {
+			t.Errorf("Owned(%q) = %v, want %v", pattern, got, want)
+		}
+	}
+}
