@@ -1,0 +1,96 @@
+package natstest
+
+import (
+	"context"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// streamMsgs creates a stream on url, publishes to it if asked, and returns
+// how many messages it holds: proof that JetStream works there.
+func streamMsgs(t *testing.T, url string, publish bool) uint64 {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	s, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: "T", Subjects: []string{"t"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if publish {
+		if _, err := js.Publish(ctx, "t", []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.State.Msgs
+}
+
+func TestStartEmbedded(t *testing.T) {
+	e := StartEmbedded(t)
+	if n := streamMsgs(t, e.ClientURL(), true); n != 1 {
+		t.Fatalf("stream holds %d messages, want 1", n)
+	}
+}
+
+func TestExternalStopRestartKill(t *testing.T) {
+	p := StartExternal(t)
+	if n := streamMsgs(t, p.URL(), true); n != 1 {
+		t.Fatalf("stream holds %d messages, want 1", n)
+	}
+
+	p.Stop()
+	if conn, err := net.DialTimeout("tcp", strings.TrimPrefix(p.URL(), "nats://"), time.Second); err == nil {
+		conn.Close()
+		t.Fatal("stopped server still accepts connections")
+	}
+	p.Stop() // stopping twice is harmless
+
+	p.Restart()
+	if n := streamMsgs(t, p.URL(), false); n != 1 {
+		t.Fatalf("after Stop and Restart the stream holds %d messages, want 1", n)
+	}
+	p.Kill()
+	p.Restart()
+	if n := streamMsgs(t, p.URL(), true); n != 2 {
+		t.Fatalf("after Kill and Restart the stream holds %d messages, want 2", n)
+	}
+}
+
+func TestBuildHonoursCacheEnv(t *testing.T) {
+	cache := t.TempDir()
+	t.Setenv("COREPIPE_CACHE", cache)
+	bin, err := buildServer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := filepath.Join(cache, "bin", "nats-server"); bin != want {
+		t.Fatalf("built %s, want %s", bin, want)
+	}
+	if fi, err := os.Stat(bin); err != nil || fi.Mode()&0o111 == 0 {
+		t.Fatalf("no executable at %s: %v", bin, err)
+	}
+}
