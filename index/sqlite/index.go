@@ -1,0 +1,271 @@
+// Package sqlite is the report index on SQLite: one row per crash with the
+// columns the API filters on and the report summary as JSON. The index holds
+// nothing that is not also in the blob store, so it can always be rebuilt
+// from the stored reports.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"path"
+	"strings"
+	"time"
+
+	"github.com/corepipe/corepipe"
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+)
+
+// Page sizes of Crashes.
+const (
+	DefaultLimit = 50
+	MaxLimit     = 500
+)
+
+// busyTimeout is how long a statement waits for another connection's write
+// lock before failing: long enough to ride out a burst of upserts, short
+// enough that a wedged writer surfaces as ErrUnavailable instead of a hung
+// HTTP request.
+const busyTimeout = 5 * time.Second
+
+// Index is a corepipe.Index stored in one SQLite file. It is safe for
+// concurrent use, and several processes may open the same file.
+type Index struct {
+	db *sql.DB
+}
+
+var _ corepipe.Index = (*Index)(nil)
+
+// Open opens or creates the index at path and brings its schema up to date.
+func Open(path string) (*Index, error) {
+	// The driver cuts the DSN at the first '?' to find its parameters, so a
+	// path containing one would silently open a different file.
+	if strings.Contains(path, "?") {
+		return nil, fmt.Errorf("open index %q: %w: path contains '?'", path, corepipe.ErrInvalid)
+	}
+	// Pragmas go in the DSN so that every pooled connection gets them, not
+	// only the first. synchronous=NORMAL is durable enough in WAL mode for an
+	// index that can be rebuilt, and avoids an fsync per upsert.
+	dsn := path + fmt.Sprintf("?_pragma=busy_timeout(%d)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_txlock=immediate",
+		busyTimeout.Milliseconds())
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("open index %q: %w", path, err)
+	}
+	if err := migrate(context.Background(), db); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open index %q: %w", path, translate(err))
+	}
+	return &Index{db: db}, nil
+}
+
+// Close releases the database. Queries in flight fail afterwards.
+func (x *Index) Close() error {
+	if err := x.db.Close(); err != nil {
+		return fmt.Errorf("close index: %w", err)
+	}
+	return nil
+}
+
+// Upsert records the summary of r, replacing any earlier row for the same
+// crash: the report that arrives last is the one kept.
+func (x *Index) Upsert(ctx context.Context, r *corepipe.Report) error {
+	if err := corepipe.CheckID(r.ID); err != nil {
+		return fmt.Errorf("index upsert: %w", err)
+	}
+	summary, err := json.Marshal(r.Summary())
+	if err != nil {
+		return fmt.Errorf("index upsert %s: encode summary: %w", r.ID, err)
+	}
+	var namespace, pod string
+	if c := r.Container; c != nil {
+		namespace, pod = c.Namespace, c.Pod
+	}
+	exe := reportExe(r)
+	_, err = x.db.ExecContext(ctx, `
+		INSERT INTO crashes (id, captured_at, node, namespace, pod, exe, exe_base, signature, status, summary)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (id) DO UPDATE SET
+			captured_at = excluded.captured_at,
+			node = excluded.node,
+			namespace = excluded.namespace,
+			pod = excluded.pod,
+			exe = excluded.exe,
+			exe_base = excluded.exe_base,
+			signature = excluded.signature,
+			status = excluded.status,
+			summary = excluded.summary`,
+		r.ID, unixNanos(r.CapturedAt), r.Node, namespace, pod, exe, exeBase(exe), r.Signature, r.Status, summary)
+	if err != nil {
+		return fmt.Errorf("index upsert %s: %w", r.ID, translate(err))
+	}
+	return nil
+}
+
+// Crash returns the summary of crash id, corepipe.ErrNotFound when it is not
+// indexed.
+func (x *Index) Crash(ctx context.Context, id string) (*corepipe.Report, error) {
+	var summary []byte
+	err := x.db.QueryRowContext(ctx, `SELECT summary FROM crashes WHERE id = ?`, id).Scan(&summary)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("crash %s: %w", id, corepipe.ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("index get %s: %w", id, translate(err))
+	}
+	return decodeSummary(id, summary)
+}
+
+// Crashes lists the summaries matching f, newest first (captured_at, then id,
+// descending), and the cursor of the next page, "" after the last one.
+//
+// Paging is by key, not offset: a cursor names the last row returned, so
+// crashes indexed between two pages never shift, repeat or hide the rows
+// that were already there.
+func (x *Index) Crashes(ctx context.Context, f corepipe.CrashFilter) ([]*corepipe.Report, string, error) {
+	limit, err := pageLimit(f.Limit)
+	if err != nil {
+		return nil, "", fmt.Errorf("index list: %w", err)
+	}
+	var (
+		where []string
+		args  []any
+	)
+	for _, c := range []struct{ column, value string }{
+		{"node", f.Node},
+		{"namespace", f.Namespace},
+		{"pod", f.Pod},
+		{"signature", f.Signature},
+		{"status", f.Status},
+	} {
+		if c.value != "" {
+			where = append(where, c.column+" = ?")
+			args = append(args, c.value)
+		}
+	}
+	if f.Exe != "" {
+		where = append(where, "(exe = ? OR exe_base = ?)")
+		args = append(args, f.Exe, f.Exe)
+	}
+	if !f.Since.IsZero() {
+		where = append(where, "captured_at >= ?")
+		args = append(args, unixNanos(f.Since))
+	}
+	if f.Cursor != "" {
+		k, err := decodeCursor(f.Cursor)
+		if err != nil {
+			return nil, "", fmt.Errorf("index list: %w", err)
+		}
+		where = append(where, "(captured_at, id) < (?, ?)")
+		args = append(args, k.capturedAt, k.id)
+	}
+	query := "SELECT id, captured_at, summary FROM crashes"
+	if len(where) > 0 {
+		query += " WHERE " + strings.Join(where, " AND ")
+	}
+	// One row past the page tells whether there is a next page without a
+	// second query.
+	query += " ORDER BY captured_at DESC, id DESC LIMIT ?"
+	args = append(args, limit+1)
+
+	rows, err := x.db.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, "", fmt.Errorf("index list: %w", translate(err))
+	}
+	defer rows.Close()
+	var (
+		out  []*corepipe.Report
+		last cursorKey
+		more bool
+	)
+	for rows.Next() {
+		if len(out) == limit {
+			more = true
+			break
+		}
+		var (
+			k       cursorKey
+			summary []byte
+		)
+		if err := rows.Scan(&k.id, &k.capturedAt, &summary); err != nil {
+			return nil, "", fmt.Errorf("index list: %w", translate(err))
+		}
+		r, err := decodeSummary(k.id, summary)
+		if err != nil {
+			return nil, "", err
+		}
+		out = append(out, r)
+		last = k
+	}
+	if err := rows.Err(); err != nil {
+		return nil, "", fmt.Errorf("index list: %w", translate(err))
+	}
+	if !more {
+		return out, "", nil
+	}
+	return out, last.encode(), nil
+}
+
+func pageLimit(n int) (int, error) {
+	switch {
+	case n < 0:
+		return 0, fmt.Errorf("%w: limit %d", corepipe.ErrInvalid, n)
+	case n == 0:
+		return DefaultLimit, nil
+	case n > MaxLimit:
+		return MaxLimit, nil
+	}
+	return n, nil
+}
+
+// reportExe is the executable path a crash is filed under: what the kernel
+// reported for the process, else where the collector found the file.
+func reportExe(r *corepipe.Report) string {
+	if r.Process.Exe != "" {
+		return r.Process.Exe
+	}
+	return r.Artifacts.Executable.Path
+}
+
+// exeBase lets people filter on "myserver" without knowing where it was
+// installed in the image.
+func exeBase(exe string) string {
+	if exe == "" {
+		return ""
+	}
+	return path.Base(exe)
+}
+
+// unixNanos maps the zero time to 0: time.Time{}.UnixNano is undefined, and a
+// report without a capture time should still be listed (last) rather than
+// rejected.
+func unixNanos(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+func decodeSummary(id string, b []byte) (*corepipe.Report, error) {
+	var r corepipe.Report
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("index: decode summary of %s: %w", id, err)
+	}
+	return &r, nil
+}
+
+// translate turns SQLite's lock contention into ErrUnavailable, so that the
+// API answers 503 (retry later) instead of 500.
+func translate(err error) error {
+	var se *sqlite.Error
+	if errors.As(err, &se) {
+		switch se.Code() & 0xff {
+		case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED:
+			return fmt.Errorf("%w: %w", corepipe.ErrUnavailable, err)
+		}
+	}
+	return err
+}
