@@ -1,0 +1,175 @@
+// Command corepipe-collector is the kernel's core_pattern pipe handler. The
+// kernel runs it once per crash as
+//
+//	corepipe-collector -spool DIR %P %i %I %s %t %c %u %g %d %p %F
+//
+// with the core on stdin; it writes one spool entry for the node agent (see
+// package collector). The kernel discards its output, so besides stderr each
+// run leaves one line in DIR/collector.log: the entry it committed, or why
+// it could not.
+package main
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/corepipe/corepipe/collector"
+)
+
+// maxLogSize caps collector.log; one older generation is kept beside it.
+const maxLogSize = 1 << 20
+
+func main() { os.Exit(run(os.Args[1:])) }
+
+// run exits 0 whenever an entry was committed: the kernel does nothing with
+// the status, and a non-zero one would only say that nothing was saved.
+func run(argv []string) int {
+	start := time.Now()
+	flags := flag.NewFlagSet("corepipe-collector", flag.ContinueOnError)
+	spool := flags.String("spool", "", "spool `directory` the node agent reads")
+	maxCore := flags.String("max-core-size", "0", "keep at most this many raw core bytes (K, M, G suffixes; 0: no limit)")
+	maxUse := flags.String("max-use", "0", "bytes the whole spool may hold (0: no limit)")
+	keepFree := flags.String("keep-free", "0", "bytes to keep free on the spool's filesystem")
+	envAllow := flags.String("env-allow", "", "comma-separated environment variables to keep (default "+strings.Join(collector.DefaultEnvAllowlist, ",")+")")
+	timeout := flags.Duration("timeout", 5*time.Minute, "give up reading the core after this long and keep what was read")
+	if err := flags.Parse(argv); err != nil {
+		return 2
+	}
+	stderr := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	var warnings []string
+	size := func(name, s string) int64 {
+		n, err := parseSize(s)
+		if err != nil {
+			// A bad limit must not cost the crash: capture without it.
+			warnings = append(warnings, fmt.Sprintf("-%s ignored: %v", name, err))
+		}
+		return n
+	}
+	cfg := collector.Config{SpoolDir: *spool, Logger: stderr}
+	// The agent's settings in the spool first, then what the command line
+	// says explicitly.
+	if s, err := collector.LoadSettings(*spool); err != nil {
+		warnings = append(warnings, fmt.Sprintf("settings ignored: %v", err))
+	} else {
+		s.Apply(&cfg)
+	}
+	flags.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "max-core-size":
+			cfg.MaxCoreSize = size(f.Name, *maxCore)
+		case "max-use":
+			cfg.SpoolMaxUse = size(f.Name, *maxUse)
+		case "keep-free":
+			cfg.SpoolKeepFree = size(f.Name, *keepFree)
+		case "env-allow":
+			cfg.EnvAllowlist = strings.Split(*envAllow, ",")
+		}
+	})
+	cfg.Hostname, _ = os.Hostname()
+
+	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
+	defer cancel()
+	// The deadline ends the core's stream; this ends anything else that
+	// hangs (a stuck filesystem), leaving a .tmp entry for the agent to clean.
+	time.AfterFunc(*timeout+time.Minute, func() {
+		msg := "collector still running a minute past its deadline: giving up"
+		stderr.Error(msg)
+		logLine(*spool, slog.LevelError, msg, "args", strings.Join(flags.Args(), " "))
+		os.Exit(1)
+	})
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+
+	c, err := collector.Run(ctx, cfg, flags.Args(), kernelPipe())
+	attrs := []any{"args", strings.Join(flags.Args(), " "), "ms", time.Since(start).Milliseconds()}
+	for _, w := range warnings {
+		stderr.Warn(w)
+		logLine(*spool, slog.LevelWarn, w, attrs...)
+	}
+	if err != nil {
+		stderr.Error("crash not captured", append(attrs, "err", err)...)
+		logLine(*spool, slog.LevelError, "crash not captured", append(attrs, "err", err)...)
+		return 1
+	}
+	logLine(*spool, slog.LevelInfo, "crash captured", append(attrs, "id", c.ID, "comm", c.Process.Comm,
+		"core_size", c.Core.Size, "dropped", c.Core.Dropped, "truncated", c.Core.Truncated)...)
+	return 0
+}
+
+// kernelPipe returns stdin switched to non-blocking mode, which lets Go
+// poll it: only then do read deadlines work, and the deadline is what stops
+// a dump the kernel cannot finish from holding the collector forever.
+func kernelPipe() *os.File {
+	if err := unix.SetNonblock(0, true); err != nil {
+		return os.Stdin
+	}
+	return os.NewFile(0, "/dev/stdin")
+}
+
+// logLine appends one record to the spool's collector.log. The line is
+// built first and written with one O_APPEND write, so collectors running
+// side by side do not interleave; values are quoted by slog, so a newline in
+// a process name cannot forge a line.
+func logLine(spool string, level slog.Level, msg string, attrs ...any) {
+	if spool == "" {
+		return
+	}
+	// Same rule as the collector: never write through a symlinked spool.
+	if fi, err := os.Lstat(spool); err != nil || !fi.IsDir() {
+		return
+	}
+	root, err := os.OpenRoot(spool)
+	if err != nil {
+		return
+	}
+	defer root.Close()
+	var buf bytes.Buffer
+	slog.New(slog.NewTextHandler(&buf, nil)).Log(context.Background(), level, msg, attrs...)
+
+	if fi, err := root.Lstat(collector.LogFile); err == nil && fi.Size() > maxLogSize {
+		root.Rename(collector.LogFile, collector.LogFile+".1")
+	}
+	f, err := root.OpenFile(collector.LogFile, os.O_WRONLY|os.O_APPEND|os.O_CREATE|unix.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return
+	}
+	f.Write(buf.Bytes())
+	f.Close()
+}
+
+// parseSize reads a byte count with an optional binary K, M, G or T suffix.
+func parseSize(s string) (int64, error) {
+	s = strings.TrimSpace(s)
+	shift := 0
+	if s != "" {
+		switch strings.ToUpper(s[len(s)-1:]) {
+		case "K":
+			shift = 10
+		case "M":
+			shift = 20
+		case "G":
+			shift = 30
+		case "T":
+			shift = 40
+		}
+		if shift > 0 {
+			s = s[:len(s)-1]
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 0 || n > (1<<62)>>shift {
+		return 0, fmt.Errorf("size %q: want a non-negative byte count such as 512M", s)
+	}
+	return n << shift, nil
+}

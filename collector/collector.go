@@ -1,0 +1,355 @@
+// Package collector is corepipe's core_pattern pipe handler and the spool it
+// writes. The kernel starts one collector per crash, as root, while the
+// crashing process waits: it reads what it needs from /proc/<pid>, streams
+// the core from stdin through zstd into a spool entry, captures the
+// executable, and commits the entry with a rename so the node agent (which
+// reads the spool through Spool) never sees half of one. It has no network
+// code: everything leaves the node through the agent.
+package collector
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"os"
+	"path"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/corepipe/corepipe"
+)
+
+// DefaultEnvAllowlist are the environment variables kept from the crashed
+// process: the Go runtime's knobs, which the diagnosis needs. Every other
+// variable may hold a secret and is never read into the manifest.
+var DefaultEnvAllowlist = []string{"GOGC", "GOMEMLIMIT", "GOMAXPROCS", "GODEBUG", "GOTRACEBACK"}
+
+// Config is how one collector run behaves.
+type Config struct {
+	// SpoolDir is where entries are written; created 0700 when missing,
+	// refused when it is a symlink.
+	SpoolDir string
+	// ProcRoot is where procfs is mounted: "/proc" unless a test points it
+	// at a fixture.
+	ProcRoot string
+	// Hostname is the node's name, recorded as the crash's node.
+	Hostname string
+	// Now gives the capture time the crash ID is built from; time.Now when nil.
+	Now func() time.Time
+	// MaxCoreSize caps the raw bytes of core kept (0: no cap). A longer core
+	// is cut there and marked truncated.
+	MaxCoreSize int64
+	// SpoolMaxUse caps the bytes the whole spool may hold and SpoolKeepFree
+	// is what must stay free on its filesystem (0: no limit). A core that
+	// does not fit is cut to what does; with no room at all it is dropped
+	// and only the manifest is kept.
+	SpoolMaxUse   int64
+	SpoolKeepFree int64
+	// EnvAllowlist names the environment variables kept; nil means
+	// DefaultEnvAllowlist.
+	EnvAllowlist []string
+	// IgnoreRlimitCore keeps cores of processes whose RLIMIT_CORE says not
+	// to. Production honours the limit; a developer machine, where the
+	// shell's default soft limit of 0 is rarely a decision, may not.
+	IgnoreRlimitCore bool
+	// Logger receives one line per decision; silent when nil.
+	Logger *slog.Logger
+}
+
+func (cfg Config) withDefaults() Config {
+	if cfg.ProcRoot == "" {
+		cfg.ProcRoot = "/proc"
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.EnvAllowlist == nil {
+		cfg.EnvAllowlist = DefaultEnvAllowlist
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return cfg
+}
+
+// Dropped reasons recorded in the manifest's core.dropped.
+const (
+	DroppedRlimit    = "rlimit_core=0"
+	DroppedSpoolFull = "spool_full"
+	DroppedWrite     = "write_failed"
+)
+
+// Run captures one crash. args are the kernel's positional arguments
+// (%P %i %I %s %t %c %u %g %d %p [%F]) and stdin is the core as the kernel
+// streams it.
+//
+// The order is forced by the kernel: /proc/<pid> and the executable handle
+// are taken first, because the process is reaped once stdin is drained.
+// When Run stops wanting the core (RLIMIT_CORE 0, a size limit, a deadline)
+// it closes stdin if it is an io.Closer instead of draining it: the kernel
+// then aborts the dump and the dying process, which waits for it, is
+// released at once rather than after writing gigabytes nobody keeps.
+//
+// Run returns an error only when no entry could be committed. Everything
+// short of that (missing /proc files, a dropped core, an executable that
+// could not be copied) is a note in the returned manifest.
+func Run(ctx context.Context, cfg Config, args []string, stdin io.Reader) (*corepipe.Crash, error) {
+	start := time.Now()
+	cfg = cfg.withDefaults()
+	defer release(stdin)
+
+	now := cfg.Now()
+	a, problems := parseArgs(args)
+	c := &corepipe.Crash{
+		Schema:     corepipe.ManifestSchema,
+		ID:         corepipe.NewID(now),
+		CapturedAt: now.UTC(),
+		Node:       cfg.Hostname,
+		Process: corepipe.Process{
+			PID: a.PID, NSPID: a.NSPID, TID: a.TID, UID: a.UID, GID: a.GID,
+			RlimitCore: a.rlimitString(),
+		},
+		Notes: problems,
+	}
+	if a.Signal > 0 {
+		c.Signal = corepipe.Signal{Number: a.Signal, Name: corepipe.SignalName(a.Signal)}
+	}
+	if a.Dump == 2 {
+		c.Notes = append(c.Notes, "dumped under suid_dumpable=2: the process was not normally dumpable")
+	}
+	log := cfg.Logger.With("crash_id", c.ID, "pid", a.PID)
+
+	exe := gatherProcess(c, cfg.ProcRoot, a, cfg.EnvAllowlist)
+	if exe != nil {
+		defer exe.Close()
+	}
+
+	root, err := openSpoolRoot(cfg.SpoolDir)
+	if err != nil {
+		return nil, err
+	}
+	defer root.Close()
+	tmp := c.ID + tmpSuffix
+	if err := root.Mkdir(tmp, 0o700); err != nil {
+		return nil, fmt.Errorf("spool: create entry: %w", err)
+	}
+
+	captureCore(ctx, cfg, root, tmp, a, stdin, c)
+	release(stdin)
+	captureExecutable(ctx, root, tmp, exe, c)
+
+	c.Timings.CaptureMS = time.Since(start).Milliseconds()
+	if err := commit(root, tmp, c, log); err != nil {
+		if rerr := root.RemoveAll(tmp); rerr != nil {
+			err = errors.Join(err, rerr)
+		}
+		return nil, err
+	}
+	log.Info("crash captured", "comm", c.Process.Comm, "signal", c.Signal.Name,
+		"core_size", c.Core.Size, "stored_size", c.Core.StoredSize, "dropped", c.Core.Dropped,
+		"truncated", c.Core.Truncated, "capture_ms", c.Timings.CaptureMS, "notes", len(c.Notes))
+	return c, nil
+}
+
+// release closes the kernel's pipe, which aborts whatever is left of the
+// dump. Closing twice is harmless.
+func release(stdin io.Reader) {
+	if cl, ok := stdin.(io.Closer); ok {
+		cl.Close()
+	}
+}
+
+// captureCore decides whether and how much of the core to keep, then
+// streams it into the entry, recording the outcome in c.Core and c.Notes.
+func captureCore(ctx context.Context, cfg Config, root *os.Root, tmp string, a kernelArgs, stdin io.Reader, c *corepipe.Crash) {
+	if cfg.IgnoreRlimitCore && a.HasRlimit && a.Rlimit != math.MaxUint64 {
+		c.Notes = append(c.Notes, fmt.Sprintf("RLIMIT_CORE %d ignored by configuration", a.Rlimit))
+		a.HasRlimit = false
+	}
+	if a.HasRlimit && a.Rlimit == 0 {
+		c.Core.Dropped = DroppedRlimit
+		c.Notes = append(c.Notes, "RLIMIT_CORE is 0: core not kept; the kernel's stream was closed unread so the process could exit")
+		return
+	}
+	limit, reason := int64(0), ""
+	if cfg.MaxCoreSize > 0 {
+		limit, reason = cfg.MaxCoreSize, fmt.Sprintf("max core size %d", cfg.MaxCoreSize)
+	}
+	// Pipes ignore RLIMIT_CORE in the kernel; honour it as a file core would.
+	if a.HasRlimit && a.Rlimit != math.MaxUint64 && a.Rlimit <= math.MaxInt64 && (limit == 0 || int64(a.Rlimit) < limit) {
+		limit, reason = int64(a.Rlimit), fmt.Sprintf("RLIMIT_CORE %d", a.Rlimit)
+	}
+	if cfg.SpoolMaxUse > 0 || cfg.SpoolKeepFree > 0 {
+		room, why, err := spoolRoom(cfg)
+		switch {
+		case err != nil:
+			c.Notes = append(c.Notes, fmt.Sprintf("spool limits not checked: %v", err))
+		case room <= 0:
+			c.Core.Dropped = DroppedSpoolFull
+			c.Notes = append(c.Notes, fmt.Sprintf("spool full (%s): core dropped, manifest kept", why))
+			return
+		case limit == 0 || room < limit:
+			limit, reason = room, why
+		}
+	}
+
+	name := path.Join(tmp, CoreFile)
+	f, err := createExcl(root, name)
+	if err != nil {
+		c.Core.Dropped = DroppedWrite
+		c.Notes = append(c.Notes, fmt.Sprintf("core dropped: %v", err))
+		return
+	}
+	res, err := streamCore(ctx, f, stdin, limit)
+	if err == nil {
+		var fi os.FileInfo
+		if fi, err = f.Stat(); err == nil {
+			c.Core.StoredSize = fi.Size()
+		}
+	}
+	if cerr := f.Close(); err == nil && cerr != nil {
+		err = errWrite{cerr}
+	}
+	if err != nil {
+		// A zstd stream cut by a failed write cannot be read back reliably.
+		root.Remove(name)
+		c.Core = corepipe.CoreArtifact{Dropped: DroppedWrite}
+		c.Notes = append(c.Notes, fmt.Sprintf("core dropped after %d bytes: %v", res.Size, err))
+		return
+	}
+	c.Core.Size, c.Core.SHA256, c.Core.Truncated = res.Size, res.SHA256, res.Truncated
+	switch {
+	case res.AtLimit:
+		c.Notes = append(c.Notes, fmt.Sprintf("core longer than %d bytes (%s): kept the first %d, the rest of the dump was aborted", limit, reason, limit))
+	case res.Truncated:
+		c.Notes = append(c.Notes, res.Why+"; kept what was read, the rest of the dump was aborted")
+	}
+}
+
+// spoolRoom is how many raw core bytes fit under the spool limits, with the
+// limit that binds. Raw bytes are compared with stored ones, so the spool
+// never overflows at the price of cutting some cores that would have fit.
+func spoolRoom(cfg Config) (int64, string, error) {
+	room, why := int64(math.MaxInt64), ""
+	if cfg.SpoolMaxUse > 0 {
+		used, err := Spool{Dir: cfg.SpoolDir}.Usage()
+		if err != nil {
+			return 0, "", err
+		}
+		room, why = cfg.SpoolMaxUse-used, fmt.Sprintf("spool max use %d, %d used", cfg.SpoolMaxUse, used)
+	}
+	if cfg.SpoolKeepFree > 0 {
+		var st unix.Statfs_t
+		if err := unix.Statfs(cfg.SpoolDir, &st); err != nil {
+			return 0, "", fmt.Errorf("statfs %s: %w", cfg.SpoolDir, err)
+		}
+		free := int64(st.Bavail) * st.Bsize
+		if r := free - cfg.SpoolKeepFree; r < room {
+			room, why = r, fmt.Sprintf("spool keep free %d, %d free", cfg.SpoolKeepFree, free)
+		}
+	}
+	return room, why, nil
+}
+
+// captureExecutable records the executable's identity and copies it into
+// the entry, unless the agent has already stored it or there is no core for
+// it to serve.
+func captureExecutable(ctx context.Context, root *os.Root, tmp string, exe *os.File, c *corepipe.Crash) {
+	if exe == nil {
+		return
+	}
+	x := &c.Executable
+	gnu, goID, err := buildIDs(exe)
+	if err != nil {
+		c.Notes = append(c.Notes, fmt.Sprintf("executable build IDs not read: %v", err))
+	}
+	x.BuildID, x.GoBuildID = gnu, goID
+	if x.BuildID == "" && x.GoBuildID == "" {
+		// Without a build ID the content ID is the hash: needed before the
+		// marker can be looked up.
+		if x.Size, x.SHA256, err = hashExecutable(exe); err != nil {
+			c.Notes = append(c.Notes, err.Error())
+			return
+		}
+	}
+	id := x.ContentID()
+	if markerExists(root, id) {
+		x.Found = true
+		c.Notes = append(c.Notes, fmt.Sprintf("executable %s already stored: not copied", id))
+		return
+	}
+	switch {
+	case c.Core.Dropped != "":
+		c.Notes = append(c.Notes, "no core: executable identified but not copied")
+		return
+	case ctx.Err() != nil:
+		c.Notes = append(c.Notes, "capture deadline reached: executable not copied")
+		return
+	}
+	name := path.Join(tmp, ExecutableFile)
+	f, err := createExcl(root, name)
+	if err != nil {
+		c.Notes = append(c.Notes, fmt.Sprintf("executable not copied: %v", err))
+		return
+	}
+	size, sum, err := copyExecutable(f, exe)
+	if cerr := f.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("copy executable: %w", cerr)
+	}
+	if err != nil {
+		root.Remove(name)
+		c.Notes = append(c.Notes, err.Error())
+		return
+	}
+	x.Size, x.SHA256, x.Found = size, sum, true
+}
+
+// markerExists is Spool.ExecutableStored through the collector's root.
+func markerExists(root *os.Root, contentID string) bool {
+	if contentID == "" {
+		return false
+	}
+	fi, err := root.Lstat(path.Join(ExecutablesDir, corepipe.SafeName(contentID)))
+	return err == nil && fi.Mode().IsRegular()
+}
+
+// commit writes the manifest, makes the entry durable and publishes it by
+// renaming <id>.tmp to <id>: the agent only ever sees complete entries. It
+// fails only when the entry was not published.
+func commit(root *os.Root, tmp string, c *corepipe.Crash, log *slog.Logger) error {
+	b, err := json.MarshalIndent(c, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode manifest: %w", err)
+	}
+	f, err := createExcl(root, path.Join(tmp, ManifestFile))
+	if err != nil {
+		return fmt.Errorf("write manifest: %w", err)
+	}
+	_, err = f.Write(append(b, '\n'))
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("write manifest: %w", err)
+	}
+	if err := syncDir(root, tmp); err != nil {
+		return fmt.Errorf("sync spool entry: %w", err)
+	}
+	if err := root.Rename(tmp, c.ID); err != nil {
+		return fmt.Errorf("commit spool entry: %w", err)
+	}
+	// Published: a failed sync now only risks losing the rename in a power
+	// cut, and the entry is complete either way.
+	if err := syncDir(root, "."); err != nil {
+		log.Warn("spool not synced after commit", "err", err)
+	}
+	return nil
+}

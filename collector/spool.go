@@ -1,0 +1,296 @@
+package collector
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/corepipe/corepipe"
+)
+
+// The spool format. One directory per crash, named by its ID:
+//
+//	<spool>/<id>/manifest.json   the corepipe.Crash, always present
+//	<spool>/<id>/core.zst        the core, zstd; absent when it was dropped
+//	<spool>/<id>/executable      the crashed executable; absent when it was
+//	                             not captured or already stored
+//	<spool>/executables/<name>   marker: the agent stored this executable
+//	<spool>/collector.log        the collector's own failures, size-capped
+//
+// The collector writes an entry as <id>.tmp and renames it when every file
+// in it is synced: a directory named by a bare ID is complete.
+const (
+	ManifestFile   = "manifest.json"
+	CoreFile       = "core.zst"
+	ExecutableFile = "executable"
+	ExecutablesDir = "executables"
+	LogFile        = "collector.log"
+	tmpSuffix      = ".tmp"
+)
+
+// maxManifestSize bounds what Manifest reads; real manifests are a few KiB
+// plus a capped cmdline.
+const maxManifestSize = 4 << 20
+
+// ErrSymlink marks spool entries that are symlinks: nothing in the spool is
+// ever created as one, so they are skipped, never followed.
+var ErrSymlink = errors.New("symlink in spool")
+
+// Spool is the agent's view of a spool directory.
+type Spool struct {
+	Dir string
+}
+
+// Entry is one committed crash in the spool.
+type Entry struct {
+	ID  string
+	Dir string
+}
+
+// Entries returns the committed entries, oldest first. Entries still being
+// written (.tmp), junk and symlinks are skipped; when symlinks were skipped
+// the valid entries come back together with an error matching ErrSymlink, so
+// the caller can both carry on and report them.
+func (s Spool) Entries() ([]Entry, error) {
+	des, err := os.ReadDir(s.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("spool %s: %w", s.Dir, err)
+	}
+	var entries []Entry
+	var links []string
+	for _, de := range des {
+		if !corepipe.ValidID(de.Name()) {
+			continue
+		}
+		switch {
+		case de.Type()&fs.ModeSymlink != 0:
+			links = append(links, de.Name())
+		case de.IsDir():
+			entries = append(entries, Entry{ID: de.Name(), Dir: filepath.Join(s.Dir, de.Name())})
+		}
+	}
+	// ULIDs sort by time as strings.
+	slices.SortFunc(entries, func(a, b Entry) int { return strings.Compare(a.ID, b.ID) })
+	if len(links) > 0 {
+		return entries, fmt.Errorf("spool %s: skipped %d entries: %w: %s", s.Dir, len(links), ErrSymlink, strings.Join(links, ", "))
+	}
+	return entries, nil
+}
+
+// Manifest reads the entry's manifest.
+func (e Entry) Manifest() (*corepipe.Crash, error) {
+	f, err := openNoFollow(filepath.Join(e.Dir, ManifestFile))
+	if err != nil {
+		return nil, fmt.Errorf("spool entry %s: %w", e.ID, err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxManifestSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("spool entry %s: read manifest: %w", e.ID, err)
+	}
+	if len(b) > maxManifestSize {
+		return nil, fmt.Errorf("spool entry %s: manifest is over %d bytes", e.ID, maxManifestSize)
+	}
+	var c corepipe.Crash
+	if err := json.Unmarshal(b, &c); err != nil {
+		return nil, fmt.Errorf("spool entry %s: decode manifest: %w", e.ID, err)
+	}
+	if c.ID != e.ID {
+		return nil, fmt.Errorf("spool entry %s: manifest is for crash %q", e.ID, truncateText(c.ID, 40))
+	}
+	return &c, nil
+}
+
+// CorePath is the compressed core's path, "" when the entry has none.
+func (e Entry) CorePath() string { return e.regular(CoreFile) }
+
+// ExecutablePath is the captured executable's path, "" when the entry has
+// none (not captured, or already stored: see the manifest's notes).
+func (e Entry) ExecutablePath() string { return e.regular(ExecutableFile) }
+
+func (e Entry) regular(name string) string {
+	p := filepath.Join(e.Dir, name)
+	if fi, err := os.Lstat(p); err != nil || !fi.Mode().IsRegular() {
+		return ""
+	}
+	return p
+}
+
+// Remove deletes the entry. It is first renamed back to .tmp, so an
+// interrupted removal leaves a stale entry for CleanStale instead of a
+// committed one with files missing.
+func (e Entry) Remove() error {
+	tmp := e.Dir + tmpSuffix
+	if err := os.Rename(e.Dir, tmp); err != nil {
+		return fmt.Errorf("remove spool entry %s: %w", e.ID, err)
+	}
+	if err := os.RemoveAll(tmp); err != nil {
+		return fmt.Errorf("remove spool entry %s: %w", e.ID, err)
+	}
+	return nil
+}
+
+// ExecutableStored reports whether the agent marked the executable with this
+// content ID (see corepipe.ExeArtifact.ContentID) as stored.
+func (s Spool) ExecutableStored(contentID string) bool {
+	if contentID == "" {
+		return false
+	}
+	fi, err := os.Lstat(filepath.Join(s.Dir, ExecutablesDir, corepipe.SafeName(contentID)))
+	return err == nil && fi.Mode().IsRegular()
+}
+
+// MarkExecutableStored records that the executable is durably stored, so
+// collectors stop copying it. Call it only after the store confirmed the
+// write. Marking twice is not an error.
+func (s Spool) MarkExecutableStored(contentID string) error {
+	if contentID == "" {
+		return errors.New("mark executable stored: empty content id")
+	}
+	dir := filepath.Join(s.Dir, ExecutablesDir)
+	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("mark executable stored: %w", err)
+	}
+	if fi, err := os.Lstat(dir); err != nil || !fi.IsDir() {
+		return fmt.Errorf("mark executable stored: %s is not a directory", dir)
+	}
+	f, err := os.OpenFile(filepath.Join(dir, corepipe.SafeName(contentID)), os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW, 0o600)
+	if errors.Is(err, fs.ErrExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("mark executable stored: %w", err)
+	}
+	// Losing a marker in a power cut only costs one more copy: no fsync.
+	return f.Close()
+}
+
+// CleanStale removes entries left as .tmp by a collector that died, once
+// their directory is older than olderThan. Collectors run under a bounded
+// deadline, so olderThan well above it never races a live one.
+func (s Spool) CleanStale(olderThan time.Duration) (int, error) {
+	des, err := os.ReadDir(s.Dir)
+	if err != nil {
+		return 0, fmt.Errorf("clean spool %s: %w", s.Dir, err)
+	}
+	removed := 0
+	var errs []error
+	for _, de := range des {
+		id, ok := strings.CutSuffix(de.Name(), tmpSuffix)
+		if !ok || !corepipe.ValidID(id) || !de.IsDir() {
+			continue
+		}
+		fi, err := de.Info()
+		if err != nil || time.Since(fi.ModTime()) < olderThan {
+			continue
+		}
+		if err := os.RemoveAll(filepath.Join(s.Dir, de.Name())); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		removed++
+	}
+	if err := errors.Join(errs...); err != nil {
+		return removed, fmt.Errorf("clean spool %s: %w", s.Dir, err)
+	}
+	return removed, nil
+}
+
+// Usage is the bytes the spool's files take, entries being written included.
+// Symlinks are counted as themselves, never followed.
+func (s Spool) Usage() (int64, error) {
+	var total int64
+	err := filepath.WalkDir(s.Dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			// An entry removed while walking is not an error.
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+			return err
+		}
+		if !d.Type().IsRegular() {
+			return nil
+		}
+		fi, err := d.Info()
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		total += fi.Size()
+		return nil
+	})
+	if err != nil {
+		return total, fmt.Errorf("spool usage %s: %w", s.Dir, err)
+	}
+	return total, nil
+}
+
+func openNoFollow(path string) (*os.File, error) {
+	return os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW, 0)
+}
+
+// openSpoolRoot opens the spool for the collector, creating it 0700 when
+// missing. A symlinked spool is refused: the collector runs as root and the
+// link could point anywhere. Every later write goes through the returned
+// root, which cannot be led outside the directory.
+func openSpoolRoot(dir string) (*os.Root, error) {
+	if dir == "" {
+		return nil, errors.New("spool: no directory configured")
+	}
+	fi, err := os.Lstat(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("spool: %w", err)
+		}
+		fi, err = os.Lstat(dir)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("spool: %w", err)
+	}
+	if fi.Mode()&fs.ModeSymlink != 0 {
+		return nil, fmt.Errorf("spool: %s is a symlink; refusing to write through it", dir)
+	}
+	if !fi.IsDir() {
+		return nil, fmt.Errorf("spool: %s is not a directory", dir)
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, fmt.Errorf("spool: %w", err)
+	}
+	// The path may have been swapped for a link between Lstat and open.
+	if rfi, err := root.Stat("."); err != nil || !os.SameFile(fi, rfi) {
+		root.Close()
+		return nil, fmt.Errorf("spool: %s changed while opening it", dir)
+	}
+	return root, nil
+}
+
+// createExcl creates a new file in root: never an existing one, never
+// through a symlink, readable by root only.
+func createExcl(root *os.Root, name string) (*os.File, error) {
+	return root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW, 0o600)
+}
+
+// syncDir makes the entries of a directory (new files, renames) durable.
+func syncDir(root *os.Root, name string) error {
+	d, err := root.Open(name)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
