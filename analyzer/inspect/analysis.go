@@ -1,0 +1,487 @@
+package inspect
+
+import (
+	"context"
+	"fmt"
+	"go/constant"
+	"reflect"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/go-delve/delve/pkg/proc"
+
+	"github.com/corepipe/corepipe"
+)
+
+// pageSize is how many goroutines are read between cache flushes: delve
+// caches every goroutine and stack it reads, which on a core with 100 000
+// goroutines costs more than a GiB.
+const pageSize = 1000
+
+// maxAllg clamps runtime.allglen, which a damaged core can set to anything.
+const maxAllg = 1 << 24
+
+// deadExtra is the status string of Go 1.26's _Gdeadextra: a dead
+// goroutine kept on an extra M for cgo callbacks, which the runtime's
+// traceback skips like any dead one.
+const deadExtra = "waiting for cgo callback"
+
+// threadDepth bounds the unwind of the dying thread, used to tell what
+// killed the process; the runtime's machinery is at its top.
+const threadDepth = 256
+
+// Small load limits: only runtime fields and panic values are evaluated.
+var (
+	loadScalar = proc.LoadConfig{MaxStringLen: 256}
+	loadValue  = proc.LoadConfig{FollowPointers: true, MaxVariableRecurse: 1, MaxStringLen: 64 << 10, MaxStructFields: -1}
+)
+
+// analysis holds the state of one Inspect call on a Go program.
+type analysis struct {
+	ctx  context.Context
+	t    *proc.Target
+	opts Options
+
+	global   *proc.EvalScope // for runtime globals
+	statuses map[uint64]string
+	reasons  map[int64]string
+}
+
+// crash is how the dying thread gave up.
+type crash struct {
+	kind     string            // corepipe.PanicKind*, "" when unknown
+	frames   []proc.Stackframe // the dying thread's frames from the runtime's entry point
+	sigtramp *proc.Stackframe  // the signal handler frame of the original signal
+	sigCtx   *proc.Stackframe  // the frame the original signal interrupted
+	sigIdx   int
+}
+
+func (a *analysis) run(r *corepipe.Report) error {
+	t := a.t
+	r.Threads = threads(t)
+	dying := t.CurrentThread()
+	dframes, err := proc.ThreadStacktrace(t, dying, threadDepth)
+	if err != nil || len(dframes) == 0 {
+		return fmt.Errorf("unwind the dying thread %d: %v", dying.ThreadID(), err)
+	}
+	a.global = proc.FrameToScope(t, t.Memory(), nil, dying.ThreadID(), dframes[0])
+	cr := classify(dframes)
+
+	var crashFrames []proc.Stackframe
+	g, _ := proc.GetG(dying)
+	if g != nil && g.ID != 0 {
+		cg, frames, err := a.goroutine(g, true)
+		if err != nil {
+			return fmt.Errorf("crashing goroutine %d: %w", g.ID, err)
+		}
+		crashFrames = frames
+		r.CrashingGoroutine = g.ID
+		r.Goroutines = append(r.Goroutines, cg)
+	}
+	a.fault(r, g, crashFrames, cr)
+	a.panicInfo(r, g, crashFrames, cr)
+	if err := a.goroutines(r, g); err != nil {
+		return err
+	}
+	cFunc := ""
+	if cr.kind == corepipe.PanicKindSignal && cr.sigCtx != nil && strings.HasPrefix(callName(*cr.sigCtx), "C.") {
+		cFunc = cName(callName(*cr.sigCtx))
+	}
+	r.Title = title(r, cFunc)
+	return nil
+}
+
+// classify reads from the dying thread's stack what killed the process.
+func classify(frames []proc.Stackframe) crash {
+	var cr crash
+	for i, f := range frames {
+		switch callName(f) {
+		case "runtime.fatalpanic":
+			cr.kind = corepipe.PanicKindPanic
+			cr.frames = frames[i+1:]
+		case "runtime.fatalthrow":
+			cr.kind = corepipe.PanicKindFatal
+			cr.frames = frames[i+1:]
+		case "runtime.sigtrampgo":
+			// The runtime re-raises the signal it dies of from
+			// runtime.raise: that handler frame is not the original one.
+			if i+1 < len(frames) && callName(frames[i+1]) != "runtime.raise" {
+				cr.sigtramp, cr.sigCtx, cr.sigIdx = &frames[i], &frames[i+1], i
+			}
+		}
+	}
+	if cr.kind == "" && cr.sigtramp != nil {
+		cr.kind = corepipe.PanicKindSignal
+		cr.frames = frames[cr.sigIdx+1:]
+	}
+	return cr
+}
+
+// goroutine builds the report of g and returns its frames.
+func (a *analysis) goroutine(g *proc.G, crashing bool) (corepipe.Goroutine, []proc.Stackframe, error) {
+	scope := proc.FrameToScope(a.t, a.t.Memory(), g, 0, proc.Stackframe{})
+	rg := corepipe.Goroutine{ID: g.ID, Status: a.status(g), Labels: g.Labels()}
+	if st := g.Status &^ gScan; (st == gWaiting || st == gLeaked) && g.WaitReason != 0 {
+		rg.WaitReason = rg.Status
+	}
+	if g.Thread != nil {
+		rg.ThreadID = g.Thread.ThreadID()
+	}
+	if g.GoPC != 0 && g.ID != 1 {
+		rg.CreatedBy = a.createdBy(g, scope)
+	}
+	frames, err := a.unwind(g, scope, crashing, a.opts.MaxFrames+frameSlack)
+	if err != nil {
+		return rg, nil, err
+	}
+	rg.Frames, rg.FramesElided = a.capFrames(g, frames, a.opts.MaxFrames)
+	return rg, frames, nil
+}
+
+// status is the goroutine status the runtime prints: the wait reason for a
+// waiting goroutine, else the name of its state, both read from the
+// target's own tables so that they follow its Go version.
+func (a *analysis) status(g *proc.G) string {
+	st := g.Status &^ gScan
+	if (st == gWaiting || st == gLeaked) && g.WaitReason != 0 {
+		if s, ok := a.reasons[g.WaitReason]; ok {
+			return s
+		}
+		s := a.evalString(a.global, fmt.Sprintf("runtime.waitReasonStrings[%d]", g.WaitReason))
+		if s == "" {
+			s = "waiting"
+		}
+		a.reasons[g.WaitReason] = s
+		return s
+	}
+	if s, ok := a.statuses[st]; ok {
+		return s
+	}
+	s := a.evalString(a.global, fmt.Sprintf("runtime.gStatusStrings[%d]", st))
+	if s == "" {
+		s = "???"
+	}
+	a.statuses[st] = s
+	return s
+}
+
+// createdBy spells the creator as the runtime does: "main.main in goroutine 1".
+func (a *analysis) createdBy(g *proc.G, scope *proc.EvalScope) string {
+	_, _, fn := a.t.BinInfo().PCToLine(g.GoPC)
+	if fn == nil {
+		return ""
+	}
+	s := funcNameForPrint(fn.Name)
+	if parent := a.evalUint(scope, "runtime.curg.parentGoid"); parent != 0 {
+		s += " in goroutine " + strconv.FormatUint(parent, 10)
+	}
+	return s
+}
+
+// goroutines appends every goroutine but the crashing one, paging through
+// runtime.allgs and dropping delve's caches between pages.
+func (a *analysis) goroutines(r *corepipe.Report, crashing *proc.G) error {
+	limit := maxAllg
+	if n := a.evalUint(a.global, "runtime.allglen"); n > maxAllg {
+		a.opts.Logger.Warn("runtime.allglen is implausible, reading only the first goroutines", "allglen", n, "read", maxAllg)
+	} else if n > 0 {
+		limit = int(n)
+	}
+	for start := 0; start >= 0 && start < limit; {
+		if err := a.ctx.Err(); err != nil {
+			return err
+		}
+		gs, next, err := proc.GoroutinesInfo(a.t, start, pageSize)
+		if err != nil {
+			return fmt.Errorf("list goroutines: %w", err)
+		}
+		unreadable := 0
+		for _, g := range gs {
+			if g.Unreadable != nil {
+				unreadable++
+				continue
+			}
+			if crashing != nil && g.ID == crashing.ID {
+				continue
+			}
+			if a.status(g) == deadExtra {
+				continue
+			}
+			if a.opts.MaxGoroutines > 0 && len(r.Goroutines) >= a.opts.MaxGoroutines {
+				return nil
+			}
+			rg, _, err := a.goroutine(g, false)
+			if err != nil {
+				a.opts.Logger.Warn("cannot unwind goroutine", "goroutine", g.ID, "err", err)
+			}
+			r.Goroutines = append(r.Goroutines, rg)
+		}
+		if unreadable > 0 {
+			a.opts.Logger.Warn("unreadable goroutines", "count", unreadable, "page", start)
+			if unreadable == len(gs) {
+				return nil // the rest of allgs is garbage too
+			}
+		}
+		a.t.ClearCaches()
+		start = next
+	}
+	return nil
+}
+
+// threads lists every OS thread with where it stopped.
+func threads(t *proc.Target) []corepipe.Thread {
+	list := t.ThreadList()
+	dying := t.CurrentThread().ThreadID()
+	out := make([]corepipe.Thread, 0, len(list))
+	for _, th := range list {
+		rt := corepipe.Thread{ID: th.ThreadID()}
+		if regs, err := th.Registers(); err == nil {
+			rt.PC, rt.SP = hex(regs.PC()), hex(regs.SP())
+			if file, line, fn := t.BinInfo().PCToLine(regs.PC()); fn != nil {
+				rt.Function = cName(funcNameForPrint(fn.Name))
+				rt.File, rt.Line = file, line
+			}
+		}
+		out = append(out, rt)
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		if (out[i].ID == dying) != (out[j].ID == dying) {
+			return out[i].ID == dying
+		}
+		return out[i].ID < out[j].ID
+	})
+	return out
+}
+
+// fault fills the original fault: for a Go fault turned into a panic the
+// runtime saved it in the goroutine (g.sig, sigcode0, sigcode1, sigpc); for
+// a signal the runtime did not turn into a panic (cgo, C, runtime code) it
+// is in the arguments of the handler frame.
+func (a *analysis) fault(r *corepipe.Report, g *proc.G, crashFrames []proc.Stackframe, cr crash) {
+	if g != nil && hasFrame(crashFrames, "runtime.sigpanic") {
+		scope := proc.FrameToScope(a.t, a.t.Memory(), g, 0, proc.Stackframe{})
+		if sig := int(a.evalUint(scope, "runtime.curg.sig")); sig != 0 {
+			code := int(int32(a.evalUint(scope, "runtime.curg.sigcode0")))
+			r.Fault = &corepipe.Fault{
+				Signal: sig, Name: corepipe.SignalName(sig), Code: code, CodeName: codeName(sig, code),
+				Address: hex(a.evalUint(scope, "runtime.curg.sigcode1")),
+				PC:      hex(a.evalUint(scope, "runtime.curg.sigpc")),
+			}
+			return
+		}
+	}
+	if cr.sigtramp == nil {
+		return
+	}
+	scope := proc.FrameToScope(a.t, a.t.Memory(), g, a.t.CurrentThread().ThreadID(), *cr.sigtramp, *cr.sigCtx)
+	sig := int(a.evalUint(scope, "sig"))
+	if sig == 0 {
+		return
+	}
+	f := &corepipe.Fault{Signal: sig, Name: corepipe.SignalName(sig), PC: hex(cr.sigCtx.Current.PC)}
+	if code, err := a.evalInt(scope, "info.si_code"); err == nil {
+		f.Code = int(code)
+		f.CodeName = codeName(sig, f.Code)
+	}
+	if isFault(sig) {
+		f.Address = hex(a.evalUint(scope, "info.si_addr"))
+	}
+	r.Fault = f
+}
+
+// panicInfo fills what the runtime printed when it gave up.
+func (a *analysis) panicInfo(r *corepipe.Report, g *proc.G, crashFrames []proc.Stackframe, cr crash) {
+	switch cr.kind {
+	case corepipe.PanicKindPanic:
+		if g == nil {
+			return
+		}
+		scope := proc.FrameToScope(a.t, a.t.Memory(), g, 0, proc.Stackframe{})
+		if msg := a.panicChain(scope); msg != "" {
+			r.Panic = &corepipe.Panic{Kind: cr.kind, Message: msg}
+		}
+	case corepipe.PanicKindFatal:
+		frames := crashFrames
+		if len(frames) == 0 {
+			frames = cr.frames
+		}
+		for i, f := range frames {
+			if n := callName(f); n == "runtime.throw" || n == "runtime.fatal" {
+				scope := proc.FrameToScope(a.t, a.t.Memory(), g, 0, frames[i:]...)
+				r.Panic = &corepipe.Panic{Kind: cr.kind, Message: a.evalString(scope, "s")}
+				break
+			}
+		}
+		if r.Panic == nil {
+			r.Panic = &corepipe.Panic{Kind: cr.kind}
+		}
+	case corepipe.PanicKindSignal:
+		sig := 0
+		if r.Fault != nil {
+			sig = r.Fault.Signal
+		}
+		if sig == 0 {
+			return
+		}
+		// The runtime's sigtable names read "SIGSEGV: segmentation violation".
+		msg := a.evalString(a.global, fmt.Sprintf("runtime.sigtable[%d].name", sig))
+		if msg == "" {
+			msg = corepipe.SignalName(sig) + ": " + signalText(sig)
+		}
+		r.Panic = &corepipe.Panic{Kind: cr.kind, Message: msg}
+	}
+}
+
+// maxPanics bounds the walk of a (possibly corrupt) _panic chain.
+const maxPanics = 64
+
+// panicChain renders g._panic as printpanics does, oldest panic first,
+// without the leading "panic: " and with the continuation tabs the runtime
+// adds after each newline removed.
+func (a *analysis) panicChain(scope *proc.EvalScope) string {
+	type pan struct {
+		arg                           string
+		recovered, repanicked, goexit bool
+	}
+	var chain []pan
+	expr := "runtime.curg._panic"
+	for len(chain) < maxPanics {
+		if a.evalUint(scope, expr) == 0 {
+			break
+		}
+		p := pan{arg: a.panicValue(scope, expr+".arg")}
+		p.recovered, _ = a.evalBool(scope, expr+".recovered")
+		p.repanicked, _ = a.evalBool(scope, expr+".repanicked")
+		p.goexit, _ = a.evalBool(scope, expr+".goexit")
+		chain = append(chain, p)
+		expr += ".link"
+	}
+	// Mirror printpanics: recursion on link first, i.e. oldest first.
+	var b strings.Builder
+	for i := len(chain) - 1; i >= 0; i-- {
+		p := chain[i]
+		if i < len(chain)-1 && chain[i+1].repanicked {
+			break
+		}
+		if p.goexit {
+			continue
+		}
+		if b.Len() > 0 {
+			b.WriteString("\npanic: ")
+		}
+		b.WriteString(p.arg)
+		switch {
+		case p.recovered && p.repanicked:
+			b.WriteString(" [recovered, repanicked]")
+		case p.recovered:
+			b.WriteString(" [recovered]")
+		}
+	}
+	return b.String()
+}
+
+// panicValue renders a panic argument as printpanicval does. By the time the
+// process dies, preprintpanics has replaced errors and Stringers by the
+// string they return.
+func (a *analysis) panicValue(scope *proc.EvalScope, expr string) string {
+	v, err := scope.EvalExpression(expr, loadValue)
+	if err != nil || v.Unreadable != nil {
+		return "(unreadable)"
+	}
+	if v.Kind != reflect.Interface || len(v.Children) == 0 || v.Children[0].Kind == reflect.Invalid {
+		return "nil"
+	}
+	c := v.Children[0]
+	typ := c.TypeString()
+	builtin := !strings.Contains(typ, ".")
+	var val string
+	switch c.Kind {
+	case reflect.String:
+		val = constant.StringVal(c.Value)
+		if builtin {
+			return val
+		}
+		return typ + `("` + val + `")`
+	case reflect.Bool, reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
+		val = c.Value.ExactString()
+	case reflect.Float32, reflect.Float64:
+		f, _ := constant.Float64Val(c.Value)
+		val = formatRuntimeFloat(f)
+	default:
+		return "(" + typ + ") " + hex(c.Addr)
+	}
+	if builtin {
+		return val
+	}
+	return typ + "(" + val + ")"
+}
+
+// formatRuntimeFloat prints f as the runtime's print does: +1.500000e+000.
+func formatRuntimeFloat(f float64) string {
+	s := strconv.FormatFloat(f, 'e', 6, 64)
+	mant, exp, _ := strings.Cut(s, "e")
+	if !strings.HasPrefix(mant, "-") {
+		mant = "+" + mant
+	}
+	sign := exp[:1]
+	n, _ := strconv.Atoi(exp[1:])
+	return fmt.Sprintf("%se%s%03d", mant, sign, n)
+}
+
+func hasFrame(frames []proc.Stackframe, name string) bool {
+	for _, f := range frames {
+		if callName(f) == name {
+			return true
+		}
+	}
+	return false
+}
+
+func (a *analysis) evalUint(scope *proc.EvalScope, expr string) uint64 {
+	v, err := scope.EvalExpression(expr, loadScalar)
+	if err != nil || v.Unreadable != nil || v.Value == nil {
+		return 0
+	}
+	if u, ok := constant.Uint64Val(v.Value); ok {
+		return u
+	}
+	if i, ok := constant.Int64Val(v.Value); ok {
+		return uint64(i)
+	}
+	return 0
+}
+
+func (a *analysis) evalInt(scope *proc.EvalScope, expr string) (int64, error) {
+	v, err := scope.EvalExpression(expr, loadScalar)
+	if err != nil {
+		return 0, err
+	}
+	if v.Unreadable != nil {
+		return 0, v.Unreadable
+	}
+	if i, ok := constant.Int64Val(v.Value); ok {
+		return i, nil
+	}
+	return 0, fmt.Errorf("%s is not an integer", expr)
+}
+
+func (a *analysis) evalBool(scope *proc.EvalScope, expr string) (bool, error) {
+	v, err := scope.EvalExpression(expr, loadScalar)
+	if err != nil {
+		return false, err
+	}
+	if v.Unreadable != nil || v.Value == nil || v.Value.Kind() != constant.Bool {
+		return false, fmt.Errorf("%s is not a bool", expr)
+	}
+	return constant.BoolVal(v.Value), nil
+}
+
+func (a *analysis) evalString(scope *proc.EvalScope, expr string) string {
+	v, err := scope.EvalExpression(expr, loadValue)
+	if err != nil || v.Unreadable != nil || v.Value == nil || v.Value.Kind() != constant.String {
+		return ""
+	}
+	return constant.StringVal(v.Value)
+}

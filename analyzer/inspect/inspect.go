@@ -1,0 +1,201 @@
+// Package inspect turns a core dump and its executable into a
+// corepipe.Report: the signal, the original fault, the panic or fatal error,
+// every goroutine's stack as the Go runtime itself would print it, and every
+// OS thread. It is the only package that imports delve.
+//
+// The kernel's view of the crash (which thread died, of which signal, which
+// files were mapped) comes from the core's ELF notes, read here before delve
+// is involved, so that a wrong or damaged input fails with a clear error
+// instead of a wrong report.
+package inspect
+
+import (
+	"context"
+	"debug/buildinfo"
+	"fmt"
+	"io"
+	"log/slog"
+	"runtime/debug"
+	"strings"
+
+	"github.com/go-delve/delve/pkg/proc"
+	"github.com/go-delve/delve/pkg/proc/core"
+
+	"github.com/corepipe/corepipe"
+)
+
+// Options tune an analysis. The zero value is ready to use.
+type Options struct {
+	// MaxFrames caps the frames kept per goroutine (default 1000): the
+	// innermost and outermost halves are kept and the rest counted in
+	// frames_elided, so a stack overflow stays bounded.
+	MaxFrames int
+	// MaxGoroutines caps the goroutines reported (0: all). The crashing
+	// goroutine is always included.
+	MaxGoroutines int
+	// Logger receives what the analysis had to guess or skip.
+	Logger *slog.Logger
+}
+
+const defaultMaxFrames = 1000
+
+func (o Options) withDefaults() Options {
+	if o.MaxFrames <= 0 {
+		o.MaxFrames = defaultMaxFrames
+	}
+	if o.MaxFrames < 4 {
+		o.MaxFrames = 4
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	return o
+}
+
+// Inspect analyses the core at corePath dumped by the executable at exePath.
+// It fills the fields of the report that come from the core (status,
+// signal, fault, panic, go, goroutines, threads, title); the caller merges
+// what it knows from the crash manifest. Inputs that can never be analysed
+// (not a core, truncated, an executable that does not belong to the core)
+// return an error wrapping corepipe.ErrInvalid.
+func Inspect(ctx context.Context, corePath, exePath string, opts Options) (rep *corepipe.Report, err error) {
+	opts = opts.withDefaults()
+	c, err := openCore(corePath)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	exe, err := readExe(exePath)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.checkExe(exe); err != nil {
+		return nil, err
+	}
+
+	r := &corepipe.Report{Schema: corepipe.ReportSchema, Status: corepipe.StatusAnalyzed}
+	if sig := c.killSignal(); sig != 0 {
+		r.Signal = &corepipe.Signal{Number: sig, Name: corepipe.SignalName(sig)}
+	}
+	r.Go = goInfo(exePath, exe)
+
+	defer func() {
+		if p := recover(); p != nil {
+			opts.Logger.Error("delve panicked", "core", corePath, "panic", p, "stack", string(debug.Stack()))
+			rep, err = nil, fmt.Errorf("analyse core %s: delve panicked: %v", corePath, p)
+		}
+	}()
+	tg, err := core.OpenCore(corePath, exePath, nil)
+	if err != nil {
+		if r.Go == nil {
+			// delve needs DWARF; a stripped C program still has the
+			// kernel's notes, which say what died and where.
+			opts.Logger.Info("delve cannot read this executable; reporting the kernel's notes only", "err", err)
+			c.fillNative(r, nil)
+			return r, nil
+		}
+		return nil, fmt.Errorf("open core %s with %s: %w", corePath, exePath, err)
+	}
+	defer tg.Detach(false)
+
+	a := &analysis{ctx: ctx, t: tg.Selected, opts: opts, statuses: map[uint64]string{}, reasons: map[int64]string{}}
+	if r.Go == nil {
+		c.fillNative(r, a.t)
+		return r, nil
+	}
+	if err := a.run(r); err != nil {
+		return nil, fmt.Errorf("analyse core %s: %w", corePath, err)
+	}
+	return r, nil
+}
+
+// killSignal is the signal the kernel dumped the core for: the dumping
+// thread's NT_SIGINFO, else its NT_PRSTATUS.
+func (c *coreFile) killSignal() int {
+	if c.siginfo != nil && c.siginfo.signo > 0 {
+		return c.siginfo.signo
+	}
+	return c.threads[0].cursig
+}
+
+// goInfo reads the Go build information of exe, or returns nil when exe is
+// not a Go program.
+func goInfo(path string, exe *exeInfo) *corepipe.GoInfo {
+	bi, err := buildinfo.ReadFile(path)
+	if err != nil {
+		return nil
+	}
+	g := &corepipe.GoInfo{
+		Version:     bi.GoVersion,
+		MainModule:  bi.Main.Path,
+		MainVersion: bi.Main.Version,
+		BuildID:     exe.goBuildID,
+	}
+	for _, s := range bi.Settings {
+		if s.Key == "vcs.revision" {
+			g.VCSRevision = s.Value
+		}
+	}
+	return g
+}
+
+// fillNative reports a non-Go program: no goroutines, the threads as the
+// stack source, the fault from the kernel's siginfo.
+func (c *coreFile) fillNative(r *corepipe.Report, t *proc.Target) {
+	sig := c.killSignal()
+	dying := c.threads[0]
+	if c.siginfo != nil && isFault(sig) {
+		r.Fault = &corepipe.Fault{
+			Signal:   sig,
+			Name:     corepipe.SignalName(sig),
+			Code:     c.siginfo.code,
+			CodeName: codeName(sig, c.siginfo.code),
+			Address:  hex(c.siginfo.addr),
+			PC:       hex(dying.pc),
+		}
+	}
+	if sig != 0 {
+		r.Panic = &corepipe.Panic{Kind: corepipe.PanicKindSignal, Message: corepipe.SignalName(sig) + ": " + signalText(sig)}
+	}
+	if t != nil {
+		r.Threads = threads(t)
+	} else {
+		for _, th := range c.threads {
+			r.Threads = append(r.Threads, corepipe.Thread{ID: th.tid, PC: hex(th.pc), SP: hex(th.sp)})
+		}
+	}
+	where := ""
+	if len(r.Threads) > 0 && r.Threads[0].Function != "" {
+		where = " in " + r.Threads[0].Function
+		if t != nil {
+			if caller := nativeCaller(t); caller != "" {
+				where += " called from " + caller
+			}
+		}
+	}
+	if sig != 0 {
+		r.Title = corepipe.SignalName(sig) + where
+	}
+}
+
+// nativeCaller names the caller of the dying thread's innermost frame, when
+// the debug information can say.
+func nativeCaller(t *proc.Target) string {
+	frames, err := proc.ThreadStacktrace(t, t.CurrentThread(), 2)
+	if err != nil || len(frames) < 2 || frames[1].Call.Fn == nil {
+		return ""
+	}
+	return cName(frames[1].Call.Fn.Name)
+}
+
+// cName strips delve's "C." prefix and cgo's generated wrapper names from a C
+// function's name: "C._cgo_0a1b_Cfunc_crash" → "crash".
+func cName(name string) string {
+	name = strings.TrimPrefix(name, "C.")
+	if _, after, ok := strings.Cut(name, "_Cfunc_"); ok {
+		return after
+	}
+	return name
+}
+
+func hex(v uint64) string { return fmt.Sprintf("%#x", v) }

@@ -1,0 +1,81 @@
+package inspect
+
+// isFault reports whether sig is synchronous: raised by the instruction at
+// the thread's PC, so that the PC and the siginfo address mean something.
+func isFault(sig int) bool {
+	switch sig {
+	case 4, 5, 7, 8, 11: // SIGILL, SIGTRAP, SIGBUS, SIGFPE, SIGSEGV
+		return true
+	}
+	return false
+}
+
+// signalText is the description the Go runtime prints after a signal's name
+// (its sigtable), used when the target's own table cannot be read and for
+// non-Go programs.
+func signalText(sig int) string {
+	switch sig {
+	case 1:
+		return "terminal line hangup"
+	case 2:
+		return "interrupt"
+	case 3:
+		return "quit"
+	case 4:
+		return "illegal instruction"
+	case 5:
+		return "trace trap"
+	case 6:
+		return "abort"
+	case 7:
+		return "bus error"
+	case 8:
+		return "floating-point exception"
+	case 9:
+		return "kill"
+	case 11:
+		return "segmentation violation"
+	case 13:
+		return "write to broken pipe"
+	case 15:
+		return "termination"
+	case 24:
+		return "cpu limit exceeded"
+	case 25:
+		return "file size limit exceeded"
+	case 31:
+		return "bad system call"
+	}
+	return "signal"
+}
+
+// codeName names si_code for sig (asm-generic/siginfo.h).
+func codeName(sig, code int) string {
+	switch code {
+	case 0:
+		return "SI_USER"
+	case 0x80:
+		return "SI_KERNEL"
+	case -1:
+		return "SI_QUEUE"
+	case -6:
+		return "SI_TKILL"
+	}
+	var names []string
+	switch sig {
+	case 11:
+		names = []string{"SEGV_MAPERR", "SEGV_ACCERR", "SEGV_BNDERR", "SEGV_PKUERR", "SEGV_ACCADI", "SEGV_ADIDERR", "SEGV_ADIPERR", "SEGV_MTEAERR", "SEGV_MTESERR", "SEGV_CPERR"}
+	case 7:
+		names = []string{"BUS_ADRALN", "BUS_ADRERR", "BUS_OBJERR", "BUS_MCEERR_AR", "BUS_MCEERR_AO"}
+	case 8:
+		names = []string{"FPE_INTDIV", "FPE_INTOVF", "FPE_FLTDIV", "FPE_FLTOVF", "FPE_FLTUND", "FPE_FLTRES", "FPE_FLTINV", "FPE_FLTSUB", "FPE_FLTUNK", "FPE_CONDTRAP"}
+	case 4:
+		names = []string{"ILL_ILLOPC", "ILL_ILLOPN", "ILL_ILLADR", "ILL_ILLTRP", "ILL_PRVOPC", "ILL_PRVREG", "ILL_COPROC", "ILL_BADSTK", "ILL_BADIADDR"}
+	case 5:
+		names = []string{"TRAP_BRKPT", "TRAP_TRACE", "TRAP_BRANCH", "TRAP_HWBKPT", "TRAP_UNK", "TRAP_PERF"}
+	}
+	if code >= 1 && code <= len(names) {
+		return names[code-1]
+	}
+	return ""
+}
