@@ -1,0 +1,200 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"path"
+	"strings"
+	"time"
+
+	"github.com/corepipe/corepipe"
+	"github.com/klauspost/compress/zstd"
+)
+
+// maxCoreWindow bounds the memory one core download can take in the zstd
+// decoder. The collector's encoder uses windows of a few MiB; a frame asking
+// for more than this is not one of ours.
+const maxCoreWindow = 256 << 20
+
+// firstChunk is how much of an artifact is read before the response starts,
+// so that a missing or corrupt object still gets an error status instead of
+// a 200 that stops short.
+const firstChunk = 64 << 10
+
+type crashList struct {
+	Crashes    []*corepipe.Report `json:"crashes"`
+	NextCursor string             `json:"next_cursor"`
+}
+
+func (s *Server) listCrashes(w http.ResponseWriter, r *http.Request) {
+	f, err := parseFilter(r.URL.Query(), time.Now())
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	crashes, next, err := s.index.Crashes(r.Context(), f)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if crashes == nil {
+		crashes = []*corepipe.Report{}
+	}
+	writeJSON(w, http.StatusOK, crashList{Crashes: crashes, NextCursor: next})
+}
+
+// getCrash streams the stored report as it is: it can be tens of MiB for a
+// process with many goroutines, and there is nothing to add to it.
+func (s *Server) getCrash(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if _, err := s.crash(r.Context(), id); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	rc, err := s.openReport(r.Context(), id)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	defer rc.Close()
+	s.stream(w, r, rc, "application/json", "")
+}
+
+func (s *Server) getCore(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	sum, err := s.crash(r.Context(), id)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	core := sum.Artifacts.Core
+	if core.Key == "" {
+		msg := "no core was stored"
+		if core.Dropped != "" {
+			msg = "the core was dropped: " + core.Dropped
+		}
+		s.writeError(w, r, fmt.Errorf("%w: crash %s: %s", corepipe.ErrNotFound, id, msg))
+		return
+	}
+	rc, err := s.openArtifact(r.Context(), id, "core", "cores/", core.Key)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	defer rc.Close()
+	// One decoder goroutine and a bounded window keep a download at constant
+	// memory however large the core is.
+	dec, err := zstd.NewReader(rc, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true), zstd.WithDecoderMaxWindow(maxCoreWindow))
+	if err != nil {
+		s.writeError(w, r, fmt.Errorf("crash %s: open core decoder: %w", id, err))
+		return
+	}
+	defer dec.Close()
+	s.stream(w, r, dec, "application/octet-stream", "core-"+id)
+}
+
+func (s *Server) getExecutable(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	sum, err := s.crash(r.Context(), id)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	exe := sum.Artifacts.Executable
+	if exe.Key == "" {
+		s.writeError(w, r, fmt.Errorf("%w: crash %s: the executable was not captured", corepipe.ErrNotFound, id))
+		return
+	}
+	rc, err := s.openArtifact(r.Context(), id, "executable", "executables/", exe.Key)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	defer rc.Close()
+	name := "executable-" + id
+	if p := exe.Path; p != "" {
+		name = corepipe.SafeName(path.Base(p))
+	}
+	s.stream(w, r, rc, "application/octet-stream", name)
+}
+
+// crash checks id before anything else touches it (it becomes part of blob
+// keys) and returns its indexed summary.
+func (s *Server) crash(ctx context.Context, id string) (*corepipe.Report, error) {
+	if err := corepipe.CheckID(id); err != nil {
+		return nil, err
+	}
+	sum, err := s.index.Crash(ctx, id)
+	if errors.Is(err, corepipe.ErrNotFound) {
+		return nil, fmt.Errorf("%w: crash %s is not indexed", corepipe.ErrNotFound, id)
+	}
+	return sum, err
+}
+
+// openReport opens the full report of an indexed crash. A crash is indexed
+// before its analysis ends, so a missing report is expected and said plainly.
+func (s *Server) openReport(ctx context.Context, id string) (io.ReadCloser, error) {
+	rc, err := s.blobs.Get(ctx, corepipe.ReportKey(id))
+	if errors.Is(err, corepipe.ErrNotFound) {
+		return nil, fmt.Errorf("%w: crash %s is indexed but its report is not in the blob store (analysis pending or lost)", corepipe.ErrNotFound, id)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("crash %s: open report: %w", id, err)
+	}
+	return rc, nil
+}
+
+// openArtifact opens a blob named by a report. The key came from the
+// pipeline, not the client, but the index can be rebuilt from anything in
+// the store: only keys under the artifact prefixes are read.
+func (s *Server) openArtifact(ctx context.Context, id, what, prefix, key string) (io.ReadCloser, error) {
+	if !strings.HasPrefix(key, prefix) || path.Clean(key) != key {
+		return nil, fmt.Errorf("crash %s: %s key %q is outside %s", id, what, key, prefix)
+	}
+	rc, err := s.blobs.Get(ctx, key)
+	if errors.Is(err, corepipe.ErrNotFound) {
+		return nil, fmt.Errorf("%w: crash %s: the %s is indexed but not in the blob store", corepipe.ErrNotFound, id, what)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("crash %s: open %s: %w", id, what, err)
+	}
+	return rc, nil
+}
+
+// stream copies src to the client. Errors in the first chunk still become a
+// proper error response; after that the status is sent, and the connection
+// is aborted so that the client sees a failed transfer, never a short file
+// that looks complete.
+func (s *Server) stream(w http.ResponseWriter, r *http.Request, src io.Reader, contentType, filename string) {
+	buf := make([]byte, firstChunk)
+	n, err := io.ReadFull(src, buf)
+	if err != nil && err != io.EOF && err != io.ErrUnexpectedEOF {
+		s.writeError(w, r, fmt.Errorf("crash %s: read: %w", r.PathValue("id"), err))
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", contentType)
+	if filename != "" {
+		h.Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": filename}))
+	}
+	if err != nil {
+		// The whole object fit in the first chunk: its length is known.
+		h.Set("Content-Length", fmt.Sprint(n))
+	}
+	w.WriteHeader(http.StatusOK)
+	if _, werr := w.Write(buf[:n]); werr != nil || err != nil {
+		return
+	}
+	if _, err := io.CopyBuffer(w, src, buf); err != nil {
+		if r.Context().Err() == nil {
+			s.log.ErrorContext(r.Context(), "download failed mid-stream",
+				slog.String("path", r.URL.Path), slog.String("crash_id", r.PathValue("id")), slog.Any("err", err))
+		}
+		panic(http.ErrAbortHandler)
+	}
+}

@@ -1,0 +1,70 @@
+package api
+
+import (
+	"fmt"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/corepipe/corepipe"
+)
+
+// maxLimit mirrors the index's cap; asking for more is not an error, the
+// page is just this long.
+const maxLimit = 500
+
+// parseFilter reads the list query shared by the API and the UI. since is
+// RFC 3339 or a Go duration meaning "that long before now".
+func parseFilter(q url.Values, now time.Time) (corepipe.CrashFilter, error) {
+	f := corepipe.CrashFilter{
+		Node:      q.Get("node"),
+		Namespace: q.Get("namespace"),
+		Pod:       q.Get("pod"),
+		Exe:       q.Get("exe"),
+		Signature: q.Get("signature"),
+		Status:    q.Get("status"),
+		Cursor:    q.Get("cursor"),
+	}
+	switch f.Status {
+	case "", corepipe.StatusAnalyzed, corepipe.StatusFailed, corepipe.StatusPending:
+	default:
+		return f, fmt.Errorf("%w: status %q: want %s, %s or %s", corepipe.ErrInvalid, truncate(f.Status),
+			corepipe.StatusAnalyzed, corepipe.StatusFailed, corepipe.StatusPending)
+	}
+	if v := q.Get("since"); v != "" {
+		since, err := parseSince(v, now)
+		if err != nil {
+			return f, err
+		}
+		f.Since = since
+	}
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			return f, fmt.Errorf("%w: limit %q: want a positive integer", corepipe.ErrInvalid, truncate(v))
+		}
+		f.Limit = min(n, maxLimit)
+	}
+	return f, nil
+}
+
+func parseSince(v string, now time.Time) (time.Time, error) {
+	if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
+		return t, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 {
+		return time.Time{}, fmt.Errorf("%w: since %q: want an RFC 3339 time or a positive duration such as 24h", corepipe.ErrInvalid, truncate(v))
+	}
+	return now.Add(-d), nil
+}
+
+// truncate keeps echoed input short: error messages quote what the client
+// sent, which could be anything.
+func truncate(s string) string {
+	const n = 64
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
