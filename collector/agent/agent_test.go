@@ -1,0 +1,253 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/corepipe/corepipe"
+	"github.com/corepipe/corepipe/blob/fs"
+	"github.com/corepipe/corepipe/collector"
+	"github.com/corepipe/corepipe/internal/natstest"
+	natsq "github.com/corepipe/corepipe/queue/nats"
+)
+
+// writeEntry lays out a committed spool entry the way the collector does.
+func writeEntry(t *testing.T, spool string, c *corepipe.Crash, core, exe []byte) {
+	t.Helper()
+	dir := filepath.Join(spool, c.ID)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := json.Marshal(c)
+	files := map[string][]byte{"manifest.json": b}
+	if core != nil {
+		files["core.zst"] = core
+	}
+	if exe != nil {
+		files["executable"] = exe
+	}
+	for name, data := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func newCrash(pid int) *corepipe.Crash {
+	now := time.Now()
+	return &corepipe.Crash{
+		Schema: corepipe.ManifestSchema, ID: corepipe.NewID(now), CapturedAt: now, Node: "node-1",
+		Process:    corepipe.Process{PID: pid, Exe: "/usr/bin/app"},
+		Signal:     corepipe.Signal{Number: 6, Name: "SIGABRT"},
+		Executable: corepipe.ExeArtifact{BuildID: "abc123", Found: true},
+	}
+}
+
+type rig struct {
+	spool collector.Spool
+	blobs *fs.Store
+	queue *natsq.Queue
+	agent *Agent
+}
+
+func newRig(t *testing.T, blobs corepipe.BlobStore) *rig {
+	t.Helper()
+	srv := natstest.StartEmbedded(t)
+	q, err := natsq.Open(context.Background(), srv.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { q.Close(context.Background()) })
+	store, err := fs.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if blobs == nil {
+		blobs = store
+	}
+	r := &rig{spool: collector.Spool{Dir: t.TempDir()}, blobs: store, queue: q}
+	r.agent = New(Config{Spool: r.spool, Blobs: blobs, Queue: q})
+	return r
+}
+
+// queued drains the crashes work queue and returns the IDs it held.
+func (r *rig) queued(t *testing.T) []string {
+	t.Helper()
+	cons, err := r.queue.Crashes(context.Background(), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+		msg, err := cons.Next(ctx)
+		cancel()
+		if err != nil {
+			return ids
+		}
+		var c corepipe.Crash
+		if err := json.Unmarshal(msg.Data(), &c); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, c.ID)
+		msg.Ack(context.Background())
+	}
+}
+
+func readBlob(t *testing.T, s corepipe.BlobStore, key string) []byte {
+	t.Helper()
+	rc, err := s.Get(context.Background(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestShipStoresThenQueuesThenDeletes(t *testing.T) {
+	r := newRig(t, nil)
+	c := newCrash(42)
+	writeEntry(t, r.spool.Dir, c, []byte("compressed core"), []byte("\x7fELF executable"))
+
+	n, err := r.agent.ShipAll(context.Background())
+	if err != nil || n != 1 {
+		t.Fatalf("ShipAll = %d, %v", n, err)
+	}
+	if got := readBlob(t, r.blobs, corepipe.CoreKey(c)); string(got) != "compressed core" {
+		t.Errorf("stored core %q", got)
+	}
+	if got := readBlob(t, r.blobs, corepipe.ExecutableKey("abc123")); string(got) != "\x7fELF executable" {
+		t.Errorf("stored executable %q", got)
+	}
+	var stored corepipe.Crash
+	if err := json.Unmarshal(readBlob(t, r.blobs, corepipe.ManifestKey(c)), &stored); err != nil {
+		t.Fatal(err)
+	}
+	if stored.Core.Key != corepipe.CoreKey(c) || stored.Executable.Key != corepipe.ExecutableKey("abc123") {
+		t.Errorf("stored manifest keys: core %q, executable %q", stored.Core.Key, stored.Executable.Key)
+	}
+	if ids := r.queued(t); len(ids) != 1 || ids[0] != c.ID {
+		t.Errorf("queued %v, want [%s]", ids, c.ID)
+	}
+	if entries, _ := r.spool.Entries(); len(entries) != 0 {
+		t.Errorf("%d spool entries left after shipping", len(entries))
+	}
+	if !r.spool.ExecutableStored("abc123") {
+		t.Error("the executable was not marked stored, so the collector will copy it again")
+	}
+}
+
+// The collector skips copying an executable the spool knows is stored; the
+// agent must still point the manifest at it.
+func TestShipKnownExecutable(t *testing.T) {
+	r := newRig(t, nil)
+	first, second := newCrash(1), newCrash(2)
+	writeEntry(t, r.spool.Dir, first, []byte("core 1"), []byte("exe"))
+	if _, err := r.agent.ShipAll(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	writeEntry(t, r.spool.Dir, second, []byte("core 2"), nil)
+	if _, err := r.agent.ShipAll(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	var stored corepipe.Crash
+	json.Unmarshal(readBlob(t, r.blobs, corepipe.ManifestKey(second)), &stored)
+	if stored.Executable.Key != corepipe.ExecutableKey("abc123") {
+		t.Errorf("second crash's executable key %q", stored.Executable.Key)
+	}
+}
+
+// failingStore is the blob store while its server is down.
+type failingStore struct {
+	corepipe.BlobStore
+	down bool
+}
+
+func (f *failingStore) Put(ctx context.Context, key string, r io.Reader, size int64) error {
+	if f.down {
+		return corepipe.ErrUnavailable
+	}
+	return f.BlobStore.Put(ctx, key, r, size)
+}
+
+func (f *failingStore) Stat(ctx context.Context, key string) (int64, error) {
+	if f.down {
+		return 0, corepipe.ErrUnavailable
+	}
+	return f.BlobStore.Stat(ctx, key)
+}
+
+// While storage is down nothing is lost and nothing is queued; once it is
+// back every crash goes out exactly once.
+func TestStorageDownKeepsSpool(t *testing.T) {
+	store, err := fs.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	failing := &failingStore{BlobStore: store, down: true}
+	r := newRig(t, failing)
+	a, b := newCrash(1), newCrash(2)
+	writeEntry(t, r.spool.Dir, a, []byte("core a"), []byte("exe"))
+	writeEntry(t, r.spool.Dir, b, []byte("core b"), nil)
+
+	if _, err := r.agent.ShipAll(context.Background()); !errors.Is(err, corepipe.ErrUnavailable) {
+		t.Fatalf("ShipAll with storage down: %v", err)
+	}
+	if entries, _ := r.spool.Entries(); len(entries) != 2 {
+		t.Fatalf("%d spool entries after a failed upload, want 2", len(entries))
+	}
+	failing.down = false
+	if n, err := r.agent.ShipAll(context.Background()); err != nil || n != 2 {
+		t.Fatalf("ShipAll after recovery = %d, %v", n, err)
+	}
+	if ids := r.queued(t); len(ids) != 2 {
+		t.Errorf("queued %v, want both crashes once", ids)
+	}
+}
+
+// An agent killed after queueing but before deleting ships the entry again
+// on restart; the queue must drop the duplicate.
+func TestReshipIsDeduplicated(t *testing.T) {
+	r := newRig(t, nil)
+	c := newCrash(7)
+	writeEntry(t, r.spool.Dir, c, []byte("core"), []byte("exe"))
+	if _, err := r.agent.ShipAll(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	writeEntry(t, r.spool.Dir, c, []byte("core"), []byte("exe"))
+	if _, err := r.agent.ShipAll(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if ids := r.queued(t); len(ids) != 1 {
+		t.Errorf("queued %v, want one message", ids)
+	}
+}
+
+func TestManifestOnlyEntry(t *testing.T) {
+	r := newRig(t, nil)
+	c := newCrash(9)
+	c.Core.Dropped = "rlimit_core=0"
+	writeEntry(t, r.spool.Dir, c, nil, nil)
+	if _, err := r.agent.ShipAll(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	var stored corepipe.Crash
+	json.Unmarshal(readBlob(t, r.blobs, corepipe.ManifestKey(c)), &stored)
+	if stored.Core.Key != "" || stored.Core.Dropped != "rlimit_core=0" {
+		t.Errorf("manifest-only crash stored as %+v", stored.Core)
+	}
+	if !bytes.Contains(readBlob(t, r.blobs, corepipe.ManifestKey(c)), []byte(c.ID)) {
+		t.Error("manifest lacks the crash ID")
+	}
+}
