@@ -1,0 +1,52 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+
+	"github.com/corepipe/corepipe"
+	"github.com/corepipe/corepipe/analyzer/inspect"
+)
+
+// invalidInput marks errors about the core or executable given, so that the
+// analyzer running this command as a child knows not to retry.
+type invalidInput struct{ error }
+
+func (invalidInput) ExitCode() int { return exitInvalid }
+
+func runAnalyze(ctx context.Context, args []string) error {
+	fset := flag.NewFlagSet("analyze", flag.ContinueOnError)
+	exe := fset.String("exe", "", "the crashed executable (default: the path recorded in the core)")
+	output := fset.String("o", "json", "output format: json or text")
+	fset.Usage = func() {
+		fmt.Fprintln(fset.Output(), "usage: corepipe analyze [--exe FILE] [-o json|text] CORE")
+		fset.PrintDefaults()
+	}
+	if err := parse(fset, args); err != nil {
+		return err
+	}
+	if fset.NArg() != 1 {
+		fset.Usage()
+		return invalidInput{errors.New("analyze takes exactly one core file")}
+	}
+	if *output != "json" && *output != "text" {
+		return invalidInput{fmt.Errorf("-o %q: want json or text", *output)}
+	}
+	r, err := inspect.Inspect(ctx, fset.Arg(0), *exe, inspect.Options{})
+	if err != nil {
+		if errors.Is(err, corepipe.ErrInvalid) || errors.Is(err, corepipe.ErrNotFound) {
+			return invalidInput{err}
+		}
+		return err
+	}
+	if *output == "text" {
+		return r.WriteText(os.Stdout)
+	}
+	enc := json.NewEncoder(os.Stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(r)
+}
