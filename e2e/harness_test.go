@@ -1,0 +1,265 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/corepipe/corepipe"
+	"github.com/corepipe/corepipe/collector/corepattern"
+	"github.com/corepipe/corepipe/internal/crashtest"
+)
+
+// binDir holds corepipe and corepipe-collector built for this test run. Its
+// path is short on purpose: it goes into core_pattern, which the kernel caps
+// at 127 bytes.
+var binDir string
+
+func TestMain(m *testing.M) {
+	code := func() int {
+		if os.Geteuid() != 0 {
+			// The tests skip themselves with a message; nothing to build.
+			return m.Run()
+		}
+		dir, err := os.MkdirTemp("", "cpb")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer os.RemoveAll(dir)
+		for _, pkg := range []string{"corepipe", "corepipe-collector"} {
+			cmd := exec.Command("go", "build", "-o", filepath.Join(dir, pkg), "../cmd/"+pkg)
+			if out, err := cmd.CombinedOutput(); err != nil {
+				fmt.Fprintf(os.Stderr, "build %s: %v\n%s", pkg, err, out)
+				return 1
+			}
+		}
+		binDir = dir
+		return m.Run()
+	}()
+	os.Exit(code)
+}
+
+// holdCorePattern takes the machine's core_pattern for the whole test and
+// guarantees it is restored when the test ends, passed or failed, even if
+// the process under test could not restore it.
+func holdCorePattern(t *testing.T) {
+	t.Helper()
+	crashtest.RequireRoot(t)
+	unlock, err := corepattern.Lock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var k corepattern.Kernel
+	prev, err := k.Read()
+	if err != nil {
+		unlock()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		defer unlock()
+		cur, err := k.Read()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		if cur != prev {
+			t.Errorf("core_pattern left as %+v, want %+v: restoring it", cur, prev)
+			if err := k.Write(prev); err != nil {
+				t.Errorf("restore core_pattern: %v", err)
+			}
+		}
+	})
+}
+
+// proc is a corepipe process under test, its output kept for failures.
+type proc struct {
+	name string
+	cmd  *exec.Cmd
+	out  *syncBuffer
+	url  chan string
+	done chan struct{}
+}
+
+func start(t *testing.T, env []string, args ...string) *proc {
+	t.Helper()
+	p := &proc{name: args[0], out: &syncBuffer{}, url: make(chan string, 1), done: make(chan struct{})}
+	p.cmd = exec.Command(filepath.Join(binDir, "corepipe"), args...)
+	p.cmd.Env = append(os.Environ(), env...)
+	p.cmd.Stderr = p.out
+	stdout, err := p.cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			line := sc.Text()
+			fmt.Fprintln(p.out, line)
+			if i := strings.Index(line, "UI at "); i >= 0 {
+				p.url <- strings.TrimSuffix(strings.TrimSpace(line[i+len("UI at "):]), "/")
+			}
+		}
+	}()
+	go func() { p.cmd.Wait(); close(p.done) }()
+	t.Cleanup(func() {
+		p.stop(t)
+		if t.Failed() {
+			t.Logf("output of corepipe %s:\n%s", p.name, tail(p.out.String(), 60))
+		}
+	})
+	return p
+}
+
+// stop sends SIGTERM, the way Kubernetes stops a pod, and waits.
+func (p *proc) stop(t *testing.T) {
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(20 * time.Second):
+		t.Errorf("corepipe %s ignored SIGTERM for 20s; killing it", p.name)
+		p.cmd.Process.Kill()
+		<-p.done
+	}
+}
+
+func (p *proc) waitURL(t *testing.T) string {
+	t.Helper()
+	select {
+	case u := <-p.url:
+		return u
+	case <-p.done:
+		t.Fatalf("corepipe %s exited before serving:\n%s", p.name, tail(p.out.String(), 40))
+	case <-time.After(60 * time.Second):
+		t.Fatalf("corepipe %s printed no UI URL in 60s:\n%s", p.name, tail(p.out.String(), 40))
+	}
+	return ""
+}
+
+// waitHandler waits until the kernel runs corepipe's collector.
+func waitHandler(t *testing.T) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		s, err := corepattern.Kernel{}.Read()
+		if err == nil && corepattern.Owned(s.Pattern) {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatal("the crash handler was not installed within 30s")
+}
+
+// crashProgram is one real program that crashes, from testdata.
+type crashProgram struct {
+	name string
+	cgo  bool
+}
+
+func (c crashProgram) build(t *testing.T) string {
+	t.Helper()
+	src, err := os.ReadFile(filepath.Join("testdata", c.name, "main.go"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return crashtest.BuildGo(t, crashtest.Program{Files: map[string]string{"main.go": string(src)}, Cgo: c.cgo})
+}
+
+// waitReport polls the API until the crash of pid has a finished report and
+// returns the full report.
+func waitReport(t *testing.T, api string, pid int, timeout time.Duration) *corepipe.Report {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		var list struct {
+			Crashes []corepipe.Report `json:"crashes"`
+		}
+		getJSON(t, api+"/api/v1/crashes?limit=100", &list)
+		for _, c := range list.Crashes {
+			if c.Process.PID != pid || c.Status == corepipe.StatusPending {
+				continue
+			}
+			var full corepipe.Report
+			getJSON(t, api+"/api/v1/crashes/"+url.PathEscape(c.ID), &full)
+			return &full
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("no report for pid %d within %v", pid, timeout)
+	return nil
+}
+
+func getJSON(t *testing.T, u string, v any) {
+	t.Helper()
+	resp, err := http.Get(u)
+	if err != nil {
+		t.Fatalf("GET %s: %v", u, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %s: %s", u, resp.Status, body)
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		t.Fatalf("GET %s: %v: %s", u, err, tail(string(body), 5))
+	}
+}
+
+func get(t *testing.T, u string) (int, []byte) {
+	t.Helper()
+	resp, err := http.Get(u)
+	if err != nil {
+		t.Fatalf("GET %s: %v", u, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("GET %s: %v", u, err)
+	}
+	return resp.StatusCode, body
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
