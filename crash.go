@@ -22,13 +22,30 @@ type Crash struct {
 	// Environ holds only the allowlisted variables of the process.
 	Environ map[string]string `json:"environ,omitempty"`
 	// Limits are the soft resource limits of the process, by /proc name.
-	Limits     map[string]string `json:"limits,omitempty"`
-	Core       CoreArtifact      `json:"core"`
-	Executable ExeArtifact       `json:"executable"`
+	Limits map[string]string `json:"limits,omitempty"`
+	// Termination is set for crashes seen by how a container ended rather
+	// than by a core: an OOM kill never leaves one.
+	Termination *Termination `json:"termination,omitempty"`
+	Core        CoreArtifact `json:"core"`
+	Executable  ExeArtifact  `json:"executable"`
 	// Notes records every decision the collector and agent took about this
 	// crash (truncated, dropped, rate limited), one sentence each.
 	Notes   []string `json:"notes,omitempty"`
 	Timings Timings  `json:"timings"`
+}
+
+// Termination is how a container ended, as Kubernetes recorded it.
+type Termination struct {
+	ExitCode     int       `json:"exit_code"`
+	Reason       string    `json:"reason,omitempty"`
+	Signal       int       `json:"signal,omitempty"`
+	Message      string    `json:"message,omitempty"`
+	RestartCount int       `json:"restart_count,omitempty"`
+	StartedAt    time.Time `json:"started_at,omitempty"`
+	FinishedAt   time.Time `json:"finished_at,omitempty"`
+	// CoreID links to the core-based crash of the same container and time,
+	// when there is one.
+	CoreID string `json:"core_id,omitempty"`
 }
 
 // Process describes the crashed process as the node saw it.

@@ -30,6 +30,7 @@ type Report struct {
 	Node              string           `json:"node,omitempty"`
 	Process           Process          `json:"process"`
 	Container         *Container       `json:"container,omitempty"`
+	Termination       *Termination     `json:"termination,omitempty"`
 	Signal            *Signal          `json:"signal,omitempty"`
 	Fault             *Fault           `json:"fault,omitempty"`
 	Panic             *Panic           `json:"panic,omitempty"`
@@ -153,15 +154,16 @@ func (r *Report) Summary() *Report {
 // agent knew before analysis.
 func NewReport(c *Crash) *Report {
 	r := &Report{
-		Schema:     ReportSchema,
-		ID:         c.ID,
-		Status:     StatusPending,
-		CapturedAt: c.CapturedAt,
-		Node:       c.Node,
-		Process:    c.Process,
-		Container:  c.Container,
-		Artifacts:  Artifacts{Core: c.Core, Executable: c.Executable},
-		Timings:    c.Timings,
+		Schema:      ReportSchema,
+		ID:          c.ID,
+		Status:      StatusPending,
+		CapturedAt:  c.CapturedAt,
+		Node:        c.Node,
+		Process:     c.Process,
+		Container:   c.Container,
+		Termination: c.Termination,
+		Artifacts:   Artifacts{Core: c.Core, Executable: c.Executable},
+		Timings:     c.Timings,
 	}
 	if c.Signal.Number != 0 {
 		s := c.Signal

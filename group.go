@@ -1,0 +1,112 @@
+package corepipe
+
+import "time"
+
+// Group statuses.
+const (
+	GroupNew       = "new"
+	GroupOngoing   = "ongoing"
+	GroupRegressed = "regressed"
+)
+
+// QuietPeriod is how long a group must go unseen before a crash in a newer
+// version counts as a regression rather than the same ongoing problem.
+const QuietPeriod = 24 * time.Hour
+
+// Group is every crash with the same signature: one bug.
+type Group struct {
+	Signature    string    `json:"signature"`
+	Title        string    `json:"title"`
+	Count        int64     `json:"count"`
+	FirstSeen    time.Time `json:"first_seen"`
+	LastSeen     time.Time `json:"last_seen"`
+	FirstVersion string    `json:"first_version,omitempty"`
+	LastVersion  string    `json:"last_version,omitempty"`
+	Status       string    `json:"status"`
+	Nodes        []string  `json:"nodes,omitempty"`
+	Workloads    []string  `json:"workloads,omitempty"`
+}
+
+// Version is what a report says about the build that crashed, for telling
+// builds apart: the main module's version, else the VCS revision, else the
+// Go build ID.
+func (r *Report) Version() string {
+	if r.Go == nil {
+		return r.Artifacts.Executable.ContentID()
+	}
+	switch {
+	case r.Go.MainVersion != "" && r.Go.MainVersion != "(devel)":
+		return r.Go.MainVersion
+	case r.Go.VCSRevision != "":
+		return r.Go.VCSRevision
+	case r.Go.BuildID != "":
+		return r.Go.BuildID
+	}
+	return r.Artifacts.Executable.ContentID()
+}
+
+// Workload names where a crash ran: namespace/pod for Kubernetes, else the
+// executable's path.
+func (r *Report) Workload() string {
+	if c := r.Container; c != nil && c.Pod != "" {
+		return c.Namespace + "/" + c.Pod
+	}
+	return r.Process.Exe
+}
+
+// Observe folds one more crash into g and returns the group's new status. A
+// group is new on its first crash; regressed when a crash comes from a build
+// other than the last one seen after the group was quiet for QuietPeriod;
+// ongoing otherwise. Crashes may arrive out of order (a replay, an agent
+// that was offline): only a crash newer than LastSeen moves the group on.
+func (g *Group) Observe(r *Report) string {
+	version := r.Version()
+	t := r.CapturedAt
+	if g.Count == 0 {
+		*g = Group{Signature: r.Signature, Title: r.Title, Count: 1, FirstSeen: t, LastSeen: t,
+			FirstVersion: version, LastVersion: version, Status: GroupNew}
+		g.addPlace(r)
+		return g.Status
+	}
+	g.Count++
+	g.addPlace(r)
+	if t.Before(g.FirstSeen) {
+		g.FirstSeen, g.FirstVersion = t, version
+	}
+	if !t.After(g.LastSeen) {
+		return g.Status
+	}
+	quiet := t.Sub(g.LastSeen) >= QuietPeriod
+	switch {
+	case quiet && version != "" && version != g.LastVersion:
+		g.Status = GroupRegressed
+	default:
+		g.Status = GroupOngoing
+	}
+	g.LastSeen, g.LastVersion = t, version
+	if r.Title != "" {
+		g.Title = r.Title
+	}
+	return g.Status
+}
+
+// maxPlaces bounds the nodes and workloads a group remembers: a crash loop
+// across a fleet must not grow one record without limit.
+const maxPlaces = 50
+
+func (g *Group) addPlace(r *Report) {
+	g.Nodes = addBounded(g.Nodes, r.Node)
+	g.Workloads = addBounded(g.Workloads, r.Workload())
+}
+
+func addBounded(list []string, v string) []string {
+	if v == "" || len(list) >= maxPlaces {
+		return list
+	}
+	for _, x := range list {
+		if x == v {
+			return list
+		}
+	}
+	return append(list, v)
+}
