@@ -43,9 +43,11 @@ type Config struct {
 	Workers int
 	// Durable names the shared work-queue consumer.
 	Durable string
-	// MaxDeliver is the attempt after which a crash that keeps failing for
-	// a passing reason gets a failed report instead of another retry. It must
-	// not exceed the consumer's own MaxDeliver.
+	// MaxDeliver is how many attempts a crash gets. After the last one a
+	// crash that keeps failing for a passing reason gets a failed report;
+	// a delivery beyond it (the worker died during the last attempt) writes
+	// the failed report without trying again. The queue's own limit must
+	// therefore be above it: see QueueMaxDeliver.
 	MaxDeliver int
 	// TempDir holds the decompressed core while it is inspected.
 	TempDir string
@@ -127,6 +129,13 @@ func (a *Analyzer) Handle(ctx context.Context, msg corepipe.Message) {
 		return
 	}
 	log := a.log.With("crash", c.ID)
+	if msg.Deliveries() > a.cfg.MaxDeliver {
+		r := corepipe.NewReport(&c)
+		r.Status = corepipe.StatusFailed
+		r.Error = fmt.Sprintf("analysis did not finish in %d attempts: the analyzer died or was stopped each time", a.cfg.MaxDeliver)
+		a.settle(ctx, log, msg, r)
+		return
+	}
 
 	stop := a.heartbeat(ctx, msg)
 	start := time.Now()
@@ -148,6 +157,17 @@ func (a *Analyzer) Handle(ctx context.Context, msg corepipe.Message) {
 		r.Error = err.Error()
 	}
 	r.Timings.AnalysisMS = time.Since(start).Milliseconds()
+	a.settle(ctx, log, msg, r)
+}
+
+// QueueMaxDeliver is the delivery limit the crashes consumer needs for an
+// analyzer allowing maxDeliver attempts: one more, so that a crash whose
+// every attempt killed its worker still gets its failed report.
+func QueueMaxDeliver(maxDeliver int) int { return maxDeliver + 1 }
+
+// settle stores and announces r, then acks the crash; a failure to store
+// leaves the crash queued for another try.
+func (a *Analyzer) settle(ctx context.Context, log *slog.Logger, msg corepipe.Message, r *corepipe.Report) {
 	if err := a.store(ctx, r); err != nil {
 		log.Warn("store report, will retry", "err", err)
 		msg.Nak(ctx, 5*time.Second)

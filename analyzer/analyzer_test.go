@@ -251,3 +251,41 @@ func TestChildErrors(t *testing.T) {
 		t.Errorf("hung child: %v", err)
 	}
 }
+
+// fakeMessage is a delivery whose count the test chooses.
+type fakeMessage struct {
+	data       []byte
+	deliveries int
+	acked      bool
+}
+
+func (m *fakeMessage) Data() []byte                             { return m.data }
+func (m *fakeMessage) Deliveries() int                          { return m.deliveries }
+func (m *fakeMessage) Ack(context.Context) error                { m.acked = true; return nil }
+func (m *fakeMessage) Nak(context.Context, time.Duration) error { return nil }
+func (m *fakeMessage) InProgress(context.Context) error         { return nil }
+func (m *fakeMessage) Term(context.Context) error               { return nil }
+
+// A crash whose every attempt killed its worker comes back once more; that
+// delivery must write the failed report rather than try again, or the queue
+// would drop the crash silently at its own limit.
+func TestHandleBeyondMaxDeliverFailsWithoutAnalysis(t *testing.T) {
+	r := newRig(t)
+	now := time.Now()
+	c := &corepipe.Crash{ID: corepipe.NewID(now), CapturedAt: now, Core: corepipe.CoreArtifact{Key: "cores/x/core.zst"}}
+	data, _ := json.Marshal(c)
+	insp := &fakeInspector{t: t}
+	a := New(Config{Blobs: r.blobs, Queue: r.queue, Inspector: insp, TempDir: t.TempDir(), MaxDeliver: 3})
+	msg := &fakeMessage{data: data, deliveries: 4}
+	a.Handle(context.Background(), msg)
+	rep := r.report(t, c.ID)
+	if rep.Status != corepipe.StatusFailed || !bytes.Contains([]byte(rep.Error), []byte("3 attempts")) {
+		t.Errorf("report %+v", rep)
+	}
+	if insp.calls != 0 || !msg.acked {
+		t.Errorf("inspector calls %d, acked %v: want no analysis and an ack", insp.calls, msg.acked)
+	}
+	if QueueMaxDeliver(3) <= 3 {
+		t.Error("the queue must deliver once more than the analyzer attempts")
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/corepipe/corepipe/analyzer"
 	"github.com/corepipe/corepipe/blob/fs"
 	"github.com/corepipe/corepipe/index/sqlite"
 	natsq "github.com/corepipe/corepipe/queue/nats"
@@ -48,7 +49,7 @@ func runDev(ctx context.Context, log *slog.Logger, args []string) error {
 		return fmt.Errorf("embedded NATS: %w", err)
 	}
 	defer emb.Shutdown()
-	q, err := natsq.Open(ctx, emb.ClientURL())
+	q, err := natsq.Open(ctx, emb.ClientURL(), natsq.MaxDeliver(analyzer.QueueMaxDeliver(af.attempts)))
 	if err != nil {
 		return err
 	}
@@ -85,6 +86,7 @@ func runDev(ctx context.Context, log *slog.Logger, args []string) error {
 func analyzerFlagsOf(fset *flag.FlagSet) *analyzerFlags {
 	f := &analyzerFlags{}
 	fset.IntVar(&f.workers, "workers", 1, "crashes analysed at once")
+	fset.IntVar(&f.attempts, "attempts", 5, "analysis attempts per crash before it gets a failed report")
 	fset.Uint64Var(&f.maxMemory, "analysis-memory", 4<<30, "address-space limit of each analysis child, in bytes (0: none)")
 	fset.DurationVar(&f.timeout, "analysis-timeout", 10*time.Minute, "wall-time limit of each analysis")
 	return f

@@ -97,6 +97,7 @@ func newAgent(log *slog.Logger, spool string, blobs corepipe.BlobStore, q agent.
 type analyzerFlags struct {
 	workers   int
 	maxMemory uint64
+	attempts  int
 	timeout   time.Duration
 }
 
@@ -113,8 +114,9 @@ func newAnalyzer(log *slog.Logger, f analyzerFlags, blobs corepipe.BlobStore, q 
 			MaxMemory: f.maxMemory,
 			Timeout:   f.timeout,
 		},
-		Workers: f.workers,
-		Logger:  log.With("part", "analyzer"),
+		Workers:    f.workers,
+		MaxDeliver: f.attempts,
+		Logger:     log.With("part", "analyzer"),
 	}), nil
 }
 

@@ -8,13 +8,14 @@ import (
 	"path/filepath"
 
 	"github.com/corepipe/corepipe"
+	"github.com/corepipe/corepipe/analyzer"
 	"github.com/corepipe/corepipe/blob"
 	"github.com/corepipe/corepipe/index/sqlite"
 	natsq "github.com/corepipe/corepipe/queue/nats"
 )
 
 // connect opens the blob store and the queue named by the common flags.
-func connect(ctx context.Context, blobURL, natsURL string) (corepipe.BlobStore, *natsq.Queue, error) {
+func connect(ctx context.Context, blobURL, natsURL string, opts ...natsq.Option) (corepipe.BlobStore, *natsq.Queue, error) {
 	if blobURL == "" || natsURL == "" {
 		return nil, nil, fmt.Errorf("--blob and --nats are required")
 	}
@@ -22,7 +23,7 @@ func connect(ctx context.Context, blobURL, natsURL string) (corepipe.BlobStore, 
 	if err != nil {
 		return nil, nil, err
 	}
-	q, err := natsq.Open(ctx, natsURL, natsq.RetryOnFailedConnect(true))
+	q, err := natsq.Open(ctx, natsURL, append(opts, natsq.RetryOnFailedConnect(true))...)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -73,7 +74,7 @@ func runAnalyzer(ctx context.Context, log *slog.Logger, args []string) error {
 	if err := parse(fset, args); err != nil {
 		return err
 	}
-	blobs, q, err := connect(ctx, *blobURL, *natsURL)
+	blobs, q, err := connect(ctx, *blobURL, *natsURL, natsq.MaxDeliver(analyzer.QueueMaxDeliver(af.attempts)))
 	if err != nil {
 		return err
 	}
