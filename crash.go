@@ -23,6 +23,8 @@ type Crash struct {
 	Environ map[string]string `json:"environ,omitempty"`
 	// Limits are the soft resource limits of the process, by /proc name.
 	Limits map[string]string `json:"limits,omitempty"`
+	// Mappings summarises the process's memory map.
+	Mappings *Mappings `json:"mappings,omitempty"`
 	// Termination is set for crashes seen by how a container ended rather
 	// than by a core: an OOM kill never leaves one.
 	Termination *Termination `json:"termination,omitempty"`
@@ -77,6 +79,30 @@ type Container struct {
 	Image     string            `json:"image,omitempty"`
 	ImageID   string            `json:"image_id,omitempty"`
 	Labels    map[string]string `json:"labels,omitempty"`
+	// Owner is the workload that runs the pod.
+	Owner *Owner `json:"owner,omitempty"`
+}
+
+// Owner is a workload by kind ("Deployment", "StatefulSet", "DaemonSet",
+// "Job", or the kind of another controller) and name.
+type Owner struct {
+	Kind string `json:"kind"`
+	Name string `json:"name"`
+}
+
+// Mappings is what the collector keeps of /proc/<pid>/maps: not the map
+// itself (the core holds it), but what tells whether an executable belongs
+// to the core and how much the process had mapped from files.
+type Mappings struct {
+	// Files is how many distinct files were mapped, FileBytes their total
+	// mapped size.
+	Files     int   `json:"files"`
+	FileBytes int64 `json:"file_bytes"`
+	// ExeBase is the lowest address the executable was mapped at, "0x…";
+	// ExeDeleted is set when the file on disk had been deleted or replaced
+	// while the process ran (the held handle still captured it).
+	ExeBase    string `json:"exe_base,omitempty"`
+	ExeDeleted bool   `json:"exe_deleted,omitempty"`
 }
 
 // Signal is a signal by number and name ("SIGSEGV").

@@ -27,6 +27,24 @@ type Group struct {
 	Workloads    []string  `json:"workloads,omitempty"`
 }
 
+// GroupFilter selects groups from an index. Zero fields match everything.
+type GroupFilter struct {
+	Status string
+	// Since keeps the groups seen at or after it.
+	Since  time.Time
+	Limit  int
+	Cursor string
+}
+
+// Share is how many crashes of one group have one value of an attribute (a
+// version, a workload), and when the first and last of them happened.
+type Share struct {
+	Value     string    `json:"value"`
+	Count     int64     `json:"count"`
+	FirstSeen time.Time `json:"first_seen"`
+	LastSeen  time.Time `json:"last_seen"`
+}
+
 // Version is what a report says about the build that crashed, for telling
 // builds apart: the main module's version, else the VCS revision, else the
 // Go build ID.

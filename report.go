@@ -1,6 +1,9 @@
 package corepipe
 
-import "time"
+import (
+	"strings"
+	"time"
+)
 
 // ReportSchema is the version of the Report JSON.
 const ReportSchema = 1
@@ -35,6 +38,7 @@ type Report struct {
 	Fault             *Fault           `json:"fault,omitempty"`
 	Panic             *Panic           `json:"panic,omitempty"`
 	Go                *GoInfo          `json:"go,omitempty"`
+	Runtime           *RuntimeState    `json:"runtime,omitempty"`
 	CrashingGoroutine int64            `json:"crashing_goroutine,omitempty"`
 	Goroutines        []Goroutine      `json:"goroutines,omitempty"`
 	GoroutineGroups   []GoroutineGroup `json:"goroutine_groups,omitempty"`
@@ -44,6 +48,9 @@ type Report struct {
 	Diagnosis         []Diagnosis      `json:"diagnosis,omitempty"`
 	Artifacts         Artifacts        `json:"artifacts"`
 	Timings           Timings          `json:"timings"`
+	// TopFrames is set by Summary: a summary has no goroutines, yet lists
+	// and notifications must still say where the crash happened.
+	TopFrames []Frame `json:"top_frames,omitempty"`
 }
 
 // Fault is the original fault that started the crash, when there was one.
@@ -70,6 +77,24 @@ type GoInfo struct {
 	MainVersion string `json:"main_version,omitempty"`
 	VCSRevision string `json:"vcs_revision,omitempty"`
 	BuildID     string `json:"build_id,omitempty"`
+}
+
+// RuntimeState is what the Go runtime's own variables said at the time of
+// the crash, read from the core: the settings the runbook checks compare
+// with the container's limits.
+type RuntimeState struct {
+	GOMAXPROCS int `json:"gomaxprocs,omitempty"`
+	// Threads is how many OS threads the runtime had started and not freed.
+	Threads int `json:"threads,omitempty"`
+	// MaxThreads is the runtime's thread limit (debug.SetMaxThreads).
+	MaxThreads int `json:"max_threads,omitempty"`
+	// MemoryLimit is the soft memory limit in bytes (GOMEMLIMIT), absent
+	// when unlimited.
+	MemoryLimit int64 `json:"memory_limit,omitempty"`
+	// GCPercent is GOGC; -1 when the collector is off.
+	GCPercent int `json:"gc_percent"`
+	// HeapLive is the bytes the collector considered live at the crash.
+	HeapLive uint64 `json:"heap_live,omitempty"`
 }
 
 // Goroutine is one goroutine with its stack, innermost frame first.
@@ -111,6 +136,10 @@ type Thread struct {
 	Function string `json:"function,omitempty"`
 	File     string `json:"file,omitempty"`
 	Line     int    `json:"line,omitempty"`
+	// Frames is the thread's own stack, innermost first, where it says
+	// more than the goroutines do: every thread of a C program, the dying
+	// thread of a Go program (C frames of a cgo fault).
+	Frames []Frame `json:"frames,omitempty"`
 }
 
 // Diagnosis is one runbook check that fired.
@@ -144,10 +173,46 @@ func (r *Report) CrashingGoroutineReport() *Goroutine {
 // queue messages carry.
 func (r *Report) Summary() *Report {
 	s := *r
+	if g := r.CrashingGoroutineReport(); g != nil {
+		s.TopFrames = topFrames(g.Frames)
+	} else if th := r.dyingThread(); th != nil {
+		// A C program has no goroutines: its dying thread's stack is the one.
+		s.TopFrames = topFrames(th.Frames)
+	}
 	s.Goroutines = nil
 	s.Threads = nil
 	s.GoroutineGroups = nil
 	return &s
+}
+
+// dyingThread is the thread the kernel reported as the one that died, when
+// the report has its stack.
+func (r *Report) dyingThread() *Thread {
+	for i := range r.Threads {
+		if th := &r.Threads[i]; th.ID == r.Process.TID && r.Process.TID != 0 && len(th.Frames) > 0 {
+			return th
+		}
+	}
+	return nil
+}
+
+// SummaryFrames is how many frames of the crashing goroutine a summary keeps
+// in TopFrames.
+const SummaryFrames = 8
+
+// topFrames starts at the first frame that is not the runtime's panic or
+// signal machinery, which is where the reader's own code went wrong; a crash
+// entirely inside the runtime keeps the runtime's frames.
+func topFrames(frames []Frame) []Frame {
+	start := 0
+	for i, f := range frames {
+		if f.Function != "panic" && !strings.HasPrefix(f.Function, "runtime.") {
+			start = i
+			break
+		}
+	}
+	end := min(len(frames), start+SummaryFrames)
+	return append([]Frame(nil), frames[start:end]...)
 }
 
 // NewReport starts a report from a crash manifest: everything the collector and
