@@ -204,6 +204,14 @@ func (a *Analyzer) heartbeat(ctx context.Context, msg corepipe.Message) (stop fu
 }
 
 func (a *Analyzer) analyse(ctx context.Context, c *corepipe.Crash) (*corepipe.Report, error) {
+	if c.Core.Key == "" && c.Termination != nil {
+		// An OOM kill never leaves a core: how the container ended is
+		// the whole story, and it is worth a report of its own.
+		r := corepipe.NewReport(c)
+		r.Status = corepipe.StatusAnalyzed
+		Enrich(r, c)
+		return r, nil
+	}
 	if c.Core.Key == "" {
 		reason := c.Core.Dropped
 		if reason == "" {
@@ -234,6 +242,7 @@ func (a *Analyzer) analyse(ctx context.Context, c *corepipe.Crash) (*corepipe.Re
 	}
 	r := corepipe.NewReport(c)
 	merge(r, found)
+	Enrich(r, c)
 	return r, nil
 }
 
@@ -248,6 +257,7 @@ func merge(r, found *corepipe.Report) {
 	r.Fault = found.Fault
 	r.Panic = found.Panic
 	r.Go = found.Go
+	r.Runtime = found.Runtime
 	r.CrashingGoroutine = found.CrashingGoroutine
 	r.Goroutines = found.Goroutines
 	r.GoroutineGroups = found.GoroutineGroups

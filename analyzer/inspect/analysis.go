@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"go/constant"
+	"go/version"
 	"reflect"
 	"sort"
 	"strconv"
@@ -43,9 +44,13 @@ type analysis struct {
 	t    *proc.Target
 	opts Options
 
-	global   *proc.EvalScope // for runtime globals
-	statuses map[uint64]string
-	reasons  map[int64]string
+	global      *proc.EvalScope // for runtime globals
+	shortFloats bool            // the target prints floats as strconv's 'g' (Go 1.26 on)
+	statuses    map[uint64]string
+	reasons     map[int64]string
+
+	coreSize int64    // bounds runtime.allglen
+	share    *sharing // identical stacks stored once
 }
 
 // crash is how the dying thread gave up.
@@ -59,6 +64,7 @@ type crash struct {
 
 func (a *analysis) run(r *corepipe.Report) error {
 	t := a.t
+	a.shortFloats = r.Go != nil && version.Compare(version.Lang(r.Go.Version), "go1.26") >= 0
 	r.Threads = threads(t)
 	dying := t.CurrentThread()
 	dframes, err := proc.ThreadStacktrace(t, dying, threadDepth)
@@ -67,6 +73,8 @@ func (a *analysis) run(r *corepipe.Report) error {
 	}
 	a.global = proc.FrameToScope(t, t.Memory(), nil, dying.ThreadID(), dframes[0])
 	cr := classify(dframes)
+	r.Runtime = a.runtimeState()
+	dyingFrames(r.Threads, dying.ThreadID(), dframes, cr)
 
 	var crashFrames []proc.Stackframe
 	g, _ := proc.GetG(dying)
@@ -82,7 +90,18 @@ func (a *analysis) run(r *corepipe.Report) error {
 	a.fault(r, g, crashFrames, cr)
 	a.panicInfo(r, g, crashFrames, cr)
 	if err := a.goroutines(r, g); err != nil {
-		return err
+		if a.ctx.Err() != nil {
+			return err
+		}
+		// A stripped executable (-ldflags=-s -w) has neither the symbol of
+		// runtime.allgs nor the types of the runtime's structures: what
+		// the threads show is still worth a report.
+		a.opts.Logger.Warn("cannot list the goroutines; reporting what the threads show", "err", err)
+		r.Diagnosis = append(r.Diagnosis, corepipe.Diagnosis{
+			Code: "goroutines_unreadable", Severity: "warning",
+			Message:  "the goroutines could not be read from the core (a stripped executable, built with -ldflags=-s -w, lacks the symbols and types that find them): the report holds what the OS threads show",
+			Evidence: err.Error(),
+		})
 	}
 	cFunc := ""
 	if cr.kind == corepipe.PanicKindSignal && cr.sigCtx != nil && strings.HasPrefix(callName(*cr.sigCtx), "C.") {
@@ -129,13 +148,21 @@ func (a *analysis) goroutine(g *proc.G, crashing bool) (corepipe.Goroutine, []pr
 		rg.ThreadID = g.Thread.ThreadID()
 	}
 	if g.GoPC != 0 && g.ID != 1 {
-		rg.CreatedBy = a.createdBy(g, scope)
+		rg.CreatedBy = a.share.creator(a.createdBy(g, scope))
 	}
-	frames, err := a.unwind(g, scope, crashing, a.opts.MaxFrames+frameSlack)
+	depth := a.opts.MaxFrames + frameSlack
+	if !crashing {
+		depth = min(depth, shallowDepth)
+	}
+	frames, err := a.unwind(g, scope, crashing, depth)
+	if err == nil && len(frames) >= depth && depth < a.opts.MaxFrames+frameSlack {
+		frames, err = a.unwind(g, scope, crashing, a.opts.MaxFrames+frameSlack)
+	}
 	if err != nil {
 		return rg, nil, err
 	}
 	rg.Frames, rg.FramesElided = a.capFrames(g, frames, a.opts.MaxFrames)
+	rg.Frames = a.share.frames(rg.Frames)
 	return rg, frames, nil
 }
 
@@ -182,11 +209,10 @@ func (a *analysis) createdBy(g *proc.G, scope *proc.EvalScope) string {
 // goroutines appends every goroutine but the crashing one, paging through
 // runtime.allgs and dropping delve's caches between pages.
 func (a *analysis) goroutines(r *corepipe.Report, crashing *proc.G) error {
-	limit := maxAllg
-	if n := a.evalUint(a.global, "runtime.allglen"); n > maxAllg {
-		a.opts.Logger.Warn("runtime.allglen is implausible, reading only the first goroutines", "allglen", n, "read", maxAllg)
-	} else if n > 0 {
-		limit = int(n)
+	allglen := a.evalUint(a.global, "runtime.allglen")
+	limit, clamped := allgLimit(allglen, a.coreSize)
+	if clamped {
+		a.opts.Logger.Warn("runtime.allglen is implausible, reading only the first goroutines", "allglen", allglen, "read", limit)
 	}
 	for start := 0; start >= 0 && start < limit; {
 		if err := a.ctx.Err(); err != nil {
@@ -302,20 +328,13 @@ func (a *analysis) panicInfo(r *corepipe.Report, g *proc.G, crashFrames []proc.S
 			r.Panic = &corepipe.Panic{Kind: cr.kind, Message: msg}
 		}
 	case corepipe.PanicKindFatal:
-		frames := crashFrames
-		if len(frames) == 0 {
-			frames = cr.frames
+		// A throw on the system stack (stack overflow, thread exhaustion)
+		// is only on the dying thread's stack, not the goroutine's.
+		msg, ok := a.throwMessage(g, crashFrames)
+		if !ok {
+			msg, _ = a.throwMessage(nil, cr.frames)
 		}
-		for i, f := range frames {
-			if n := callName(f); n == "runtime.throw" || n == "runtime.fatal" {
-				scope := proc.FrameToScope(a.t, a.t.Memory(), g, 0, frames[i:]...)
-				r.Panic = &corepipe.Panic{Kind: cr.kind, Message: a.evalString(scope, "s")}
-				break
-			}
-		}
-		if r.Panic == nil {
-			r.Panic = &corepipe.Panic{Kind: cr.kind}
-		}
+		r.Panic = &corepipe.Panic{Kind: cr.kind, Message: msg}
 	case corepipe.PanicKindSignal:
 		sig := 0
 		if r.Fault != nil {
@@ -408,7 +427,14 @@ func (a *analysis) panicValue(scope *proc.EvalScope, expr string) string {
 		val = c.Value.ExactString()
 	case reflect.Float32, reflect.Float64:
 		f, _ := constant.Float64Val(c.Value)
-		val = formatRuntimeFloat(f)
+		switch {
+		case !a.shortFloats:
+			val = formatRuntimeFloat(f)
+		case c.Kind == reflect.Float32:
+			val = strconv.FormatFloat(f, 'g', -1, 32)
+		default:
+			val = strconv.FormatFloat(f, 'g', -1, 64)
+		}
 	default:
 		return "(" + typ + ") " + hex(c.Addr)
 	}
@@ -418,7 +444,8 @@ func (a *analysis) panicValue(scope *proc.EvalScope, expr string) string {
 	return typ + "(" + val + ")"
 }
 
-// formatRuntimeFloat prints f as the runtime's print does: +1.500000e+000.
+// formatRuntimeFloat prints f as the runtime's print did before Go 1.26:
+// +1.500000e+000.
 func formatRuntimeFloat(f float64) string {
 	s := strconv.FormatFloat(f, 'e', 6, 64)
 	mant, exp, _ := strings.Cut(s, "e")

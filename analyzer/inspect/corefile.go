@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"strings"
 
 	"github.com/corepipe/corepipe"
 )
@@ -67,16 +68,21 @@ type mapping struct {
 // whether an executable belongs to it.
 type coreFile struct {
 	path     string
+	size     int64
 	threads  []coreThread // the dumping thread first, as the kernel writes it
 	siginfo  *siginfo
 	mappings []mapping
 	entry    uint64 // AT_ENTRY: where the kernel started the executable
-	f        *elf.File
-	file     *os.File
+	// truncated is set when the file ends inside the memory segments.
+	truncated *truncation
+	f         *elf.File
+	file      *os.File
 }
 
-// openCore checks that path is a complete ELF core of the host architecture
-// and reads its notes. Errors wrap corepipe.ErrInvalid: no retry can fix them.
+// openCore checks that path is an ELF core of the host architecture whose
+// notes parse and reads them. Errors wrap corepipe.ErrInvalid: no retry can
+// fix them. A core cut short inside its memory segments is accepted and
+// marked (see truncation); one cut inside its headers or notes is not.
 func openCore(path string) (*coreFile, error) {
 	fh, err := os.Open(path)
 	if err != nil {
@@ -90,36 +96,53 @@ func openCore(path string) (*coreFile, error) {
 	return c, nil
 }
 
+// truncation records a core whose memory segments end past the end of the
+// file: the kernel stops writing at RLIMIT_CORE, the collector at its
+// max_core_size, a disk fills. The notes come first in a core, so the
+// threads, the signal and the memory map survive; memory past the cut
+// reads as missing, and delve reports what it cannot read.
+type truncation struct {
+	have, want uint64 // bytes in the file, bytes the program headers describe
+}
+
+const elfHeaderSize = 64 // Elf64_Ehdr
+
 func readCore(fh *os.File, path string) (*coreFile, error) {
 	st, err := fh.Stat()
 	if err != nil {
 		return nil, fmt.Errorf("stat core: %w", err)
 	}
-	if st.Size() == 0 {
+	size := uint64(st.Size())
+	if size == 0 {
 		return nil, fmt.Errorf("core %s is empty: %w", path, corepipe.ErrInvalid)
+	}
+	var head [elfHeaderSize]byte
+	n, _ := fh.ReadAt(head[:], 0)
+	if n < len(elf.ELFMAG) || string(head[:len(elf.ELFMAG)]) != elf.ELFMAG {
+		return nil, fmt.Errorf("core %s is not an ELF file (it starts with %x): %w", path, head[:min(n, 8)], corepipe.ErrInvalid)
+	}
+	if n < elfHeaderSize {
+		return nil, fmt.Errorf("core %s is truncated inside its ELF header: %d bytes: %w", path, n, corepipe.ErrInvalid)
+	}
+	// Checked before debug/elf reads the table, which it would try to,
+	// in 10 MiB steps, however big the header says it is.
+	if end, ok := programHeadersEnd(head[:]); ok && end > size {
+		return nil, fmt.Errorf("core %s is truncated inside its program headers: %d of %d bytes: %w", path, size, end, corepipe.ErrInvalid)
 	}
 	f, err := elf.NewFile(fh)
 	if err != nil {
-		return nil, fmt.Errorf("core %s is not an ELF file (%v): %w", path, err, corepipe.ErrInvalid)
-	}
-	if f.Type != elf.ET_CORE {
-		return nil, fmt.Errorf("%s is an ELF %s, not a core dump: %w", path, f.Type, corepipe.ErrInvalid)
+		return nil, fmt.Errorf("core %s has malformed ELF headers (%v): %w", path, err, corepipe.ErrInvalid)
 	}
 	if want := hostMachine(); f.Machine != want {
 		return nil, fmt.Errorf("core %s is for %s, this analyzer reads %s cores: %w", path, f.Machine, want, corepipe.ErrInvalid)
 	}
-	// A core cut short (disk full, size limit, a crash of the collector) still
-	// parses as ELF; delve would then read zeros or fail deep inside.
-	var want uint64
-	for _, p := range f.Progs {
-		if end := p.Off + p.Filesz; end > want {
-			want = end
-		}
+	if f.Type != elf.ET_CORE {
+		return nil, fmt.Errorf("%s is an ELF %s, not a core dump: %w", path, f.Type, corepipe.ErrInvalid)
 	}
-	if uint64(st.Size()) < want {
-		return nil, fmt.Errorf("core %s is truncated: %d of %d bytes: %w", path, st.Size(), want, corepipe.ErrInvalid)
+	c := &coreFile{path: path, size: st.Size(), f: f, file: fh}
+	if err := c.checkLayout(size); err != nil {
+		return nil, fmt.Errorf("core %s %w", path, err)
 	}
-	c := &coreFile{path: path, f: f, file: fh}
 	if err := c.readNotes(); err != nil {
 		return nil, fmt.Errorf("core %s: %w", path, err)
 	}
@@ -127,6 +150,80 @@ func readCore(fh *os.File, path string) (*coreFile, error) {
 		return nil, fmt.Errorf("core %s has no thread (NT_PRSTATUS) notes: %w", path, corepipe.ErrInvalid)
 	}
 	return c, nil
+}
+
+// programHeadersEnd is where the program header table of a 64-bit
+// little-endian ELF header ends.
+func programHeadersEnd(head []byte) (uint64, bool) {
+	if elf.Class(head[elf.EI_CLASS]) != elf.ELFCLASS64 || elf.Data(head[elf.EI_DATA]) != elf.ELFDATA2LSB {
+		return 0, false
+	}
+	le := binary.LittleEndian
+	phoff, phentsize, phnum := le.Uint64(head[32:]), uint64(le.Uint16(head[54:])), uint64(le.Uint16(head[56:]))
+	end := phoff + phentsize*phnum
+	return end, end >= phoff
+}
+
+// checkLayout requires the notes to be complete and the memory segments to
+// be laid out as the kernel writes them — one after another, after the
+// notes — so that a core ending early is a truncated core, not garbage
+// whose headers point anywhere. It records the truncation if there is one.
+func (c *coreFile) checkLayout(size uint64) error {
+	var notesEnd, loadEnd uint64
+	hasNotes := false
+	for _, p := range c.f.Progs {
+		// debug/elf has checked that both are below 2^63.
+		end := p.Off + p.Filesz
+		switch p.Type {
+		case elf.PT_NOTE:
+			hasNotes = true
+			if end > size {
+				return fmt.Errorf("is truncated inside its notes: %d of %d bytes: %w", size, end, corepipe.ErrInvalid)
+			}
+			notesEnd = max(notesEnd, end)
+		case elf.PT_LOAD:
+			if p.Filesz == 0 {
+				continue
+			}
+			if p.Off < loadEnd || p.Off < notesEnd {
+				return fmt.Errorf("has overlapping segments (a PT_LOAD at offset %#x, before %#x): %w", p.Off, max(loadEnd, notesEnd), corepipe.ErrInvalid)
+			}
+			loadEnd = end
+		}
+	}
+	if !hasNotes {
+		return fmt.Errorf("has no notes (PT_NOTE): %w", corepipe.ErrInvalid)
+	}
+	if loadEnd > size {
+		c.truncated = &truncation{have: size, want: loadEnd}
+	}
+	return nil
+}
+
+// noteTruncated says in r that it comes from a truncated core, and why it
+// holds only the kernel's notes when delve could not read the core.
+func (c *coreFile) noteTruncated(r *corepipe.Report, delveErr error) {
+	t := c.truncated
+	r.Artifacts.Core.Truncated = true
+	msg := fmt.Sprintf("The core is truncated: %d of the %d bytes its headers describe were dumped (a core size limit or a full disk). Memory past the cut is missing, so goroutines or frames may be missing too.", t.have, t.want)
+	if delveErr != nil {
+		first, _, _ := strings.Cut(delveErr.Error(), "\n")
+		msg += fmt.Sprintf(" Delve could not read it (%s): only the kernel's notes — signal, threads and registers — are reported.", first)
+	}
+	r.Diagnosis = append(r.Diagnosis, corepipe.Diagnosis{
+		Code:     "core_truncated",
+		Severity: "warning",
+		Message:  msg,
+		Evidence: fmt.Sprintf("file size %d bytes, program headers describe %d", t.have, t.want),
+	})
+}
+
+// notesOnly completes r from the kernel's notes alone, for a truncated core
+// that delve could not analyse.
+func (c *coreFile) notesOnly(r *corepipe.Report, exePath string, delveErr error) *corepipe.Report {
+	c.fillNative(r, nil, exePath)
+	c.noteTruncated(r, delveErr)
+	return r
 }
 
 func (c *coreFile) Close() error { return c.file.Close() }
@@ -140,26 +237,33 @@ func hostMachine() elf.Machine {
 	}
 }
 
+// readNotes parses every PT_NOTE segment. Each is read whole, so its size is
+// capped first: nothing is allocated by a size read from the file unless
+// the file holds that many bytes and the cap allows it.
 func (c *coreFile) readNotes() error {
 	var total uint64
 	for _, p := range c.f.Progs {
 		if p.Type != elf.PT_NOTE {
 			continue
 		}
-		total += p.Filesz
-		if total > maxNotes {
+		if p.Filesz > maxNotes-total {
 			return fmt.Errorf("notes exceed %d bytes: %w", maxNotes, corepipe.ErrInvalid)
 		}
+		total += p.Filesz
 		data := make([]byte, p.Filesz)
 		if _, err := io.ReadFull(p.Open(), data); err != nil {
 			return fmt.Errorf("read notes: %v: %w", err, corepipe.ErrInvalid)
 		}
+		var bad error
 		err := walkNotes(data, binary.LittleEndian, func(name string, typ uint32, desc []byte) {
-			if name != "CORE" && name != "LINUX" {
+			if bad != nil || (name != "CORE" && name != "LINUX") {
 				return
 			}
-			c.note(typ, desc)
+			bad = c.note(typ, desc)
 		})
+		if err == nil {
+			err = bad
+		}
 		if err != nil {
 			return err
 		}
@@ -167,18 +271,29 @@ func (c *coreFile) readNotes() error {
 	return nil
 }
 
-func (c *coreFile) note(typ uint32, desc []byte) {
+// regOffsets gives where the stack pointer and program counter are in
+// pr_reg: user_regs_struct on amd64, user_pt_regs (x0-x30, sp, pc) on arm64.
+func regOffsets() (sp, pc int) {
+	if hostMachine() == elf.EM_AARCH64 {
+		return 31 * 8, 32 * 8
+	}
+	return regRSP, regRIP
+}
+
+func (c *coreFile) note(typ uint32, desc []byte) error {
 	le := binary.LittleEndian
 	switch typ {
 	case ntPrstatus:
-		if len(desc) < prstatusMinLen || hostMachine() != elf.EM_X86_64 {
-			return
+		// Delve decodes the same note and fails less clearly.
+		if len(desc) < prstatusMinLen {
+			return fmt.Errorf("malformed NT_PRSTATUS note: %d bytes, want at least %d: %w", len(desc), prstatusMinLen, corepipe.ErrInvalid)
 		}
+		sp, pc := regOffsets()
 		c.threads = append(c.threads, coreThread{
 			tid:    int(int32(le.Uint32(desc[prstatusPid:]))),
 			cursig: int(le.Uint16(desc[prstatusCursig:])),
-			pc:     le.Uint64(desc[prstatusRegs+regRIP:]),
-			sp:     le.Uint64(desc[prstatusRegs+regRSP:]),
+			pc:     le.Uint64(desc[prstatusRegs+pc:]),
+			sp:     le.Uint64(desc[prstatusRegs+sp:]),
 		})
 	case ntSiginfo:
 		if len(desc) >= 24 && c.siginfo == nil {
@@ -195,20 +310,25 @@ func (c *coreFile) note(typ uint32, desc []byte) {
 			}
 		}
 	case ntFile:
-		c.mappings = parseNTFile(desc)
+		ms, err := parseNTFile(desc)
+		if err != nil {
+			return err
+		}
+		c.mappings = ms
 	}
+	return nil
 }
 
 // parseNTFile decodes NT_FILE: count, page size, count (start, end, page
 // offset) triples, then count NUL-terminated paths.
-func parseNTFile(desc []byte) []mapping {
+func parseNTFile(desc []byte) ([]mapping, error) {
 	le := binary.LittleEndian
 	if len(desc) < 16 {
-		return nil
+		return nil, fmt.Errorf("malformed NT_FILE note: %d bytes: %w", len(desc), corepipe.ErrInvalid)
 	}
 	count, pageSize := le.Uint64(desc), le.Uint64(desc[8:])
-	if count > uint64(len(desc))/24 {
-		return nil
+	if count > uint64(len(desc)-16)/24 {
+		return nil, fmt.Errorf("malformed NT_FILE note: %d mappings in %d bytes: %w", count, len(desc), corepipe.ErrInvalid)
 	}
 	names := desc[16+24*count:]
 	ms := make([]mapping, 0, count)
@@ -216,12 +336,12 @@ func parseNTFile(desc []byte) []mapping {
 		e := desc[16+24*i:]
 		name, rest, ok := bytes.Cut(names, []byte{0})
 		if !ok {
-			break
+			return nil, fmt.Errorf("malformed NT_FILE note: %d of %d paths: %w", i, count, corepipe.ErrInvalid)
 		}
 		names = rest
 		ms = append(ms, mapping{start: le.Uint64(e), end: le.Uint64(e[8:]), off: le.Uint64(e[16:]) * pageSize, path: string(name)})
 	}
-	return ms
+	return ms, nil
 }
 
 // walkNotes calls fn for each ELF note in data.
@@ -248,10 +368,10 @@ func align4(n uint64) uint64 { return (n + 3) &^ 3 }
 // core does not hold them (a mapping the kernel did not dump).
 func (c *coreFile) readMemory(addr uint64, n int) []byte {
 	for _, p := range c.f.Progs {
-		if p.Type != elf.PT_LOAD || addr < p.Vaddr || addr >= p.Vaddr+p.Filesz {
+		if p.Type != elf.PT_LOAD || addr < p.Vaddr || addr-p.Vaddr >= p.Filesz {
 			continue
 		}
-		avail := p.Vaddr + p.Filesz - addr
+		avail := p.Filesz - (addr - p.Vaddr)
 		if uint64(n) > avail {
 			n = int(avail)
 		}
@@ -286,12 +406,15 @@ func (c *coreFile) mainMapping() (path string, base uint64, ok bool) {
 
 // exeInfo is what identifies an executable.
 type exeInfo struct {
-	path      string
-	typ       elf.Type
-	entry     uint64
-	head      []byte // the first page of the file
-	gnuBuild  string
-	goBuildID string
+	path  string
+	typ   elf.Type
+	entry uint64
+	// firstVaddr is where the segment holding the start of the file is
+	// linked: 0 for a PIE, 0x400000 for a classic amd64 executable.
+	firstVaddr uint64
+	head       []byte // the first page of the file
+	gnuBuild   string
+	goBuildID  string
 }
 
 const headSize = 4096
@@ -316,6 +439,12 @@ func readExe(path string) (*exeInfo, error) {
 	n, _ := fh.ReadAt(e.head, 0)
 	e.head = e.head[:n]
 	e.gnuBuild, e.goBuildID = buildIDs(f)
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_LOAD && p.Off == 0 {
+			e.firstVaddr = p.Vaddr
+			break
+		}
+	}
 	return e, nil
 }
 
@@ -341,6 +470,34 @@ func buildIDs(f *elf.File) (gnu, goID string) {
 	return gnu, goID
 }
 
+// pageBuildIDs reads the build IDs from the first page of an executable as
+// the kernel dumped it. debug/elf cannot open it: the section headers are
+// at the end of the file, not in the page.
+func pageBuildIDs(page []byte) (gnu, goID string) {
+	if len(page) < elfHeaderSize {
+		return "", ""
+	}
+	le := binary.LittleEndian
+	phoff, phentsize, phnum := le.Uint64(page[32:]), uint64(le.Uint16(page[54:])), uint64(le.Uint16(page[56:]))
+	size := uint64(len(page))
+	for i := uint64(0); i < phnum && phentsize >= 48 && phoff <= size && (size-phoff)/phentsize > i; i++ {
+		ph := page[phoff+i*phentsize:]
+		off, filesz := le.Uint64(ph[8:]), le.Uint64(ph[32:])
+		if elf.ProgType(le.Uint32(ph)) != elf.PT_NOTE || off > size || filesz > size-off {
+			continue
+		}
+		_ = walkNotes(page[off:off+filesz], le, func(name string, typ uint32, desc []byte) {
+			switch {
+			case name == "GNU" && typ == ntGNUBuild:
+				gnu = fmt.Sprintf("%x", desc)
+			case name == "Go" && typ == ntGoBuild:
+				goID = string(desc)
+			}
+		})
+	}
+	return gnu, goID
+}
+
 // errWrongExe is returned, wrapped, when an executable does not belong to a
 // core: delve would produce a report of the wrong program, or allocate
 // wildly while trying.
@@ -348,13 +505,20 @@ var errWrongExe = errors.New("executable does not match the core")
 
 // checkExe verifies that exe is the program that dumped core: the first page
 // of the executable, which holds its build ID notes, must be the page the
-// kernel dumped for the mapping at AT_ENTRY; when the kernel did not dump
-// that page, the entry point must agree.
+// kernel dumped where it mapped the start of the file; when the kernel did
+// not dump that page, the entry point must agree. The mapping comes from
+// NT_FILE, or, without it, from the executable's own program headers moved
+// by the load bias that AT_ENTRY implies.
 func (c *coreFile) checkExe(exe *exeInfo) error {
+	if c.entry == 0 {
+		return fmt.Errorf("core %s has no entry point (NT_AUXV AT_ENTRY), so nothing tells whether %s dumped it: %w", c.path, exe.path, corepipe.ErrInvalid)
+	}
 	path, base, ok := c.mainMapping()
 	if !ok {
-		// Without NT_FILE/AUXV there is nothing to compare with.
-		return nil
+		path, base = "its program", exe.firstVaddr
+		if exe.typ == elf.ET_DYN {
+			base += c.entry - exe.entry
+		}
 	}
 	if page := c.readMemory(base, len(exe.head)); len(page) > 0 {
 		if bytes.Equal(page, exe.head[:len(page)]) {
@@ -364,7 +528,7 @@ func (c *coreFile) checkExe(exe *exeInfo) error {
 	}
 	want := exe.entry
 	if exe.typ == elf.ET_DYN {
-		want += base
+		want += base - exe.firstVaddr
 	}
 	if want != c.entry {
 		return c.mismatch(exe, path, nil)
@@ -374,14 +538,10 @@ func (c *coreFile) checkExe(exe *exeInfo) error {
 
 func (c *coreFile) mismatch(exe *exeInfo, corePath string, page []byte) error {
 	coreID := "unknown build ID"
-	if page != nil {
-		if f, err := elf.NewFile(bytes.NewReader(page)); err == nil {
-			if gnu, goID := buildIDs(f); goID != "" {
-				coreID = "Go build ID " + goID
-			} else if gnu != "" {
-				coreID = "build ID " + gnu
-			}
-		}
+	if gnu, goID := pageBuildIDs(page); goID != "" {
+		coreID = "Go build ID " + goID
+	} else if gnu != "" {
+		coreID = "build ID " + gnu
 	}
 	exeID := "no build ID"
 	if exe.goBuildID != "" {

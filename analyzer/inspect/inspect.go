@@ -91,20 +91,31 @@ func Inspect(ctx context.Context, corePath, exePath string, opts Options) (rep *
 			// delve needs DWARF; a stripped C program still has the
 			// kernel's notes, which say what died and where.
 			opts.Logger.Info("delve cannot read this executable; reporting the kernel's notes only", "err", err)
-			c.fillNative(r, nil)
+			c.fillNative(r, nil, exePath)
 			return r, nil
+		}
+		if c.truncated != nil {
+			return c.notesOnly(r, exePath, err), nil
 		}
 		return nil, fmt.Errorf("open core %s with %s: %w", corePath, exePath, err)
 	}
 	defer tg.Detach(false)
 
-	a := &analysis{ctx: ctx, t: tg.Selected, opts: opts, statuses: map[uint64]string{}, reasons: map[int64]string{}}
+	a := &analysis{ctx: ctx, t: tg.Selected, opts: opts, statuses: map[uint64]string{}, reasons: map[int64]string{},
+		coreSize: c.size, share: newSharing()}
 	if r.Go == nil {
-		c.fillNative(r, a.t)
+		c.fillNative(r, a.t, exePath)
 		return r, nil
 	}
 	if err := a.run(r); err != nil {
+		if c.truncated != nil {
+			partial := &corepipe.Report{Schema: r.Schema, Status: r.Status, Signal: r.Signal, Go: r.Go}
+			return c.notesOnly(partial, exePath, err), nil
+		}
 		return nil, fmt.Errorf("analyse core %s: %w", corePath, err)
+	}
+	if c.truncated != nil {
+		c.noteTruncated(r, nil)
 	}
 	return r, nil
 }
@@ -141,7 +152,7 @@ func goInfo(path string, exe *exeInfo) *corepipe.GoInfo {
 
 // fillNative reports a non-Go program: no goroutines, the threads as the
 // stack source, the fault from the kernel's siginfo.
-func (c *coreFile) fillNative(r *corepipe.Report, t *proc.Target) {
+func (c *coreFile) fillNative(r *corepipe.Report, t *proc.Target, exePath string) {
 	sig := c.killSignal()
 	dying := c.threads[0]
 	if c.siginfo != nil && isFault(sig) {
@@ -159,33 +170,23 @@ func (c *coreFile) fillNative(r *corepipe.Report, t *proc.Target) {
 	}
 	if t != nil {
 		r.Threads = threads(t)
+		threadStacks(t, r.Threads)
 	} else {
 		for _, th := range c.threads {
 			r.Threads = append(r.Threads, corepipe.Thread{ID: th.tid, PC: hex(th.pc), SP: hex(th.sp)})
 		}
 	}
+	c.scanStacks(r.Threads, exePath)
 	where := ""
 	if len(r.Threads) > 0 && r.Threads[0].Function != "" {
 		where = " in " + r.Threads[0].Function
-		if t != nil {
-			if caller := nativeCaller(t); caller != "" {
-				where += " called from " + caller
-			}
+		if fr := r.Threads[0].Frames; len(fr) > 1 && fr[0].Function == r.Threads[0].Function {
+			where += " called from " + fr[1].Function
 		}
 	}
 	if sig != 0 {
 		r.Title = corepipe.SignalName(sig) + where
 	}
-}
-
-// nativeCaller names the caller of the dying thread's innermost frame, when
-// the debug information can say.
-func nativeCaller(t *proc.Target) string {
-	frames, err := proc.ThreadStacktrace(t, t.CurrentThread(), 2)
-	if err != nil || len(frames) < 2 || frames[1].Call.Fn == nil {
-		return ""
-	}
-	return cName(frames[1].Call.Fn.Name)
 }
 
 // cName strips delve's "C." prefix and cgo's generated wrapper names from a C

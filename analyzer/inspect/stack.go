@@ -110,7 +110,23 @@ func cutCrash(frames []proc.Stackframe) []proc.Stackframe {
 			}
 		}
 	}
-	return frames[cut+1:]
+	frames = frames[cut+1:]
+	// A goroutine whose stack could not grow threw from newstack, on the
+	// system stack; the runtime prints it from the function that asked for
+	// more stack.
+	for i, f := range frames {
+		switch n := callName(f); {
+		case n == "runtime.morestack" || n == "runtime.morestack_noctxt":
+			return frames[i+1:]
+		case n == "runtime.newstack":
+			if i+1 < len(frames) && !strings.HasPrefix(callName(frames[i+1]), "runtime.morestack") {
+				return frames[i+1:]
+			}
+		case !strings.HasPrefix(n, "runtime."):
+			return frames
+		}
+	}
+	return frames
 }
 
 // fixInjected re-unwinds the frames below a call that the runtime injected

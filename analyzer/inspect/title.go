@@ -34,6 +34,9 @@ func title(r *corepipe.Report, cFunc string) string {
 		}
 		return "panic: " + msg + where
 	case corepipe.PanicKindFatal:
+		if msg == "fault" && r.Fault != nil {
+			return faultTitle(r.Fault) + where
+		}
 		return "fatal error: " + msg + where
 	default:
 		name, _, _ := strings.Cut(msg, ":")
@@ -41,15 +44,34 @@ func title(r *corepipe.Report, cFunc string) string {
 	}
 }
 
+// faultTitle names a fault the runtime threw on instead of panicking: an
+// address outside the nil page, which no nil pointer explains.
+func faultTitle(f *corepipe.Fault) string {
+	switch f.Name {
+	case "SIGSEGV":
+		return "wild pointer dereference (SIGSEGV at " + f.Address + ")"
+	case "SIGBUS":
+		code := f.CodeName
+		if code == "" {
+			code = "SIGBUS"
+		}
+		return "bus error (" + code + " at " + f.Address + ")"
+	}
+	return "fault (" + f.Name + " at " + f.Address + ")"
+}
+
 // culprit is the innermost function of the crashing goroutine that is not
 // the runtime's or cgo's machinery.
 func culprit(r *corepipe.Report) string {
-	g := r.CrashingGoroutineReport()
-	if g == nil {
-		return ""
+	var frames []corepipe.Frame
+	if g := r.CrashingGoroutineReport(); g != nil {
+		frames = g.Frames
+	} else if len(r.Threads) > 0 && r.CrashingGoroutine == 0 {
+		// No goroutine crashed, or none could be read: the dying thread.
+		frames = r.Threads[0].Frames
 	}
-	for _, f := range g.Frames {
-		if f.Function == "panic" || strings.HasPrefix(f.Function, "runtime.") || strings.Contains(f.Function, "._Cfunc_") {
+	for _, f := range frames {
+		if f.Function == "panic" || strings.HasPrefix(f.Function, "runtime.") || strings.HasPrefix(f.Function, "internal/runtime/") || strings.Contains(f.Function, "._Cfunc_") {
 			continue
 		}
 		return f.Function

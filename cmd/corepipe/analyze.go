@@ -2,13 +2,13 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"os"
 
 	"github.com/corepipe/corepipe"
+	"github.com/corepipe/corepipe/analyzer"
 	"github.com/corepipe/corepipe/analyzer/inspect"
 )
 
@@ -43,10 +43,9 @@ func runAnalyze(ctx context.Context, args []string) error {
 		}
 		return err
 	}
+	analyzer.Enrich(r, nil)
 	if *output == "text" {
 		return r.WriteText(os.Stdout)
 	}
-	enc := json.NewEncoder(os.Stdout)
-	enc.SetIndent("", "  ")
-	return enc.Encode(r)
+	return r.WriteJSON(os.Stdout, true)
 }
