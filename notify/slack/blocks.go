@@ -1,0 +1,356 @@
+package slack
+
+import (
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/corepipe/corepipe"
+	"github.com/corepipe/corepipe/notify"
+)
+
+// Slack's limits on Block Kit (https://docs.slack.dev/reference/block-kit):
+// beyond them the whole message is refused.
+const (
+	maxHeader   = 150
+	maxSection  = 3000
+	maxField    = 2000
+	maxFallback = 3000
+	// maxPanic keeps the panic message to what fits on a phone.
+	maxPanic = 500
+)
+
+// payload is a chat.postMessage body; incoming webhooks take the same.
+type payload struct {
+	Channel  string  `json:"channel,omitempty"`
+	ThreadTS string  `json:"thread_ts,omitempty"`
+	Text     string  `json:"text"`
+	Blocks   []block `json:"blocks"`
+	// Mrkdwn false keeps Slack from formatting the fallback text, which
+	// quotes the crash.
+	Mrkdwn bool `json:"mrkdwn"`
+	// The UI is internal: Slack cannot unfurl it, and must not try.
+	UnfurlLinks bool `json:"unfurl_links"`
+	UnfurlMedia bool `json:"unfurl_media"`
+}
+
+type block struct {
+	Type     string     `json:"type"`
+	Text     *textObj   `json:"text,omitempty"`
+	Fields   []*textObj `json:"fields,omitempty"`
+	Elements []*textObj `json:"elements,omitempty"`
+}
+
+type textObj struct {
+	Type  string `json:"type"`
+	Text  string `json:"text"`
+	Emoji *bool  `json:"emoji,omitempty"`
+}
+
+var noEmoji = new(bool)
+
+// plain is a plain_text object of untrusted text: Slack neither formats it
+// nor turns :names: into emoji.
+func plain(s string, max int) *textObj {
+	return &textObj{Type: "plain_text", Text: fit(escape(s), max), Emoji: noEmoji}
+}
+
+// mrkdwn is a mrkdwn object of text this package built and escaped.
+func mrkdwn(s string) *textObj { return &textObj{Type: "mrkdwn", Text: s} }
+
+// renderer turns messages into payloads.
+type renderer struct {
+	// ui is the web UI's base URL without a trailing slash, or "".
+	ui string
+}
+
+func (rd renderer) render(m *notify.Message) (*payload, error) {
+	switch m.Kind {
+	case notify.KindNew, notify.KindRegressed, notify.KindSpike:
+		if m.Report == nil || m.Group == nil {
+			return nil, fmt.Errorf("%w: %s message without its crash", corepipe.ErrInvalid, m.Kind)
+		}
+		return rd.alert(m), nil
+	case notify.KindFollowUp:
+		if m.FollowUp == nil {
+			return nil, fmt.Errorf("%w: follow-up without a summary", corepipe.ErrInvalid)
+		}
+		return rd.followUp(m.FollowUp), nil
+	case notify.KindDigest:
+		if m.Digest == nil {
+			return nil, fmt.Errorf("%w: digest without counts", corepipe.ErrInvalid)
+		}
+		return rd.digest(m.Digest), nil
+	}
+	return nil, fmt.Errorf("%w: unknown message kind %q", corepipe.ErrInvalid, m.Kind)
+}
+
+var alertHeadings = map[notify.Kind]string{
+	notify.KindNew:       "New crash",
+	notify.KindRegressed: "Regressed",
+	notify.KindSpike:     "Crash spike",
+}
+
+// alert is the message people act on: what broke, where, how often, the
+// stack, and the links to look closer.
+func (rd renderer) alert(m *notify.Message) *payload {
+	r, g := m.Report, m.Group
+	title := titleOf(r)
+	heading := alertHeadings[m.Kind]
+	blocks := []block{{Type: "header", Text: plain(heading+": "+title, maxHeader)}}
+
+	var what []string
+	switch m.Kind {
+	case notify.KindRegressed:
+		what = append(what, fmt.Sprintf("Back in %s after a quiet period; first seen %s in %s.",
+			orUnknown(g.LastVersion), when(g.FirstSeen), orUnknown(g.FirstVersion)))
+	case notify.KindSpike:
+		if s := m.Spike; s != nil {
+			what = append(what, fmt.Sprintf("More than %d crashes within %s.", s.Count, s.Window))
+		}
+	}
+	if p := r.Panic; p != nil && p.Message != "" {
+		what = append(what, p.Kind+": "+truncateRunes(p.Message, maxPanic))
+	} else if r.Error != "" {
+		what = append(what, "analysis failed: "+truncateRunes(r.Error, maxPanic))
+	}
+	if len(what) > 0 {
+		blocks = append(blocks, block{Type: "section", Text: plain(strings.Join(what, "\n"), maxSection)})
+	}
+	blocks = append(blocks, block{Type: "section", Fields: fields(r, g)})
+	if len(r.TopFrames) > 0 {
+		blocks = append(blocks, block{Type: "section", Text: mrkdwn(codeBlock(r.TopFrames))})
+	}
+	blocks = append(blocks, block{Type: "context", Elements: []*textObj{rd.links(r.ID, g.Signature, g.Count)}})
+
+	fallback := heading + ": " + title
+	if where := placeOf(r); where != "" {
+		fallback += " (" + where + ")"
+	}
+	return &payload{Text: fit(escape(fallback), maxFallback), Blocks: blocks}
+}
+
+func fields(r *corepipe.Report, g *corepipe.Group) []*textObj {
+	var fs []*textObj
+	add := func(label, value string) {
+		if value != "" {
+			fs = append(fs, plain(label+": "+value, maxField))
+		}
+	}
+	add("Signal", signalOf(r))
+	if c := r.Container; c != nil && c.Pod != "" {
+		pod := c.Namespace + "/" + c.Pod
+		if c.Container != "" {
+			pod += " (" + c.Container + ")"
+		}
+		add("Pod", pod)
+		add("Image", c.Image)
+	} else {
+		add("Process", processOf(r))
+	}
+	add("Node", r.Node)
+	add("Version", r.Version())
+	add("Count", fmt.Sprintf("%d, first seen %s", g.Count, when(g.FirstSeen)))
+	return fs
+}
+
+func signalOf(r *corepipe.Report) string {
+	if f := r.Fault; f != nil {
+		s := f.Name
+		if s == "" {
+			s = fmt.Sprintf("signal %d", f.Signal)
+		}
+		if f.CodeName != "" {
+			s += " " + f.CodeName
+		}
+		if f.Address != "" {
+			s += " at " + f.Address
+		}
+		if f.PC != "" {
+			s += ", pc " + f.PC
+		}
+		return s
+	}
+	if s := r.Signal; s != nil {
+		if s.Name != "" {
+			return s.Name
+		}
+		return fmt.Sprintf("signal %d", s.Number)
+	}
+	return ""
+}
+
+func processOf(r *corepipe.Report) string {
+	p := r.Process
+	name := p.Exe
+	if name == "" {
+		name = p.Comm
+	}
+	if p.PID != 0 {
+		return fmt.Sprintf("%s (pid %d)", name, p.PID)
+	}
+	return name
+}
+
+func placeOf(r *corepipe.Report) string {
+	where := r.Workload()
+	if r.Node != "" {
+		if where != "" {
+			where += " on "
+		}
+		where += r.Node
+	}
+	return where
+}
+
+func titleOf(r *corepipe.Report) string {
+	switch {
+	case r.Title != "":
+		return r.Title
+	case r.Signal != nil && r.Signal.Name != "":
+		return r.Signal.Name + " in " + r.Process.Exe
+	}
+	return "crash " + r.ID
+}
+
+// codeBlock shows frames the way the runtime prints them: function, then
+// file:line indented.
+func codeBlock(frames []corepipe.Frame) string {
+	var b strings.Builder
+	for _, f := range frames {
+		b.WriteString(f.Function)
+		b.WriteString("\n")
+		if f.File != "" {
+			fmt.Fprintf(&b, "\t%s:%d\n", f.File, f.Line)
+		}
+	}
+	const fence = "```"
+	return fence + "\n" + fit(codeEscape(strings.TrimSuffix(b.String(), "\n")), maxSection-2*len(fence)-2) + "\n" + fence
+}
+
+// links points at the crash and its group in the web UI.
+func (rd renderer) links(id, signature string, count int64) *textObj {
+	if rd.ui == "" {
+		return plain("crash "+id, maxSection)
+	}
+	return mrkdwn(rd.link("/crashes/"+url.PathEscape(id), "Crash "+escape(id)) + "  ·  " +
+		rd.link("/groups/"+url.PathEscape(signature), fmt.Sprintf("Group (%d %s)", count, plural(count, "crash", "crashes"))))
+}
+
+// link is a mrkdwn link to path in the UI. The path is escaped, so it has
+// no '|' or '>' that would end the link early.
+func (rd renderer) link(path, label string) string {
+	return "<" + entities.Replace(rd.ui+path) + "|" + label + ">"
+}
+
+// followUp is a thread reply under a group's alert: how many more since.
+func (rd renderer) followUp(s *notify.Summary) *payload {
+	text := summaryLine(s, false)
+	blocks := []block{
+		{Type: "section", Text: plain(text, maxSection)},
+		{Type: "context", Elements: []*textObj{rd.summaryLinks(s)}},
+	}
+	return &payload{Text: fit(escape(text), maxFallback), Blocks: blocks}
+}
+
+// digest lists the groups that crashed without an alert since the last one.
+func (rd renderer) digest(d *notify.Digest) *payload {
+	var crashes int64
+	for _, s := range d.Groups {
+		crashes += s.Count
+	}
+	crashes += d.MoreCrashes
+	groups := len(d.Groups) + d.MoreGroups
+	heading := fmt.Sprintf("Crash digest: %d %s in %d %s", crashes, plural(crashes, "crash", "crashes"), groups, plural(int64(groups), "group", "groups"))
+	if groups == 0 {
+		heading = "Crash digest"
+	}
+	blocks := []block{
+		{Type: "header", Text: plain(heading, maxHeader)},
+		{Type: "context", Elements: []*textObj{plain("Since "+when(d.Since)+", crashes not announced on their own.", maxSection)}},
+	}
+	for i := range d.Groups {
+		s := &d.Groups[i]
+		blocks = append(blocks,
+			block{Type: "section", Text: plain(summaryLine(s, true), maxSection)},
+			block{Type: "context", Elements: []*textObj{rd.summaryLinks(s)}})
+	}
+	if d.MoreGroups > 0 {
+		blocks = append(blocks, block{Type: "section", Text: plain(fmt.Sprintf("…and %d more %s with %d %s.",
+			d.MoreGroups, plural(int64(d.MoreGroups), "group", "groups"), d.MoreCrashes, plural(d.MoreCrashes, "crash", "crashes")), maxSection)})
+	}
+	if d.Unanalysed > 0 {
+		text := fmt.Sprintf("%d %s could not be analysed.", d.Unanalysed, plural(d.Unanalysed, "crash", "crashes"))
+		if rd.ui != "" {
+			text += " " + rd.link("/", "See the crash list.")
+		}
+		blocks = append(blocks, block{Type: "section", Text: mrkdwn(text)})
+	}
+	return &payload{Text: fit(escape(heading), maxFallback), Blocks: blocks}
+}
+
+// summaryLine says how many crashes of a group went unannounced, with the
+// group's title when it stands alone in a digest.
+func summaryLine(s *notify.Summary, withTitle bool) string {
+	var b strings.Builder
+	if withTitle {
+		fmt.Fprintf(&b, "%d × %s\n", s.Count, orUnknown(s.Title))
+	} else {
+		fmt.Fprintf(&b, "%d more %s since %s. ", s.Count, plural(s.Count, "crash", "crashes"), when(s.Since))
+	}
+	fmt.Fprintf(&b, "Last %s", when(s.LastAt))
+	if s.LastNode != "" {
+		b.WriteString(" on " + s.LastNode)
+	}
+	if s.LastWorkload != "" {
+		b.WriteString(" (" + s.LastWorkload + ")")
+	}
+	fmt.Fprintf(&b, "; %d in all since %s.", s.Total, when(s.FirstSeen))
+	return b.String()
+}
+
+func (rd renderer) summaryLinks(s *notify.Summary) *textObj {
+	if rd.ui == "" {
+		return plain("latest crash "+s.LastID, maxSection)
+	}
+	parts := []string{rd.link("/groups/"+url.PathEscape(s.Signature), "Group")}
+	if corepipe.ValidID(s.LastID) {
+		parts = append(parts, rd.link("/crashes/"+s.LastID, "Latest crash"))
+	}
+	return mrkdwn(strings.Join(parts, "  ·  "))
+}
+
+func when(t time.Time) string {
+	if t.IsZero() {
+		return "at an unknown time"
+	}
+	return t.UTC().Format("2006-01-02 15:04 UTC")
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "unknown"
+	}
+	return s
+}
+
+func plural(n int64, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}
+
+func truncateRunes(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for i := range s {
+		if n == 0 {
+			return s[:i] + "…"
+		}
+		n--
+	}
+	return s
+}
