@@ -5,7 +5,6 @@
 package analyzer
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -265,6 +264,11 @@ func merge(r, found *corepipe.Report) {
 	r.Signature = found.Signature
 	r.Title = found.Title
 	r.Diagnosis = found.Diagnosis
+	// The core may be shorter than the collector believed (a disk filled
+	// after the manifest was written): the inspection has the last word.
+	if found.Artifacts.Core.Truncated {
+		r.Artifacts.Core.Truncated = true
+	}
 }
 
 // fetch copies a blob to path, decompressing it when it is a zstd core.
@@ -300,12 +304,14 @@ func (a *Analyzer) fetch(ctx context.Context, key, path string, decompress bool)
 }
 
 func (a *Analyzer) store(ctx context.Context, r *corepipe.Report) error {
-	b, err := json.Marshal(r)
+	// A report of 100 000 goroutines runs to hundreds of megabytes of JSON:
+	// stream it into the store rather than building it in memory.
+	pr, pw := io.Pipe()
+	go func() { pw.CloseWithError(r.WriteJSON(pw, false)) }()
+	err := a.cfg.Blobs.Put(ctx, corepipe.ReportKey(r.ID), pr, -1)
+	pr.CloseWithError(err)
 	if err != nil {
-		return fmt.Errorf("encode report: %w", err)
-	}
-	if err := a.cfg.Blobs.Put(ctx, corepipe.ReportKey(r.ID), bytes.NewReader(b), int64(len(b))); err != nil {
-		return err
+		return fmt.Errorf("store report: %w", err)
 	}
 	return a.cfg.Queue.PublishReport(ctx, r)
 }

@@ -139,7 +139,9 @@ func (c Child) childError(err error, ps *os.ProcessState, stderr string) error {
 func outOfMemory(stderr string) string {
 	for l := range strings.Lines(stderr) {
 		l = strings.TrimSpace(l)
-		if strings.HasPrefix(l, "fatal error: ") && strings.Contains(l, "out of memory") {
+		// Under a tight address-space limit the runtime may fail before it
+		// allocates anything: reserving its arenas is the first use.
+		if strings.HasPrefix(l, "fatal error: ") && (strings.Contains(l, "out of memory") || strings.Contains(l, "failed to reserve")) {
 			return l
 		}
 		if strings.HasPrefix(l, "runtime: out of memory") || strings.Contains(l, "cannot allocate memory") {
@@ -152,7 +154,7 @@ func outOfMemory(stderr string) string {
 // runtimeCrash returns the "panic: …" or "fatal error: …" line of a Go
 // runtime crash, if the child printed a goroutine traceback.
 func runtimeCrash(stderr string) string {
-	if !strings.Contains(stderr, "\ngoroutine ") {
+	if !strings.Contains(stderr, "\ngoroutine ") && !strings.Contains(stderr, "\nruntime stack:") {
 		return ""
 	}
 	for l := range strings.Lines(stderr) {

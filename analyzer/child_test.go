@@ -100,7 +100,7 @@ func TestChildFailures(t *testing.T) {
 	}{
 		{"panic", Child{Command: []string{bin, "panic"}}, "analysis crashed: panic: assignment to entry in nil map"},
 		{"hang", Child{Command: []string{bin, "hang"}, Timeout: 300 * time.Millisecond}, "analysis took longer than 300ms"},
-		{"out of memory", Child{Command: []string{bin, "oom"}, MaxMemory: 512 << 20}, "analysis ran out of memory (limit 512 MiB): fatal error: runtime:"},
+		{"out of memory", Child{Command: []string{bin, "oom"}, MaxMemory: 512 << 20}, "analysis ran out of memory (limit 512 MiB): fatal error: "},
 		{"out of CPU time", Child{Command: []string{bin, "spin"}, MaxCPU: time.Second}, "analysis used more than its CPU time limit of 1s"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -187,5 +187,17 @@ func TestHandleChildCrashThenGoesOn(t *testing.T) {
 	a.Handle(ctx, r.next(t))
 	if rep := r.report(t, second.ID); rep.Status != corepipe.StatusAnalyzed || rep.Title != "fine" {
 		t.Errorf("next crash: status %q, title %q, error %q", rep.Status, rep.Title, rep.Error)
+	}
+}
+
+// Under a tight address-space limit the Go runtime can die reserving its
+// arenas, before any goroutine exists: that is running out of memory too.
+func TestChildErrorRuntimeReserveFailure(t *testing.T) {
+	stderr := "fatal error: failed to reserve page summary memory\n\nruntime stack:\nruntime.throw({0x494d6b?, 0x20000000?})\n\t/usr/local/go/src/runtime/panic.go:1229 +0x48\n"
+	if got := outOfMemory(stderr); got != "fatal error: failed to reserve page summary memory" {
+		t.Errorf("outOfMemory = %q", got)
+	}
+	if got := runtimeCrash("fatal error: unexpected signal\n\nruntime stack:\nruntime.throw()\n"); got != "fatal error: unexpected signal" {
+		t.Errorf("runtimeCrash of a crash with only a runtime stack = %q", got)
 	}
 }
