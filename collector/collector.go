@@ -19,8 +19,6 @@ import (
 	"path"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/corepipe/corepipe"
 )
 
@@ -57,6 +55,12 @@ type Config struct {
 	// to. Production honours the limit; a developer machine, where the
 	// shell's default soft limit of 0 is rarely a decision, may not.
 	IgnoreRlimitCore bool
+	// RateLimit keeps the cores of only the first RateLimit crashes of each
+	// executable per RateWindow (DefaultRateWindow when 0); later crashes
+	// keep their manifest. 0: no limit. The count is shared through the
+	// spool by every collector process.
+	RateLimit  int
+	RateWindow time.Duration
 	// Logger receives one line per decision; silent when nil.
 	Logger *slog.Logger
 }
@@ -74,14 +78,18 @@ func (cfg Config) withDefaults() Config {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.RateWindow <= 0 {
+		cfg.RateWindow = DefaultRateWindow
+	}
 	return cfg
 }
 
 // Dropped reasons recorded in the manifest's core.dropped.
 const (
-	DroppedRlimit    = "rlimit_core=0"
-	DroppedSpoolFull = "spool_full"
-	DroppedWrite     = "write_failed"
+	DroppedRlimit      = "rlimit_core=0"
+	DroppedSpoolFull   = "spool_full"
+	DroppedRateLimited = "rate_limited"
+	DroppedWrite       = "write_failed"
 )
 
 // Run captures one crash. args are the kernel's positional arguments
@@ -128,6 +136,7 @@ func Run(ctx context.Context, cfg Config, args []string, stdin io.Reader) (*core
 	if exe != nil {
 		defer exe.Close()
 	}
+	identify(exe, c)
 
 	root, err := openSpoolRoot(cfg.SpoolDir)
 	if err != nil {
@@ -138,13 +147,14 @@ func Run(ctx context.Context, cfg Config, args []string, stdin io.Reader) (*core
 	if err := root.Mkdir(tmp, 0o700); err != nil {
 		return nil, fmt.Errorf("spool: create entry: %w", err)
 	}
+	q := newQuota(cfg, root, tmp)
 
-	captureCore(ctx, cfg, root, tmp, a, stdin, c)
+	captureCore(ctx, cfg, root, tmp, a, stdin, c, q)
 	release(stdin)
-	captureExecutable(ctx, root, tmp, exe, c)
+	captureExecutable(ctx, root, tmp, exe, c, q)
 
 	c.Timings.CaptureMS = time.Since(start).Milliseconds()
-	if err := commit(root, tmp, c, log); err != nil {
+	if err := commit(root, tmp, c, q, log); err != nil {
 		if rerr := root.RemoveAll(tmp); rerr != nil {
 			err = errors.Join(err, rerr)
 		}
@@ -164,17 +174,76 @@ func release(stdin io.Reader) {
 	}
 }
 
+// identify reads the executable's build IDs, before the core: the rate
+// limit counts crashes by them. It reads the ELF headers and notes only.
+func identify(exe *os.File, c *corepipe.Crash) {
+	if exe == nil {
+		return
+	}
+	gnu, goID, err := buildIDs(exe)
+	if err != nil {
+		c.Notes = append(c.Notes, fmt.Sprintf("executable build IDs not read: %v", err))
+	}
+	c.Executable.BuildID, c.Executable.GoBuildID = gnu, goID
+}
+
+// rateKey is the identity crashes are counted under: the build ID, else the
+// executable's path, else the process name.
+func rateKey(c *corepipe.Crash) string {
+	switch {
+	case c.Executable.BuildID != "" || c.Executable.GoBuildID != "":
+		return "build:" + c.Executable.ContentID()
+	case c.Executable.Path != "":
+		return "path:" + c.Executable.Path
+	default:
+		return "comm:" + c.Process.Comm
+	}
+}
+
+// manifestSlack is room reserved beyond the manifest as first encoded, for
+// what is learnt while capturing (sizes, hashes, notes).
+const manifestSlack = 16 << 10
+
+// manifestSize is the size of c as commit writes it.
+func manifestSize(c *corepipe.Crash) int64 {
+	b, err := json.MarshalIndent(c, "", "  ")
+	if err != nil {
+		return maxManifestSize
+	}
+	return int64(len(b)) + 1
+}
+
 // captureCore decides whether and how much of the core to keep, then
 // streams it into the entry, recording the outcome in c.Core and c.Notes.
-func captureCore(ctx context.Context, cfg Config, root *os.Root, tmp string, a kernelArgs, stdin io.Reader, c *corepipe.Crash) {
+// The decisions that need no core come first, so that a core nobody keeps
+// is never read: the kernel's stream is closed unread and the dying
+// process released at once.
+func captureCore(ctx context.Context, cfg Config, root *os.Root, tmp string, a kernelArgs, stdin io.Reader, c *corepipe.Crash, q *quota) {
 	if cfg.IgnoreRlimitCore && a.HasRlimit && a.Rlimit != math.MaxUint64 {
 		c.Notes = append(c.Notes, fmt.Sprintf("RLIMIT_CORE %d ignored by configuration", a.Rlimit))
 		a.HasRlimit = false
+	}
+	if q != nil && !q.take(manifestSize(c)+manifestSlack) {
+		c.Core.Dropped = DroppedSpoolFull
+		c.Notes = append(c.Notes, fmt.Sprintf("spool full (%s): core dropped; the manifest is written anyway, as the record of the crash", q.why))
+		return
 	}
 	if a.HasRlimit && a.Rlimit == 0 {
 		c.Core.Dropped = DroppedRlimit
 		c.Notes = append(c.Notes, "RLIMIT_CORE is 0: core not kept; the kernel's stream was closed unread so the process could exit")
 		return
+	}
+	if cfg.RateLimit > 0 {
+		ok, st, err := admit(root, rateKey(c), cfg.RateLimit, cfg.RateWindow, cfg.Now())
+		switch {
+		case err != nil:
+			c.Notes = append(c.Notes, fmt.Sprintf("rate limit not checked, core kept: %v", err))
+		case !ok:
+			c.Core.Dropped = DroppedRateLimited
+			c.Notes = append(c.Notes, fmt.Sprintf("rate limited: crash %d of this executable in the window that began %s; only the first %d per %v keep their core, this one keeps its manifest only",
+				st.Kept+st.Limited, time.Unix(0, st.Start).UTC().Format(time.RFC3339), cfg.RateLimit, cfg.RateWindow))
+			return
+		}
 	}
 	limit, reason := int64(0), ""
 	if cfg.MaxCoreSize > 0 {
@@ -184,19 +253,6 @@ func captureCore(ctx context.Context, cfg Config, root *os.Root, tmp string, a k
 	if a.HasRlimit && a.Rlimit != math.MaxUint64 && a.Rlimit <= math.MaxInt64 && (limit == 0 || int64(a.Rlimit) < limit) {
 		limit, reason = int64(a.Rlimit), fmt.Sprintf("RLIMIT_CORE %d", a.Rlimit)
 	}
-	if cfg.SpoolMaxUse > 0 || cfg.SpoolKeepFree > 0 {
-		room, why, err := spoolRoom(cfg)
-		switch {
-		case err != nil:
-			c.Notes = append(c.Notes, fmt.Sprintf("spool limits not checked: %v", err))
-		case room <= 0:
-			c.Core.Dropped = DroppedSpoolFull
-			c.Notes = append(c.Notes, fmt.Sprintf("spool full (%s): core dropped, manifest kept", why))
-			return
-		case limit == 0 || room < limit:
-			limit, reason = room, why
-		}
-	}
 
 	name := path.Join(tmp, CoreFile)
 	f, err := createExcl(root, name)
@@ -205,7 +261,15 @@ func captureCore(ctx context.Context, cfg Config, root *os.Root, tmp string, a k
 		c.Notes = append(c.Notes, fmt.Sprintf("core dropped: %v", err))
 		return
 	}
-	res, err := streamCore(ctx, f, stdin, limit)
+	res, err := streamCore(ctx, f, stdin, limit, q)
+	// Everything wanted from the kernel is read: let the process go before
+	// waiting for the disk.
+	release(stdin)
+	if err == nil {
+		if serr := f.Sync(); serr != nil {
+			err = errWrite{serr}
+		}
+	}
 	if err == nil {
 		var fi os.FileInfo
 		if fi, err = f.Stat(); err == nil {
@@ -214,6 +278,12 @@ func captureCore(ctx context.Context, cfg Config, root *os.Root, tmp string, a k
 	}
 	if cerr := f.Close(); err == nil && cerr != nil {
 		err = errWrite{cerr}
+	}
+	if err == nil && res.SpoolFull && res.Size == 0 {
+		root.Remove(name)
+		c.Core = corepipe.CoreArtifact{Dropped: DroppedSpoolFull}
+		c.Notes = append(c.Notes, res.Why+": core dropped, manifest kept")
+		return
 	}
 	if err != nil {
 		// A zstd stream cut by a failed write cannot be read back reliably.
@@ -231,44 +301,15 @@ func captureCore(ctx context.Context, cfg Config, root *os.Root, tmp string, a k
 	}
 }
 
-// spoolRoom is how many raw core bytes fit under the spool limits, with the
-// limit that binds. Raw bytes are compared with stored ones, so the spool
-// never overflows at the price of cutting some cores that would have fit.
-func spoolRoom(cfg Config) (int64, string, error) {
-	room, why := int64(math.MaxInt64), ""
-	if cfg.SpoolMaxUse > 0 {
-		used, err := Spool{Dir: cfg.SpoolDir}.Usage()
-		if err != nil {
-			return 0, "", err
-		}
-		room, why = cfg.SpoolMaxUse-used, fmt.Sprintf("spool max use %d, %d used", cfg.SpoolMaxUse, used)
-	}
-	if cfg.SpoolKeepFree > 0 {
-		var st unix.Statfs_t
-		if err := unix.Statfs(cfg.SpoolDir, &st); err != nil {
-			return 0, "", fmt.Errorf("statfs %s: %w", cfg.SpoolDir, err)
-		}
-		free := int64(st.Bavail) * st.Bsize
-		if r := free - cfg.SpoolKeepFree; r < room {
-			room, why = r, fmt.Sprintf("spool keep free %d, %d free", cfg.SpoolKeepFree, free)
-		}
-	}
-	return room, why, nil
-}
-
 // captureExecutable records the executable's identity and copies it into
 // the entry, unless the agent has already stored it or there is no core for
 // it to serve.
-func captureExecutable(ctx context.Context, root *os.Root, tmp string, exe *os.File, c *corepipe.Crash) {
+func captureExecutable(ctx context.Context, root *os.Root, tmp string, exe *os.File, c *corepipe.Crash, q *quota) {
 	if exe == nil {
 		return
 	}
 	x := &c.Executable
-	gnu, goID, err := buildIDs(exe)
-	if err != nil {
-		c.Notes = append(c.Notes, fmt.Sprintf("executable build IDs not read: %v", err))
-	}
-	x.BuildID, x.GoBuildID = gnu, goID
+	var err error
 	if x.BuildID == "" && x.GoBuildID == "" {
 		// Without a build ID the content ID is the hash: needed before the
 		// marker can be looked up.
@@ -291,13 +332,23 @@ func captureExecutable(ctx context.Context, root *os.Root, tmp string, exe *os.F
 		c.Notes = append(c.Notes, "capture deadline reached: executable not copied")
 		return
 	}
+	fi, err := exe.Stat()
+	if err != nil {
+		c.Notes = append(c.Notes, fmt.Sprintf("executable not copied: %v", err))
+		return
+	}
+	if q != nil && !q.take(fi.Size()) {
+		c.Notes = append(c.Notes, fmt.Sprintf("spool full (%s): executable of %d bytes not copied", q.why, fi.Size()))
+		return
+	}
 	name := path.Join(tmp, ExecutableFile)
 	f, err := createExcl(root, name)
 	if err != nil {
 		c.Notes = append(c.Notes, fmt.Sprintf("executable not copied: %v", err))
 		return
 	}
-	size, sum, err := copyExecutable(f, exe)
+	// The copy stops at the size reserved, should the file grow meanwhile.
+	size, sum, err := copyExecutable(f, exe, fi.Size())
 	if cerr := f.Close(); err == nil && cerr != nil {
 		err = fmt.Errorf("copy executable: %w", cerr)
 	}
@@ -321,7 +372,7 @@ func markerExists(root *os.Root, contentID string) bool {
 // commit writes the manifest, makes the entry durable and publishes it by
 // renaming <id>.tmp to <id>: the agent only ever sees complete entries. It
 // fails only when the entry was not published.
-func commit(root *os.Root, tmp string, c *corepipe.Crash, log *slog.Logger) error {
+func commit(root *os.Root, tmp string, c *corepipe.Crash, q *quota, log *slog.Logger) error {
 	b, err := json.MarshalIndent(c, "", "  ")
 	if err != nil {
 		return fmt.Errorf("encode manifest: %w", err)
@@ -339,6 +390,9 @@ func commit(root *os.Root, tmp string, c *corepipe.Crash, log *slog.Logger) erro
 	}
 	if err != nil {
 		return fmt.Errorf("write manifest: %w", err)
+	}
+	if err := q.release(); err != nil {
+		log.Warn("spool reservation kept in the committed entry", "err", err)
 	}
 	if err := syncDir(root, tmp); err != nil {
 		return fmt.Errorf("sync spool entry: %w", err)

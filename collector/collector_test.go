@@ -393,15 +393,43 @@ func TestRunSpoolFull(t *testing.T) {
 		t.Errorf("core = %+v, notes %q", c.Core, c.Notes)
 	}
 
+	// A core that does not fit whole keeps the prefix that does, and the
+	// entry's files stay under max use.
 	cfg = testConfig(t, fixtureProc(t, "", nil))
 	cfg.SpoolMaxUse = 100 << 10
-	c, err = Run(context.Background(), cfg, kernelArgv("18446744073709551615"), bytes.NewReader(genCore(1<<20)))
+	core := genCore(1 << 20)
+	c, err = Run(context.Background(), cfg, kernelArgv("18446744073709551615"), bytes.NewReader(core))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !c.Core.Truncated || c.Core.Size != 100<<10 || !hasNote(c, "spool max use") {
+	if !c.Core.Truncated || c.Core.Size == 0 || !hasNote(c, "spool max use") {
 		t.Errorf("core = %+v, notes %q", c.Core, c.Notes)
 	}
+	e := committed(t, cfg.SpoolDir)
+	if got := readCore(t, e.CorePath()); !bytes.Equal(got, core[:c.Core.Size]) || c.Core.SHA256 != sha(got) {
+		t.Errorf("stored core is not the first %d bytes", c.Core.Size)
+	}
+	if used := diskUsage(t, cfg.SpoolDir); used > cfg.SpoolMaxUse {
+		t.Errorf("spool holds %d bytes, max use %d", used, cfg.SpoolMaxUse)
+	}
+	if _, err := os.Lstat(filepath.Join(e.Dir, reservationFile)); err == nil {
+		t.Error("the committed entry kept its reservation")
+	}
+}
+
+// diskUsage sums the sizes of the regular files under dir, independently of
+// the collector's own accounting.
+func diskUsage(t testing.TB, dir string) int64 {
+	var n int64
+	filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			if fi, err := d.Info(); err == nil {
+				n += fi.Size()
+			}
+		}
+		return nil
+	})
+	return n
 }
 
 func TestRunExecutableMarker(t *testing.T) {
@@ -619,7 +647,8 @@ func TestSettingsRoundTrip(t *testing.T) {
 	if s, err := LoadSettings(spool); err != nil || !reflect.DeepEqual(s, Settings{}) {
 		t.Fatalf("settings of a fresh spool: %+v, %v", s, err)
 	}
-	want := Settings{MaxCoreSize: 1 << 30, MaxUse: 10 << 30, KeepFree: 1 << 30, EnvAllow: []string{"GOGC"}, IgnoreRlimitCore: true}
+	want := Settings{MaxCoreSize: 1 << 30, MaxUse: 10 << 30, KeepFree: 1 << 30, EnvAllow: []string{"GOGC"}, IgnoreRlimitCore: true,
+		RateLimit: 5, RateWindow: time.Hour}
 	if err := want.Save(spool); err != nil {
 		t.Fatal(err)
 	}
@@ -629,7 +658,8 @@ func TestSettingsRoundTrip(t *testing.T) {
 	}
 	var cfg Config
 	got.Apply(&cfg)
-	if cfg.MaxCoreSize != 1<<30 || cfg.SpoolMaxUse != 10<<30 || cfg.SpoolKeepFree != 1<<30 || !cfg.IgnoreRlimitCore || cfg.EnvAllowlist[0] != "GOGC" {
+	if cfg.MaxCoreSize != 1<<30 || cfg.SpoolMaxUse != 10<<30 || cfg.SpoolKeepFree != 1<<30 || !cfg.IgnoreRlimitCore || cfg.EnvAllowlist[0] != "GOGC" ||
+		cfg.RateLimit != 5 || cfg.RateWindow != time.Hour {
 		t.Errorf("applied %+v", cfg)
 	}
 	if err := os.WriteFile(filepath.Join(spool, SettingsFile), []byte("{"), 0o600); err != nil {

@@ -85,11 +85,12 @@ func parseNotes(b []byte, order binary.ByteOrder) (gnu, goID string) {
 	return
 }
 
-// copyExecutable streams the held executable into dst, hashing it, and
-// syncs dst. It reads from offset 0 whatever was read from the handle before.
-func copyExecutable(dst *os.File, exe *os.File) (size int64, sum string, err error) {
+// copyExecutable streams at most limit bytes of the held executable into
+// dst, hashing them, and syncs dst. It reads from offset 0 whatever was read
+// from the handle before.
+func copyExecutable(dst *os.File, exe *os.File, limit int64) (size int64, sum string, err error) {
 	h := sha256.New()
-	size, err = io.CopyBuffer(io.MultiWriter(dst, h), io.NewSectionReader(exe, 0, 1<<62), make([]byte, copyBuffer))
+	size, err = io.CopyBuffer(io.MultiWriter(dst, h), io.NewSectionReader(exe, 0, limit), make([]byte, copyBuffer))
 	if err != nil {
 		return size, "", fmt.Errorf("copy executable: %w", err)
 	}

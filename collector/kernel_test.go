@@ -2,16 +2,22 @@ package collector
 
 import (
 	"debug/elf"
+	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/klauspost/compress/zstd"
+	"golang.org/x/sys/unix"
+
+	"github.com/corepipe/corepipe"
 
 	"github.com/corepipe/corepipe/collector/corepattern"
 	"github.com/corepipe/corepipe/internal/crashtest"
@@ -28,11 +34,7 @@ func TestKernelCapturesGoCrash(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	bin := filepath.Join(dir, "corepipe-collector")
-	build := exec.Command("go", "build", "-o", bin, "github.com/corepipe/corepipe/cmd/corepipe-collector")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build collector: %v\n%s", err, out)
-	}
+	bin := buildCollector(t, dir)
 	spool := filepath.Join(dir, "s")
 	exe := crashtest.BuildGo(t, crashtest.Program{Files: map[string]string{"main.go": `package main
 
@@ -108,5 +110,115 @@ func main() {
 	}
 	if m.Core.Size < 4096 || m.Core.Truncated || m.Core.Dropped != "" {
 		t.Errorf("core = %+v", m.Core)
+	}
+}
+
+// buildCollector builds the collector command into dir.
+func buildCollector(t testing.TB, dir string) string {
+	t.Helper()
+	bin := filepath.Join(dir, "corepipe-collector")
+	build := exec.Command("go", "build", "-o", bin, "github.com/corepipe/corepipe/cmd/corepipe-collector")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build collector: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// holder fills size bytes of memory the way a core's pages look to a
+// compressor (a third zero pages, the rest random), says "ready", and waits
+// for the signal that kills it.
+const holder = `package main
+
+import (
+	"math/rand/v2"
+	"os"
+	"strconv"
+)
+
+var keep []byte
+
+func main() {
+	n, _ := strconv.Atoi(os.Args[1])
+	keep = make([]byte, n)
+	rng := rand.NewChaCha8([32]byte{7})
+	for off := 0; off < n; off += 4096 {
+		if off/4096%3 != 0 {
+			rng.Read(keep[off:min(n, off+4096)])
+		}
+	}
+	os.Stdout.Write([]byte("ready\n"))
+	os.Stdin.Read(make([]byte, 1))
+}
+`
+
+// BenchmarkKernelPipeHold measures how long the kernel holds a crashing
+// process whose core goes through the collector: from the signal to the
+// process being reaped, which with core_pipe_limit set includes the
+// collector's exit. The same crash with core_pattern naming a plain file
+// is the baseline. ns/op is that time; run with -benchtime 3x.
+func BenchmarkKernelPipeHold(b *testing.B) {
+	crashtest.RequireRoot(b)
+	dir, err := os.MkdirTemp("", "cph")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { os.RemoveAll(dir) })
+	bin := buildCollector(b, dir)
+	exe := crashtest.BuildGo(b, crashtest.Program{Files: map[string]string{"main.go": holder}})
+	lim := unix.Rlimit{Cur: unix.RLIM_INFINITY, Max: unix.RLIM_INFINITY}
+	if err := unix.Setrlimit(unix.RLIMIT_CORE, &lim); err != nil {
+		b.Fatal(err)
+	}
+	spool := filepath.Join(dir, "s")
+	// Steady state on a node: the agent has stored the executable already.
+	os.Mkdir(spool, 0o700)
+	f, err := os.Open(exe)
+	if err != nil {
+		b.Fatal(err)
+	}
+	gnu, goID, _ := buildIDs(f)
+	f.Close()
+	if err := (Spool{Dir: spool}).MarkExecutableStored(corepipe.ExeArtifact{BuildID: gnu, GoBuildID: goID}.ContentID()); err != nil {
+		b.Fatal(err)
+	}
+	for _, size := range []int{10 << 20, 1 << 30} {
+		for _, mode := range []string{"pipe", "file"} {
+			b.Run(fmt.Sprintf("%s/%dMiB", mode, size>>20), func(b *testing.B) {
+				s := corepattern.Settings{Pattern: filepath.Join(dir, "core"), PipeLimit: 64}
+				if mode == "pipe" {
+					s.Pattern = corepattern.Pattern(bin, spool)
+				}
+				crashtest.WithPattern(b, s, func() {
+					for b.Loop() {
+						b.StopTimer()
+						cmd := exec.Command(exe, strconv.Itoa(size))
+						cmd.Env = append(os.Environ(), "GOTRACEBACK=crash")
+						stdin, _ := cmd.StdinPipe()
+						stdout, _ := cmd.StdoutPipe()
+						if err := cmd.Start(); err != nil {
+							b.Fatal(err)
+						}
+						if _, err := io.ReadFull(stdout, make([]byte, 6)); err != nil {
+							b.Fatalf("holder not ready: %v", err)
+						}
+						b.StartTimer()
+						cmd.Process.Signal(syscall.SIGABRT)
+						err := cmd.Wait()
+						b.StopTimer()
+						stdin.Close()
+						var ee *exec.ExitError
+						if !errors.As(err, &ee) || !ee.Sys().(syscall.WaitStatus).CoreDump() {
+							b.Fatalf("holder did not dump core: %v", err)
+						}
+						os.Remove(filepath.Join(dir, "core"))
+						entries, _ := Spool{Dir: spool}.Entries()
+						for _, e := range entries {
+							e.Remove()
+						}
+						b.StartTimer()
+					}
+				})
+			})
+		}
 	}
 }

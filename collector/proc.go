@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 
@@ -331,6 +332,18 @@ func gatherProcess(c *corepipe.Crash, procRoot string, a kernelArgs, allow []str
 	} else if c.Limits, err = parseLimits(b); err != nil {
 		c.Notes = append(c.Notes, err.Error())
 	}
+	if f, err := p.open("maps"); err != nil {
+		c.Notes = append(c.Notes, err.Error())
+	} else {
+		var notes []string
+		ino, nlink := inode(exe)
+		c.Mappings, notes = parseMaps(f, target, ino)
+		f.Close()
+		// The link's " (deleted)" suffix could be part of a real name; a
+		// file with no links left is deleted or replaced for sure.
+		c.Mappings.ExeDeleted = exe != nil && nlink == 0
+		c.Notes = append(c.Notes, notes...)
+	}
 	if f, err := p.open("environ"); err != nil {
 		c.Notes = append(c.Notes, err.Error())
 	} else {
@@ -344,4 +357,19 @@ func gatherProcess(c *corepipe.Crash, procRoot string, a kernelArgs, allow []str
 		}
 	}
 	return exe
+}
+
+// inode returns the inode number and link count of f; 0 and 1 when unknown.
+func inode(f *os.File) (uint64, uint64) {
+	if f == nil {
+		return 0, 1
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		return 0, 1
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return st.Ino, st.Nlink
+	}
+	return 0, 1
 }

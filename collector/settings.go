@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -24,6 +25,10 @@ type Settings struct {
 	KeepFree         int64    `json:"keep_free,omitempty"`
 	EnvAllow         []string `json:"env_allow,omitempty"`
 	IgnoreRlimitCore bool     `json:"ignore_rlimit_core,omitempty"`
+	// RateLimit is how many cores of one executable are kept per
+	// RateWindow (in nanoseconds in the file; DefaultRateWindow when 0).
+	RateLimit  int           `json:"rate_limit,omitempty"`
+	RateWindow time.Duration `json:"rate_window,omitempty"`
 }
 
 // LoadSettings reads the spool's settings; a spool without any has the
@@ -82,4 +87,6 @@ func (s Settings) Apply(cfg *Config) {
 		cfg.EnvAllowlist = s.EnvAllow
 	}
 	cfg.IgnoreRlimitCore = s.IgnoreRlimitCore
+	cfg.RateLimit = s.RateLimit
+	cfg.RateWindow = s.RateWindow
 }

@@ -25,9 +25,14 @@ import (
 //	                             not captured or already stored
 //	<spool>/executables/<name>   marker: the agent stored this executable
 //	<spool>/collector.log        the collector's own failures, size-capped
+//	<spool>/collector.json       the limits the agent set (Settings)
+//	<spool>/spool.lock           the space ledger's lock (see quota.go)
+//	<spool>/ratelimit/<hash>     crashes per executable in the current
+//	                             window (see ratelimit.go)
 //
-// The collector writes an entry as <id>.tmp and renames it when every file
-// in it is synced: a directory named by a bare ID is complete.
+// The collector writes an entry as <id>.tmp, holding its space reservation
+// in <id>.tmp/reserved, and renames it when every file in it is synced: a
+// directory named by a bare ID is complete.
 const (
 	ManifestFile   = "manifest.json"
 	CoreFile       = "core.zst"

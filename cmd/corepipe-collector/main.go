@@ -42,6 +42,8 @@ func run(argv []string) int {
 	maxUse := flags.String("max-use", "0", "bytes the whole spool may hold (0: no limit)")
 	keepFree := flags.String("keep-free", "0", "bytes to keep free on the spool's filesystem")
 	envAllow := flags.String("env-allow", "", "comma-separated environment variables to keep (default "+strings.Join(collector.DefaultEnvAllowlist, ",")+")")
+	rateLimit := flags.Int("rate-limit", 0, "keep the cores of only this many crashes of one executable per -rate-window (0: no limit)")
+	rateWindow := flags.Duration("rate-window", collector.DefaultRateWindow, "the window of -rate-limit")
 	timeout := flags.Duration("timeout", 5*time.Minute, "give up reading the core after this long and keep what was read")
 	if err := flags.Parse(argv); err != nil {
 		return 2
@@ -74,6 +76,10 @@ func run(argv []string) int {
 			cfg.SpoolKeepFree = size(f.Name, *keepFree)
 		case "env-allow":
 			cfg.EnvAllowlist = strings.Split(*envAllow, ",")
+		case "rate-limit":
+			cfg.RateLimit = *rateLimit
+		case "rate-window":
+			cfg.RateWindow = *rateWindow
 		}
 	})
 	cfg.Hostname, _ = os.Hostname()
@@ -107,10 +113,17 @@ func run(argv []string) int {
 	return 0
 }
 
+// pipeSize is what the kernel's pipe is grown to: the dump is written in
+// pages, and a larger pipe lets the kernel write ahead while the collector
+// compresses, with fewer wake-ups on both sides.
+const pipeSize = 1 << 20
+
 // kernelPipe returns stdin switched to non-blocking mode, which lets Go
 // poll it: only then do read deadlines work, and the deadline is what stops
 // a dump the kernel cannot finish from holding the collector forever.
 func kernelPipe() *os.File {
+	// Not a pipe, or above /proc/sys/fs/pipe-max-size: the default is fine.
+	unix.FcntlInt(0, unix.F_SETPIPE_SZ, pipeSize)
 	if err := unix.SetNonblock(0, true); err != nil {
 		return os.Stdin
 	}

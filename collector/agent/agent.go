@@ -13,6 +13,9 @@ import (
 	"os"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sys/unix"
+
 	"github.com/corepipe/corepipe"
 	"github.com/corepipe/corepipe/collector"
 )
@@ -20,6 +23,18 @@ import (
 // Publisher queues a captured crash; the agent needs nothing else of the queue.
 type Publisher interface {
 	PublishCrash(ctx context.Context, c *corepipe.Crash) error
+}
+
+// Enricher adds to a crash what the node knows beyond its spool entry — on
+// Kubernetes, the pod of its container. It must return within a short bound
+// whatever it learnt: shipping waits for it.
+type Enricher interface {
+	Enrich(ctx context.Context, c *corepipe.Crash)
+}
+
+// Observer is told of every crash once it is published.
+type Observer interface {
+	Shipped(ctx context.Context, c *corepipe.Crash)
 }
 
 // Config is what an Agent needs.
@@ -36,12 +51,24 @@ type Config struct {
 	// is taken for abandoned and removed.
 	StaleAfter time.Duration
 	Logger     *slog.Logger
+	// Enricher, when set, completes each crash before its manifest is
+	// stored; Observer, when set, hears of each published crash.
+	Enricher Enricher
+	Observer Observer
+	// Registerer, when set, gets the agent's metrics.
+	Registerer prometheus.Registerer
+	// Guard, when set, is the core_pattern installation the agent keeps
+	// while it runs.
+	Guard *Guard
 }
 
 // Agent ships the spool.
 type Agent struct {
 	cfg Config
 	log *slog.Logger
+	m   *metrics
+	// seen holds the IDs of the entries already counted as captured.
+	seen map[string]bool
 }
 
 // New returns an agent with defaults filled in.
@@ -59,21 +86,29 @@ func New(cfg Config) *Agent {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Agent{cfg: cfg, log: log}
+	return &Agent{cfg: cfg, log: log, m: newMetrics(cfg.Registerer)}
 }
 
-// Run ships entries until ctx is cancelled. Failures are retried with
-// exponential backoff; entries wait in the spool meanwhile.
+// Run ships entries until ctx is cancelled: at once when the collector
+// commits one (inotify), else every Poll. Failures are retried with
+// exponential backoff and jitter; entries wait in the spool meanwhile.
 func (a *Agent) Run(ctx context.Context) error {
+	w, err := watchSpool(a.cfg.Spool.Dir)
+	if err != nil {
+		a.log.Warn("spool not watched, polling it only", "err", err, "poll", a.cfg.Poll)
+	}
+	defer w.Close()
+	var guard <-chan time.Time
+	if a.cfg.Guard != nil {
+		t := time.NewTicker(a.cfg.Guard.every())
+		defer t.Stop()
+		guard = t.C
+	}
 	backoff := time.Duration(0)
 	lastClean := time.Time{}
 	for {
 		if time.Since(lastClean) > a.cfg.StaleAfter/4 {
-			if n, err := a.cfg.Spool.CleanStale(a.cfg.StaleAfter); err != nil {
-				a.log.Warn("clean stale spool entries", "err", err)
-			} else if n > 0 {
-				a.log.Info("removed abandoned spool entries", "count", n)
-			}
+			a.clean()
 			lastClean = time.Now()
 		}
 		wait := a.cfg.Poll
@@ -81,17 +116,40 @@ func (a *Agent) Run(ctx context.Context) error {
 			if ctx.Err() != nil {
 				return nil
 			}
-			backoff = min(max(2*backoff, time.Second), a.cfg.MaxBackoff)
-			wait = backoff
+			backoff = nextBackoff(backoff, a.cfg.MaxBackoff)
+			wait = jitter(backoff)
 			a.log.Warn("shipping paused", "err", err, "retry_in", wait)
 		} else {
 			backoff = 0
 		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(wait):
+		timer := time.NewTimer(wait)
+		for waiting := true; waiting; {
+			select {
+			case <-ctx.Done():
+				timer.Stop()
+				return nil
+			case <-timer.C:
+				waiting = false
+			case <-w.Wake():
+				// While backing off, a new entry waits with the others.
+				waiting = backoff > 0
+			case <-guard:
+				a.check(a.cfg.Guard)
+			}
 		}
+		timer.Stop()
+	}
+}
+
+// clean removes what collectors abandoned and rate limit windows that ended.
+func (a *Agent) clean() {
+	if n, err := a.cfg.Spool.CleanStale(a.cfg.StaleAfter); err != nil {
+		a.log.Warn("clean stale spool entries", "err", err)
+	} else if n > 0 {
+		a.log.Info("removed abandoned spool entries", "count", n)
+	}
+	if _, err := a.cfg.Spool.CleanRateLimits(time.Now()); err != nil {
+		a.log.Warn("clean rate limit windows", "err", err)
 	}
 }
 
@@ -107,11 +165,18 @@ func (a *Agent) ShipAll(ctx context.Context) (int, error) {
 	} else if err != nil {
 		return 0, fmt.Errorf("list spool: %w", err)
 	}
+	a.observe(entries)
 	for i, e := range entries {
 		if err := a.Ship(ctx, e); err != nil {
+			if ctx.Err() == nil {
+				a.m.retries.Inc()
+			}
+			a.waiting(entries[i:], time.Now())
 			return i, fmt.Errorf("crash %s: %w", e.ID, err)
 		}
+		a.m.uploaded.Inc()
 	}
+	a.waiting(nil, time.Now())
 	return len(entries), nil
 }
 
@@ -139,6 +204,36 @@ func (a *Agent) Ship(ctx context.Context, e collector.Entry) error {
 	}
 	c.Timings.UploadMS = time.Since(start).Milliseconds()
 
+	// Enriched after the upload: the longer after the crash, the likelier
+	// the pod's status already names the container.
+	if a.cfg.Enricher != nil {
+		a.cfg.Enricher.Enrich(ctx, c)
+	}
+	if err := a.record(ctx, c); err != nil {
+		return err
+	}
+	if err := e.Remove(); err != nil {
+		return fmt.Errorf("remove shipped spool entry: %w", err)
+	}
+	log.Info("crash shipped", "pid", c.Process.PID, "exe", c.Process.Exe, "core_bytes", c.Core.Size,
+		"stored_bytes", c.Core.StoredSize, "upload_ms", c.Timings.UploadMS)
+	return nil
+}
+
+// ShipRecord stores and publishes a crash that has no spool entry — a
+// container seen ending badly, with no core. Like Ship it is idempotent:
+// the same crash ID makes the same blob key and the queue drops the
+// duplicate message.
+func (a *Agent) ShipRecord(ctx context.Context, c *corepipe.Crash) error {
+	if err := a.record(ctx, c); err != nil {
+		return fmt.Errorf("crash %s: %w", c.ID, err)
+	}
+	a.log.Info("crash record shipped", "crash", c.ID, "dropped", c.Core.Dropped)
+	return nil
+}
+
+// record stores c's manifest, publishes it, and tells the observer.
+func (a *Agent) record(ctx context.Context, c *corepipe.Crash) error {
 	manifest, err := json.Marshal(c)
 	if err != nil {
 		return fmt.Errorf("encode manifest: %w", err)
@@ -149,11 +244,9 @@ func (a *Agent) Ship(ctx context.Context, e collector.Entry) error {
 	if err := a.cfg.Queue.PublishCrash(ctx, c); err != nil {
 		return fmt.Errorf("queue: %w", err)
 	}
-	if err := e.Remove(); err != nil {
-		return fmt.Errorf("remove shipped spool entry: %w", err)
+	if a.cfg.Observer != nil {
+		a.cfg.Observer.Shipped(ctx, c)
 	}
-	log.Info("crash shipped", "pid", c.Process.PID, "exe", c.Process.Exe, "core_bytes", c.Core.Size,
-		"stored_bytes", c.Core.StoredSize, "upload_ms", c.Timings.UploadMS)
 	return nil
 }
 
@@ -188,7 +281,8 @@ func (a *Agent) shipExecutable(ctx context.Context, e collector.Entry, c *corepi
 }
 
 func (a *Agent) putFile(ctx context.Context, key, path string) error {
-	f, err := os.Open(path)
+	// Never through a link planted in the spool.
+	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW, 0)
 	if err != nil {
 		return err
 	}
@@ -197,5 +291,9 @@ func (a *Agent) putFile(ctx context.Context, key, path string) error {
 	if err != nil {
 		return err
 	}
-	return a.cfg.Blobs.Put(ctx, key, f, st.Size())
+	if err := a.cfg.Blobs.Put(ctx, key, f, st.Size()); err != nil {
+		return err
+	}
+	a.m.bytes.Add(float64(st.Size()))
+	return nil
 }

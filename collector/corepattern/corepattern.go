@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -139,6 +140,64 @@ func (h Handler) Install(want Settings) error {
 		}
 	}
 	return h.Kernel.Write(want)
+}
+
+// Ensure installs want again when the kernel's settings differ from it,
+// and returns what it found instead (nil when they were want). Whatever
+// overwrote them is saved as the settings to restore, the way Install
+// saves what it replaces: the latest choice of whoever else manages the
+// node wins on stop. A foreign handler is not replaced without Force.
+func (h Handler) Ensure(want Settings) (*Settings, error) {
+	cur, err := h.Kernel.Read()
+	if err != nil {
+		return nil, err
+	}
+	if cur == want {
+		return nil, nil
+	}
+	if err := h.Install(want); err != nil {
+		return nil, err
+	}
+	return &cur, nil
+}
+
+// InstallBinary copies the collector binary src into dir as Marker and
+// returns its path. The copy is written beside the target and renamed over
+// it, so the kernel, which may start a collector at any moment, runs either
+// the old binary or the new one, never half of one. This is how a
+// DaemonSet's image puts the collector on the node: core_pattern runs it in
+// the host's namespaces, where the image's files are not visible.
+func InstallBinary(src, dir string) (string, error) {
+	in, err := os.Open(src)
+	if err != nil {
+		return "", fmt.Errorf("install collector: %w", err)
+	}
+	defer in.Close()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("install collector: %w", err)
+	}
+	dst := filepath.Join(dir, Marker)
+	tmp := fmt.Sprintf("%s.tmp%d", dst, os.Getpid())
+	os.Remove(tmp)
+	out, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW, 0o755)
+	if err != nil {
+		return "", fmt.Errorf("install collector: %w", err)
+	}
+	_, err = io.Copy(out, in)
+	if err == nil {
+		err = out.Sync()
+	}
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, dst)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return "", fmt.Errorf("install collector into %s: %w", dir, err)
+	}
+	return dst, nil
 }
 
 // Restore puts back the settings saved by Install and removes the state file.

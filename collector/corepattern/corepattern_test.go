@@ -136,3 +136,78 @@ func TestOwned(t *testing.T) {
 		}
 	}
 }
+
+func TestEnsure(t *testing.T) {
+	k := fakeKernel(t, "core", "0")
+	h := Handler{Kernel: k, StateFile: filepath.Join(t.TempDir(), "state.json")}
+	want := Settings{Pattern: Pattern("/opt/corepipe-collector", "/var/spool"), PipeLimit: 16}
+	if err := h.Install(want); err != nil {
+		t.Fatal(err)
+	}
+	if replaced, err := h.Ensure(want); err != nil || replaced != nil {
+		t.Fatalf("Ensure on an intact handler = %v, %v", replaced, err)
+	}
+	// Only the limit changed: still re-installed.
+	if err := k.Write(Settings{Pattern: want.Pattern, PipeLimit: 0}); err != nil {
+		t.Fatal(err)
+	}
+	if replaced, err := h.Ensure(want); err != nil || replaced == nil || replaced.PipeLimit != 0 || mustRead(t, k) != want {
+		t.Fatalf("Ensure after the limit changed = %v, %v; kernel %+v", replaced, err, mustRead(t, k))
+	}
+	// A sysctl reset to the default: re-installed, and the default is what
+	// a stop restores.
+	if err := k.Write(Settings{Pattern: "core", PipeLimit: 0}); err != nil {
+		t.Fatal(err)
+	}
+	if replaced, err := h.Ensure(want); err != nil || replaced == nil || replaced.Pattern != "core" || mustRead(t, k) != want {
+		t.Fatalf("Ensure after a reset = %v, %v", replaced, err)
+	}
+	// Another handler is not replaced without Force.
+	if err := k.Write(Settings{Pattern: "|/usr/share/apport/apport %p", PipeLimit: 0}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.Ensure(want); !errors.Is(err, ErrForeign) {
+		t.Fatalf("Ensure over apport: %v, want ErrForeign", err)
+	}
+	h.Force = true
+	if _, err := h.Ensure(want); err != nil || mustRead(t, k) != want {
+		t.Fatalf("Ensure with Force: %v", err)
+	}
+	if err := h.Restore(); err != nil || mustRead(t, k).Pattern != "|/usr/share/apport/apport %p" {
+		t.Fatalf("restored %+v, %v", mustRead(t, k), err)
+	}
+}
+
+func TestInstallBinary(t *testing.T) {
+	src := filepath.Join(t.TempDir(), "build")
+	if err := os.WriteFile(src, []byte("#!/bin/sh\necho v1\n"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "host", "bin")
+	dst, err := InstallBinary(src, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dst != filepath.Join(dir, Marker) {
+		t.Errorf("installed at %s", dst)
+	}
+	os.WriteFile(src, []byte("#!/bin/sh\necho v2\n"), 0o700)
+	// The running binary's inode is replaced, not rewritten.
+	before, _ := os.Stat(dst)
+	if _, err := InstallBinary(src, dir); err != nil {
+		t.Fatal(err)
+	}
+	after, err := os.Stat(dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(dst); string(b) != "#!/bin/sh\necho v2\n" || after.Mode().Perm() != 0o755 || os.SameFile(before, after) {
+		t.Errorf("installed %q mode %v, same inode %v", b, after.Mode(), os.SameFile(before, after))
+	}
+	if des, _ := os.ReadDir(dir); len(des) != 1 {
+		t.Errorf("left beside it: %v", des)
+	}
+	if _, err := InstallBinary(filepath.Join(t.TempDir(), "missing"), dir); err == nil {
+		t.Error("installed a missing binary")
+	}
+}

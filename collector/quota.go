@@ -1,0 +1,270 @@
+package collector
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"math"
+	"os"
+	"path"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// The spool's limits hold under concurrency through a ledger. Collectors
+// run side by side, one per crash, so "look at the usage, then write" would
+// let two of them take the same free bytes. Instead every entry being
+// written holds a reservation, <id>.tmp/reserved, and only ever writes what
+// it reserved. A collector grows its reservation under an exclusive flock
+// of <spool>/spool.lock, after counting what the whole spool holds:
+// committed entries by their files, entries being written by the larger of
+// their files and their reservation. The count is a walk of the spool, not
+// a stored total, so an entry the agent removes, or a collector that died
+// (its .tmp entry stays counted until the agent cleans it), needs no
+// bookkeeping to be counted right.
+const (
+	// LockFile is the ledger's lock in the spool.
+	LockFile        = "spool.lock"
+	reservationFile = "reserved"
+	// lockTimeout bounds the wait for a lock: the dying process is waiting
+	// behind the collector. Holders keep a lock for one walk of the spool.
+	lockTimeout = time.Second
+	// reserveStep bounds how far ahead of its writes an entry reserves, so
+	// that concurrent collectors are not starved by one big core.
+	reserveStep = 32 << 20
+)
+
+// quota is one entry's share of the spool's limits.
+type quota struct {
+	root     *os.Root
+	entry    string // the entry's .tmp directory in root
+	spoolDir string
+	maxUse   int64
+	keepFree int64
+	// used is what the entry holds or has promised to write; reserved is
+	// what its reservation file says, never less than used.
+	used     int64
+	reserved int64
+	// why names the limit that refused the last take.
+	why string
+}
+
+// newQuota returns the entry's quota, nil when the spool has no limits.
+func newQuota(cfg Config, root *os.Root, entry string) *quota {
+	if cfg.SpoolMaxUse <= 0 && cfg.SpoolKeepFree <= 0 {
+		return nil
+	}
+	return &quota{root: root, entry: entry, spoolDir: cfg.SpoolDir, maxUse: cfg.SpoolMaxUse, keepFree: cfg.SpoolKeepFree}
+}
+
+// take promises n more bytes to the entry, growing its reservation when
+// needed. It returns false, with q.why set, when the limits leave no room;
+// nothing is promised then.
+func (q *quota) take(n int64) bool {
+	need := q.used + n
+	if need <= q.reserved {
+		q.used = need
+		return true
+	}
+	// Past the first take (the manifest), reserve ahead, doubling up to
+	// reserveStep, so that a big core takes the lock a logarithmic number
+	// of times.
+	want := need
+	if q.reserved > 0 {
+		want = min(2*need, need+reserveStep)
+	}
+	if err := q.grow(need, want); err != nil {
+		q.why = err.Error()
+		return false
+	}
+	q.used = need
+	return true
+}
+
+// rest promises the entry everything the limits still allow and returns
+// how much that is beyond what it already used: for the last piece of a
+// core that does not fit whole.
+func (q *quota) rest() int64 {
+	if err := q.grow(q.used, math.MaxInt64/2); err != nil {
+		q.why = err.Error()
+	}
+	return q.reserved - q.used
+}
+
+// grow raises the reservation to want, or as far as the limits allow, and
+// fails when that is below need.
+func (q *quota) grow(need, want int64) error {
+	lock, err := lockFile(q.root, LockFile, lockTimeout)
+	if err != nil {
+		return err
+	}
+	defer lock.Close()
+	used, pending, err := ledgerUsage(q.root)
+	if err != nil {
+		return err
+	}
+	// The walk counted this entry at its reservation: room is beyond it.
+	room, why := int64(math.MaxInt64), ""
+	if q.maxUse > 0 {
+		room, why = q.maxUse-used, fmt.Sprintf("spool max use %d, %d used or reserved", q.maxUse, used)
+	}
+	if q.keepFree > 0 {
+		var st unix.Statfs_t
+		if err := unix.Statfs(q.spoolDir, &st); err != nil {
+			return fmt.Errorf("spool limits not checked: statfs %s: %w", q.spoolDir, err)
+		}
+		free := int64(st.Bavail) * st.Bsize
+		if r := free - pending - q.keepFree; r < room {
+			room, why = r, fmt.Sprintf("spool keep free %d, %d free of which %d reserved", q.keepFree, free, pending)
+		}
+	}
+	grant := q.reserved + max(0, min(want-q.reserved, room))
+	if grant < need {
+		return errors.New(why)
+	}
+	if err := q.record(grant); err != nil {
+		return err
+	}
+	q.reserved = grant
+	return nil
+}
+
+// record writes the reservation for the next walk to see. The file is
+// rewritten in place, inside the entry's directory that this collector
+// created exclusively; O_NOFOLLOW still refuses a link.
+func (q *quota) record(n int64) error {
+	f, err := q.root.OpenFile(path.Join(q.entry, reservationFile), os.O_WRONLY|os.O_CREATE|os.O_TRUNC|unix.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return fmt.Errorf("spool reservation: %w", err)
+	}
+	_, err = f.WriteString(strconv.FormatInt(n, 10))
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("spool reservation: %w", err)
+	}
+	return nil
+}
+
+// release drops the reservation once the entry's files are all written:
+// from then on they count for themselves.
+func (q *quota) release() error {
+	if q == nil || q.reserved == 0 {
+		return nil
+	}
+	if err := q.root.Remove(path.Join(q.entry, reservationFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("spool reservation: %w", err)
+	}
+	return nil
+}
+
+// ledgerUsage counts the spool for the ledger: every regular file, and for
+// entries being written the larger of their files and their reservation.
+// pending is the part of reservations not yet written, which the
+// filesystem's free space does not show. Symlinks count as nothing and are
+// never followed.
+func ledgerUsage(root *os.Root) (used, pending int64, err error) {
+	top, err := readDir(root, ".")
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, de := range top {
+		switch {
+		case de.Type().IsRegular():
+			used += entrySize(de)
+		case de.IsDir():
+			des, err := readDir(root, de.Name())
+			if errors.Is(err, fs.ErrNotExist) {
+				continue // removed while walking
+			}
+			if err != nil {
+				return 0, 0, err
+			}
+			var files int64
+			for _, f := range des {
+				if f.Type().IsRegular() {
+					files += entrySize(f)
+				}
+			}
+			if strings.HasSuffix(de.Name(), tmpSuffix) {
+				if r := readReservation(root, de.Name()); r > files {
+					pending += r - files
+					files = r
+				}
+			}
+			used += files
+		}
+	}
+	return used, pending, nil
+}
+
+func readDir(root *os.Root, name string) ([]fs.DirEntry, error) {
+	d, err := root.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer d.Close()
+	des, err := d.ReadDir(-1)
+	if err != nil {
+		return nil, fmt.Errorf("spool usage: %w", err)
+	}
+	return des, nil
+}
+
+// entrySize is the size of a file found by a walk, 0 when it went away.
+func entrySize(de fs.DirEntry) int64 {
+	fi, err := de.Info()
+	if err != nil {
+		return 0
+	}
+	return fi.Size()
+}
+
+// readReservation returns an entry's reservation, 0 when it has none.
+func readReservation(root *os.Root, entry string) int64 {
+	f, err := root.OpenFile(path.Join(entry, reservationFile), os.O_RDONLY|unix.O_NOFOLLOW, 0)
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, 32))
+	if err != nil {
+		return 0
+	}
+	n, err := strconv.ParseInt(string(b), 10, 64)
+	if err != nil || n < 0 {
+		return 0
+	}
+	return n
+}
+
+// lockFile opens name in root and takes an exclusive flock on it, waiting
+// at most timeout. It is the one kind of file the collector opens without
+// O_EXCL: a lock is shared by every collector by design. O_NOFOLLOW still
+// refuses a planted symlink. Closing the file releases the lock.
+func lockFile(root *os.Root, name string, timeout time.Duration) (*os.File, error) {
+	f, err := root.OpenFile(name, os.O_RDWR|os.O_CREATE|unix.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("lock %s: %w", name, err)
+	}
+	deadline := time.Now().Add(timeout)
+	for {
+		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		if err == nil {
+			return f, nil
+		}
+		if !errors.Is(err, unix.EWOULDBLOCK) || time.Now().After(deadline) {
+			f.Close()
+			if errors.Is(err, unix.EWOULDBLOCK) {
+				return nil, fmt.Errorf("lock %s: still held by another collector after %v", name, timeout)
+			}
+			return nil, fmt.Errorf("lock %s: %w", name, err)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
