@@ -27,7 +27,7 @@ import (
 	"github.com/corepipe/corepipe/index/sqlite"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { goleak.VerifyTestMain(withBenchCleanup{m}) }
 
 type env struct {
 	t     *testing.T
@@ -39,6 +39,12 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
+	return newEnvWith(t, func(*Config) {})
+}
+
+// newEnvWith is newEnv with a server configured further by tweak.
+func newEnvWith(t *testing.T, tweak func(*Config)) *env {
+	t.Helper()
 	dir := t.TempDir()
 	idx, err := sqlite.Open(filepath.Join(dir, "index.db"))
 	if err != nil {
@@ -49,7 +55,12 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	e := &env{t: t, index: idx, blobs: blobs, ready: true}
-	srv := New(Config{Index: idx, Blobs: blobs, Ready: func() bool { return e.ready }})
+	cfg := Config{Index: idx, Blobs: blobs, Ready: func() bool { return e.ready }}
+	tweak(&cfg)
+	srv, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
 	ts := httptest.NewServer(srv.Handler())
 	e.url = ts.URL
 	t.Cleanup(func() {

@@ -46,11 +46,14 @@ func (s *Server) errorMessage(r *http.Request, err error) (int, string) {
 	return status, err.Error()
 }
 
+// errorBody is every JSON error: {"error": "…"}.
+type errorBody struct {
+	Error string `json:"error"`
+}
+
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	status, msg := s.errorMessage(r, err)
-	writeJSON(w, status, struct {
-		Error string `json:"error"`
-	}{msg})
+	writeJSON(w, status, errorBody{msg})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

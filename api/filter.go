@@ -13,7 +13,7 @@ import (
 // page is just this long.
 const maxLimit = 500
 
-// parseFilter reads the list query shared by the API and the UI. since is
+// parseFilter reads the crash list query shared by the API and the UI. since is
 // RFC 3339 or a Go duration meaning "that long before now".
 func parseFilter(q url.Values, now time.Time) (corepipe.CrashFilter, error) {
 	f := corepipe.CrashFilter{
@@ -38,14 +38,22 @@ func parseFilter(q url.Values, now time.Time) (corepipe.CrashFilter, error) {
 		}
 		f.Since = since
 	}
-	if v := q.Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 {
-			return f, fmt.Errorf("%w: limit %q: want a positive integer", corepipe.ErrInvalid, truncate(v))
-		}
-		f.Limit = min(n, maxLimit)
+	limit, err := parseLimit(q)
+	f.Limit = limit
+	return f, err
+}
+
+// parseLimit reads the page size; 0 when the query leaves it to the index.
+func parseLimit(q url.Values) (int, error) {
+	v := q.Get("limit")
+	if v == "" {
+		return 0, nil
 	}
-	return f, nil
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		return 0, fmt.Errorf("%w: limit %q: want a positive integer", corepipe.ErrInvalid, truncate(v))
+	}
+	return min(n, maxLimit), nil
 }
 
 func parseSince(v string, now time.Time) (time.Time, error) {

@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -27,21 +28,36 @@ var ui embed.FS
 // leave 100 000 of them, which no browser lays out usably. The JSON has all.
 const maxUIGoroutines = 1000
 
+// maxUIGroupIDs caps the goroutine IDs listed under one goroutine group.
+const maxUIGroupIDs = 50
+
+// defaultServer is where the CLI looks for the API unless told otherwise;
+// the debug line a crash page offers names the server only when it is
+// somewhere else.
+const defaultServer = "http://127.0.0.1:8080"
+
 type pages struct {
-	list, crash, error *template.Template
+	list, crash, groups, group, login, error *template.Template
 }
 
-var funcs = template.FuncMap{
-	"when":     func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") },
-	"headline": headline,
-	"join":     strings.Join,
-}
-
-func parsePages() pages {
-	parse := func(page string) *template.Template {
-		return template.Must(template.New("layout.html").Funcs(funcs).ParseFS(ui, "ui/layout.html", "ui/"+page))
+func parsePages(authOn bool) pages {
+	funcs := template.FuncMap{
+		"when":     func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") },
+		"day":      func(t time.Time) string { return t.UTC().Format("2006-01-02") },
+		"headline": headline,
+		"join":     strings.Join,
+		"workload": workload,
+		"authOn":   func() bool { return authOn },
+		"ids":      goroutineIDs,
+		"frames":   frameList,
 	}
-	return pages{list: parse("list.html"), crash: parse("crash.html"), error: parse("error.html")}
+	parse := func(page string) *template.Template {
+		return template.Must(template.New("layout.html").Funcs(funcs).ParseFS(ui, "ui/layout.html", "ui/parts.html", "ui/"+page))
+	}
+	return pages{
+		list: parse("list.html"), crash: parse("crash.html"), groups: parse("groups.html"),
+		group: parse("group.html"), login: parse("login.html"), error: parse("error.html"),
+	}
 }
 
 func staticHandler() http.Handler {
@@ -65,8 +81,58 @@ func headline(r *corepipe.Report) string {
 	return "crash " + r.ID
 }
 
+// workload is namespace/pod for Kubernetes, "" elsewhere: the list shows
+// the executable for those.
+func workload(r *corepipe.Report) string {
+	if c := r.Container; c != nil && c.Pod != "" {
+		return c.Namespace + "/" + c.Pod
+	}
+	return ""
+}
+
+// frameList renders a stack as the list the stylesheet lays out. Stacks are
+// most of a crash page (thousands of frames), and going through the
+// template engine for each field of each frame made a page of 200
+// goroutines cost tens of milliseconds; every string still goes through
+// the HTML escaper.
+func frameList(frames []corepipe.Frame) template.HTML {
+	var b strings.Builder
+	b.WriteString(`<ol class="frames">`)
+	for _, f := range frames {
+		b.WriteString(`<li><span class="fn">`)
+		b.WriteString(template.HTMLEscapeString(f.Function))
+		b.WriteString(`</span>`)
+		if f.File != "" {
+			b.WriteString(`<span class="loc">`)
+			b.WriteString(template.HTMLEscapeString(f.File))
+			b.WriteString(":")
+			b.WriteString(strconv.Itoa(f.Line))
+			b.WriteString(`</span>`)
+		}
+		b.WriteString(`</li>`)
+	}
+	b.WriteString(`</ol>`)
+	return template.HTML(b.String())
+}
+
+func goroutineIDs(ids []int64) string {
+	var b strings.Builder
+	for i, id := range ids {
+		if i == maxUIGroupIDs {
+			fmt.Fprintf(&b, " … %d more", len(ids)-i)
+			break
+		}
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprint(&b, id)
+	}
+	return b.String()
+}
+
 type listPage struct {
 	Filter   corepipe.CrashFilter
+	Since    string
 	Statuses []string
 	Crashes  []*corepipe.Report
 	NextURL  string
@@ -86,6 +152,7 @@ func (s *Server) uiList(w http.ResponseWriter, r *http.Request) {
 	}
 	p := listPage{
 		Filter:   f,
+		Since:    q.Get("since"),
 		Statuses: []string{corepipe.StatusAnalyzed, corepipe.StatusFailed, corepipe.StatusPending},
 		Crashes:  crashes,
 	}
@@ -116,6 +183,8 @@ type crashPage struct {
 	// Pending is set when only the indexed summary exists: the analysis has
 	// not stored its report (yet), so there are no stacks to show.
 	Pending bool
+	// Debug is the command that opens this crash in delve.
+	Debug string
 }
 
 func (s *Server) uiCrash(w http.ResponseWriter, r *http.Request) {
@@ -125,16 +194,17 @@ func (s *Server) uiCrash(w http.ResponseWriter, r *http.Request) {
 		s.uiError(w, r, err)
 		return
 	}
+	debug := debugCommand(r, id)
 	rep, err := s.loadReport(r, id)
 	if errors.Is(err, corepipe.ErrNotFound) {
-		s.render(w, r, http.StatusOK, s.pages.crash, crashPage{Report: sum, Pending: true})
+		s.render(w, r, http.StatusOK, s.pages.crash, crashPage{Report: sum, Pending: true, Debug: debug})
 		return
 	}
 	if err != nil {
 		s.uiError(w, r, err)
 		return
 	}
-	p := crashPage{Report: rep, Crashing: rep.CrashingGoroutineReport()}
+	p := crashPage{Report: rep, Crashing: rep.CrashingGoroutineReport(), Debug: debug}
 	for _, g := range rep.Goroutines {
 		if p.Crashing != nil && g.ID == p.Crashing.ID {
 			continue
@@ -148,6 +218,20 @@ func (s *Server) uiCrash(w http.ResponseWriter, r *http.Request) {
 	s.render(w, r, http.StatusOK, s.pages.crash, p)
 }
 
+// debugCommand is the line to paste into a terminal. It names the server the
+// page came from unless that is the CLI's default.
+func debugCommand(r *http.Request, id string) string {
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	server := scheme + "://" + r.Host
+	if server == defaultServer || r.Host == "" {
+		return "corepipe debug " + id
+	}
+	return "corepipe debug --server " + server + " " + id
+}
+
 func (s *Server) loadReport(r *http.Request, id string) (*corepipe.Report, error) {
 	rc, err := s.openReport(r.Context(), id)
 	if err != nil {
@@ -159,6 +243,152 @@ func (s *Server) loadReport(r *http.Request, id string) (*corepipe.Report, error
 		return nil, fmt.Errorf("crash %s: decode report: %w", id, err)
 	}
 	return &rep, nil
+}
+
+type groupsPage struct {
+	Filter   corepipe.GroupFilter
+	Since    string
+	Statuses []string
+	Groups   []*corepipe.Group
+	NextURL  string
+}
+
+func (s *Server) uiGroups(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	f, err := parseGroupFilter(q, time.Now())
+	if err != nil {
+		s.uiError(w, r, err)
+		return
+	}
+	groups, next, err := s.index.Groups(r.Context(), f)
+	if err != nil {
+		s.uiError(w, r, err)
+		return
+	}
+	p := groupsPage{
+		Filter:   f,
+		Since:    q.Get("since"),
+		Statuses: []string{corepipe.GroupNew, corepipe.GroupOngoing, corepipe.GroupRegressed},
+		Groups:   groups,
+	}
+	if next != "" {
+		p.NextURL = "/groups?" + withCursor(q, next).Encode()
+	}
+	s.render(w, r, http.StatusOK, s.pages.groups, p)
+}
+
+type groupPage struct {
+	*groupDetail
+	Chart                       *chart
+	AllURL                      string
+	VersionTable, WorkloadTable shareTable
+}
+
+type shareTable struct {
+	Name string
+	Rows []corepipe.Share
+}
+
+func (s *Server) uiGroup(w http.ResponseWriter, r *http.Request) {
+	signature := r.PathValue("signature")
+	d, err := s.groupDetail(r.Context(), signature)
+	if err != nil {
+		s.uiError(w, r, err)
+		return
+	}
+	from, step, n := chartRange(d.Group.FirstSeen, d.Group.LastSeen)
+	counts, err := s.index.Occurrences(r.Context(), signature, from, step, n)
+	if err != nil {
+		s.uiError(w, r, err)
+		return
+	}
+	p := groupPage{
+		groupDetail:   d,
+		Chart:         newChart(from, step, counts),
+		AllURL:        "/?" + url.Values{"signature": {signature}}.Encode(),
+		VersionTable:  shareTable{"Version", d.Versions},
+		WorkloadTable: shareTable{"Workload", d.Workloads},
+	}
+	s.render(w, r, http.StatusOK, s.pages.group, p)
+}
+
+type loginPage struct {
+	Next    string
+	Message string
+}
+
+func (s *Server) loginForm(w http.ResponseWriter, r *http.Request) {
+	if s.tokens == nil {
+		http.Redirect(w, r, "/", http.StatusSeeOther)
+		return
+	}
+	s.renderLogin(w, r, http.StatusOK, r.URL.Query().Get("next"), nil)
+}
+
+func (s *Server) renderLogin(w http.ResponseWriter, r *http.Request, status int, next string, err error) {
+	p := loginPage{Next: safeNext(next)}
+	if err != nil {
+		_, p.Message = s.errorMessage(r, err)
+	}
+	s.render(w, r, status, s.pages.login, p)
+}
+
+// maxLoginForm bounds the body of a login POST: a token and a path.
+const maxLoginForm = 8 << 10
+
+// loginMaxAge is how long a browser stays signed in.
+const loginMaxAge = 12 * time.Hour
+
+// login checks the token typed into the form and keeps it in an HttpOnly
+// cookie, which pages and download links then present: the UI needs no
+// script to authenticate. SameSite=Lax still sends it when someone follows
+// a link to a crash from chat.
+func (s *Server) login(w http.ResponseWriter, r *http.Request) {
+	if s.tokens == nil {
+		http.Redirect(w, r, "/", http.StatusSeeOther)
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, maxLoginForm)
+	if err := r.ParseForm(); err != nil {
+		s.renderLogin(w, r, http.StatusBadRequest, "", fmt.Errorf("%w: login form: %v", corepipe.ErrInvalid, err))
+		return
+	}
+	token, next := strings.TrimSpace(r.PostForm.Get("token")), r.PostForm.Get("next")
+	if s.tokens.role(token) == RoleNone {
+		s.renderLogin(w, r, http.StatusUnauthorized, next, fmt.Errorf("%w: invalid token", corepipe.ErrUnauthorized))
+		return
+	}
+	http.SetCookie(w, &http.Cookie{
+		Name: tokenCookie, Value: token, Path: "/", MaxAge: int(loginMaxAge.Seconds()),
+		HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteLaxMode,
+	})
+	http.Redirect(w, r, safeNext(next), http.StatusSeeOther)
+}
+
+func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
+	http.SetCookie(w, &http.Cookie{Name: tokenCookie, Path: "/", MaxAge: -1, HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteLaxMode})
+	http.Redirect(w, r, "/login", http.StatusSeeOther)
+}
+
+// safeNext keeps the redirect after login on this site: a path, never
+// "//host" or "/\host", which browsers read as another site.
+func safeNext(next string) string {
+	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.ContainsAny(next, "\\\r\n") {
+		return "/"
+	}
+	return next
+}
+
+func (s *Server) uiNotFound(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		s.render(w, r, http.StatusMethodNotAllowed, s.pages.error, errorPage{
+			Status: http.StatusMethodNotAllowed, Text: http.StatusText(http.StatusMethodNotAllowed),
+			Message: "method " + truncate(r.Method) + " not allowed",
+		})
+		return
+	}
+	s.uiError(w, r, fmt.Errorf("%w: no page %s", corepipe.ErrNotFound, truncate(r.URL.Path)))
 }
 
 type errorPage struct {

@@ -1,5 +1,6 @@
 // Package sqlite is the report index on SQLite: one row per crash with the
-// columns the API filters on and the report summary as JSON. The index holds
+// columns the API filters on and the report summary as JSON, and one row per
+// crash group kept up to date as reports arrive. The index holds
 // nothing that is not also in the blob store, so it can always be rebuilt
 // from the stored reports.
 package sqlite
@@ -70,11 +71,38 @@ func (x *Index) Close() error {
 	return nil
 }
 
-// Upsert records the summary of r, replacing any earlier row for the same
-// crash: the report that arrives last is the one kept.
+// Upsert records or replaces the summary of r and counts it in its group,
+// in one transaction. Re-indexing a report (a redelivery, a restart, a
+// rebuild) counts it once; a report re-analysed under another signature
+// moves to that group. A pending report never replaces an analyzed or failed
+// one: it is older news that arrived late.
 func (x *Index) Upsert(ctx context.Context, r *corepipe.Report) error {
+	tx, err := x.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("index upsert: %w", translate(err))
+	}
+	defer tx.Rollback()
+	if err := upsertTx(ctx, tx, r); err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("index upsert %s: commit: %w", r.ID, translate(err))
+	}
+	return nil
+}
+
+func upsertTx(ctx context.Context, tx *sql.Tx, r *corepipe.Report) error {
 	if err := corepipe.CheckID(r.ID); err != nil {
 		return fmt.Errorf("index upsert: %w", err)
+	}
+	var prevStatus, prevSignature string
+	err := tx.QueryRowContext(ctx, `SELECT status, signature FROM crashes WHERE id = ?`, r.ID).Scan(&prevStatus, &prevSignature)
+	exists := err == nil
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("index upsert %s: %w", r.ID, translate(err))
+	}
+	if exists && r.Status == corepipe.StatusPending && prevStatus != corepipe.StatusPending {
+		return nil
 	}
 	summary, err := json.Marshal(r.Summary())
 	if err != nil {
@@ -85,9 +113,9 @@ func (x *Index) Upsert(ctx context.Context, r *corepipe.Report) error {
 		namespace, pod = c.Namespace, c.Pod
 	}
 	exe := reportExe(r)
-	_, err = x.db.ExecContext(ctx, `
-		INSERT INTO crashes (id, captured_at, node, namespace, pod, exe, exe_base, signature, status, summary)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+	_, err = tx.ExecContext(ctx, `
+		INSERT INTO crashes (id, captured_at, node, namespace, pod, exe, exe_base, signature, status, version, workload, summary)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (id) DO UPDATE SET
 			captured_at = excluded.captured_at,
 			node = excluded.node,
@@ -97,12 +125,59 @@ func (x *Index) Upsert(ctx context.Context, r *corepipe.Report) error {
 			exe_base = excluded.exe_base,
 			signature = excluded.signature,
 			status = excluded.status,
+			version = excluded.version,
+			workload = excluded.workload,
 			summary = excluded.summary`,
-		r.ID, unixNanos(r.CapturedAt), r.Node, namespace, pod, exe, exeBase(exe), r.Signature, r.Status, summary)
+		r.ID, unixNanos(r.CapturedAt), r.Node, namespace, pod, exe, exeBase(exe), r.Signature, r.Status,
+		r.Version(), r.Workload(), summary)
 	if err != nil {
 		return fmt.Errorf("index upsert %s: %w", r.ID, translate(err))
 	}
+	if exists && prevSignature == r.Signature {
+		return nil
+	}
+	if exists && prevSignature != "" {
+		if err := regroup(ctx, tx, prevSignature); err != nil {
+			return fmt.Errorf("index upsert %s: move out of its old group: %w", r.ID, err)
+		}
+	}
+	if r.Signature != "" {
+		if err := observe(ctx, tx, r); err != nil {
+			return fmt.Errorf("index upsert %s: %w", r.ID, err)
+		}
+	}
 	return nil
+}
+
+// Rebuild empties the index and refills it with the reports that fill puts,
+// in one transaction: readers keep seeing the old index until the new one
+// is complete, and a failed rebuild leaves the old one in place. Reports
+// should come oldest first, so that groups fold as they did live.
+func (x *Index) Rebuild(ctx context.Context, fill func(put func(*corepipe.Report) error) error) error {
+	tx, err := x.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("index rebuild: %w", translate(err))
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, `DELETE FROM crashes; DELETE FROM groups;`); err != nil {
+		return fmt.Errorf("index rebuild: empty: %w", translate(err))
+	}
+	if err := fill(func(r *corepipe.Report) error { return upsertTx(ctx, tx, r) }); err != nil {
+		return fmt.Errorf("index rebuild: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("index rebuild: commit: %w", translate(err))
+	}
+	return nil
+}
+
+// Size is how many crashes and groups the index holds.
+func (x *Index) Size(ctx context.Context) (crashes, groups int64, err error) {
+	err = x.db.QueryRowContext(ctx, `SELECT (SELECT count(*) FROM crashes), (SELECT count(*) FROM groups)`).Scan(&crashes, &groups)
+	if err != nil {
+		return 0, 0, fmt.Errorf("index size: %w", translate(err))
+	}
+	return crashes, groups, nil
 }
 
 // Crash returns the summary of crash id, corepipe.ErrNotFound when it is not
@@ -146,21 +221,27 @@ func (x *Index) Crashes(ctx context.Context, f corepipe.CrashFilter) ([]*corepip
 			args = append(args, c.value)
 		}
 	}
-	if f.Exe != "" {
-		where = append(where, "(exe = ? OR exe_base = ?)")
-		args = append(args, f.Exe, f.Exe)
+	switch {
+	case strings.Contains(f.Exe, "/"):
+		where = append(where, "exe = ?")
+		args = append(args, f.Exe)
+	case f.Exe != "":
+		// A name without a slash is a base name: one indexed column, not
+		// an OR that no index serves in time order.
+		where = append(where, "exe_base = ?")
+		args = append(args, f.Exe)
 	}
 	if !f.Since.IsZero() {
 		where = append(where, "captured_at >= ?")
 		args = append(args, unixNanos(f.Since))
 	}
 	if f.Cursor != "" {
-		k, err := decodeCursor(f.Cursor)
+		k, err := decodeCursor(f.Cursor, crashCursor, corepipe.ValidID)
 		if err != nil {
 			return nil, "", fmt.Errorf("index list: %w", err)
 		}
 		where = append(where, "(captured_at, id) < (?, ?)")
-		args = append(args, k.capturedAt, k.id)
+		args = append(args, k.at, k.key)
 	}
 	query := "SELECT id, captured_at, summary FROM crashes"
 	if len(where) > 0 {
@@ -190,10 +271,10 @@ func (x *Index) Crashes(ctx context.Context, f corepipe.CrashFilter) ([]*corepip
 			k       cursorKey
 			summary []byte
 		)
-		if err := rows.Scan(&k.id, &k.capturedAt, &summary); err != nil {
+		if err := rows.Scan(&k.key, &k.at, &summary); err != nil {
 			return nil, "", fmt.Errorf("index list: %w", translate(err))
 		}
-		r, err := decodeSummary(k.id, summary)
+		r, err := decodeSummary(k.key, summary)
 		if err != nil {
 			return nil, "", err
 		}
@@ -206,7 +287,7 @@ func (x *Index) Crashes(ctx context.Context, f corepipe.CrashFilter) ([]*corepip
 	if !more {
 		return out, "", nil
 	}
-	return out, last.encode(), nil
+	return out, last.encode(crashCursor), nil
 }
 
 func pageLimit(n int) (int, error) {
@@ -247,6 +328,31 @@ func unixNanos(t time.Time) int64 {
 		return 0
 	}
 	return t.UnixNano()
+}
+
+// scanSummaries reads (id, captured_at, summary) rows and closes them.
+func scanSummaries(rows *sql.Rows) ([]*corepipe.Report, error) {
+	defer rows.Close()
+	var out []*corepipe.Report
+	for rows.Next() {
+		var (
+			id         string
+			capturedAt int64
+			summary    []byte
+		)
+		if err := rows.Scan(&id, &capturedAt, &summary); err != nil {
+			return nil, translate(err)
+		}
+		r, err := decodeSummary(id, summary)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, translate(err)
+	}
+	return out, nil
 }
 
 func decodeSummary(id string, b []byte) (*corepipe.Report, error) {

@@ -298,8 +298,9 @@ func TestBadCursor(t *testing.T) {
 	for _, c := range []string{
 		"!!!",
 		"bm90IGEgY3Vyc29y", // "not a cursor"
-		cursorKey{capturedAt: 1, id: "short"}.encode(),
-		(cursorKey{capturedAt: 1, id: corepipe.NewID(base)}.encode())[2:],
+		cursorKey{at: 1, key: "short"}.encode(crashCursor),
+		cursorKey{at: 1, key: corepipe.NewID(base)}.encode(groupCursor),
+		(cursorKey{at: 1, key: corepipe.NewID(base)}.encode(crashCursor))[2:],
 	} {
 		_, _, err := x.Crashes(context.Background(), corepipe.CrashFilter{Cursor: c})
 		if !errors.Is(err, corepipe.ErrInvalid) {

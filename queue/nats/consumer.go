@@ -101,6 +101,24 @@ func (c *consumer) forget(jc jetstream.Consumer) {
 	c.mu.Unlock()
 }
 
+// Pending is how many messages of the stream this consumer has not
+// acknowledged yet: those not delivered and those delivered but not acked.
+// The index uses it to tell when it has caught up with the stream.
+func (c *consumer) Pending(ctx context.Context) (uint64, error) {
+	jc, err := c.current(ctx)
+	if err != nil {
+		return 0, err
+	}
+	info, err := jc.Info(ctx)
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		c.forget(jc)
+	}
+	if err != nil {
+		return 0, wrapErr("consumer info "+c.cfg.Durable, err)
+	}
+	return info.NumPending + uint64(info.NumAckPending), nil
+}
+
 // Next waits for the next message. Server restarts and reconnects are waited
 // out; it returns an error only when ctx ends or the Queue is closed. A
 // message the server sent just as ctx ended is not lost: it is delivered

@@ -1,0 +1,97 @@
+package api
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/corepipe/corepipe"
+)
+
+// groupCrashes is how many of its most recent crashes a group's page and
+// JSON carry; the crash list filtered by signature has them all.
+const groupCrashes = 20
+
+type groupList struct {
+	Groups     []*corepipe.Group `json:"groups"`
+	NextCursor string            `json:"next_cursor"`
+}
+
+// groupDetail is one group with what its page shows: the recent crashes,
+// and how its crashes spread over builds and workloads.
+type groupDetail struct {
+	Group     *corepipe.Group    `json:"group"`
+	Versions  []corepipe.Share   `json:"versions"`
+	Workloads []corepipe.Share   `json:"workloads"`
+	Crashes   []*corepipe.Report `json:"crashes"`
+}
+
+func (s *Server) listGroups(w http.ResponseWriter, r *http.Request) {
+	f, err := parseGroupFilter(r.URL.Query(), time.Now())
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	groups, next, err := s.index.Groups(r.Context(), f)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if groups == nil {
+		groups = []*corepipe.Group{}
+	}
+	writeJSON(w, http.StatusOK, groupList{Groups: groups, NextCursor: next})
+}
+
+func (s *Server) getGroup(w http.ResponseWriter, r *http.Request) {
+	d, err := s.groupDetail(r.Context(), r.PathValue("signature"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, d)
+}
+
+func (s *Server) groupDetail(ctx context.Context, signature string) (*groupDetail, error) {
+	g, err := s.index.Group(ctx, signature)
+	if err != nil {
+		return nil, err
+	}
+	d := &groupDetail{Group: g}
+	if d.Versions, err = s.index.Versions(ctx, signature); err != nil {
+		return nil, err
+	}
+	if d.Workloads, err = s.index.Workloads(ctx, signature); err != nil {
+		return nil, err
+	}
+	if d.Crashes, _, err = s.index.Crashes(ctx, corepipe.CrashFilter{Signature: signature, Limit: groupCrashes}); err != nil {
+		return nil, err
+	}
+	if d.Crashes == nil {
+		d.Crashes = []*corepipe.Report{}
+	}
+	return d, nil
+}
+
+// parseGroupFilter reads the groups query of the API and the UI.
+func parseGroupFilter(q url.Values, now time.Time) (corepipe.GroupFilter, error) {
+	f := corepipe.GroupFilter{Status: q.Get("status"), Cursor: q.Get("cursor")}
+	switch f.Status {
+	case "", corepipe.GroupNew, corepipe.GroupOngoing, corepipe.GroupRegressed:
+	default:
+		return f, fmt.Errorf("%w: status %q: want %s, %s or %s", corepipe.ErrInvalid, truncate(f.Status),
+			corepipe.GroupNew, corepipe.GroupOngoing, corepipe.GroupRegressed)
+	}
+	if v := q.Get("since"); v != "" {
+		since, err := parseSince(v, now)
+		if err != nil {
+			return f, err
+		}
+		f.Since = since
+	}
+	limit, err := parseLimit(q)
+	f.Limit = limit
+	return f, err
+}

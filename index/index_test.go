@@ -1,0 +1,261 @@
+package index_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"reflect"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/corepipe/corepipe"
+	"github.com/corepipe/corepipe/blob/fs"
+	"github.com/corepipe/corepipe/index"
+	"github.com/corepipe/corepipe/index/sqlite"
+	"github.com/corepipe/corepipe/internal/natstest"
+	natsq "github.com/corepipe/corepipe/queue/nats"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+var base = time.Date(2026, 3, 1, 8, 0, 0, 0, time.UTC)
+
+// stored makes crash i, captured i hours after base, puts its full report
+// in the blob store as the analyzer does and announces it on the stream.
+func stored(t *testing.T, blobs corepipe.BlobStore, q *natsq.Queue, i int, sig, version string) *corepipe.Report {
+	t.Helper()
+	at := base.Add(time.Duration(i) * time.Hour)
+	r := &corepipe.Report{
+		Schema: corepipe.ReportSchema, ID: corepipe.NewID(at), Status: corepipe.StatusAnalyzed, CapturedAt: at,
+		Node: fmt.Sprintf("node-%d", i%2), Process: corepipe.Process{PID: 100 + i, Exe: "/usr/bin/server"},
+		Container: &corepipe.Container{Namespace: "prod", Pod: fmt.Sprintf("server-%d", i%3)},
+		Go:        &corepipe.GoInfo{MainVersion: version},
+		Signature: sig, Title: "crash in " + sig,
+		CrashingGoroutine: 1,
+		Goroutines:        []corepipe.Goroutine{{ID: 1, Status: "running", Frames: []corepipe.Frame{{Function: "main.handle", File: "/src/main.go", Line: 7}}}},
+	}
+	put(t, blobs, r)
+	if err := q.PublishReport(context.Background(), r); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func put(t *testing.T, blobs corepipe.BlobStore, r *corepipe.Report) {
+	t.Helper()
+	b, err := json.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := blobs.Put(context.Background(), corepipe.ReportKey(r.ID), bytes.NewReader(b), int64(len(b))); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func openIndex(t *testing.T, path string) *sqlite.Index {
+	t.Helper()
+	x, err := sqlite.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { x.Close() })
+	return x
+}
+
+// follow runs a follower on a fresh consumer of durable until it is ready
+// and returns the function that stops it.
+func follow(t *testing.T, q *natsq.Queue, x corepipe.Index, durable string) (*index.Follower, func()) {
+	t.Helper()
+	cons, err := q.Reports(context.Background(), durable)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &index.Follower{Consumer: cons, Index: x}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- f.Run(ctx) }()
+	stop := func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !f.Ready() {
+		if time.Now().After(deadline) {
+			stop()
+			t.Fatal("follower never became ready")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return f, stop
+}
+
+type snapshot struct {
+	crashes []*corepipe.Report
+	groups  []*corepipe.Group
+}
+
+func snap(t *testing.T, x *sqlite.Index) snapshot {
+	t.Helper()
+	crashes, _, err := x.Crashes(context.Background(), corepipe.CrashFilter{Limit: sqlite.MaxLimit})
+	if err != nil {
+		t.Fatal(err)
+	}
+	groups, _, err := x.Groups(context.Background(), corepipe.GroupFilter{Limit: sqlite.MaxLimit})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return snapshot{crashes, groups}
+}
+
+func counts(s snapshot) map[string]int64 {
+	out := map[string]int64{}
+	for _, g := range s.groups {
+		out[g.Signature] = g.Count
+	}
+	return out
+}
+
+// TestFollowRestartRebuild feeds an index from the stream, restarts the
+// follower on the same file, and rebuilds a second index from the blob
+// store alone: no report is counted twice, and both indexes agree.
+func TestFollowRestartRebuild(t *testing.T) {
+	srv := natstest.StartEmbedded(t)
+	q, err := natsq.Open(context.Background(), srv.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close(context.Background())
+	dir := t.TempDir()
+	blobs, err := fs.Open(filepath.Join(dir, "blobs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sigs := []string{"gocrash/v1:aa", "gocrash/v1:bb"}
+	for i := range 20 {
+		stored(t, blobs, q, i, sigs[i%2], "v1")
+	}
+
+	dbPath := filepath.Join(dir, "index.db")
+	live := openIndex(t, dbPath)
+	f, stop := follow(t, q, live, "api")
+	// Ready means caught up: everything published before is indexed.
+	if n, _, err := live.Size(context.Background()); err != nil || n != 20 {
+		t.Errorf("ready with %d of 20 reports indexed (%v)", n, err)
+	}
+	if n, err := f.Pending(context.Background()); err != nil || n != 0 {
+		t.Errorf("pending = %d, %v once caught up", n, err)
+	}
+	stop()
+
+	// While the api is down: more crashes, one of them a new version after
+	// a quiet period, and a re-analysis that moves a crash to a new group.
+	stored(t, blobs, q, 100, sigs[0], "v2")
+	moved := stored(t, blobs, q, 20, sigs[1], "v1")
+	moved.Signature = "gocrash/v1:cc"
+	moved.Status = corepipe.StatusFailed // a new status, so the stream does not drop it as a duplicate
+	put(t, blobs, moved)
+	if err := q.PublishReport(context.Background(), moved); err != nil {
+		t.Fatal(err)
+	}
+
+	live.Close()
+	live = openIndex(t, dbPath)
+	// A new consumer on the same durable resumes where the last one acked;
+	// a second durable replays the whole stream into the same index.
+	_, stop = follow(t, q, live, "api")
+	stop()
+	_, stop = follow(t, q, live, "replay")
+	stop()
+	got := snap(t, live)
+	want := map[string]int64{sigs[0]: 11, sigs[1]: 10, "gocrash/v1:cc": 1}
+	if c := counts(got); !reflect.DeepEqual(c, want) {
+		t.Errorf("group counts %v, want %v", c, want)
+	}
+	if len(got.crashes) != 22 {
+		t.Errorf("%d crashes indexed, want 22", len(got.crashes))
+	}
+	if got.groups[0].Signature != sigs[0] || got.groups[0].Status != corepipe.GroupRegressed || got.groups[0].LastVersion != "v2" {
+		t.Errorf("most recent group %+v, want %s regressed in v2", got.groups[0], sigs[0])
+	}
+
+	rebuilt := openIndex(t, filepath.Join(dir, "rebuilt.db"))
+	st, err := index.Rebuild(context.Background(), blobs, rebuilt, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Indexed != 22 || st.Skipped != 0 {
+		t.Errorf("rebuild stats %+v", st)
+	}
+	if r := snap(t, rebuilt); !reflect.DeepEqual(r, got) {
+		t.Errorf("the rebuilt index differs from the followed one:\n rebuilt groups %+v\nfollowed groups %+v", r.groups, got.groups)
+	}
+}
+
+func TestRebuildSkipsJunk(t *testing.T) {
+	blobs, err := fs.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	good := &corepipe.Report{Schema: 1, ID: corepipe.NewID(base), Status: corepipe.StatusAnalyzed, CapturedAt: base}
+	put(t, blobs, good)
+	other := corepipe.NewID(base.Add(time.Second))
+	for key, body := range map[string]string{
+		"reports/notes.txt": "hello",
+		corepipe.ReportKey(corepipe.NewID(base.Add(-1))): "{not json",
+		corepipe.ReportKey(other):                        `{"id":"` + good.ID + `"}`,
+	} {
+		if err := blobs.Put(ctx, key, bytes.NewReader([]byte(body)), int64(len(body))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	x := openIndex(t, filepath.Join(t.TempDir(), "index.db"))
+	st, err := index.Rebuild(ctx, blobs, x, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Indexed != 1 || st.Skipped != 3 {
+		t.Errorf("stats %+v, want 1 indexed and 3 skipped", st)
+	}
+	if _, err := x.Crash(ctx, good.ID); err != nil {
+		t.Error(err)
+	}
+}
+
+// quietConsumer has no backlog count: the follower falls back to idleness.
+type quietConsumer struct{}
+
+func (quietConsumer) Next(ctx context.Context) (corepipe.Message, error) {
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+func TestReadyWhenIdle(t *testing.T) {
+	f := &index.Follower{Consumer: quietConsumer{}, Index: openIndex(t, filepath.Join(t.TempDir(), "x.db"))}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- f.Run(ctx) }()
+	if f.Ready() {
+		t.Error("ready before the idle period")
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !f.Ready() && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Error(err)
+	}
+	if !f.Ready() {
+		t.Error("never ready on an idle stream")
+	}
+	if _, err := f.Pending(context.Background()); err == nil {
+		t.Error("Pending without a counting consumer: no error")
+	}
+}

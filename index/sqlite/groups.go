@@ -1,0 +1,309 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+	"unicode"
+
+	"github.com/corepipe/corepipe"
+)
+
+// maxShares bounds a group's breakdown by version or workload: a crash loop
+// across a fleet must not turn one group page into thousands of rows.
+const maxShares = 50
+
+// MaxBuckets bounds Occurrences, whatever step a caller asks for.
+const MaxBuckets = 1000
+
+// observe folds r into its group, creating the group on its first crash.
+func observe(ctx context.Context, tx *sql.Tx, r *corepipe.Report) error {
+	g, err := loadGroup(ctx, tx, r.Signature)
+	if err != nil && !errors.Is(err, corepipe.ErrNotFound) {
+		return err
+	}
+	if g == nil {
+		g = &corepipe.Group{}
+	}
+	g.Observe(r)
+	return saveGroup(ctx, tx, g)
+}
+
+// regroup folds a group again from the crashes that still carry its
+// signature, oldest first, and deletes it when none is left. Observe cannot
+// take a crash back, and a crash moves between groups only when it is
+// re-analysed, so the cost of a full fold is paid rarely. The fold streams
+// the rows: memory stays constant whatever the group's size.
+func regroup(ctx context.Context, tx *sql.Tx, signature string) error {
+	rows, err := tx.QueryContext(ctx, `SELECT summary FROM crashes WHERE signature = ? ORDER BY captured_at, id`, signature)
+	if err != nil {
+		return fmt.Errorf("regroup %s: %w", signature, translate(err))
+	}
+	defer rows.Close()
+	var g corepipe.Group
+	for rows.Next() {
+		var summary []byte
+		if err := rows.Scan(&summary); err != nil {
+			return fmt.Errorf("regroup %s: %w", signature, translate(err))
+		}
+		var r corepipe.Report
+		if err := json.Unmarshal(summary, &r); err != nil {
+			return fmt.Errorf("regroup %s: decode summary: %w", signature, err)
+		}
+		g.Observe(&r)
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("regroup %s: %w", signature, translate(err))
+	}
+	rows.Close()
+	if g.Count == 0 {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM groups WHERE signature = ?`, signature); err != nil {
+			return fmt.Errorf("regroup %s: delete: %w", signature, translate(err))
+		}
+		return nil
+	}
+	return saveGroup(ctx, tx, &g)
+}
+
+// querier is what *sql.DB and *sql.Tx share.
+type querier interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+const groupColumns = `signature, title, count, first_seen, last_seen, first_version, last_version, status, nodes, workloads`
+
+func loadGroup(ctx context.Context, q querier, signature string) (*corepipe.Group, error) {
+	g, err := scanGroup(q.QueryRowContext(ctx, `SELECT `+groupColumns+` FROM groups WHERE signature = ?`, signature))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("group %s: %w", signature, corepipe.ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load group %s: %w", signature, err)
+	}
+	return g, nil
+}
+
+func saveGroup(ctx context.Context, tx *sql.Tx, g *corepipe.Group) error {
+	nodes, err := json.Marshal(nonNil(g.Nodes))
+	if err != nil {
+		return fmt.Errorf("save group %s: %w", g.Signature, err)
+	}
+	workloads, err := json.Marshal(nonNil(g.Workloads))
+	if err != nil {
+		return fmt.Errorf("save group %s: %w", g.Signature, err)
+	}
+	_, err = tx.ExecContext(ctx, `INSERT OR REPLACE INTO groups (`+groupColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		g.Signature, g.Title, g.Count, unixNanos(g.FirstSeen), unixNanos(g.LastSeen), g.FirstVersion, g.LastVersion,
+		g.Status, nodes, workloads)
+	if err != nil {
+		return fmt.Errorf("save group %s: %w", g.Signature, translate(err))
+	}
+	return nil
+}
+
+type scanner interface{ Scan(dest ...any) error }
+
+func scanGroup(row scanner) (*corepipe.Group, error) {
+	var (
+		g                corepipe.Group
+		first, last      int64
+		nodes, workloads []byte
+	)
+	if err := row.Scan(&g.Signature, &g.Title, &g.Count, &first, &last, &g.FirstVersion, &g.LastVersion,
+		&g.Status, &nodes, &workloads); err != nil {
+		return nil, translate(err)
+	}
+	g.FirstSeen, g.LastSeen = fromNanos(first), fromNanos(last)
+	if err := json.Unmarshal(nodes, &g.Nodes); err != nil {
+		return nil, fmt.Errorf("group %s: decode nodes: %w", g.Signature, err)
+	}
+	if err := json.Unmarshal(workloads, &g.Workloads); err != nil {
+		return nil, fmt.Errorf("group %s: decode workloads: %w", g.Signature, err)
+	}
+	return &g, nil
+}
+
+// Group returns the group of signature, corepipe.ErrNotFound when no indexed
+// crash has it.
+func (x *Index) Group(ctx context.Context, signature string) (*corepipe.Group, error) {
+	if err := checkSignature(signature); err != nil {
+		return nil, err
+	}
+	return loadGroup(ctx, x.db, signature)
+}
+
+// Groups lists the groups matching f, most recently seen first, and the
+// cursor of the next page ("" after the last). Paging is by key, as for
+// Crashes.
+func (x *Index) Groups(ctx context.Context, f corepipe.GroupFilter) ([]*corepipe.Group, string, error) {
+	limit, err := pageLimit(f.Limit)
+	if err != nil {
+		return nil, "", fmt.Errorf("index groups: %w", err)
+	}
+	var (
+		where []string
+		args  []any
+	)
+	if f.Status != "" {
+		where = append(where, "status = ?")
+		args = append(args, f.Status)
+	}
+	if !f.Since.IsZero() {
+		where = append(where, "last_seen >= ?")
+		args = append(args, unixNanos(f.Since))
+	}
+	if f.Cursor != "" {
+		k, err := decodeCursor(f.Cursor, groupCursor, func(s string) bool { return checkSignature(s) == nil })
+		if err != nil {
+			return nil, "", fmt.Errorf("index groups: %w", err)
+		}
+		where = append(where, "(last_seen, signature) < (?, ?)")
+		args = append(args, k.at, k.key)
+	}
+	query := `SELECT ` + groupColumns + ` FROM groups`
+	if len(where) > 0 {
+		query += " WHERE " + strings.Join(where, " AND ")
+	}
+	query += " ORDER BY last_seen DESC, signature DESC LIMIT ?"
+	args = append(args, limit+1)
+	rows, err := x.db.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, "", fmt.Errorf("index groups: %w", translate(err))
+	}
+	defer rows.Close()
+	var out []*corepipe.Group
+	for rows.Next() {
+		g, err := scanGroup(rows)
+		if err != nil {
+			return nil, "", fmt.Errorf("index groups: %w", err)
+		}
+		out = append(out, g)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, "", fmt.Errorf("index groups: %w", translate(err))
+	}
+	if len(out) <= limit {
+		return out, "", nil
+	}
+	out = out[:limit]
+	last := out[limit-1]
+	return out, cursorKey{at: unixNanos(last.LastSeen), key: last.Signature}.encode(groupCursor), nil
+}
+
+// Versions breaks a group's crashes down by the build they came from, most
+// recently seen first.
+func (x *Index) Versions(ctx context.Context, signature string) ([]corepipe.Share, error) {
+	return x.shares(ctx, signature, "version")
+}
+
+// Workloads breaks a group's crashes down by where they ran, most recently
+// seen first.
+func (x *Index) Workloads(ctx context.Context, signature string) ([]corepipe.Share, error) {
+	return x.shares(ctx, signature, "workload")
+}
+
+// shares groups by column, which is one of this file's constants, never
+// input.
+func (x *Index) shares(ctx context.Context, signature, column string) ([]corepipe.Share, error) {
+	if err := checkSignature(signature); err != nil {
+		return nil, err
+	}
+	rows, err := x.db.QueryContext(ctx, `SELECT `+column+`, count(*), min(captured_at), max(captured_at)
+		FROM crashes WHERE signature = ? GROUP BY `+column+` ORDER BY max(captured_at) DESC LIMIT ?`, signature, maxShares)
+	if err != nil {
+		return nil, fmt.Errorf("index %ss of %s: %w", column, signature, translate(err))
+	}
+	defer rows.Close()
+	out := []corepipe.Share{}
+	for rows.Next() {
+		var (
+			s           corepipe.Share
+			first, last int64
+		)
+		if err := rows.Scan(&s.Value, &s.Count, &first, &last); err != nil {
+			return nil, fmt.Errorf("index %ss of %s: %w", column, signature, translate(err))
+		}
+		s.FirstSeen, s.LastSeen = fromNanos(first), fromNanos(last)
+		out = append(out, s)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("index %ss of %s: %w", column, signature, translate(err))
+	}
+	return out, nil
+}
+
+// Occurrences counts a group's crashes in n buckets of step, the first
+// starting at from.
+func (x *Index) Occurrences(ctx context.Context, signature string, from time.Time, step time.Duration, n int) ([]int64, error) {
+	if err := checkSignature(signature); err != nil {
+		return nil, err
+	}
+	if step <= 0 || n < 1 || n > MaxBuckets {
+		return nil, fmt.Errorf("%w: occurrences: step %v, %d buckets", corepipe.ErrInvalid, step, n)
+	}
+	start := unixNanos(from)
+	end := start + int64(n)*int64(step)
+	rows, err := x.db.QueryContext(ctx, `SELECT (captured_at - ?) / ?, count(*) FROM crashes
+		WHERE signature = ? AND captured_at >= ? AND captured_at < ? GROUP BY 1`,
+		start, int64(step), signature, start, end)
+	if err != nil {
+		return nil, fmt.Errorf("index occurrences of %s: %w", signature, translate(err))
+	}
+	defer rows.Close()
+	out := make([]int64, n)
+	for rows.Next() {
+		var bucket, count int64
+		if err := rows.Scan(&bucket, &count); err != nil {
+			return nil, fmt.Errorf("index occurrences of %s: %w", signature, translate(err))
+		}
+		if bucket >= 0 && bucket < int64(n) {
+			out[bucket] = count
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("index occurrences of %s: %w", signature, translate(err))
+	}
+	return out, nil
+}
+
+// maxSignature is far above any signature the analyzer writes
+// ("gocrash/v1:" and a hash) and keeps a hostile query short.
+const maxSignature = 256
+
+// checkSignature accepts any printable text of a sane length: a signature
+// is opaque here, and only ever a bound parameter.
+func checkSignature(s string) error {
+	ok := s != "" && len(s) <= maxSignature && !strings.ContainsFunc(s, func(r rune) bool {
+		return !unicode.IsPrint(r) || unicode.IsSpace(r)
+	})
+	if !ok {
+		return fmt.Errorf("%w: signature %q", corepipe.ErrInvalid, truncate(s, 64))
+	}
+	return nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
+
+// fromNanos is unixNanos reversed: 0 is the zero time.
+func fromNanos(n int64) time.Time {
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n).UTC()
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
