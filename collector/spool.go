@@ -94,6 +94,11 @@ func (s Spool) Entries() ([]Entry, error) {
 // Manifest reads the entry's manifest.
 func (e Entry) Manifest() (*corepipe.Crash, error) {
 	f, err := openNoFollow(filepath.Join(e.Dir, ManifestFile))
+	if errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.ELOOP) {
+		// The collector writes the manifest before it commits: a committed
+		// entry without one was not made by it.
+		return nil, fmt.Errorf("spool entry %s: %w: no manifest: %v", e.ID, corepipe.ErrInvalid, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("spool entry %s: %w", e.ID, err)
 	}
@@ -103,14 +108,14 @@ func (e Entry) Manifest() (*corepipe.Crash, error) {
 		return nil, fmt.Errorf("spool entry %s: read manifest: %w", e.ID, err)
 	}
 	if len(b) > maxManifestSize {
-		return nil, fmt.Errorf("spool entry %s: manifest is over %d bytes", e.ID, maxManifestSize)
+		return nil, fmt.Errorf("spool entry %s: %w: manifest is over %d bytes", e.ID, corepipe.ErrInvalid, maxManifestSize)
 	}
 	var c corepipe.Crash
 	if err := json.Unmarshal(b, &c); err != nil {
-		return nil, fmt.Errorf("spool entry %s: decode manifest: %w", e.ID, err)
+		return nil, fmt.Errorf("spool entry %s: %w: decode manifest: %v", e.ID, corepipe.ErrInvalid, err)
 	}
 	if c.ID != e.ID {
-		return nil, fmt.Errorf("spool entry %s: manifest is for crash %q", e.ID, truncateText(c.ID, 40))
+		return nil, fmt.Errorf("spool entry %s: %w: manifest is for crash %q", e.ID, corepipe.ErrInvalid, truncateText(c.ID, 40))
 	}
 	return &c, nil
 }
@@ -140,6 +145,22 @@ func (e Entry) Remove() error {
 	}
 	if err := os.RemoveAll(tmp); err != nil {
 		return fmt.Errorf("remove spool entry %s: %w", e.ID, err)
+	}
+	return nil
+}
+
+// QuarantineDir holds entries the agent cannot ship: kept for a person to
+// look at, out of the way of the entries behind them.
+const QuarantineDir = "quarantine"
+
+// Quarantine moves the entry out of the spool's queue into QuarantineDir.
+func (e Entry) Quarantine() error {
+	dir := filepath.Join(filepath.Dir(e.Dir), QuarantineDir)
+	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+		return fmt.Errorf("quarantine spool entry %s: %w", e.ID, err)
+	}
+	if err := os.Rename(e.Dir, filepath.Join(dir, e.ID)); err != nil {
+		return fmt.Errorf("quarantine spool entry %s: %w", e.ID, err)
 	}
 	return nil
 }

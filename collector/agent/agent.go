@@ -167,7 +167,18 @@ func (a *Agent) ShipAll(ctx context.Context) (int, error) {
 	}
 	a.observe(entries)
 	for i, e := range entries {
-		if err := a.Ship(ctx, e); err != nil {
+		err := a.Ship(ctx, e)
+		if errors.Is(err, corepipe.ErrInvalid) {
+			// Retrying cannot fix a broken entry, and waiting on it would
+			// hold back every crash behind it.
+			a.log.Error("spool entry cannot be shipped, quarantined", "crash", e.ID, "err", err)
+			if qerr := e.Quarantine(); qerr != nil {
+				return i, qerr
+			}
+			a.m.quarantined.Inc()
+			continue
+		}
+		if err != nil {
 			if ctx.Err() == nil {
 				a.m.retries.Inc()
 			}

@@ -251,3 +251,31 @@ func TestManifestOnlyEntry(t *testing.T) {
 		t.Error("manifest lacks the crash ID")
 	}
 }
+
+// A broken entry must not hold back the crashes behind it: it is moved aside
+// for a person to look at, and the rest ship.
+func TestCorruptEntryIsQuarantined(t *testing.T) {
+	r := newRig(t, nil)
+	good := newCrash(2)
+	bad := corepipe.NewID(time.Now().Add(-time.Hour))
+	if err := os.MkdirAll(filepath.Join(r.spool.Dir, bad), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(r.spool.Dir, bad, "manifest.json"), []byte("{not json"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	writeEntry(t, r.spool.Dir, good, []byte("core"), []byte("exe"))
+
+	if _, err := r.agent.ShipAll(context.Background()); err != nil {
+		t.Fatalf("ShipAll: %v", err)
+	}
+	if ids := r.queued(t); len(ids) != 1 || ids[0] != good.ID {
+		t.Errorf("queued %v, want the good crash behind the broken one", ids)
+	}
+	if _, err := os.Stat(filepath.Join(r.spool.Dir, collector.QuarantineDir, bad, "manifest.json")); err != nil {
+		t.Errorf("broken entry not kept in quarantine: %v", err)
+	}
+	if entries, _ := r.spool.Entries(); len(entries) != 0 {
+		t.Errorf("%d entries left in the spool", len(entries))
+	}
+}

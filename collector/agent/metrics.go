@@ -12,16 +12,17 @@ import (
 // metrics are the agent's Prometheus metrics. They are always counted;
 // registered only when the Config has a Registerer.
 type metrics struct {
-	captured   prometheus.Counter
-	dropped    *prometheus.CounterVec
-	truncated  prometheus.Counter
-	uploaded   prometheus.Counter
-	bytes      prometheus.Counter
-	retries    prometheus.Counter
-	spoolBytes prometheus.Gauge
-	waiting    prometheus.Gauge
-	oldest     prometheus.Gauge
-	reinstalls prometheus.Counter
+	captured    prometheus.Counter
+	dropped     *prometheus.CounterVec
+	truncated   prometheus.Counter
+	uploaded    prometheus.Counter
+	bytes       prometheus.Counter
+	retries     prometheus.Counter
+	spoolBytes  prometheus.Gauge
+	waiting     prometheus.Gauge
+	oldest      prometheus.Gauge
+	reinstalls  prometheus.Counter
+	quarantined prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -66,10 +67,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "corepipe_agent_handler_reinstalls_total",
 			Help: "Times the kernel's core_pattern was found overwritten and the collector installed again.",
 		}),
+		quarantined: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "corepipe_agent_quarantined_total",
+			Help: "Spool entries that could not be shipped (no or a corrupt manifest) and were moved to the spool's quarantine directory.",
+		}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.captured, m.dropped, m.truncated, m.uploaded, m.bytes, m.retries,
-			m.spoolBytes, m.waiting, m.oldest, m.reinstalls)
+			m.spoolBytes, m.waiting, m.oldest, m.reinstalls, m.quarantined)
 	}
 	for _, reason := range []string{collector.DroppedRlimit, collector.DroppedSpoolFull, collector.DroppedRateLimited, collector.DroppedWrite} {
 		m.dropped.WithLabelValues(reason)

@@ -132,8 +132,8 @@ func TestMetrics(t *testing.T) {
 	if err != nil {
 		t.Fatalf("gather: %v", err)
 	}
-	if len(families) != 10 {
-		t.Errorf("registry holds %d metrics, want the agent's 10", len(families))
+	if len(families) != 11 {
+		t.Errorf("registry holds %d metrics, want the agent's 11", len(families))
 	}
 }
 
