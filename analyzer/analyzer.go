@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/klauspost/compress/zstd"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/corepipe/corepipe"
 )
@@ -53,12 +54,15 @@ type Config struct {
 	// Heartbeat is how often a crash being analysed is marked in progress.
 	Heartbeat time.Duration
 	Logger    *slog.Logger
+	// Registerer receives the analyzer's metrics; nil keeps them private.
+	Registerer prometheus.Registerer
 }
 
 // Analyzer runs the workers.
 type Analyzer struct {
 	cfg Config
 	log *slog.Logger
+	m   *metrics
 }
 
 // New returns an analyzer with defaults filled in.
@@ -79,7 +83,7 @@ func New(cfg Config) *Analyzer {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Analyzer{cfg: cfg, log: log}
+	return &Analyzer{cfg: cfg, log: log, m: newMetrics(cfg.Registerer)}
 }
 
 // Run analyses crashes until ctx is cancelled.
@@ -138,7 +142,9 @@ func (a *Analyzer) Handle(ctx context.Context, msg corepipe.Message) {
 
 	stop := a.heartbeat(ctx, msg)
 	start := time.Now()
+	a.m.inFlight.Inc()
 	r, err := a.analyse(ctx, &c)
+	a.m.inFlight.Dec()
 	stop()
 	if ctx.Err() != nil {
 		// Shutting down: leave the message for another worker.
@@ -149,6 +155,7 @@ func (a *Analyzer) Handle(ctx context.Context, msg corepipe.Message) {
 			delay := time.Duration(msg.Deliveries()) * 5 * time.Second
 			log.Warn("analysis failed, will retry", "err", err, "attempt", msg.Deliveries(), "retry_in", delay)
 			msg.Nak(ctx, delay)
+			a.m.retries.Inc()
 			return
 		}
 		r = corepipe.NewReport(&c)
@@ -156,7 +163,9 @@ func (a *Analyzer) Handle(ctx context.Context, msg corepipe.Message) {
 		r.Error = err.Error()
 	}
 	r.Timings.AnalysisMS = time.Since(start).Milliseconds()
-	a.settle(ctx, log, msg, r)
+	if a.settle(ctx, log, msg, r) {
+		a.m.duration.Observe(time.Since(start).Seconds())
+	}
 }
 
 // QueueMaxDeliver is the delivery limit the crashes consumer needs for an
@@ -164,18 +173,21 @@ func (a *Analyzer) Handle(ctx context.Context, msg corepipe.Message) {
 // every attempt killed its worker still gets its failed report.
 func QueueMaxDeliver(maxDeliver int) int { return maxDeliver + 1 }
 
-// settle stores and announces r, then acks the crash; a failure to store
-// leaves the crash queued for another try.
-func (a *Analyzer) settle(ctx context.Context, log *slog.Logger, msg corepipe.Message, r *corepipe.Report) {
+// settle stores and announces r, then acks the crash, and reports whether
+// it did; a failure to store leaves the crash queued for another try.
+func (a *Analyzer) settle(ctx context.Context, log *slog.Logger, msg corepipe.Message, r *corepipe.Report) bool {
 	if err := a.store(ctx, r); err != nil {
 		log.Warn("store report, will retry", "err", err)
 		msg.Nak(ctx, 5*time.Second)
-		return
+		a.m.retries.Inc()
+		return false
 	}
+	a.m.reports.WithLabelValues(r.Status).Inc()
 	if err := msg.Ack(ctx); err != nil {
 		log.Warn("ack crash", "err", err)
 	}
 	log.Info("report stored", "status", r.Status, "title", r.Title, "error", r.Error, "analysis_ms", r.Timings.AnalysisMS)
+	return true
 }
 
 // permanent errors give the same answer on every attempt.
