@@ -243,17 +243,21 @@ func (a *Agent) ShipRecord(ctx context.Context, c *corepipe.Crash) error {
 	return nil
 }
 
-// record stores c's manifest, publishes it, and tells the observer.
+// record publishes c, stores its manifest, and tells the observer. The
+// manifest goes last so that a stored manifest means a published crash: the
+// termination watcher of a restarted agent skips what it finds stored. A
+// retry after a failed store publishes again, and the queue drops the
+// duplicate by crash ID.
 func (a *Agent) record(ctx context.Context, c *corepipe.Crash) error {
 	manifest, err := json.Marshal(c)
 	if err != nil {
 		return fmt.Errorf("encode manifest: %w", err)
 	}
-	if err := a.cfg.Blobs.Put(ctx, corepipe.ManifestKey(c), bytes.NewReader(manifest), int64(len(manifest))); err != nil {
-		return fmt.Errorf("store manifest: %w", err)
-	}
 	if err := a.cfg.Queue.PublishCrash(ctx, c); err != nil {
 		return fmt.Errorf("queue: %w", err)
+	}
+	if err := a.cfg.Blobs.Put(ctx, corepipe.ManifestKey(c), bytes.NewReader(manifest), int64(len(manifest))); err != nil {
+		return fmt.Errorf("store manifest: %w", err)
 	}
 	if a.cfg.Observer != nil {
 		a.cfg.Observer.Shipped(ctx, c)

@@ -279,3 +279,26 @@ func TestCorruptEntryIsQuarantined(t *testing.T) {
 		t.Errorf("%d entries left in the spool", len(entries))
 	}
 }
+
+// downQueue is the queue while NATS is down.
+type downQueue struct{}
+
+func (downQueue) PublishCrash(context.Context, *corepipe.Crash) error { return corepipe.ErrUnavailable }
+
+// A stored manifest must mean a published crash: a restarted termination
+// watcher skips records whose manifest it finds.
+func TestRecordStoresManifestOnlyOncePublished(t *testing.T) {
+	store, err := fs.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := New(Config{Spool: collector.Spool{Dir: t.TempDir()}, Blobs: store, Queue: downQueue{}})
+	c := newCrash(3)
+	c.Core.Dropped = "no core: OOMKilled"
+	if err := a.ShipRecord(context.Background(), c); !errors.Is(err, corepipe.ErrUnavailable) {
+		t.Fatalf("ShipRecord with the queue down: %v", err)
+	}
+	if _, err := store.Stat(context.Background(), corepipe.ManifestKey(c)); !errors.Is(err, corepipe.ErrNotFound) {
+		t.Errorf("manifest stored though the crash was never published: %v", err)
+	}
+}
