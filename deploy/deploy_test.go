@@ -1,0 +1,455 @@
+package deploy_test
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/serializer/json"
+	"k8s.io/apimachinery/pkg/util/validation"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/client-go/kubernetes/scheme"
+)
+
+const (
+	chart     = "helm/corepipe"
+	release   = "crashes"
+	namespace = "corepipe"
+)
+
+// helm finds the helm binary scripts/install-tools.sh installs. CI always
+// has it; elsewhere the chart tests are skipped, saying how to get it.
+func helm(t *testing.T) string {
+	t.Helper()
+	cache := os.Getenv("COREPIPE_CACHE")
+	if cache == "" {
+		cache = filepath.Join("..", ".cache")
+	}
+	bin := filepath.Join(cache, "bin", "helm")
+	if _, err := os.Stat(bin); err == nil {
+		return bin
+	}
+	if os.Getenv("CI") != "" {
+		t.Fatalf("%s missing: scripts/install-tools.sh installs it", bin)
+	}
+	t.Skipf("helm not installed at %s: run scripts/install-tools.sh (make tools) to render the chart", bin)
+	return ""
+}
+
+// render runs helm template with the given values files' contents.
+func render(t *testing.T, values ...string) (string, error) {
+	t.Helper()
+	args := []string{"template", release, chart, "--namespace", namespace}
+	for i, v := range values {
+		f := filepath.Join(t.TempDir(), "values"+string(rune('a'+i))+".yaml")
+		if err := os.WriteFile(f, []byte(v), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		args = append(args, "--values", f)
+	}
+	var stdout, stderr bytes.Buffer
+	cmd := exec.Command(helm(t), args...)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return "", errors.New(strings.TrimSpace(stderr.String()))
+	}
+	return stdout.String(), nil
+}
+
+// objects decodes every rendered document strictly with client-go's scheme:
+// an unknown kind, an unknown or misspelt field, a wrong type all fail.
+func objects(t *testing.T, manifest string) []runtime.Object {
+	t.Helper()
+	strict := json.NewSerializerWithOptions(json.DefaultMetaFactory, scheme.Scheme, scheme.Scheme,
+		json.SerializerOptions{Yaml: true, Strict: true})
+	r := utilyaml.NewYAMLReader(bufio.NewReader(strings.NewReader(manifest)))
+	var out []runtime.Object
+	for {
+		doc, err := r.Read()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(bytes.TrimSpace(stripComments(doc))) == 0 {
+			continue
+		}
+		obj, _, err := strict.Decode(doc, nil, nil)
+		if err != nil {
+			t.Fatalf("decode:\n%s\n%v", doc, err)
+		}
+		out = append(out, obj)
+	}
+	if len(out) == 0 {
+		t.Fatal("nothing rendered")
+	}
+	return out
+}
+
+func stripComments(doc []byte) []byte {
+	var b bytes.Buffer
+	for line := range bytes.Lines(doc) {
+		if !bytes.HasPrefix(bytes.TrimSpace(line), []byte("#")) {
+			b.Write(line)
+		}
+	}
+	return b.Bytes()
+}
+
+func renderObjects(t *testing.T, values ...string) []runtime.Object {
+	t.Helper()
+	manifest, err := render(t, values...)
+	if err != nil {
+		t.Fatalf("helm template: %v", err)
+	}
+	return objects(t, manifest)
+}
+
+func ofType[T runtime.Object](objs []runtime.Object) []T {
+	var out []T
+	for _, o := range objs {
+		if v, ok := o.(T); ok {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// workload is the pod template of a rendered Deployment, DaemonSet or
+// StatefulSet, by its component label.
+type workload struct {
+	kind, name string
+	pod        corev1.PodTemplateSpec
+}
+
+func workloads(objs []runtime.Object) map[string]workload {
+	out := map[string]workload{}
+	add := func(kind, name string, pod corev1.PodTemplateSpec) {
+		out[pod.Labels["app.kubernetes.io/component"]] = workload{kind, name, pod}
+	}
+	for _, d := range ofType[*appsv1.Deployment](objs) {
+		add("Deployment", d.Name, d.Spec.Template)
+	}
+	for _, d := range ofType[*appsv1.DaemonSet](objs) {
+		add("DaemonSet", d.Name, d.Spec.Template)
+	}
+	for _, s := range ofType[*appsv1.StatefulSet](objs) {
+		add("StatefulSet", s.Name, s.Spec.Template)
+	}
+	return out
+}
+
+// custom is a production-like configuration: external NATS (URL in a
+// Secret) and S3, Slack, tokens given, a UI URL.
+const custom = `
+uiURL: https://crashes.example.com
+image:
+  tag: "1.4.2"
+nats:
+  enabled: false
+  existingSecret: nats-url
+minio:
+  enabled: false
+s3:
+  url: s3://crash-dumps/prod?endpoint=s3.eu-west-1.amazonaws.com
+  existingSecret: crash-dumps-s3
+api:
+  tokens:
+    - "0123456789abcdef viewer"
+    - "fedcba9876543210 admin"
+notifier:
+  enabled: true
+  slack:
+    webhook: https://hooks.slack.com/services/T000/B000/XXXX
+agent:
+  force: true
+  maxCoreSize: 2147483648
+  nodeSelector:
+    kubernetes.io/os: linux
+`
+
+func TestChartRenders(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		values []string
+		kinds  map[string]int
+	}{
+		{"default", nil, map[string]int{
+			"DaemonSet": 1, "Deployment": 2, "StatefulSet": 2, "Service": 3, "Secret": 2,
+			"ServiceAccount": 2, "ClusterRole": 1, "ClusterRoleBinding": 1,
+		}},
+		{"custom", []string{custom}, map[string]int{
+			"DaemonSet": 1, "Deployment": 3, "Service": 1, "Secret": 2, "PersistentVolumeClaim": 1,
+			"ServiceAccount": 2, "ClusterRole": 1, "ClusterRoleBinding": 1,
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			objs := renderObjects(t, tc.values...)
+			kinds := map[string]int{}
+			for _, o := range objs {
+				gvks, _, err := scheme.Scheme.ObjectKinds(o)
+				if err != nil {
+					t.Fatal(err)
+				}
+				kinds[gvks[0].Kind]++
+				name := o.(interface{ GetName() string }).GetName()
+				if errs := validation.IsDNS1123Subdomain(name); len(errs) > 0 {
+					t.Errorf("%s %q: %v", gvks[0].Kind, name, errs)
+				}
+			}
+			if !reflect.DeepEqual(kinds, tc.kinds) {
+				t.Errorf("rendered %v, want %v", kinds, tc.kinds)
+			}
+			checkPods(t, objs)
+			checkReferences(t, objs, "nats-url", "crash-dumps-s3")
+		})
+	}
+}
+
+// checkPods holds every container to limits, probes, and — but for the
+// agent — no root and a read-only root filesystem.
+func checkPods(t *testing.T, objs []runtime.Object) {
+	t.Helper()
+	for component, w := range workloads(objs) {
+		spec := w.pod.Spec
+		for _, c := range spec.Containers {
+			where := w.kind + " " + w.name + "/" + c.Name
+			if _, ok := c.Resources.Limits[corev1.ResourceMemory]; !ok {
+				t.Errorf("%s: no memory limit", where)
+			}
+			if _, ok := c.Resources.Requests[corev1.ResourceCPU]; !ok {
+				t.Errorf("%s: no CPU request", where)
+			}
+			if c.LivenessProbe == nil || c.ReadinessProbe == nil {
+				t.Errorf("%s: liveness %v, readiness %v", where, c.LivenessProbe, c.ReadinessProbe)
+			}
+			sc := c.SecurityContext
+			if sc == nil || sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem {
+				t.Errorf("%s: root filesystem not read-only", where)
+			}
+			if component == "agent" {
+				continue
+			}
+			if sc == nil || sc.RunAsNonRoot == nil || !*sc.RunAsNonRoot || sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation ||
+				sc.Privileged != nil && *sc.Privileged {
+				t.Errorf("%s: may run as root or escalate: %+v", where, sc)
+			}
+			if spec.HostPID || spec.HostNetwork {
+				t.Errorf("%s: host namespaces", where)
+			}
+			for _, v := range spec.Volumes {
+				if v.HostPath != nil {
+					t.Errorf("%s: host path %s", where, v.HostPath.Path)
+				}
+			}
+		}
+	}
+}
+
+// checkReferences checks that every Secret, ServiceAccount and PVC a pod
+// names is rendered, or is one of the given pre-existing Secrets.
+func checkReferences(t *testing.T, objs []runtime.Object, existing ...string) {
+	t.Helper()
+	have := map[string]bool{}
+	for _, s := range ofType[*corev1.Secret](objs) {
+		have["Secret/"+s.Name] = true
+	}
+	for _, e := range existing {
+		have["Secret/"+e] = true
+	}
+	for _, sa := range ofType[*corev1.ServiceAccount](objs) {
+		have["ServiceAccount/"+sa.Name] = true
+	}
+	for _, p := range ofType[*corev1.PersistentVolumeClaim](objs) {
+		have["PersistentVolumeClaim/"+p.Name] = true
+	}
+	for _, w := range workloads(objs) {
+		spec := w.pod.Spec
+		var refs []string
+		refs = append(refs, "ServiceAccount/"+spec.ServiceAccountName)
+		for _, v := range spec.Volumes {
+			if v.Secret != nil {
+				refs = append(refs, "Secret/"+v.Secret.SecretName)
+			}
+			if v.PersistentVolumeClaim != nil {
+				refs = append(refs, "PersistentVolumeClaim/"+v.PersistentVolumeClaim.ClaimName)
+			}
+		}
+		for _, c := range spec.Containers {
+			for _, e := range c.Env {
+				if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil {
+					refs = append(refs, "Secret/"+e.ValueFrom.SecretKeyRef.Name)
+				}
+			}
+		}
+		for _, r := range refs {
+			if !have[r] {
+				t.Errorf("%s %s refers to %s, which is not rendered", w.kind, w.name, r)
+			}
+		}
+	}
+}
+
+func TestChartRBACIsLeastPrivilege(t *testing.T) {
+	objs := renderObjects(t)
+	want := []rbacv1.PolicyRule{
+		{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"list", "watch", "patch"}},
+		{APIGroups: []string{""}, Resources: []string{"events"}, Verbs: []string{"create"}},
+	}
+	roles := ofType[*rbacv1.ClusterRole](objs)
+	if len(roles) != 1 || len(ofType[*rbacv1.Role](objs)) != 0 || len(ofType[*rbacv1.RoleBinding](objs)) != 0 {
+		t.Fatalf("%d cluster roles, %d roles", len(roles), len(ofType[*rbacv1.Role](objs)))
+	}
+	if !reflect.DeepEqual(roles[0].Rules, want) {
+		t.Errorf("agent rules %+v\nwant %+v", roles[0].Rules, want)
+	}
+	bindings := ofType[*rbacv1.ClusterRoleBinding](objs)
+	if len(bindings) != 1 || bindings[0].RoleRef.Name != roles[0].Name ||
+		!reflect.DeepEqual(bindings[0].Subjects, []rbacv1.Subject{{Kind: "ServiceAccount", Name: release + "-corepipe-agent", Namespace: namespace}}) {
+		t.Fatalf("bindings %+v", bindings)
+	}
+	// Only the agent's pods carry a token of that account; the others none.
+	for component, w := range workloads(objs) {
+		sa := w.pod.Spec.ServiceAccountName
+		if (sa == release+"-corepipe-agent") != (component == "agent") {
+			t.Errorf("%s runs as %q", w.name, sa)
+		}
+	}
+	for _, sa := range ofType[*corev1.ServiceAccount](objs) {
+		if sa.Name != release+"-corepipe-agent" && (sa.AutomountServiceAccountToken == nil || *sa.AutomountServiceAccountToken) {
+			t.Errorf("service account %s mounts a token", sa.Name)
+		}
+	}
+}
+
+func TestChartAgent(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		values []string
+	}{{"default", nil}, {"custom", []string{custom}}} {
+		t.Run(tc.name, func(t *testing.T) {
+			objs := renderObjects(t, tc.values...)
+			w := workloads(objs)["agent"]
+			if w.kind != "DaemonSet" {
+				t.Fatalf("agent is a %q", w.kind)
+			}
+			spec := w.pod.Spec
+			if !slices.ContainsFunc(spec.Tolerations, func(t corev1.Toleration) bool {
+				return t.Operator == corev1.TolerationOpExists && t.Key == "" && t.Effect == ""
+			}) {
+				t.Errorf("does not tolerate every taint: %+v", spec.Tolerations)
+			}
+			c := spec.Containers[0]
+			flags := flagsOf(t, c.Args[1:])
+			// core_pattern names the spool and the collector by host path:
+			// the host directory must be mounted at the same path.
+			if len(spec.Volumes) != 1 || spec.Volumes[0].HostPath == nil || len(c.VolumeMounts) != 1 ||
+				c.VolumeMounts[0].MountPath != spec.Volumes[0].HostPath.Path {
+				t.Fatalf("volumes %+v mounts %+v", spec.Volumes, c.VolumeMounts)
+			}
+			dir := spec.Volumes[0].HostPath.Path
+			for flag, want := range map[string]string{"--spool": dir + "/spool", "--install-collector-to": dir + "/bin", "--state": dir + "/core_pattern.state"} {
+				if flags[flag] != want {
+					t.Errorf("%s=%q, want %q", flag, flags[flag], want)
+				}
+			}
+			for _, f := range []string{"--install-handler", "--kube", "--metrics-listen", "--blob"} {
+				if _, ok := flags[f]; !ok {
+					t.Errorf("agent without %s: %q", f, c.Args)
+				}
+			}
+			if tc.name == "custom" && (flags["--ui-url"] != "https://crashes.example.com" || flags["--force"] != "" || flags["--max-core-size"] != "2147483648") {
+				t.Errorf("custom agent flags %v", flags)
+			}
+			var node bool
+			for _, e := range c.Env {
+				if e.Name == "NODE_NAME" && e.ValueFrom != nil && e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath == "spec.nodeName" {
+					node = true
+				}
+			}
+			if !node {
+				t.Errorf("NODE_NAME not from spec.nodeName: %+v", c.Env)
+			}
+			if sc := c.SecurityContext; sc == nil || sc.Privileged == nil || !*sc.Privileged || spec.HostPID || spec.HostNetwork {
+				t.Errorf("agent security: %+v, hostPID %v, hostNetwork %v", sc, spec.HostPID, spec.HostNetwork)
+			}
+		})
+	}
+}
+
+func TestChartExternalServices(t *testing.T) {
+	objs := renderObjects(t, custom)
+	for component, w := range workloads(objs) {
+		c := w.pod.Spec.Containers[0]
+		flags := flagsOf(t, c.Args[1:])
+		if _, ok := flags["--nats"]; ok {
+			t.Errorf("%s: the NATS URL holds credentials but is on the command line", component)
+		}
+		if !strings.HasPrefix(c.Image, "ghcr.io/corepipe/") || !strings.HasSuffix(c.Image, ":1.4.2") {
+			t.Errorf("%s: image %s", component, c.Image)
+		}
+		if b, ok := flags["--blob"]; ok && b != "s3://crash-dumps/prod?endpoint=s3.eu-west-1.amazonaws.com" {
+			t.Errorf("%s: --blob=%s", component, b)
+		}
+		env := map[string]string{}
+		for _, e := range c.Env {
+			if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil {
+				env[e.Name] = e.ValueFrom.SecretKeyRef.Name + "/" + e.ValueFrom.SecretKeyRef.Key
+			}
+		}
+		if env["COREPIPE_NATS"] != "nats-url/url" {
+			t.Errorf("%s: COREPIPE_NATS from %q", component, env["COREPIPE_NATS"])
+		}
+		if component == "notifier" {
+			if env["COREPIPE_SLACK_WEBHOOK"] != release+"-corepipe-slack/webhook" || flags["--ui-url"] != "https://crashes.example.com" {
+				t.Errorf("notifier env %v flags %v", env, flags)
+			}
+		} else if env["AWS_SECRET_ACCESS_KEY"] != "crash-dumps-s3/AWS_SECRET_ACCESS_KEY" {
+			t.Errorf("%s: S3 credentials from %q", component, env["AWS_SECRET_ACCESS_KEY"])
+		}
+	}
+	for _, s := range ofType[*corev1.Secret](objs) {
+		if s.Name == release+"-corepipe-auth" && s.StringData["tokens"] != "0123456789abcdef viewer\nfedcba9876543210 admin\n" {
+			t.Errorf("tokens %q", s.StringData["tokens"])
+		}
+	}
+}
+
+func TestChartRequiresStorage(t *testing.T) {
+	_, err := render(t, "minio:\n  enabled: false\ns3:\n  existingSecret: s3\n")
+	if err == nil || !strings.Contains(err.Error(), "s3.url is required") {
+		t.Errorf("without MinIO or s3.url: %v", err)
+	}
+	_, err = render(t, "nats:\n  enabled: false\n")
+	if err == nil || !strings.Contains(err.Error(), "nats.url or nats.existingSecret is required") {
+		t.Errorf("without NATS or nats.url: %v", err)
+	}
+}
+
+// flagsOf maps "--flag=value" and "--flag" arguments to their values.
+func flagsOf(t *testing.T, args []string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	for _, a := range args {
+		if !strings.HasPrefix(a, "--") {
+			t.Errorf("argument %q is not a --flag: one token per flag, please", a)
+			continue
+		}
+		name, value, _ := strings.Cut(a, "=")
+		out[name] = value
+	}
+	return out
+}
