@@ -16,7 +16,18 @@ if [ ! -x "$bin/nats-server" ]; then
 	echo "install-tools: built nats-server into $bin"
 fi
 
+if [ ! -x "$bin/helm" ]; then
+	# deploy's tests render the chart with it; about two minutes to build.
+	GOBIN="$bin" go install helm.sh/helm/v3/cmd/helm@v3.22.0
+	echo "install-tools: built helm into $bin"
+fi
+
 if ! command -v gcc >/dev/null; then
 	echo "install-tools: installing gcc (cgo crash tests)"
 	apt-get update -qq && apt-get install -y -qq gcc >/dev/null
+fi
+
+if [ ! -x /usr/bin/chromium ]; then
+	echo "install-tools: installing chromium (the web UI's browser test)"
+	apt-get update -qq && apt-get install -y -qq chromium >/dev/null
 fi

@@ -10,7 +10,9 @@ import (
 	"time"
 
 	"github.com/corepipe/corepipe/analyzer"
+	"github.com/corepipe/corepipe/api"
 	"github.com/corepipe/corepipe/blob/fs"
+	"github.com/corepipe/corepipe/collector/agent"
 	"github.com/corepipe/corepipe/index/sqlite"
 	natsq "github.com/corepipe/corepipe/queue/nats"
 )
@@ -26,7 +28,13 @@ func runDev(ctx context.Context, log *slog.Logger, args []string) error {
 	// A developer's shell has RLIMIT_CORE 0 by default; that is no reason to
 	// miss the crash they are looking for.
 	limits := collectorFlagsOf(fset, true)
+	nf := notifierFlagsOf(fset)
+	apf := apiFlagsOf(fset)
 	if err := parse(fset, args); err != nil {
+		return err
+	}
+	tokens, err := apf.tokens()
+	if err != nil {
 		return err
 	}
 	dir, err := filepath.Abs(*data)
@@ -38,7 +46,7 @@ func runDev(ctx context.Context, log *slog.Logger, args []string) error {
 	}
 	spool := filepath.Join(dir, "spool")
 
-	ln, err := listen(*addr)
+	ln, err := api.Listen(*addr, tokens)
 	if err != nil {
 		return err
 	}
@@ -64,23 +72,33 @@ func runDev(ctx context.Context, log *slog.Logger, args []string) error {
 	}
 	defer idx.Close()
 
-	ag, err := newAgent(log, spool, blobs, q)
+	reg := newRegistry()
+	stateFile := filepath.Join(dir, "core_pattern.state")
+	agentOpts := []func(*agent.Config){withAgentMetrics(reg)}
+	if *install {
+		agentOpts = append(agentOpts, withGuard(handlerGuard(*collectorBin, spool, stateFile, *force), time.Minute))
+	}
+	ag, err := newAgent(log, spool, blobs, q, agentOpts...)
 	if err != nil {
 		return err
 	}
-	an, err := newAnalyzer(log, *af, blobs, q)
+	an, err := newAnalyzer(log, *af, blobs, q, reg)
 	if err != nil {
 		return err
 	}
 	if *install {
-		restore, err := installHandler(log, *collectorBin, spool, filepath.Join(dir, "core_pattern.state"), *force, *limits)
+		restore, err := installHandler(log, *collectorBin, spool, stateFile, *force, *limits)
 		if err != nil {
 			return err
 		}
 		defer restore()
 	}
+	notifier, err := devNotifier(log, nf, q, dir, ln.Addr().String(), reg)
+	if err != nil {
+		return err
+	}
 	fmt.Printf("corepipe: UI at http://%s/\n", ln.Addr())
-	return runAll(ctx, ag.Run, an.Run, apiPart(log, ln, idx, blobs, q, "api"))
+	return runAll(ctx, ag.Run, an.Run, apiPart(log, ln, idx, blobs, q, "api", apiSetup{tokens: tokens, metrics: reg}), notifier)
 }
 
 func analyzerFlagsOf(fset *flag.FlagSet) *analyzerFlags {

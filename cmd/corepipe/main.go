@@ -21,7 +21,14 @@ commands:
   agent      ship the node's spool to the blob store and the queue
   analyzer   analyse queued crashes
   api        index reports and serve the JSON API and web UI
+  notifier   tell Slack about new, regressed and spiking crash groups
   analyze    analyse one local core and print its report
+
+client commands (the API at --server or COREPIPE_SERVER, token from COREPIPE_TOKEN):
+  ls         list crashes, newest first
+  show ID    print one crash's report
+  fetch ID   download its core (decompressed) and executable
+  debug ID   fetch, then open them in dlv core
 
 Every flag can also be set with the environment variable COREPIPE_<FLAG>
 (upper case, dashes as underscores). "corepipe <command> -h" lists the flags.
@@ -50,8 +57,18 @@ func main() {
 		err = runAnalyzer(ctx, log, args)
 	case "api":
 		err = runAPI(ctx, log, args)
+	case "notifier":
+		err = runNotifier(ctx, log, args)
 	case "analyze":
 		err = runAnalyze(ctx, args)
+	case "ls":
+		err = runLs(ctx, os.Stdout, args)
+	case "show":
+		err = runShow(ctx, os.Stdout, args)
+	case "fetch":
+		err = runFetch(ctx, os.Stdout, args)
+	case "debug":
+		err = runDebug(ctx, os.Stdout, args, syscall.Exec)
 	case "help", "-h", "--help":
 		fmt.Print(usage)
 		return

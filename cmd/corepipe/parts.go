@@ -13,6 +13,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/corepipe/corepipe"
 	"github.com/corepipe/corepipe/analyzer"
 	"github.com/corepipe/corepipe/api"
@@ -20,6 +22,7 @@ import (
 	"github.com/corepipe/corepipe/collector/agent"
 	"github.com/corepipe/corepipe/collector/corepattern"
 	"github.com/corepipe/corepipe/index"
+	"github.com/corepipe/corepipe/index/sqlite"
 )
 
 // pipeLimit is how many crashes the kernel hands to collectors at once; the
@@ -44,6 +47,8 @@ func collectorFlagsOf(fset *flag.FlagSet, ignoreRlimit bool) *collector.Settings
 	fset.Int64Var(&s.MaxUse, "max-use", 0, "bytes the spool may hold before cores are dropped (0: no limit)")
 	fset.Int64Var(&s.KeepFree, "keep-free", 0, "bytes to keep free on the spool's filesystem (0: no limit)")
 	fset.BoolVar(&s.IgnoreRlimitCore, "ignore-rlimit-core", ignoreRlimit, "keep cores of processes whose RLIMIT_CORE is 0")
+	fset.IntVar(&s.RateLimit, "rate-limit", 10, "keep the cores of only this many crashes of one executable per --rate-window; later ones keep their manifest (0: no limit)")
+	fset.DurationVar(&s.RateWindow, "rate-window", collector.DefaultRateWindow, "the window of --rate-limit")
 	return s
 }
 
@@ -67,8 +72,8 @@ func installHandler(log *slog.Logger, collectorPath, spool, stateFile string, fo
 	if err := limits.Save(spool); err != nil {
 		return nil, err
 	}
-	h := corepattern.Handler{StateFile: stateFile, Force: force}
-	want := corepattern.Settings{Pattern: corepattern.Pattern(collectorPath, spool), PipeLimit: pipeLimit}
+	g := handlerGuard(collectorPath, spool, stateFile, force)
+	h, want := g.Handler, g.Want
 	if err := h.Install(want); err != nil {
 		return nil, fmt.Errorf("install crash handler: %w", err)
 	}
@@ -82,16 +87,20 @@ func installHandler(log *slog.Logger, collectorPath, spool, stateFile string, fo
 	}, nil
 }
 
-func newAgent(log *slog.Logger, spool string, blobs corepipe.BlobStore, q agent.Publisher) (*agent.Agent, error) {
+func newAgent(log *slog.Logger, spool string, blobs corepipe.BlobStore, q agent.Publisher, opts ...func(*agent.Config)) (*agent.Agent, error) {
 	if err := os.MkdirAll(spool, 0o700); err != nil {
 		return nil, fmt.Errorf("spool: %w", err)
 	}
-	return agent.New(agent.Config{
+	cfg := agent.Config{
 		Spool:  collector.Spool{Dir: spool},
 		Blobs:  blobs,
 		Queue:  q,
 		Logger: log.With("part", "agent"),
-	}), nil
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	return agent.New(cfg), nil
 }
 
 type analyzerFlags struct {
@@ -101,7 +110,7 @@ type analyzerFlags struct {
 	timeout   time.Duration
 }
 
-func newAnalyzer(log *slog.Logger, f analyzerFlags, blobs corepipe.BlobStore, q analyzer.Queue) (*analyzer.Analyzer, error) {
+func newAnalyzer(log *slog.Logger, f analyzerFlags, blobs corepipe.BlobStore, q analyzer.Queue, reg prometheus.Registerer) (*analyzer.Analyzer, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, fmt.Errorf("find own executable for analysis children: %w", err)
@@ -116,6 +125,7 @@ func newAnalyzer(log *slog.Logger, f analyzerFlags, blobs corepipe.BlobStore, q 
 		},
 		Workers:    f.workers,
 		MaxDeliver: f.attempts,
+		Registerer: reg,
 		Logger:     log.With("part", "analyzer"),
 	}), nil
 }
@@ -125,41 +135,76 @@ type reportsQueue interface {
 	Reports(ctx context.Context, durable string) (corepipe.Consumer, error)
 }
 
+// apiFlags are the api's flags, shared by `corepipe api` and `corepipe dev`.
+type apiFlags struct {
+	authFile string
+}
+
+func apiFlagsOf(fset *flag.FlagSet) *apiFlags {
+	f := &apiFlags{}
+	fset.StringVar(&f.authFile, "auth-file", "", `bearer tokens, one "TOKEN ROLE" per line (roles viewer, debugger, admin); without it the API listens on loopback only`)
+	return f
+}
+
+// tokens loads the auth file; nil without one.
+func (f *apiFlags) tokens() (*api.Tokens, error) {
+	if f.authFile == "" {
+		return nil, nil
+	}
+	return api.LoadTokens(f.authFile)
+}
+
+// apiSetup is how the API part runs.
+type apiSetup struct {
+	tokens *api.Tokens
+	// rebuild refills the index from the blob store before following the
+	// stream.
+	rebuild bool
+	metrics *prometheus.Registry
+}
+
 // apiPart feeds the index from the reports stream and serves HTTP on ln.
-func apiPart(log *slog.Logger, ln net.Listener, idx corepipe.Index, blobs corepipe.BlobStore, q reportsQueue, durable string) func(context.Context) error {
+// /readyz answers 200 once the index has caught up with the stream.
+func apiPart(log *slog.Logger, ln net.Listener, idx *sqlite.Index, blobs corepipe.BlobStore, q reportsQueue, durable string, setup apiSetup) func(context.Context) error {
 	return func(ctx context.Context) error {
 		cons, err := q.Reports(ctx, durable)
 		if err != nil {
 			return fmt.Errorf("api: %w", err)
 		}
-		follower := &index.Follower{Consumer: cons, Index: idx, Logger: log.With("part", "index")}
-		srv := api.New(api.Config{
-			Index:  idx,
-			Blobs:  blobs,
-			Logger: log.With("part", "api"),
-			Ready:  func() bool { return true },
+		ilog := log.With("part", "index")
+		follower := &index.Follower{Consumer: cons, Index: idx, Logger: ilog}
+		srv, err := api.New(api.Config{
+			Index:      idx,
+			Blobs:      blobs,
+			Tokens:     setup.tokens,
+			Logger:     log.With("part", "api"),
+			Ready:      follower.Ready,
+			Pending:    follower.Pending,
+			Registerer: setup.metrics,
+			Gatherer:   setup.metrics,
 		})
-		return runAll(ctx, follower.Run, func(ctx context.Context) error {
+		if err != nil {
+			return err
+		}
+		feed := follower.Run
+		if setup.rebuild {
+			feed = func(ctx context.Context) error {
+				ilog.Info("rebuilding the index from the blob store")
+				st, err := index.Rebuild(ctx, blobs, idx, ilog)
+				if ctx.Err() != nil {
+					return nil
+				}
+				if err != nil {
+					return err
+				}
+				ilog.Info("index rebuilt from the blob store", "reports", st.Indexed, "skipped", st.Skipped)
+				return follower.Run(ctx)
+			}
+		}
+		return runAll(ctx, feed, func(ctx context.Context) error {
 			return serve(ctx, ln, srv.Handler())
 		})
 	}
-}
-
-// listen opens addr. Without authentication the API may only be reachable
-// from this machine: cores hold secrets.
-func listen(addr string) (net.Listener, error) {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return nil, fmt.Errorf("--listen %q: %w", addr, err)
-	}
-	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
-		return nil, fmt.Errorf("--listen %q: without --auth-file the API listens only on loopback (127.0.0.1, ::1, localhost)", addr)
-	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("listen: %w", err)
-	}
-	return ln, nil
 }
 
 func serve(ctx context.Context, ln net.Listener, h http.Handler) error {

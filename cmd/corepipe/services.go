@@ -9,7 +9,9 @@ import (
 
 	"github.com/corepipe/corepipe"
 	"github.com/corepipe/corepipe/analyzer"
+	"github.com/corepipe/corepipe/api"
 	"github.com/corepipe/corepipe/blob"
+	"github.com/corepipe/corepipe/collector/agent"
 	"github.com/corepipe/corepipe/index/sqlite"
 	natsq "github.com/corepipe/corepipe/queue/nats"
 )
@@ -40,30 +42,47 @@ func runAgent(ctx context.Context, log *slog.Logger, args []string) error {
 	collectorBin := fset.String("collector", defaultCollector(), "the corepipe-collector binary to install")
 	stateFile := fset.String("state", "", "where the previous core_pattern is kept (default: next to the spool)")
 	limits := collectorFlagsOf(fset, false)
+	kf := kubeFlagsOf(fset)
+	af := agentFlagsOf(fset)
 	if err := parse(fset, args); err != nil {
 		return err
+	}
+	reg := newRegistry()
+	opts := []func(*agent.Config){withAgentMetrics(reg), withMaxBackoff(af.maxBackoff)}
+	// The handler first: while storage or the queue is unreachable, crashes
+	// wait in the spool rather than go uncaught.
+	if *install {
+		state := *stateFile
+		if state == "" {
+			state = filepath.Join(filepath.Dir(filepath.Clean(*spool)), "core_pattern.state")
+		}
+		bin, err := af.collector(*collectorBin)
+		if err != nil {
+			return err
+		}
+		restore, err := installHandler(log, bin, *spool, state, *force, *limits)
+		if err != nil {
+			return err
+		}
+		defer restore()
+		opts = append(opts, withGuard(handlerGuard(bin, *spool, state, *force), af.handlerCheck))
 	}
 	blobs, q, err := connect(ctx, *blobURL, *natsURL)
 	if err != nil {
 		return err
 	}
 	defer q.Close(context.Background())
-	ag, err := newAgent(log, *spool, blobs, q)
+	pods, err := kf.watcher(log, blobs)
 	if err != nil {
 		return err
 	}
-	if *install {
-		state := *stateFile
-		if state == "" {
-			state = filepath.Join(filepath.Dir(filepath.Clean(*spool)), "core_pattern.state")
-		}
-		restore, err := installHandler(log, *collectorBin, *spool, state, *force, *limits)
-		if err != nil {
-			return err
-		}
-		defer restore()
+	ag, err := newAgent(log, *spool, blobs, q, append(opts, withWatcher(pods))...)
+	if err != nil {
+		return err
 	}
-	return ag.Run(ctx)
+	return runAll(ctx, ag.Run, runWatcher(pods, ag), func(ctx context.Context) error {
+		return serveMetrics(ctx, af.metricsListen, reg)
+	})
 }
 
 func runAnalyzer(ctx context.Context, log *slog.Logger, args []string) error {
@@ -71,6 +90,7 @@ func runAnalyzer(ctx context.Context, log *slog.Logger, args []string) error {
 	blobURL := fset.String("blob", "", "blob store URL")
 	natsURL := fset.String("nats", "", "NATS URL")
 	af := analyzerFlagsOf(fset)
+	metricsAddr := fset.String("metrics-listen", "", "serve Prometheus /metrics and /healthz on this `address` (empty: not served)")
 	if err := parse(fset, args); err != nil {
 		return err
 	}
@@ -79,11 +99,12 @@ func runAnalyzer(ctx context.Context, log *slog.Logger, args []string) error {
 		return err
 	}
 	defer q.Close(context.Background())
-	an, err := newAnalyzer(log, *af, blobs, q)
+	reg := newRegistry()
+	an, err := newAnalyzer(log, *af, blobs, q, reg)
 	if err != nil {
 		return err
 	}
-	return an.Run(ctx)
+	return runAll(ctx, an.Run, func(ctx context.Context) error { return serveMetrics(ctx, *metricsAddr, reg) })
 }
 
 func runAPI(ctx context.Context, log *slog.Logger, args []string) error {
@@ -93,10 +114,16 @@ func runAPI(ctx context.Context, log *slog.Logger, args []string) error {
 	addr := fset.String("listen", "127.0.0.1:8080", "address of the API and web UI")
 	db := fset.String("db", "corepipe-index.db", "SQLite index file")
 	durable := fset.String("durable", "api", "name of this index's position in the reports stream")
+	rebuild := fset.Bool("rebuild", false, "refill the index from the reports in the blob store, then follow the stream")
+	af := apiFlagsOf(fset)
 	if err := parse(fset, args); err != nil {
 		return err
 	}
-	ln, err := listen(*addr)
+	tokens, err := af.tokens()
+	if err != nil {
+		return err
+	}
+	ln, err := api.Listen(*addr, tokens)
 	if err != nil {
 		return err
 	}
@@ -112,5 +139,5 @@ func runAPI(ctx context.Context, log *slog.Logger, args []string) error {
 	}
 	defer idx.Close()
 	fmt.Printf("corepipe: UI at http://%s/\n", ln.Addr())
-	return apiPart(log, ln, idx, blobs, q, *durable)(ctx)
+	return apiPart(log, ln, idx, blobs, q, *durable, apiSetup{tokens: tokens, rebuild: *rebuild, metrics: newRegistry()})(ctx)
 }

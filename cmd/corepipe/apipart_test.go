@@ -1,0 +1,112 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/corepipe/corepipe"
+	"github.com/corepipe/corepipe/blob/fs"
+	"github.com/corepipe/corepipe/index/sqlite"
+	"github.com/corepipe/corepipe/internal/natstest"
+	natsq "github.com/corepipe/corepipe/queue/nats"
+)
+
+// TestAPIPartRebuild starts the api part with --rebuild on an empty index:
+// the reports only in the blob store are indexed, then the stream is
+// followed, and /readyz turns 200 once both are in.
+func TestAPIPartRebuild(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	srv := natstest.StartEmbedded(t)
+	q, err := natsq.Open(ctx, srv.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close(context.Background())
+	dir := t.TempDir()
+	blobs, err := fs.Open(filepath.Join(dir, "blobs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx, err := sqlite.Open(filepath.Join(dir, "index.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idx.Close()
+
+	at := time.Now().UTC().Add(-time.Hour)
+	for i := range 3 {
+		r := &corepipe.Report{Schema: 1, ID: corepipe.NewID(at.Add(time.Duration(i) * time.Second)), Status: corepipe.StatusAnalyzed,
+			CapturedAt: at.Add(time.Duration(i) * time.Second), Node: "n", Signature: "gocrash/v1:12"}
+		b, _ := json.Marshal(r)
+		if err := blobs.Put(ctx, corepipe.ReportKey(r.ID), bytes.NewReader(b), int64(len(b))); err != nil {
+			t.Fatal(err)
+		}
+		// Only the last one is also on the stream.
+		if i == 2 {
+			if err := q.PublishReport(ctx, r); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := newRegistry()
+	part := apiPart(slog.New(slog.DiscardHandler), ln, idx, blobs, q, "api", apiSetup{rebuild: true, metrics: reg})
+	done := make(chan error, 1)
+	go func() { done <- part(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+
+	base := "http://" + ln.Addr().String()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		resp, err := http.Get(base + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("never ready")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	resp, err := http.Get(base + "/api/v1/groups")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), `"count":3`) {
+		t.Errorf("once ready, the group should count the 3 reports once each: %s", body)
+	}
+	resp, err = http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{"corepipe_index_crashes 3", "corepipe_index_pending_reports 0", "go_goroutines"} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+}

@@ -1,0 +1,206 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/klauspost/compress/zstd"
+
+	"github.com/corepipe/corepipe"
+	"github.com/corepipe/corepipe/api"
+	"github.com/corepipe/corepipe/blob/fs"
+	"github.com/corepipe/corepipe/index/sqlite"
+)
+
+const cliToken = "cli-debugger-token-0123"
+
+// cliServer serves two crashes, the newer with its core and executable,
+// behind a debugger token that the commands read from COREPIPE_TOKEN.
+func cliServer(t *testing.T) (url string, newer, older *corepipe.Report, core []byte) {
+	t.Helper()
+	dir := t.TempDir()
+	idx, err := sqlite.Open(filepath.Join(dir, "index.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	blobs, err := fs.Open(filepath.Join(dir, "blobs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tokens, err := api.ParseTokens(strings.NewReader(cliToken + " debugger"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := api.New(api.Config{Index: idx, Blobs: blobs, Tokens: tokens})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(srv.Handler())
+	t.Cleanup(func() { ts.Close(); idx.Close() })
+	t.Setenv("COREPIPE_TOKEN", cliToken)
+
+	ctx := context.Background()
+	put := func(key string, b []byte) {
+		if err := blobs.Put(ctx, key, bytes.NewReader(b), int64(len(b))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	core = bytes.Repeat([]byte{0x7f, 'E', 'L', 'F'}, 50_000)
+	at := time.Now().UTC().Truncate(time.Millisecond)
+	var rs []*corepipe.Report
+	for i, node := range []string{"node-old", "node-new"} {
+		r := &corepipe.Report{
+			Schema: corepipe.ReportSchema, ID: corepipe.NewID(at.Add(time.Duration(i) * time.Minute)), Status: corepipe.StatusAnalyzed,
+			CapturedAt: at.Add(time.Duration(i) * time.Minute), Node: node,
+			Process:   corepipe.Process{PID: 42, Exe: "/srv/bin/payments"},
+			Container: &corepipe.Container{Namespace: "prod", Pod: "payments-" + node},
+			Title:     "index out of range in main.lookup on " + node,
+			Signature: "gocrash/v1:cafe", CrashingGoroutine: 1,
+			Goroutines: []corepipe.Goroutine{{ID: 1, Status: "running", Frames: []corepipe.Frame{
+				{Function: "main.lookup", File: "/src/payments/main.go", Line: 31}}}},
+		}
+		if i == 1 {
+			var z bytes.Buffer
+			enc, _ := zstd.NewWriter(&z)
+			enc.Write(core)
+			enc.Close()
+			r.Artifacts.Core.Key = corepipe.CoreKey(&corepipe.Crash{ID: r.ID, CapturedAt: r.CapturedAt, Node: node})
+			put(r.Artifacts.Core.Key, z.Bytes())
+			r.Artifacts.Executable = corepipe.ExeArtifact{Path: r.Process.Exe, Found: true, Key: corepipe.ExecutableKey("beef")}
+			put(r.Artifacts.Executable.Key, []byte("\x7fELF payments"))
+		}
+		b, _ := json.Marshal(r)
+		put(corepipe.ReportKey(r.ID), b)
+		if err := idx.Upsert(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+		rs = append(rs, r)
+	}
+	return ts.URL, rs[1], rs[0], core
+}
+
+func TestLs(t *testing.T) {
+	url, newer, older, _ := cliServer(t)
+	var out bytes.Buffer
+	if err := runLs(context.Background(), &out, []string{"--server", url}); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != 3 || !strings.HasPrefix(lines[0], "ID") || !strings.HasPrefix(lines[1], newer.ID) || !strings.HasPrefix(lines[2], older.ID) {
+		t.Fatalf("ls:\n%s", out.String())
+	}
+	for _, want := range []string{"prod/payments-node-new", "analyzed", newer.Title} {
+		if !strings.Contains(lines[1], want) {
+			t.Errorf("ls line %q lacks %q", lines[1], want)
+		}
+	}
+
+	out.Reset()
+	t.Setenv("COREPIPE_SERVER", url)
+	if err := runLs(context.Background(), &out, []string{"--node", "node-old", "--exe", "payments", "--since", "1h", "--json"}); err != nil {
+		t.Fatal(err)
+	}
+	var r corepipe.Report
+	if err := json.Unmarshal(out.Bytes(), &r); err != nil || r.ID != older.ID || strings.Count(out.String(), "\n") != 1 {
+		t.Errorf("ls --node --json: %s (%v)", out.String(), err)
+	}
+
+	for _, args := range [][]string{{"--status", "exploded"}, {"--since", "whenever"}, {"--limit", "0"}, {"extra"}} {
+		if err := runLs(context.Background(), &out, args); err == nil {
+			t.Errorf("ls %v: no error", args)
+		}
+	}
+	t.Setenv("COREPIPE_TOKEN", "")
+	if err := runLs(context.Background(), &out, nil); err == nil || !strings.Contains(err.Error(), "token") {
+		t.Errorf("ls without a token: %v", err)
+	}
+}
+
+func TestShow(t *testing.T) {
+	url, newer, _, _ := cliServer(t)
+	var out bytes.Buffer
+	if err := runShow(context.Background(), &out, []string{"--server", url, newer.ID}); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{newer.Title, "main.lookup", "/src/payments/main.go:31", "prod/payments-node-new"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("show lacks %q:\n%s", want, out.String())
+		}
+	}
+	out.Reset()
+	// Flags after the ID work too.
+	if err := runShow(context.Background(), &out, []string{newer.ID, "--server", url, "--json"}); err != nil {
+		t.Fatal(err)
+	}
+	var r corepipe.Report
+	if err := json.Unmarshal(out.Bytes(), &r); err != nil || r.ID != newer.ID || len(r.Goroutines) != 1 {
+		t.Errorf("show --json: %v, %+v", err, r)
+	}
+	for _, args := range [][]string{{"--server", url}, {"--server", url, "../../etc"}, {"--server", url, newer.ID, newer.ID}} {
+		if err := runShow(context.Background(), &out, args); err == nil {
+			t.Errorf("show %v: no error", args)
+		}
+	}
+}
+
+func TestFetchAndDebug(t *testing.T) {
+	url, newer, older, core := cliServer(t)
+	dir := filepath.Join(t.TempDir(), "out")
+	var out bytes.Buffer
+	if err := runFetch(context.Background(), &out, []string{"--server", url, "--dir", dir, newer.ID}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := os.ReadFile(filepath.Join(dir, "core-"+newer.ID)); err != nil || !bytes.Equal(got, core) {
+		t.Errorf("fetched core: %d bytes, %v", len(got), err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "payments")); err != nil {
+		t.Errorf("fetched executable: %v", err)
+	}
+	if err := runFetch(context.Background(), &out, []string{"--server", url, "--dir", t.TempDir(), older.ID}); err == nil || !strings.Contains(err.Error(), "no core") {
+		t.Errorf("fetch of a crash without a core: %v", err)
+	}
+
+	// A stand-in dlv on PATH: debug must find it, fetch, and hand over.
+	bin := t.TempDir()
+	if err := os.WriteFile(filepath.Join(bin, "dlv"), []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", bin)
+	var got []string
+	record := func(path string, argv, env []string) error {
+		if path != filepath.Join(bin, "dlv") {
+			t.Errorf("exec %s, want the dlv on PATH", path)
+		}
+		got = argv
+		return nil
+	}
+	debugDir := t.TempDir()
+	if err := runDebug(context.Background(), &out, []string{"--server", url, "--dir", debugDir, newer.ID}, record); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"dlv", "core", filepath.Join(debugDir, "payments"), filepath.Join(debugDir, "core-"+newer.ID)}
+	if !slices.Equal(got, want) {
+		t.Errorf("exec %q, want %q", got, want)
+	}
+	if b, err := os.ReadFile(want[3]); err != nil || !bytes.Equal(b, core) {
+		t.Errorf("core for dlv: %d bytes, %v", len(b), err)
+	}
+
+	t.Setenv("PATH", t.TempDir())
+	empty := filepath.Join(t.TempDir(), "never")
+	err := runDebug(context.Background(), &out, []string{"--server", url, "--dir", empty, newer.ID}, record)
+	if err == nil || !strings.Contains(err.Error(), "dlv") || !strings.Contains(err.Error(), "PATH") {
+		t.Errorf("debug without dlv: %v", err)
+	}
+	if _, err := os.Stat(empty); !os.IsNotExist(err) {
+		t.Error("debug without dlv downloaded the core anyway")
+	}
+}

@@ -1,0 +1,122 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/corepipe/corepipe/notify"
+	"github.com/corepipe/corepipe/notify/slack"
+	natsq "github.com/corepipe/corepipe/queue/nats"
+)
+
+// notifierFlags are the notifier's flags, shared by `corepipe notifier` and
+// `corepipe dev`.
+type notifierFlags struct {
+	webhook string
+	token   string
+	channel string
+	uiURL   string
+	policy  notify.Policy
+}
+
+func notifierFlagsOf(fset *flag.FlagSet) *notifierFlags {
+	f := &notifierFlags{}
+	d := notify.DefaultPolicy
+	// The secrets are better given by environment than on a command line
+	// that ps shows to every user of the machine.
+	fset.StringVar(&f.webhook, "slack-webhook", "", "Slack incoming-webhook URL; a secret, better set as COREPIPE_SLACK_WEBHOOK")
+	fset.StringVar(&f.token, "slack-token", "", "Slack bot token (chat:write) instead of a webhook, to thread follow-ups; a secret, better set as COREPIPE_SLACK_TOKEN")
+	fset.StringVar(&f.channel, "slack-channel", "", "channel ID or name to post in with --slack-token")
+	fset.StringVar(&f.uiURL, "ui-url", "", "base URL of the web UI, for links in messages")
+	fset.DurationVar(&f.policy.Cooldown, "notify-cooldown", d.Cooldown, "after a message about a crash group, hold back further alerts about it this long")
+	fset.IntVar(&f.policy.SpikeCount, "notify-spike-count", d.SpikeCount, "alert when a group crashes more than this many times within --notify-spike-window (-1: never)")
+	fset.DurationVar(&f.policy.SpikeWindow, "notify-spike-window", d.SpikeWindow, "window of --notify-spike-count")
+	fset.DurationVar(&f.policy.DigestInterval, "notify-digest-interval", d.DigestInterval, "how often crashes not announced on their own are summarised")
+	fset.DurationVar(&f.policy.MaxAge, "notify-max-age", d.MaxAge, "crashes captured longer ago than this count towards their groups but are not announced")
+	return f
+}
+
+func (f *notifierFlags) enabled() bool { return f.webhook != "" || f.token != "" }
+
+func runNotifier(ctx context.Context, log *slog.Logger, args []string) error {
+	fset := flag.NewFlagSet("notifier", flag.ContinueOnError)
+	natsURL := fset.String("nats", "", "NATS URL")
+	state := fset.String("state", "", "SQLite file of the notifier's groups, handled crashes and unsent messages (required; keep it on a persistent volume)")
+	durable := fset.String("durable", "notifier", "name of the notifier's position in the reports stream")
+	metricsAddr := fset.String("metrics-listen", "", "address to serve /metrics and /healthz on (default: none)")
+	nf := notifierFlagsOf(fset)
+	if err := parse(fset, args); err != nil {
+		return err
+	}
+	switch {
+	case *natsURL == "":
+		return errors.New("--nats is required")
+	case *state == "":
+		return errors.New("--state is required: without it every restart would announce every crash again")
+	case !nf.enabled():
+		return errors.New("--slack-webhook, or --slack-token and --slack-channel, is required")
+	}
+	q, err := natsq.Open(ctx, *natsURL, natsq.RetryOnFailedConnect(true), natsq.Name("corepipe-notifier"),
+		natsq.Logger(log.With("part", "nats")))
+	if err != nil {
+		return err
+	}
+	defer q.Close(context.Background())
+	reg := newRegistry()
+	part, err := notifierPart(log, nf, q, *state, *durable, reg)
+	if err != nil {
+		return err
+	}
+	return runAll(ctx, part, func(ctx context.Context) error { return serveMetrics(ctx, *metricsAddr, reg) })
+}
+
+// notifierPart announces crashes from the reports stream to Slack. reg may
+// be nil.
+func notifierPart(log *slog.Logger, f *notifierFlags, q reportsQueue, statePath, durable string, reg prometheus.Registerer) (func(context.Context) error, error) {
+	log = log.With("part", "notifier")
+	cfg := slack.Config{WebhookURL: f.webhook, Token: f.token, Channel: f.channel, UIURL: f.uiURL, Logger: log, Registerer: reg}
+	sender, err := slack.New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return func(ctx context.Context) error {
+		cons, err := q.Reports(ctx, durable)
+		if err != nil {
+			return fmt.Errorf("notifier: %w", err)
+		}
+		n, err := notify.Open(notify.Config{
+			Consumer:   cons,
+			Sender:     sender,
+			StatePath:  statePath,
+			Policy:     f.policy,
+			Logger:     log,
+			Registerer: reg,
+		})
+		if err != nil {
+			return err
+		}
+		defer n.Close()
+		log.Info("notifier running", "to", cfg, "state", statePath)
+		return n.Run(ctx)
+	}, nil
+}
+
+// devNotifier is the notifier of `corepipe dev`: its state under the data
+// directory, links to dev's own UI unless --ui-url says otherwise, metrics
+// on the API's /metrics. Without Slack settings it is a part that does
+// nothing.
+func devNotifier(log *slog.Logger, f *notifierFlags, q reportsQueue, dataDir, uiAddr string, reg prometheus.Registerer) (func(context.Context) error, error) {
+	if !f.enabled() {
+		return func(ctx context.Context) error { <-ctx.Done(); return nil }, nil
+	}
+	if f.uiURL == "" {
+		f.uiURL = "http://" + uiAddr
+	}
+	return notifierPart(log, f, q, filepath.Join(dataDir, "notifier.db"), "notifier", reg)
+}
