@@ -100,7 +100,7 @@ func TestChildFailures(t *testing.T) {
 	}{
 		{"panic", Child{Command: []string{bin, "panic"}}, "analysis crashed: panic: assignment to entry in nil map"},
 		{"hang", Child{Command: []string{bin, "hang"}, Timeout: 300 * time.Millisecond}, "analysis took longer than 300ms"},
-		{"out of memory", Child{Command: []string{bin, "oom"}, MaxMemory: 512 << 20}, "analysis ran out of memory (limit 512 MiB): fatal error: "},
+		{"out of memory", Child{Command: []string{bin, "oom"}, MaxMemory: 512 << 20}, "analysis ran out of memory (limit 512 MiB): "},
 		{"out of CPU time", Child{Command: []string{bin, "spin"}, MaxCPU: time.Second}, "analysis used more than its CPU time limit of 1s"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
