@@ -256,26 +256,5 @@ func funcNameForPrint(name string) string {
 	if name == "runtime.gopanic" {
 		return "panic"
 	}
-	if !strings.Contains(name, "[") {
-		return name
-	}
-	var b strings.Builder
-	depth := 0
-	for _, r := range name {
-		switch {
-		case r == '[':
-			if depth == 0 {
-				b.WriteString("[...")
-			}
-			depth++
-		case r == ']':
-			depth--
-			if depth == 0 {
-				b.WriteByte(']')
-			}
-		case depth == 0:
-			b.WriteRune(r)
-		}
-	}
-	return b.String()
+	return corepipe.ElideTypeArgs(name)
 }

@@ -176,32 +176,6 @@ func Function(name string) (string, bool) {
 	if m := reLibOff.FindStringSubmatch(name); m != nil {
 		return m[1], true
 	}
-	return genericArgs(reClosure.ReplaceAllString(name, ".$1")), true
+	return corepipe.ElideTypeArgs(reClosure.ReplaceAllString(name, ".$1")), true
 }
 
-// genericArgs replaces the type arguments of a generic function, which
-// depend on the instantiation's shapes, by "...".
-func genericArgs(name string) string {
-	if !strings.Contains(name, "[") {
-		return name
-	}
-	var b strings.Builder
-	depth := 0
-	for _, r := range name {
-		switch {
-		case r == '[':
-			if depth == 0 {
-				b.WriteString("[...")
-			}
-			depth++
-		case r == ']':
-			depth--
-			if depth == 0 {
-				b.WriteByte(']')
-			}
-		case depth == 0:
-			b.WriteRune(r)
-		}
-	}
-	return b.String()
-}
