@@ -14,6 +14,8 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 	"golang.org/x/sys/unix"
+
+	"github.com/corepipe/corepipe/internal/ctxio"
 )
 
 // Streaming parameters. Memory use is a fixed set of chunk buffers plus the
@@ -243,17 +245,5 @@ func deadlineReader(ctx context.Context, src io.Reader) (io.Reader, func() bool)
 		}
 		stop = context.AfterFunc(ctx, func() { d.SetReadDeadline(time.Now()) })
 	}
-	return ctxReader{ctx, src}, stop
-}
-
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
+	return ctxio.Reader(ctx, src), stop
 }

@@ -20,6 +20,7 @@ import (
 
 	"github.com/corepipe/corepipe"
 	"github.com/corepipe/corepipe/blob/internal/blobkey"
+	"github.com/corepipe/corepipe/internal/ctxio"
 )
 
 // tmpPrefix names in-flight uploads. Keys whose elements start with it are
@@ -123,7 +124,7 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64) (e
 // copyN copies exactly size bytes (all of r when size is -1), checking ctx
 // between reads: a multi-GiB core must stop promptly on shutdown.
 func copyN(ctx context.Context, w io.Writer, r io.Reader, size int64) error {
-	src := io.Reader(ctxReader{ctx, r})
+	src := ctxio.Reader(ctx, r)
 	if size >= 0 {
 		src = io.LimitReader(src, size)
 	}
@@ -135,18 +136,6 @@ func copyN(ctx context.Context, w io.Writer, r io.Reader, size int64) error {
 		return fmt.Errorf("%w: reader ended after %d of %d bytes", corepipe.ErrInvalid, n, size)
 	}
 	return nil
-}
-
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
 }
 
 // mkdirs creates dir and its parents one element at a time, syncing the
