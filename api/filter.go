@@ -25,22 +25,31 @@ func parseFilter(q url.Values, now time.Time) (corepipe.CrashFilter, error) {
 		Status:    q.Get("status"),
 		Cursor:    q.Get("cursor"),
 	}
-	switch f.Status {
-	case "", corepipe.StatusAnalyzed, corepipe.StatusFailed, corepipe.StatusPending:
-	default:
-		return f, fmt.Errorf("%w: status %q: want %s, %s or %s", corepipe.ErrInvalid, truncate(f.Status),
-			corepipe.StatusAnalyzed, corepipe.StatusFailed, corepipe.StatusPending)
+	var err error
+	if err = checkStatus(f.Status, corepipe.StatusAnalyzed, corepipe.StatusFailed, corepipe.StatusPending); err == nil {
+		f.Since, f.Limit, err = parseWindow(q, now)
 	}
-	if v := q.Get("since"); v != "" {
-		since, err := parseSince(v, now)
-		if err != nil {
-			return f, err
-		}
-		f.Since = since
-	}
-	limit, err := parseLimit(q)
-	f.Limit = limit
 	return f, err
+}
+
+// checkStatus accepts "" or one of the three statuses a list can filter by.
+func checkStatus(status, a, b, c string) error {
+	switch status {
+	case "", a, b, c:
+		return nil
+	}
+	return fmt.Errorf("%w: status %q: want %s, %s or %s", corepipe.ErrInvalid, truncate(status), a, b, c)
+}
+
+// parseWindow reads the since and limit parameters every list shares.
+func parseWindow(q url.Values, now time.Time) (since time.Time, limit int, err error) {
+	if v := q.Get("since"); v != "" {
+		if since, err = parseSince(v, now); err != nil {
+			return since, 0, err
+		}
+	}
+	limit, err = parseLimit(q)
+	return since, limit, err
 }
 
 // parseLimit reads the page size; 0 when the query leaves it to the index.

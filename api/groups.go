@@ -2,7 +2,6 @@ package api
 
 import (
 	"context"
-	"fmt"
 	"net/http"
 	"net/url"
 	"time"
@@ -78,20 +77,9 @@ func (s *Server) groupDetail(ctx context.Context, signature string) (*groupDetai
 // parseGroupFilter reads the groups query of the API and the UI.
 func parseGroupFilter(q url.Values, now time.Time) (corepipe.GroupFilter, error) {
 	f := corepipe.GroupFilter{Status: q.Get("status"), Cursor: q.Get("cursor")}
-	switch f.Status {
-	case "", corepipe.GroupNew, corepipe.GroupOngoing, corepipe.GroupRegressed:
-	default:
-		return f, fmt.Errorf("%w: status %q: want %s, %s or %s", corepipe.ErrInvalid, truncate(f.Status),
-			corepipe.GroupNew, corepipe.GroupOngoing, corepipe.GroupRegressed)
+	var err error
+	if err = checkStatus(f.Status, corepipe.GroupNew, corepipe.GroupOngoing, corepipe.GroupRegressed); err == nil {
+		f.Since, f.Limit, err = parseWindow(q, now)
 	}
-	if v := q.Get("since"); v != "" {
-		since, err := parseSince(v, now)
-		if err != nil {
-			return f, err
-		}
-		f.Since = since
-	}
-	limit, err := parseLimit(q)
-	f.Limit = limit
 	return f, err
 }
