@@ -178,4 +178,3 @@ func Function(name string) (string, bool) {
 	}
 	return corepipe.ElideTypeArgs(reClosure.ReplaceAllString(name, ".$1")), true
 }
-
