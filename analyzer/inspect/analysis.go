@@ -2,13 +2,16 @@ package inspect
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"go/constant"
 	"go/version"
 	"reflect"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/go-delve/delve/pkg/proc"
 
@@ -51,6 +54,10 @@ type analysis struct {
 
 	coreSize int64    // bounds runtime.allglen
 	share    *sharing // identical stacks stored once
+
+	// reopen opens a second, independent view of the same core for reading
+	// goroutines in parallel, with its close; nil when there is none.
+	reopen func() (*analysis, func(), error)
 }
 
 // crash is how the dying thread gave up.
@@ -60,6 +67,24 @@ type crash struct {
 	sigtramp *proc.Stackframe  // the signal handler frame of the original signal
 	sigCtx   *proc.Stackframe  // the frame the original signal interrupted
 	sigIdx   int
+}
+
+func newAnalysis(ctx context.Context, t *proc.Target, opts Options, coreSize int64) *analysis {
+	return &analysis{ctx: ctx, t: t, opts: opts, statuses: map[uint64]string{}, reasons: map[int64]string{},
+		coreSize: coreSize, share: newSharing()}
+}
+
+// scopeFrom prepares b, a second view of a's core, to read goroutines as a
+// does.
+func (b *analysis) scopeFrom(a *analysis) error {
+	dying := b.t.CurrentThread()
+	frames, err := proc.ThreadStacktrace(b.t, dying, 1)
+	if err != nil || len(frames) == 0 {
+		return fmt.Errorf("unwind the dying thread %d: %v", dying.ThreadID(), err)
+	}
+	b.global = proc.FrameToScope(b.t, b.t.Memory(), nil, dying.ThreadID(), frames[0])
+	b.shortFloats = a.shortFloats
+	return nil
 }
 
 func (a *analysis) run(r *corepipe.Report) error {
@@ -207,25 +232,89 @@ func (a *analysis) createdBy(g *proc.G, scope *proc.EvalScope) string {
 }
 
 // goroutines appends every goroutine but the crashing one, paging through
-// runtime.allgs and dropping delve's caches between pages.
+// runtime.allgs and dropping delve's caches between pages. A delve target
+// is not safe for concurrent use, so a core with many goroutines is opened
+// a second time and the pages are split between the two: reading goroutines
+// is all small reads and CPU, and halves on two cores.
 func (a *analysis) goroutines(r *corepipe.Report, crashing *proc.G) error {
 	allglen := a.evalUint(a.global, "runtime.allglen")
 	limit, clamped := allgLimit(allglen, a.coreSize)
 	if clamped {
 		a.opts.Logger.Warn("runtime.allglen is implausible, reading only the first goroutines", "allglen", allglen, "read", limit)
 	}
-	for start := 0; start >= 0 && start < limit; {
+	pages := make([]page, (limit+pageSize-1)/pageSize)
+	workers := []*analysis{a}
+	if len(pages) >= minParallelPages && runtime.GOMAXPROCS(0) > 1 && a.reopen != nil {
+		if b, closeB, err := a.reopen(); err != nil {
+			a.opts.Logger.Warn("reading goroutines on one core: second view of the core failed", "err", err)
+		} else {
+			defer closeB()
+			workers = append(workers, b)
+		}
+	}
+	var (
+		wg   sync.WaitGroup
+		errs = make([]error, len(workers))
+	)
+	for w, wa := range workers {
+		wg.Go(func() {
+			// Inspect recovers delve's panics on its own goroutine only.
+			defer func() {
+				if p := recover(); p != nil {
+					errs[w] = fmt.Errorf("delve panicked reading goroutines: %v", p)
+				}
+			}()
+			errs[w] = wa.pages(pages, w, len(workers), crashing)
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	for i, p := range pages {
+		if p.unreadable > 0 {
+			a.opts.Logger.Warn("unreadable goroutines", "count", p.unreadable, "page", i*pageSize)
+		}
+		for _, g := range p.goroutines {
+			if a.opts.MaxGoroutines > 0 && len(r.Goroutines) >= a.opts.MaxGoroutines {
+				return nil
+			}
+			r.Goroutines = append(r.Goroutines, g)
+		}
+		if p.garbage || p.end {
+			return nil // the rest of allgs is garbage too, or there is no rest
+		}
+	}
+	return nil
+}
+
+// minParallelPages is how many pages of goroutines make a second view of
+// the core worth opening.
+const minParallelPages = 4
+
+// page is what one page of runtime.allgs held.
+type page struct {
+	goroutines []corepipe.Goroutine
+	unreadable int
+	garbage    bool // every goroutine unreadable: allgs ends in garbage
+	end        bool // the last page of allgs
+}
+
+// pages reads every page whose index is worker modulo of.
+func (a *analysis) pages(pages []page, worker, of int, crashing *proc.G) error {
+	for i := worker; i < len(pages); i += of {
 		if err := a.ctx.Err(); err != nil {
 			return err
 		}
-		gs, next, err := proc.GoroutinesInfo(a.t, start, pageSize)
+		gs, next, err := proc.GoroutinesInfo(a.t, i*pageSize, pageSize)
 		if err != nil {
 			return fmt.Errorf("list goroutines: %w", err)
 		}
-		unreadable := 0
+		p := &pages[i]
+		p.end = next < 0
 		for _, g := range gs {
 			if g.Unreadable != nil {
-				unreadable++
+				p.unreadable++
 				continue
 			}
 			if crashing != nil && g.ID == crashing.ID {
@@ -234,23 +323,17 @@ func (a *analysis) goroutines(r *corepipe.Report, crashing *proc.G) error {
 			if a.status(g) == deadExtra {
 				continue
 			}
-			if a.opts.MaxGoroutines > 0 && len(r.Goroutines) >= a.opts.MaxGoroutines {
-				return nil
-			}
 			rg, _, err := a.goroutine(g, false)
 			if err != nil {
 				a.opts.Logger.Warn("cannot unwind goroutine", "goroutine", g.ID, "err", err)
 			}
-			r.Goroutines = append(r.Goroutines, rg)
+			p.goroutines = append(p.goroutines, rg)
 		}
-		if unreadable > 0 {
-			a.opts.Logger.Warn("unreadable goroutines", "count", unreadable, "page", start)
-			if unreadable == len(gs) {
-				return nil // the rest of allgs is garbage too
-			}
-		}
+		p.garbage = len(gs) > 0 && p.unreadable == len(gs)
 		a.t.ClearCaches()
-		start = next
+		if p.end {
+			return nil
+		}
 	}
 	return nil
 }

@@ -101,8 +101,19 @@ func Inspect(ctx context.Context, corePath, exePath string, opts Options) (rep *
 	}
 	defer tg.Detach(false)
 
-	a := &analysis{ctx: ctx, t: tg.Selected, opts: opts, statuses: map[uint64]string{}, reasons: map[int64]string{},
-		coreSize: c.size, share: newSharing()}
+	a := newAnalysis(ctx, tg.Selected, opts, c.size)
+	a.reopen = func() (*analysis, func(), error) {
+		tg2, err := core.OpenCore(corePath, exePath, nil)
+		if err != nil {
+			return nil, nil, err
+		}
+		b := newAnalysis(ctx, tg2.Selected, opts, c.size)
+		if err := b.scopeFrom(a); err != nil {
+			tg2.Detach(false)
+			return nil, nil, err
+		}
+		return b, func() { tg2.Detach(false) }, nil
+	}
 	if r.Go == nil {
 		c.fillNative(r, a.t, exePath)
 		return r, nil
