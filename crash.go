@@ -19,6 +19,9 @@ type Crash struct {
 	Container  *Container `json:"container,omitempty"`
 	// Cgroup is the process's cgroup v2 path (or v1 lines joined by ';').
 	Cgroup string `json:"cgroup,omitempty"`
+	// CgroupLimits are the cgroup v2 limits and usage of that cgroup; nil
+	// when none could be read (cgroup v1, or a path outside the hierarchy).
+	CgroupLimits *CgroupLimits `json:"cgroup_limits,omitempty"`
 	// Environ holds only the allowlisted variables of the process.
 	Environ map[string]string `json:"environ,omitempty"`
 	// Limits are the soft resource limits of the process, by /proc name.
@@ -156,4 +159,28 @@ func (e ExeArtifact) ContentID() string {
 	default:
 		return e.SHA256
 	}
+}
+
+// CgroupLimits are what the cgroup v2 files of the crashed process's cgroup
+// said at the crash. A zero limit means none: either the file held "max"
+// (unlimited) or it could not be read; a zero count means it was not read.
+// The limits are the tightest of the cgroup and its ancestors, since a
+// parent's limit binds its children; usage and counts are the cgroup's own.
+type CgroupLimits struct {
+	// MemoryMax is memory.max in bytes; MemoryCurrent and MemoryPeak are
+	// memory.current and memory.peak (Linux 5.19+).
+	MemoryMax     int64 `json:"memory_max,omitempty"`
+	MemoryCurrent int64 `json:"memory_current,omitempty"`
+	MemoryPeak    int64 `json:"memory_peak,omitempty"`
+	// OOMKills is the oom_kill count of memory.events: processes of the
+	// cgroup killed by an OOM killer.
+	OOMKills int64 `json:"oom_kills,omitempty"`
+	// PidsMax and PidsCurrent are pids.max and pids.current, which count
+	// threads as well as processes.
+	PidsMax     int64 `json:"pids_max,omitempty"`
+	PidsCurrent int64 `json:"pids_current,omitempty"`
+	// CPUQuotaUS and CPUPeriodUS are cpu.max: the cgroup may run
+	// CPUQuotaUS microseconds every CPUPeriodUS (0 quota: no quota).
+	CPUQuotaUS  int64 `json:"cpu_quota_us,omitempty"`
+	CPUPeriodUS int64 `json:"cpu_period_us,omitempty"`
 }

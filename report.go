@@ -34,6 +34,7 @@ type Report struct {
 	Process           Process          `json:"process"`
 	Container         *Container       `json:"container,omitempty"`
 	Termination       *Termination     `json:"termination,omitempty"`
+	CgroupLimits      *CgroupLimits    `json:"cgroup_limits,omitempty"`
 	Signal            *Signal          `json:"signal,omitempty"`
 	Fault             *Fault           `json:"fault,omitempty"`
 	Panic             *Panic           `json:"panic,omitempty"`
@@ -219,16 +220,17 @@ func topFrames(frames []Frame) []Frame {
 // agent knew before analysis.
 func NewReport(c *Crash) *Report {
 	r := &Report{
-		Schema:      ReportSchema,
-		ID:          c.ID,
-		Status:      StatusPending,
-		CapturedAt:  c.CapturedAt,
-		Node:        c.Node,
-		Process:     c.Process,
-		Container:   c.Container,
-		Termination: c.Termination,
-		Artifacts:   Artifacts{Core: c.Core, Executable: c.Executable},
-		Timings:     c.Timings,
+		Schema:       ReportSchema,
+		ID:           c.ID,
+		Status:       StatusPending,
+		CapturedAt:   c.CapturedAt,
+		Node:         c.Node,
+		Process:      c.Process,
+		Container:    c.Container,
+		Termination:  c.Termination,
+		CgroupLimits: c.CgroupLimits,
+		Artifacts:    Artifacts{Core: c.Core, Executable: c.Executable},
+		Timings:      c.Timings,
 	}
 	if c.Signal.Number != 0 {
 		s := c.Signal

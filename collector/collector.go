@@ -35,6 +35,9 @@ type Config struct {
 	// ProcRoot is where procfs is mounted: "/proc" unless a test points it
 	// at a fixture.
 	ProcRoot string
+	// CgroupRoot is where the cgroup v2 hierarchy is mounted:
+	// "/sys/fs/cgroup" unless a test points it at a fixture.
+	CgroupRoot string
 	// Hostname is the node's name, recorded as the crash's node.
 	Hostname string
 	// Now gives the capture time the crash ID is built from; time.Now when nil.
@@ -68,6 +71,9 @@ type Config struct {
 func (cfg Config) withDefaults() Config {
 	if cfg.ProcRoot == "" {
 		cfg.ProcRoot = "/proc"
+	}
+	if cfg.CgroupRoot == "" {
+		cfg.CgroupRoot = "/sys/fs/cgroup"
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -136,6 +142,7 @@ func Run(ctx context.Context, cfg Config, args []string, stdin io.Reader) (*core
 	if exe != nil {
 		defer exe.Close()
 	}
+	gatherCgroupLimits(c, cfg.CgroupRoot)
 	identify(exe, c)
 
 	root, err := openSpoolRoot(cfg.SpoolDir)

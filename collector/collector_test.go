@@ -79,7 +79,7 @@ func kernelArgv(rlimit string) []string {
 }
 
 func testConfig(t testing.TB, procRoot string) Config {
-	return Config{SpoolDir: filepath.Join(t.TempDir(), "spool"), ProcRoot: procRoot, Hostname: "node-1"}
+	return Config{SpoolDir: filepath.Join(t.TempDir(), "spool"), ProcRoot: procRoot, CgroupRoot: "testdata/cgroup", Hostname: "node-1"}
 }
 
 // coreStream generates n bytes that look like a core to a compressor: runs
@@ -222,6 +222,9 @@ func TestRun(t *testing.T) {
 	}
 	if m.Limits["Max core file size"] != "unlimited" {
 		t.Errorf("limits = %v", m.Limits)
+	}
+	if m.CgroupLimits == nil || *m.CgroupLimits != fixtureCgroupLimits {
+		t.Errorf("cgroup limits = %+v, want %+v", m.CgroupLimits, fixtureCgroupLimits)
 	}
 
 	if got := readCore(t, e.CorePath()); !bytes.Equal(got, core) {

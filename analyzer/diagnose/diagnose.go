@@ -1,7 +1,8 @@
 // Package diagnose runs the SRE runbook of design.md on a report: the checks
 // that the core and the crash manifest can answer (what the exit code
 // means, thread and memory exhaustion, nil versus wild pointers, deadlocks,
-// concurrent map writes, stack overflows, goroutine leaks, OOM kills), each
+// concurrent map writes, stack overflows, goroutine leaks, OOM kills, the
+// container's cgroup limits against memory, threads and GOMAXPROCS), each
 // firing with the evidence it rests on.
 package diagnose
 
@@ -36,6 +37,11 @@ const (
 	CodeConcurrentMap    = "concurrent_map_access"
 	CodeStackOverflow    = "stack_overflow"
 	CodeGoroutineLeak    = "goroutine_leak"
+	// The checks against the container's cgroup limits (container.go).
+	CodeContainerMemory     = "container_memory"
+	CodeGoMemLimitContainer = "gomemlimit_vs_container"
+	CodePidsLimit           = "pids_limit"
+	CodeGOMAXPROCSQuota     = "gomaxprocs_over_cpu_quota"
 )
 
 // Leak thresholds: this many goroutines, or this many with one stack, is
@@ -53,8 +59,9 @@ const nilPage = 0x1000
 // should be filled first.
 func Diagnose(r *corepipe.Report, c *corepipe.Crash) []corepipe.Diagnosis {
 	var env, limits map[string]string
+	var cl *corepipe.CgroupLimits
 	if c != nil {
-		env, limits = c.Environ, c.Limits
+		env, limits, cl = c.Environ, c.Limits, c.CgroupLimits
 	}
 	var out []corepipe.Diagnosis
 	add := func(d *corepipe.Diagnosis) {
@@ -66,7 +73,12 @@ func Diagnose(r *corepipe.Report, c *corepipe.Crash) []corepipe.Diagnosis {
 	add(oomKilled(r, env))
 	add(outOfMemory(r, env, limits))
 	add(overMemoryLimit(r, env))
-	add(threadExhaustion(r, limits))
+	mem := containerMemory(r, cl)
+	add(mem)
+	add(goMemLimitVsContainer(r, env, cl, mem != nil))
+	add(threadExhaustion(r, limits, cl))
+	add(pidsLimit(r, cl))
+	add(gomaxprocsQuota(r, env, cl))
 	add(nativeFault(r))
 	add(pointerFault(r))
 	add(deadlock(r))
@@ -166,13 +178,7 @@ func outOfMemory(r *corepipe.Report, env, limits map[string]string) *corepipe.Di
 // overMemoryLimit fires when the process held more than its soft memory
 // limit: the limit is not protecting it, the live heap is simply too big.
 func overMemoryLimit(r *corepipe.Report, env map[string]string) *corepipe.Diagnosis {
-	limit := int64(0)
-	if r.Runtime != nil {
-		limit = r.Runtime.MemoryLimit
-	}
-	if limit == 0 {
-		limit = parseBytes(env["GOMEMLIMIT"])
-	}
+	limit := goMemLimit(r, env)
 	if limit <= 0 || r.Process.RSS <= limit {
 		return nil
 	}
@@ -181,10 +187,23 @@ func overMemoryLimit(r *corepipe.Report, env map[string]string) *corepipe.Diagno
 		Evidence: fmt.Sprintf("RSS %s > GOMEMLIMIT %s", bytes(uint64(r.Process.RSS)), bytes(uint64(limit)))}
 }
 
-func threadExhaustion(r *corepipe.Report, limits map[string]string) *corepipe.Diagnosis {
-	msg := message(r)
-	if !fatal(r, "thread exhaustion", "newosproc", "failed to create new OS thread") &&
-		!strings.Contains(msg, "pthread_create failed") {
+// goMemLimit is the process's soft memory limit in bytes, as the runtime
+// held it or else as GOMEMLIMIT set it; 0 when unset or unknown.
+func goMemLimit(r *corepipe.Report, env map[string]string) int64 {
+	if r.Runtime != nil && r.Runtime.MemoryLimit > 0 {
+		return r.Runtime.MemoryLimit
+	}
+	return parseBytes(env["GOMEMLIMIT"])
+}
+
+// threadFailure reports whether the runtime died failing to start a thread.
+func threadFailure(r *corepipe.Report) bool {
+	return fatal(r, "thread exhaustion", "newosproc", "failed to create new OS thread") ||
+		strings.Contains(message(r), "pthread_create failed")
+}
+
+func threadExhaustion(r *corepipe.Report, limits map[string]string, cl *corepipe.CgroupLimits) *corepipe.Diagnosis {
+	if !threadFailure(r) {
 		return nil
 	}
 	var ev []string
@@ -196,6 +215,9 @@ func threadExhaustion(r *corepipe.Report, limits map[string]string) *corepipe.Di
 	}
 	if np := limits["Max processes"]; np != "" {
 		ev = append(ev, "Max processes (ulimit -u) "+np)
+	}
+	if cl != nil && cl.PidsMax > 0 {
+		ev = append(ev, fmt.Sprintf("cgroup pids.max %d, pids.current %d", cl.PidsMax, cl.PidsCurrent))
 	}
 	if n := r.Process.Threads; n > 0 {
 		ev = append(ev, fmt.Sprintf("%d threads when the collector read /proc", n))
@@ -449,7 +471,8 @@ func Known(code string) bool {
 	switch code {
 	case CodeExitSignal, CodeOOMKilled, CodeOutOfMemory, CodeMemoryLimit, CodeThreadExhaustion,
 		CodeCgoFault, CodeCFault, CodeNilDereference, CodeWildPointer, CodeBusError,
-		CodeDeadlock, CodeConcurrentMap, CodeStackOverflow, CodeGoroutineLeak:
+		CodeDeadlock, CodeConcurrentMap, CodeStackOverflow, CodeGoroutineLeak,
+		CodeContainerMemory, CodeGoMemLimitContainer, CodePidsLimit, CodeGOMAXPROCSQuota:
 		return true
 	}
 	return false
