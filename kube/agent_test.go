@@ -181,6 +181,12 @@ func TestAgentWithWatcher(t *testing.T) {
 		oom.Container.ID != runID(2) || oom.Container.Pod != "db-0" || oom.Signal.Number != 9 {
 		t.Fatalf("OOM record %+v", oom)
 	}
+	// The record is published before its manifest is stored: a stored
+	// manifest means a published record, not the other way round.
+	waitFor(t, "the OOM record's manifest", func() bool {
+		_, err := store.Stat(ctx, corepipe.ManifestKey(oom))
+		return err == nil
+	})
 	if m := manifest(t, store, oom); m.ID != oom.ID || m.Core.Dropped == "" {
 		t.Errorf("stored OOM manifest %+v", m)
 	}
