@@ -1,8 +1,6 @@
 package e2e
 
 import (
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -19,15 +17,7 @@ import (
 // carry a signature, and fire the runbook check that names its kind.
 func TestCrashKindsDev(t *testing.T) {
 	holdCorePattern(t)
-	data, err := os.MkdirTemp("", "cpk")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(data) })
-	dev := start(t, nil, "dev", "--data", data, "--listen", "127.0.0.1:0", "--install-handler",
-		"--collector", filepath.Join(binDir, "corepipe-collector"))
-	api := dev.waitURL(t)
-	waitHandler(t)
+	_, api := startDev(t, nil)
 
 	for _, tc := range []struct {
 		name, diagnosis string

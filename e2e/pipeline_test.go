@@ -26,16 +26,7 @@ var programs = []crashProgram{{name: "nilderef"}, {name: "custompanic"}, {name: 
 // TestDev runs `corepipe dev --install-handler`, the README's run command.
 func TestDev(t *testing.T) {
 	holdCorePattern(t)
-	data, err := os.MkdirTemp("", "cpd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(data) })
-
-	dev := start(t, nil, "dev", "--data", data, "--listen", "127.0.0.1:0", "--install-handler",
-		"--collector", filepath.Join(binDir, "corepipe-collector"))
-	api := dev.waitURL(t)
-	waitHandler(t)
+	dev, api := startDev(t, nil)
 	crashAll(t, api)
 
 	dev.stop(t)

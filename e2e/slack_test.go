@@ -4,8 +4,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -34,15 +32,7 @@ func TestDevSlack(t *testing.T) {
 	defer slack.Close()
 	webhook := slack.URL + "/services/T000/B000/secret-token"
 
-	data, err := os.MkdirTemp("", "cpn")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(data) })
-	dev := start(t, []string{"COREPIPE_SLACK_WEBHOOK=" + webhook}, "dev", "--data", data, "--listen", "127.0.0.1:0",
-		"--install-handler", "--collector", filepath.Join(binDir, "corepipe-collector"))
-	api := dev.waitURL(t)
-	waitHandler(t)
+	dev, api := startDev(t, []string{"COREPIPE_SLACK_WEBHOOK=" + webhook})
 
 	res := crashtest.Run(t, time.Minute, crashProgram{name: "nilderef"}.build(t), nil)
 	r := waitReport(t, api, res.PID, 2*time.Minute)
