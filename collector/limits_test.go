@@ -268,3 +268,24 @@ func TestParseMaps(t *testing.T) {
 		t.Errorf("exe base by inode = %q", m.ExeBase)
 	}
 }
+
+// Concurrent collectors read the clock before they take the lock: one that
+// counts a moment before the window a faster one opened must not reset it,
+// or a storm admits more cores than the limit.
+func TestRateLimitOutOfOrderClock(t *testing.T) {
+	root, err := os.OpenRoot(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+	t0 := time.Unix(1_800_000_000, 0)
+	if ok, _, err := admit(root, "build:x", 1, time.Minute, t0); !ok || err != nil {
+		t.Fatalf("first crash: admitted %v, %v", ok, err)
+	}
+	if ok, st, err := admit(root, "build:x", 1, time.Minute, t0.Add(-time.Millisecond)); ok || err != nil {
+		t.Errorf("a crash read a millisecond before the window opened was admitted past the limit: %+v, %v", st, err)
+	}
+	if ok, _, _ := admit(root, "build:x", 1, time.Minute, t0.Add(-2*time.Minute)); !ok {
+		t.Error("a clock stepped back by more than a window must start a new one")
+	}
+}

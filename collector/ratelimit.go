@@ -55,9 +55,12 @@ func parseRateState(b []byte) (rateState, bool) {
 	return rateState{Start: v[0], Window: v[1], Kept: v[2], Limited: v[3]}, true
 }
 
-// expired reports whether the window is over at now.
+// expired reports whether the window is over at now. Collectors read the
+// clock before they take the lock, so one may count a moment before the
+// window another just opened: that crash still belongs to the window. Only
+// a clock stepped back by more than a window starts a new one.
 func (s rateState) expired(now time.Time) bool {
-	return now.UnixNano() >= s.Start+s.Window || now.UnixNano() < s.Start
+	return now.UnixNano() >= s.Start+s.Window || now.UnixNano() < s.Start-s.Window
 }
 
 // rateFile is the state file's name for an executable identity (a build ID,
