@@ -65,6 +65,15 @@ func Inspect(ctx context.Context, corePath, exePath string, opts Options) (rep *
 		return nil, err
 	}
 	defer c.Close()
+	if exePath == "" {
+		// The kernel names the files it mapped: the executable is the one
+		// mapped at the program's entry point.
+		p, _, ok := c.mainMapping()
+		if !ok {
+			return nil, fmt.Errorf("%w: core %s names no executable: give it explicitly", corepipe.ErrInvalid, corePath)
+		}
+		exePath = p
+	}
 	exe, err := readExe(exePath)
 	if err != nil {
 		return nil, err
