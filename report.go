@@ -197,6 +197,27 @@ func (r *Report) dyingThread() *Thread {
 	return nil
 }
 
+// Runtime reports whether f is the Go runtime's own machinery (its panic,
+// signal and scheduler frames) rather than the program's code.
+func (f Frame) Runtime() bool {
+	return f.Function == "panic" || strings.HasPrefix(f.Function, "runtime.")
+}
+
+// OwnFrame is the innermost frame of the program's own code: where a parked
+// goroutine waits, or where a crash started. A stack entirely inside the
+// runtime gives its innermost frame.
+func OwnFrame(frames []Frame) Frame {
+	for _, f := range frames {
+		if !f.Runtime() {
+			return f
+		}
+	}
+	if len(frames) == 0 {
+		return Frame{}
+	}
+	return frames[0]
+}
+
 // SummaryFrames is how many frames of the crashing goroutine a summary keeps
 // in TopFrames.
 const SummaryFrames = 8
@@ -207,7 +228,7 @@ const SummaryFrames = 8
 func topFrames(frames []Frame) []Frame {
 	start := 0
 	for i, f := range frames {
-		if f.Function != "panic" && !strings.HasPrefix(f.Function, "runtime.") {
+		if !f.Runtime() {
 			start = i
 			break
 		}

@@ -57,3 +57,17 @@ func TestSummaryTopFrames(t *testing.T) {
 		})
 	}
 }
+
+func TestOwnFrame(t *testing.T) {
+	parked := []Frame{{Function: "runtime.gopark"}, {Function: "runtime.chanrecv1"}, {Function: "main.worker"}, {Function: "runtime.goexit"}}
+	if f := OwnFrame(parked); f.Function != "main.worker" {
+		t.Errorf("OwnFrame of a parked goroutine = %q, want main.worker", f.Function)
+	}
+	system := []Frame{{Function: "runtime.gopark"}, {Function: "runtime.bgsweep"}}
+	if f := OwnFrame(system); f.Function != "runtime.gopark" {
+		t.Errorf("OwnFrame of a runtime goroutine = %q, want its innermost frame", f.Function)
+	}
+	if f := OwnFrame(nil); f != (Frame{}) {
+		t.Errorf("OwnFrame(nil) = %+v", f)
+	}
+}

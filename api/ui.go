@@ -50,6 +50,7 @@ func parsePages(authOn bool) pages {
 		"authOn":   func() bool { return authOn },
 		"ids":      goroutineIDs,
 		"frames":   frameList,
+		"own":      corepipe.OwnFrame,
 	}
 	parse := func(page string) *template.Template {
 		return template.Must(template.New("layout.html").Funcs(funcs).ParseFS(ui, "ui/layout.html", "ui/parts.html", "ui/"+page))
