@@ -2,6 +2,7 @@ package inspect
 
 import (
 	"bytes"
+	"cmp"
 	"debug/elf"
 	"encoding/binary"
 	"errors"
@@ -458,15 +459,22 @@ func buildIDs(f *elf.File) (gnu, goID string) {
 		if _, err := io.ReadFull(p.Open(), data); err != nil {
 			continue
 		}
-		_ = walkNotes(data, f.ByteOrder, func(name string, typ uint32, desc []byte) {
-			switch {
-			case name == "GNU" && typ == ntGNUBuild:
-				gnu = fmt.Sprintf("%x", desc)
-			case name == "Go" && typ == ntGoBuild:
-				goID = string(desc)
-			}
-		})
+		g, id := noteBuildIDs(data, f.ByteOrder)
+		gnu, goID = cmp.Or(g, gnu), cmp.Or(id, goID)
 	}
+	return gnu, goID
+}
+
+// noteBuildIDs finds the GNU and Go build IDs among the ELF notes in data.
+func noteBuildIDs(data []byte, bo binary.ByteOrder) (gnu, goID string) {
+	_ = walkNotes(data, bo, func(name string, typ uint32, desc []byte) {
+		switch {
+		case name == "GNU" && typ == ntGNUBuild:
+			gnu = fmt.Sprintf("%x", desc)
+		case name == "Go" && typ == ntGoBuild:
+			goID = string(desc)
+		}
+	})
 	return gnu, goID
 }
 
@@ -486,14 +494,8 @@ func pageBuildIDs(page []byte) (gnu, goID string) {
 		if elf.ProgType(le.Uint32(ph)) != elf.PT_NOTE || off > size || filesz > size-off {
 			continue
 		}
-		_ = walkNotes(page[off:off+filesz], le, func(name string, typ uint32, desc []byte) {
-			switch {
-			case name == "GNU" && typ == ntGNUBuild:
-				gnu = fmt.Sprintf("%x", desc)
-			case name == "Go" && typ == ntGoBuild:
-				goID = string(desc)
-			}
-		})
+		g, id := noteBuildIDs(page[off:off+filesz], le)
+		gnu, goID = cmp.Or(g, gnu), cmp.Or(id, goID)
 	}
 	return gnu, goID
 }
