@@ -33,6 +33,9 @@ type Crash struct {
 	Termination *Termination `json:"termination,omitempty"`
 	Core        CoreArtifact `json:"core"`
 	Executable  ExeArtifact  `json:"executable"`
+	// Log is the excerpt of the container's log (or of a crash-output
+	// file) that holds the crash, when one was kept.
+	Log *LogArtifact `json:"log,omitempty"`
 	// Notes records every decision the collector and agent took about this
 	// crash (truncated, dropped, rate limited), one sentence each.
 	Notes   []string `json:"notes,omitempty"`
@@ -65,6 +68,10 @@ type Process struct {
 	GID        int      `json:"gid"`
 	Threads    int      `json:"threads,omitempty"`
 	RlimitCore string   `json:"rlimit_core,omitempty"`
+	// Dumpable is the kernel's dump mode (%d): 1 normal, 2 a setuid or
+	// otherwise privileged process dumped under suid_dumpable=2, whose
+	// core holds memory its user may not read.
+	Dumpable int `json:"dumpable,omitempty"`
 	// VmRSS and VmPeak in bytes, from /proc/<pid>/status.
 	RSS  int64 `json:"rss,omitempty"`
 	Peak int64 `json:"vm_peak,omitempty"`
@@ -124,6 +131,23 @@ type CoreArtifact struct {
 	// Dropped says why no core was kept ("" when it was).
 	Dropped string `json:"dropped,omitempty"`
 	// Key is the blob key of the compressed core once stored.
+	Key string `json:"key,omitempty"`
+}
+
+// LogArtifact is the bounded excerpt of a log that holds a crash's
+// traceback: never the whole log, only the part from the last crash on.
+type LogArtifact struct {
+	// Source is SourceLog or SourceCrashOutput.
+	Source string `json:"source"`
+	// Path is the file on the node it was read from.
+	Path string `json:"path,omitempty"`
+	// Format is the log's format: "cri", "json-file" or "raw".
+	Format string `json:"format,omitempty"`
+	// Size is the excerpt's length in bytes; Truncated is set when the
+	// crash was longer than the excerpt keeps.
+	Size      int64 `json:"size"`
+	Truncated bool  `json:"truncated,omitempty"`
+	// Key is the blob key of the excerpt once stored.
 	Key string `json:"key,omitempty"`
 }
 

@@ -42,6 +42,9 @@ func CoreKey(c *Crash) string { return crashPrefix(c) + "core.zst" }
 // ManifestKey is where the manifest of c is stored.
 func ManifestKey(c *Crash) string { return crashPrefix(c) + "manifest.json" }
 
+// LogKey is where the log excerpt of c is stored.
+func LogKey(c *Crash) string { return crashPrefix(c) + "log.txt" }
+
 // ExecutableKey is where an executable is stored, by its build ID or sha256.
 func ExecutableKey(contentID string) string { return "executables/" + SafeName(contentID) }
 

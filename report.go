@@ -15,6 +15,22 @@ const (
 	StatusPending  = "pending"
 )
 
+// Where a report's facts came from (Report.Source).
+const (
+	SourceCore        = "core"
+	SourceLog         = "log"
+	SourceCrashOutput = "crash_output"
+	SourceTermination = "termination"
+)
+
+// What kind of crash a report is (Report.Kind).
+const (
+	KindGo          = "go"
+	KindNative      = "native"
+	KindKernelPanic = "kernel_panic"
+	KindTermination = "termination"
+)
+
 // Panic kinds.
 const (
 	PanicKindPanic  = "panic"
@@ -25,12 +41,24 @@ const (
 // Report is the analysis of one crash: the contract of design.md. Field names
 // are stable; an absent field means unknown.
 type Report struct {
-	Schema            int              `json:"schema"`
-	ID                string           `json:"id"`
-	Status            string           `json:"status"`
-	Error             string           `json:"error,omitempty"`
-	CapturedAt        time.Time        `json:"captured_at"`
-	Node              string           `json:"node,omitempty"`
+	Schema     int       `json:"schema"`
+	ID         string    `json:"id"`
+	Status     string    `json:"status"`
+	Error      string    `json:"error,omitempty"`
+	CapturedAt time.Time `json:"captured_at"`
+	Node       string    `json:"node,omitempty"`
+	// Source is where the facts came from: a core, the container's log, a
+	// crash-output file (see the Source* constants).
+	Source string `json:"source,omitempty"`
+	// Kind is what crashed: a Go program, a native one, the node's kernel,
+	// or a container known only by how it ended (see the Kind* constants).
+	Kind string `json:"kind,omitempty"`
+	// Arch is the GOARCH of the crashed program ("amd64", "arm64").
+	Arch string `json:"arch,omitempty"`
+	// Lacks says what this report cannot show, one phrase each ("only the
+	// crashing goroutine: GOTRACEBACK=single", "frames elided by the
+	// runtime"), so that a reader knows an absence is not a fact.
+	Lacks             []string         `json:"lacks,omitempty"`
 	Process           Process          `json:"process"`
 	Container         *Container       `json:"container,omitempty"`
 	Termination       *Termination     `json:"termination,omitempty"`
@@ -155,6 +183,7 @@ type Diagnosis struct {
 type Artifacts struct {
 	Core       CoreArtifact `json:"core"`
 	Executable ExeArtifact  `json:"executable"`
+	Log        *LogArtifact `json:"log,omitempty"`
 }
 
 // CrashingGoroutineReport returns the crashing goroutine, or nil.
@@ -250,7 +279,7 @@ func NewReport(c *Crash) *Report {
 		Container:    c.Container,
 		Termination:  c.Termination,
 		CgroupLimits: c.CgroupLimits,
-		Artifacts:    Artifacts{Core: c.Core, Executable: c.Executable},
+		Artifacts:    Artifacts{Core: c.Core, Executable: c.Executable, Log: c.Log},
 		Timings:      c.Timings,
 	}
 	if c.Signal.Number != 0 {
