@@ -18,10 +18,7 @@ func (r *Report) WriteText(w io.Writer) error {
 	bw := bufio.NewWriter(w)
 	p := func(format string, args ...any) { fmt.Fprintf(bw, format, args...) }
 
-	title := r.Title
-	if title == "" {
-		title = "crash " + r.ID
-	}
+	title := r.Headline()
 	p("%s\n", title)
 	p("%s\n", strings.Repeat("=", min(len(title), 78)))
 	if r.ID != "" {

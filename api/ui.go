@@ -44,7 +44,7 @@ func parsePages(authOn bool) pages {
 	funcs := template.FuncMap{
 		"when":     func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") },
 		"day":      func(t time.Time) string { return t.UTC().Format("2006-01-02") },
-		"headline": headline,
+		"headline": (*corepipe.Report).Headline,
 		"join":     strings.Join,
 		"workload": workload,
 		"authOn":   func() bool { return authOn },
@@ -67,19 +67,6 @@ func staticHandler() http.Handler {
 		panic(err) // the path is a constant inside the embedded tree
 	}
 	return http.FileServerFS(static)
-}
-
-// headline is the one line that tells crashes apart in a list.
-func headline(r *corepipe.Report) string {
-	switch {
-	case r.Title != "":
-		return r.Title
-	case r.Panic != nil && r.Panic.Message != "":
-		return r.Panic.Kind + ": " + r.Panic.Message
-	case r.Error != "":
-		return "analysis failed: " + r.Error
-	}
-	return "crash " + r.ID
 }
 
 // workload is namespace/pod for Kubernetes, "" elsewhere: the list shows

@@ -132,7 +132,7 @@ func (a *analysis) run(r *corepipe.Report) error {
 	if cr.kind == corepipe.PanicKindSignal && cr.sigCtx != nil && strings.HasPrefix(callName(*cr.sigCtx), "C.") {
 		cFunc = cName(callName(*cr.sigCtx))
 	}
-	r.Title = title(r, cFunc)
+	r.Title = corepipe.Title(r, cFunc)
 	return nil
 }
 
@@ -429,7 +429,7 @@ func (a *analysis) panicInfo(r *corepipe.Report, g *proc.G, crashFrames []proc.S
 		// The runtime's sigtable names read "SIGSEGV: segmentation violation".
 		msg := a.evalString(a.global, fmt.Sprintf("runtime.sigtable[%d].name", sig))
 		if msg == "" {
-			msg = corepipe.SignalName(sig) + ": " + signalText(sig)
+			msg = corepipe.SignalName(sig) + ": " + corepipe.SignalText(sig)
 		}
 		r.Panic = &corepipe.Panic{Kind: cr.kind, Message: msg}
 	}

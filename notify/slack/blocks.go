@@ -96,7 +96,7 @@ var alertHeadings = map[notify.Kind]string{
 // stack, and the links to look closer.
 func (rd renderer) alert(m *notify.Message) *payload {
 	r, g := m.Report, m.Group
-	title := titleOf(r)
+	title := r.Headline()
 	heading := alertHeadings[m.Kind]
 	blocks := []block{{Type: "header", Text: plain(heading+": "+title, maxHeader)}}
 
@@ -202,16 +202,6 @@ func placeOf(r *corepipe.Report) string {
 		where += r.Node
 	}
 	return where
-}
-
-func titleOf(r *corepipe.Report) string {
-	switch {
-	case r.Title != "":
-		return r.Title
-	case r.Signal != nil && r.Signal.Name != "":
-		return r.Signal.Name + " in " + r.Process.Exe
-	}
-	return "crash " + r.ID
 }
 
 // codeBlock shows frames the way the runtime prints them: function, then
