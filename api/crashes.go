@@ -144,7 +144,7 @@ func (s *Server) openReport(ctx context.Context, id string) (io.ReadCloser, erro
 		return nil, fmt.Errorf("%w: crash %s is indexed but its report is not in the blob store (analysis pending or lost)", corepipe.ErrNotFound, id)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("crash %s: open report: %w", id, err)
+		return nil, corepipe.Wrap(err, "crash %s: open report", id)
 	}
 	return rc, nil
 }
@@ -161,7 +161,7 @@ func (s *Server) openArtifact(ctx context.Context, id, what, prefix, key string)
 		return nil, fmt.Errorf("%w: crash %s: the %s is indexed but not in the blob store", corepipe.ErrNotFound, id, what)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("crash %s: open %s: %w", id, what, err)
+		return nil, corepipe.Wrap(err, "crash %s: open %s", id, what)
 	}
 	return rc, nil
 }
@@ -174,7 +174,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, src io.Reader, c
 	buf := make([]byte, firstChunk)
 	n, err := io.ReadFull(src, buf)
 	if err != nil && err != io.EOF && err != io.ErrUnexpectedEOF {
-		s.writeError(w, r, fmt.Errorf("crash %s: read: %w", r.PathValue("id"), err))
+		s.writeError(w, r, corepipe.Wrap(err, "crash %s: read", r.PathValue("id")))
 		return
 	}
 	h := w.Header()

@@ -12,38 +12,37 @@ import (
 
 var errNotReady = fmt.Errorf("%w: the index is still catching up with the stored reports", corepipe.ErrUnavailable)
 
-// errorStatus is the one place where domain errors become HTTP statuses; the
-// JSON API and the UI both go through it.
+// codeStatus is the one map from the domain's error codes to HTTP statuses;
+// the JSON API and the UI both go through it.
+var codeStatus = map[string]int{
+	corepipe.EINVALID:      http.StatusBadRequest,
+	corepipe.EUNAUTHORIZED: http.StatusUnauthorized,
+	corepipe.EFORBIDDEN:    http.StatusForbidden,
+	corepipe.ENOTFOUND:     http.StatusNotFound,
+	corepipe.EUNAVAILABLE:  http.StatusServiceUnavailable,
+}
+
 func errorStatus(err error) int {
-	switch {
-	case errors.Is(err, corepipe.ErrInvalid):
-		return http.StatusBadRequest
-	case errors.Is(err, corepipe.ErrUnauthorized):
-		return http.StatusUnauthorized
-	case errors.Is(err, corepipe.ErrForbidden):
-		return http.StatusForbidden
-	case errors.Is(err, corepipe.ErrNotFound):
-		return http.StatusNotFound
-	case errors.Is(err, corepipe.ErrUnavailable):
-		return http.StatusServiceUnavailable
+	if status, ok := codeStatus[corepipe.ErrorCode(err)]; ok {
+		return status
 	}
 	return http.StatusInternalServerError
 }
 
-// errorMessage is what the client is told. An error that is not one of the
-// domain's is a bug or an outage whose text may name files, hosts or queries:
-// it is logged with the request and replaced by a generic message.
+// errorMessage is what the client is told: corepipe.ErrorMessage, safe for
+// a viewer. Whatever the client is not told (an internal error, the
+// endpoint and key behind an unavailable store) goes to the log with the
+// request.
 func (s *Server) errorMessage(r *http.Request, err error) (int, string) {
-	status := errorStatus(err)
-	if status == http.StatusInternalServerError {
-		attrs := []any{slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.Any("err", err)}
+	status, msg := errorStatus(err), corepipe.ErrorMessage(err)
+	if e, ok := errors.AsType[*corepipe.Error](err); status >= 500 || ok && e.Err != nil {
+		attrs := []any{slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.Int("status", status), slog.Any("err", err)}
 		if id := r.PathValue("id"); id != "" {
 			attrs = append(attrs, slog.String("crash_id", id))
 		}
 		s.log.ErrorContext(r.Context(), "request failed", attrs...)
-		return status, "internal error"
 	}
-	return status, err.Error()
+	return status, msg
 }
 
 // errorBody is every JSON error: {"error": "…"}.

@@ -27,10 +27,12 @@ import (
 // refused so that List can skip temp files without hiding real objects.
 const tmpPrefix = ".corepipe-tmp-"
 
-// Cores and executables hold secrets of the crashed processes.
+// Cores and executables hold secrets of the crashed processes: only the
+// store's own user reads them (the API and analyzer run as that user), not
+// its group.
 const (
-	dirPerm  = 0o750
-	filePerm = 0o640
+	dirPerm  = 0o700
+	filePerm = 0o600
 )
 
 var _ corepipe.BlobStore = (*Store)(nil)
@@ -301,15 +303,20 @@ func (s *Store) walk(ctx context.Context, root *os.Root, dir, prefix string, fn 
 	return nil
 }
 
+// putError and lookupError say to clients what failed, and only in the
+// detail, for the log, where: the store's path and the key.
 func (s *Store) putError(key string, err error) error {
-	return fmt.Errorf("fs blob store %s: put %s: %w", s.dir, key, err)
+	return &corepipe.Error{Code: corepipe.ErrorCode(err), Message: "the blob store could not write the object",
+		Err: fmt.Errorf("fs blob store %s: put %s: %w", s.dir, key, err)}
 }
 
 // lookupError translates a failed lookup of key into the domain's sentinels:
 // a missing file, or a file where the key needs a directory, is no object.
 func (s *Store) lookupError(op, key string, err error) error {
+	e := &corepipe.Error{Code: corepipe.EINTERNAL, Message: "the blob store could not read the object"}
 	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
-		err = corepipe.ErrNotFound
+		e.Code, e.Message, err = corepipe.ENOTFOUND, "no such object in the blob store", corepipe.ErrNotFound
 	}
-	return fmt.Errorf("fs blob store %s: %s %s: %w", s.dir, op, key, err)
+	e.Err = fmt.Errorf("fs blob store %s: %s %s: %w", s.dir, op, key, err)
+	return e
 }

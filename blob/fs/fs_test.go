@@ -1,6 +1,7 @@
 package fs_test
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
@@ -101,5 +102,43 @@ func TestFailedPutLeavesNothing(t *testing.T) {
 	}
 	if len(entries) != 0 {
 		t.Errorf("failed Put left %v", entries)
+	}
+}
+
+// Cores and executables hold the crashed processes' secrets: no file or
+// directory of the store may be readable by its group or anyone else.
+func TestPrivatePermissions(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "root")
+	s := open(t, dir)
+	if err := s.Put(t.Context(), "cores/2026/01/02/node/id/core.zst", strings.NewReader("core"), 4); err != nil {
+		t.Fatal(err)
+	}
+	err := filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+			t.Errorf("%s: mode %v, want no group or other bits", p, perm)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A viewer is told that an object is missing, not where the store keeps it.
+func TestErrorsNameNoPath(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, dir)
+	_, err := s.Get(t.Context(), "cores/secret-key")
+	if !errors.Is(err, corepipe.ErrNotFound) {
+		t.Fatalf("Get of a missing key: %v", err)
+	}
+	if msg := corepipe.ErrorMessage(err); strings.Contains(msg, dir) || strings.Contains(msg, "secret-key") {
+		t.Errorf("safe message %q names the path or the key", msg)
+	}
+	if !strings.Contains(err.Error(), dir) || !strings.Contains(err.Error(), "secret-key") {
+		t.Errorf("detail %q does not name the path and the key for the log", err)
 	}
 }

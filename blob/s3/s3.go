@@ -220,33 +220,36 @@ func (s *Store) List(ctx context.Context, prefix string, fn func(key string) err
 	return nil
 }
 
-// translate turns a minio-go error about key into one line naming the store
-// and the key, wrapping the domain sentinel that says what callers can do
-// about it.
+// translate turns a minio-go error about key into the domain's form: a
+// message safe for anyone (it names no endpoint, bucket or key) with the
+// code that says what callers can do about it, and for the log one line
+// naming the store and the key.
 func (s *Store) translate(op, key string, err error) error {
-	msg := fmt.Sprintf("s3 blob store %s: %s", s.where, op)
+	detail := fmt.Sprintf("s3 blob store %s: %s", s.where, op)
 	if key != "" {
-		msg += " " + key
+		detail += " " + key
 	}
 	var resp minio.ErrorResponse
 	errors.As(err, &resp)
 	switch {
 	case resp.Code == minio.NoSuchKey || resp.Code == "NotFound":
-		return fmt.Errorf("%s: %w", msg, corepipe.ErrNotFound)
+		return &corepipe.Error{Code: corepipe.ENOTFOUND, Message: "no such object in the blob store", Err: errors.New(detail)}
 	case resp.StatusCode >= 500:
-		return fmt.Errorf("%s: %w: %s (%s)", msg, corepipe.ErrUnavailable, resp.Message, resp.Code)
+		return &corepipe.Error{Code: corepipe.EUNAVAILABLE, Message: "the blob store is unavailable",
+			Err: fmt.Errorf("%s: %s (%s)", detail, resp.Message, resp.Code)}
 	case resp.Code != "":
-		return fmt.Errorf("%s: %s (%s)", msg, resp.Message, resp.Code)
+		return &corepipe.Error{Code: corepipe.EINTERNAL, Message: "the blob store refused the request",
+			Err: fmt.Errorf("%s: %s (%s)", detail, resp.Message, resp.Code)}
 	case unavailable(err):
 		// The *url.Error repeats the method and the whole object URL;
-		// the message already names both.
+		// the detail already names both.
 		var uerr *url.Error
 		if errors.As(err, &uerr) {
 			err = uerr.Err
 		}
-		return fmt.Errorf("%s: %w: %w", msg, corepipe.ErrUnavailable, err)
+		return &corepipe.Error{Code: corepipe.EUNAVAILABLE, Message: "the blob store did not answer", Err: fmt.Errorf("%s: %w", detail, err)}
 	}
-	return fmt.Errorf("%s: %w", msg, err)
+	return &corepipe.Error{Code: corepipe.EINTERNAL, Message: "blob store error", Err: fmt.Errorf("%s: %w", detail, err)}
 }
 
 // unavailable reports whether err means the store could not be reached or

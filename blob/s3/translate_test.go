@@ -45,6 +45,10 @@ func TestTranslate(t *testing.T) {
 			if strings.Contains(msg, "http://127.0.0.1:9000/bucket/k") {
 				t.Errorf("%q repeats the request URL", msg)
 			}
+			// A viewer is told what happened, not where.
+			if safe := corepipe.ErrorMessage(got); safe == "" || strings.Contains(safe, "127.0.0.1") || strings.Contains(safe, "bucket") || strings.Contains(safe, "cores/k") {
+				t.Errorf("safe message %q is empty or names the endpoint, bucket or key", safe)
+			}
 			for _, sentinel := range []error{corepipe.ErrNotFound, corepipe.ErrUnavailable, context.Canceled} {
 				if errors.Is(got, sentinel) != (sentinel == tt.want) {
 					t.Errorf("errors.Is(%q, %v) = %v", msg, sentinel, !(sentinel == tt.want))
