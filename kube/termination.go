@@ -339,38 +339,10 @@ func explainExit(t termination, sig int) []string {
 		}
 		notes = append(notes, n)
 	}
-	code := int(st.ExitCode)
-	switch {
-	case code == 1:
-		notes = append(notes, "exit code 1: the program reported an error and exited (Go: log.Fatal, os.Exit(1))")
-	case code == 2:
-		notes = append(notes, "exit code 2: an unrecovered Go panic or fatal error without GOTRACEBACK=crash (or a shell builtin misused)")
-	case code == 126:
-		notes = append(notes, "exit code 126: the command was found but could not be executed (permissions, wrong architecture, not an executable)")
-	case code == 127:
-		notes = append(notes, "exit code 127: the command was not found (wrong command or entrypoint, or a missing interpreter or shared library)")
-	case code == 255:
-		notes = append(notes, "exit code 255: an exit status out of range (os.Exit(-1), exit(-1)) or a failure to start the process")
-	case code > 128 && sig == code-128:
-		notes = append(notes, fmt.Sprintf("exit code %d = 128+%d: killed by %s%s", code, sig, corepipe.SignalName(sig), signalMeaning(sig)))
-	case code != 0:
-		notes = append(notes, fmt.Sprintf("exit code %d: chosen by the program", code))
+	if m := corepipe.ExitCodeMeaning(int(st.ExitCode), sig); m != "" {
+		notes = append(notes, m)
 	}
 	return notes
-}
-
-func signalMeaning(sig int) string {
-	switch sig {
-	case 6:
-		return " (a Go program with GOTRACEBACK=crash after printing its traceback, or abort() in C)"
-	case 9:
-		return " (the OOM killer, or the kubelet after the grace period: a failed liveness probe, an eviction)"
-	case 11:
-		return " (a segmentation fault in C or cgo code: Go turns its own faults into panics)"
-	case 15:
-		return " (asked to stop, and it did not handle the signal)"
-	}
-	return ""
 }
 
 func memoryLimit(pod *corev1.Pod, container string) string {

@@ -115,11 +115,11 @@ func exitSignal(r *corepipe.Report) *corepipe.Diagnosis {
 		case t.ExitCode > 128 && t.ExitCode < 128+65:
 			n := t.ExitCode - 128
 			return &corepipe.Diagnosis{Code: CodeExitSignal, Severity: Info,
-				Message:  fmt.Sprintf("exit code %d means the process was killed by signal %d (%s)", t.ExitCode, n, corepipe.SignalName(n)) + signalMeaning(n),
+				Message:  corepipe.ExitCodeMeaning(t.ExitCode, n),
 				Evidence: fmt.Sprintf("exit code %d = 128 + %d; reason %q", t.ExitCode, n, t.Reason)}
 		case t.ExitCode == 2:
 			return &corepipe.Diagnosis{Code: CodeExitSignal, Severity: Info,
-				Message:  "exit code 2 is how a Go program exits after a panic or fatal error when GOTRACEBACK is not crash: no core was dumped",
+				Message:  corepipe.ExitCodeMeaning(t.ExitCode, 0),
 				Evidence: fmt.Sprintf("exit code 2; reason %q", t.Reason)}
 		}
 		return nil
@@ -129,18 +129,14 @@ func exitSignal(r *corepipe.Report) *corepipe.Diagnosis {
 	}
 	n := r.Signal.Number
 	return &corepipe.Diagnosis{Code: CodeExitSignal, Severity: Info,
-		Message:  fmt.Sprintf("killed by %s: a container exits with code %d (128 + %d)", r.Signal.Name, 128+n, n) + signalMeaning(n),
+		Message:  fmt.Sprintf("killed by %s: a container exits with code %d (128 + %d)", r.Signal.Name, 128+n, n) + meaning(n),
 		Evidence: fmt.Sprintf("the kernel dumped the core for signal %d (%s)", n, r.Signal.Name)}
 }
 
-func signalMeaning(n int) string {
-	switch n {
-	case 6:
-		return "; a Go program with GOTRACEBACK=crash aborts itself after printing the crash"
-	case 9:
-		return "; nothing in the process sent it: the OOM killer, the kubelet after the grace period, or an operator"
-	case 11:
-		return "; a segmentation fault the process did not handle (C code, or Go with a broken signal handler)"
+// meaning is the domain's word on signal n, as a clause of a sentence.
+func meaning(n int) string {
+	if m := corepipe.SignalMeaning(n); m != "" {
+		return "; " + m
 	}
 	return ""
 }

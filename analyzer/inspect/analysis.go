@@ -132,7 +132,7 @@ func (a *analysis) run(r *corepipe.Report) error {
 	if cr.kind == corepipe.PanicKindSignal && cr.sigCtx != nil && strings.HasPrefix(callName(*cr.sigCtx), "C.") {
 		cFunc = cName(callName(*cr.sigCtx))
 	}
-	r.Title = corepipe.Title(r, cFunc)
+	r.Title = title(r, cFunc)
 	return nil
 }
 

@@ -186,7 +186,7 @@ func (c *coreFile) fillNative(r *corepipe.Report, t *proc.Target, exePath string
 		}
 	}
 	if sig != 0 {
-		r.Panic = &corepipe.Panic{Kind: corepipe.PanicKindSignal, Message: corepipe.SignalName(sig) + ": " + signalText(sig)}
+		r.Panic = &corepipe.Panic{Kind: corepipe.PanicKindSignal, Message: corepipe.SignalName(sig) + ": " + corepipe.SignalText(sig)}
 	}
 	if t != nil {
 		r.Threads = threads(t)

@@ -10,45 +10,6 @@ func isFault(sig int) bool {
 	return false
 }
 
-// signalText is the description the Go runtime prints after a signal's name
-// (its sigtable), used when the target's own table cannot be read and for
-// non-Go programs.
-func signalText(sig int) string {
-	switch sig {
-	case 1:
-		return "terminal line hangup"
-	case 2:
-		return "interrupt"
-	case 3:
-		return "quit"
-	case 4:
-		return "illegal instruction"
-	case 5:
-		return "trace trap"
-	case 6:
-		return "abort"
-	case 7:
-		return "bus error"
-	case 8:
-		return "floating-point exception"
-	case 9:
-		return "kill"
-	case 11:
-		return "segmentation violation"
-	case 13:
-		return "write to broken pipe"
-	case 15:
-		return "termination"
-	case 24:
-		return "cpu limit exceeded"
-	case 25:
-		return "file size limit exceeded"
-	case 31:
-		return "bad system call"
-	}
-	return "signal"
-}
-
 // codeName names si_code for sig (asm-generic/siginfo.h).
 func codeName(sig, code int) string {
 	switch code {
