@@ -47,39 +47,76 @@ var scopePrefixes = []struct{ prefix, runtime string }{
 }
 
 // containerFromPath finds the container ID (and the pod UID on Kubernetes)
-// in one cgroup path. The outermost match wins: a process can create and
-// name cgroups below its own delegated one, so only the part of the path the
-// runtime created on the host can be trusted to name the container.
+// in one cgroup path. Only the cgroups a runtime creates on the host, at
+// fixed places under the hierarchy's root, can name a container: a process
+// can create and name cgroups anywhere below a cgroup delegated to it (a
+// systemd user session, a container with its own cgroup namespace), so a
+// pattern found further down says nothing. The places are:
+//
+//	/kubepods…/…pod<uid>…/<runtime scope or bare ID>   Kubernetes, both drivers
+//	/system.slice/docker-<id>.scope, /docker/<id>     docker
+//	/machine.slice/libpod-<id>.scope                  rootful podman
+//
+// Rootless podman lives in the user's own delegated tree, where a process
+// could name any container: it gets no container ID. The outermost match
+// wins: below the container's cgroup the process names things itself.
 func containerFromPath(path string) *corepipe.Container {
-	var c corepipe.Container
-	inKube := false
-	elems := strings.Split(path, "/")
-	for i, e := range elems {
-		if strings.HasPrefix(e, "kubepods") {
-			inKube = true
-		}
-		if inKube && c.PodUID == "" {
-			c.PodUID = podUID(e)
-		}
-		if id, runtime, ok := scopeID(e); ok {
-			c.ID, c.Runtime = id, runtime
-			break
-		}
-		// Without systemd the runtimes name the cgroup after the bare ID:
-		// /docker/<id>, or /kubepods/<qos>/pod<uid>/<id> where the runtime
-		// is not in the path at all.
-		if isContainerID(e) && i > 0 && (inKube || elems[i-1] == "docker") {
-			c.ID = e
-			if elems[i-1] == "docker" {
-				c.Runtime = "docker"
-			}
-			break
-		}
-	}
-	if c.ID == "" && c.PodUID == "" {
+	elems := strings.Split(strings.TrimPrefix(path, "/"), "/")
+	if len(elems) < 2 || !strings.HasPrefix(path, "/") {
 		return nil
 	}
-	return &c
+	if strings.HasPrefix(elems[0], "kubepods") {
+		return kubeContainer(elems)
+	}
+	id, runtime, ok := scopeID(elems[1])
+	switch {
+	case elems[0] == "system.slice" && ok && runtime == "docker",
+		elems[0] == "machine.slice" && ok && runtime == "podman":
+		return &corepipe.Container{ID: id, Runtime: runtime}
+	case elems[0] == "docker" && isContainerID(elems[1]):
+		return &corepipe.Container{ID: elems[1], Runtime: "docker"}
+	}
+	return nil
+}
+
+// kubeContainer reads a path under the kubelet's root cgroup: the QoS level
+// (absent for guaranteed pods), the pod, then the container, each where the
+// kubelet puts it and nowhere else.
+func kubeContainer(elems []string) *corepipe.Container {
+	if elems[0] != "kubepods" && elems[0] != "kubepods.slice" {
+		return nil
+	}
+	i := 1
+	if isQoS(elems[1]) {
+		i = 2
+	}
+	if i >= len(elems) {
+		return nil
+	}
+	uid := podUID(elems[i])
+	if uid == "" {
+		return nil
+	}
+	c := &corepipe.Container{PodUID: uid}
+	if i+1 < len(elems) {
+		if id, runtime, ok := scopeID(elems[i+1]); ok {
+			c.ID, c.Runtime = id, runtime
+		} else if isContainerID(elems[i+1]) {
+			// Without systemd the runtime names the cgroup after the bare
+			// ID and is not in the path at all.
+			c.ID = elems[i+1]
+		}
+	}
+	return c
+}
+
+// isQoS recognises the QoS levels of both cgroup drivers.
+func isQoS(e string) bool {
+	switch e {
+	case "burstable", "besteffort", "kubepods-burstable.slice", "kubepods-besteffort.slice":
+		return true
+	}
+	return false
 }
 
 // scopeID recognises "<runtime prefix><id>.scope". The conmon scopes of

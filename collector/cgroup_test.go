@@ -55,10 +55,33 @@ func TestParseCgroup(t *testing.T) {
 		wantPath: "/",
 		want:     &corepipe.Container{ID: idA, PodUID: testPodUID},
 	}, {
-		name:     "podman",
+		name:     "podman, rootful",
+		file:     "0::/machine.slice/libpod-" + idA + ".scope/container\n",
+		wantPath: "/machine.slice/libpod-" + idA + ".scope/container",
+		want:     &corepipe.Container{ID: idA, Runtime: "podman"},
+	}, {
+		// The user's delegated tree can name any container: trusting it
+		// would let a user's process pass for a victim's container.
+		name:     "podman, rootless: not attributed",
 		file:     "0::/user.slice/user-1000.slice/user@1000.service/user.slice/libpod-" + idA + ".scope/container\n",
 		wantPath: "/user.slice/user-1000.slice/user@1000.service/user.slice/libpod-" + idA + ".scope/container",
-		want:     &corepipe.Container{ID: idA, Runtime: "podman"},
+	}, {
+		name:     "kubepods named inside a delegated user tree: not attributed",
+		file:     "0::/user.slice/user-1000.slice/user@1000.service/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod" + testPodSD + ".slice/cri-containerd-" + idA + ".scope\n",
+		wantPath: "/user.slice/user-1000.slice/user@1000.service/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod" + testPodSD + ".slice/cri-containerd-" + idA + ".scope",
+	}, {
+		name:     "a pod slice below an unrelated cgroup: not attributed",
+		file:     "0::/system.slice/evil.service/kubepods-burstable-pod" + testPodSD + ".slice/cri-containerd-" + idA + ".scope\n",
+		wantPath: "/system.slice/evil.service/kubepods-burstable-pod" + testPodSD + ".slice/cri-containerd-" + idA + ".scope",
+	}, {
+		name:     "a runtime scope outside any runtime's place: not attributed",
+		file:     "0::/user.slice/user-1000.slice/session-3.scope/docker-" + idA + ".scope\n",
+		wantPath: "/user.slice/user-1000.slice/session-3.scope/docker-" + idA + ".scope",
+	}, {
+		name:     "a container's own nested kubepods cgroups do not rename it",
+		file:     "0::/kubepods/besteffort/pod" + testPodUID + "/" + idA + "/kubepods/pod" + testPodUID[:35] + "0/" + idB + "\n",
+		wantPath: "/kubepods/besteffort/pod" + testPodUID + "/" + idA + "/kubepods/pod" + testPodUID[:35] + "0/" + idB,
+		want:     &corepipe.Container{ID: idA, PodUID: testPodUID},
 	}, {
 		name:     "a cgroup named by the process below its container cannot override it",
 		file:     "0::/system.slice/docker-" + idA + ".scope/docker-" + idB + ".scope\n",
