@@ -24,7 +24,7 @@ import (
 
 	"github.com/corepipe/corepipe"
 	"github.com/corepipe/corepipe/blob/fs"
-	"github.com/corepipe/corepipe/index/sqlite"
+	"github.com/corepipe/corepipe/sqlite"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(withBenchCleanup{m}) }

@@ -19,7 +19,7 @@ import (
 
 	"github.com/corepipe/corepipe"
 	"github.com/corepipe/corepipe/blob/fs"
-	"github.com/corepipe/corepipe/index/sqlite"
+	"github.com/corepipe/corepipe/sqlite"
 )
 
 // The benchmarks share one index of benchCrashes crashes, built once per

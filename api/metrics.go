@@ -94,7 +94,7 @@ func (r *statusRecorder) status() int {
 // Unwrap lets http.ResponseController reach the connection.
 func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 
-// sizer is an index that can say how big it is (index/sqlite's can).
+// sizer is an index that can say how big it is (sqlite.Index can).
 type sizer interface {
 	Size(ctx context.Context) (crashes, groups int64, err error)
 }

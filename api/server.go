@@ -19,8 +19,8 @@ import (
 	"github.com/corepipe/corepipe"
 )
 
-// Index is what the server reads: crashes and their groups (index/sqlite's
-// Index is one).
+// Index is what the server reads: crashes and their groups (sqlite.Index
+// is one).
 type Index interface {
 	corepipe.Index
 	Groups(ctx context.Context, f corepipe.GroupFilter) ([]*corepipe.Group, string, error)

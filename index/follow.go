@@ -1,6 +1,6 @@
 // Package index keeps a report index in step with the reports: the follower
 // that feeds it from the reports stream, and the rebuild that refills it from
-// the blob store alone. The index itself is an adapter (index/sqlite).
+// the blob store alone. The index itself is an adapter (package sqlite).
 package index
 
 import (

@@ -15,9 +15,9 @@ import (
 	"github.com/corepipe/corepipe"
 	"github.com/corepipe/corepipe/blob/fs"
 	"github.com/corepipe/corepipe/index"
-	"github.com/corepipe/corepipe/index/sqlite"
 	"github.com/corepipe/corepipe/internal/natstest"
 	natsq "github.com/corepipe/corepipe/queue/nats"
+	"github.com/corepipe/corepipe/sqlite"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }

@@ -13,7 +13,7 @@ import (
 )
 
 // Rebuilder is an index that can be emptied and refilled in one go, so that
-// readers never see it half full (index/sqlite's Index is one).
+// readers never see it half full (sqlite.Index is one).
 type Rebuilder interface {
 	Rebuild(ctx context.Context, fill func(put func(*corepipe.Report) error) error) error
 }

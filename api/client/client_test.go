@@ -20,7 +20,7 @@ import (
 	"github.com/corepipe/corepipe/api"
 	"github.com/corepipe/corepipe/api/client"
 	"github.com/corepipe/corepipe/blob/fs"
-	"github.com/corepipe/corepipe/index/sqlite"
+	"github.com/corepipe/corepipe/sqlite"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }

@@ -17,7 +17,7 @@ import (
 	"github.com/corepipe/corepipe"
 	"github.com/corepipe/corepipe/api"
 	"github.com/corepipe/corepipe/blob/fs"
-	"github.com/corepipe/corepipe/index/sqlite"
+	"github.com/corepipe/corepipe/sqlite"
 )
 
 const cliToken = "cli-debugger-token-0123"

@@ -13,8 +13,8 @@ import (
 	"github.com/corepipe/corepipe/api"
 	"github.com/corepipe/corepipe/blob/fs"
 	"github.com/corepipe/corepipe/collector/agent"
-	"github.com/corepipe/corepipe/index/sqlite"
 	natsq "github.com/corepipe/corepipe/queue/nats"
+	"github.com/corepipe/corepipe/sqlite"
 )
 
 func runDev(ctx context.Context, log *slog.Logger, args []string) error {

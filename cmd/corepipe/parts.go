@@ -22,7 +22,7 @@ import (
 	"github.com/corepipe/corepipe/collector/agent"
 	"github.com/corepipe/corepipe/collector/corepattern"
 	"github.com/corepipe/corepipe/index"
-	"github.com/corepipe/corepipe/index/sqlite"
+	"github.com/corepipe/corepipe/sqlite"
 )
 
 // pipeLimit is how many crashes the kernel hands to collectors at once; the

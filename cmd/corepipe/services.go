@@ -12,8 +12,8 @@ import (
 	"github.com/corepipe/corepipe/api"
 	"github.com/corepipe/corepipe/blob"
 	"github.com/corepipe/corepipe/collector/agent"
-	"github.com/corepipe/corepipe/index/sqlite"
 	natsq "github.com/corepipe/corepipe/queue/nats"
+	"github.com/corepipe/corepipe/sqlite"
 )
 
 // connect opens the blob store and the queue named by the common flags.
