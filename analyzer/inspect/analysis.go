@@ -132,7 +132,7 @@ func (a *analysis) run(r *corepipe.Report) error {
 	if cr.kind == corepipe.PanicKindSignal && cr.sigCtx != nil && strings.HasPrefix(callName(*cr.sigCtx), "C.") {
 		cFunc = cName(callName(*cr.sigCtx))
 	}
-	r.Title = title(r, cFunc)
+	r.Title = corepipe.Title(r, cFunc)
 	return nil
 }
 
@@ -373,7 +373,7 @@ func (a *analysis) fault(r *corepipe.Report, g *proc.G, crashFrames []proc.Stack
 		if sig := int(a.evalUint(scope, "runtime.curg.sig")); sig != 0 {
 			code := int(int32(a.evalUint(scope, "runtime.curg.sigcode0")))
 			r.Fault = &corepipe.Fault{
-				Signal: sig, Name: corepipe.SignalName(sig), Code: code, CodeName: codeName(sig, code),
+				Signal: sig, Name: corepipe.SignalName(sig), Code: code, CodeName: corepipe.SignalCodeName(sig, code),
 				Address: hex(a.evalUint(scope, "runtime.curg.sigcode1")),
 				PC:      hex(a.evalUint(scope, "runtime.curg.sigpc")),
 			}
@@ -391,7 +391,7 @@ func (a *analysis) fault(r *corepipe.Report, g *proc.G, crashFrames []proc.Stack
 	f := &corepipe.Fault{Signal: sig, Name: corepipe.SignalName(sig), PC: hex(cr.sigCtx.Current.PC)}
 	if code, err := a.evalInt(scope, "info.si_code"); err == nil {
 		f.Code = int(code)
-		f.CodeName = codeName(sig, f.Code)
+		f.CodeName = corepipe.SignalCodeName(sig, f.Code)
 	}
 	if isFault(sig) {
 		f.Address = hex(a.evalUint(scope, "info.si_addr"))

@@ -180,7 +180,7 @@ func (c *coreFile) fillNative(r *corepipe.Report, t *proc.Target, exePath string
 			Signal:   sig,
 			Name:     corepipe.SignalName(sig),
 			Code:     c.siginfo.code,
-			CodeName: codeName(sig, c.siginfo.code),
+			CodeName: corepipe.SignalCodeName(sig, c.siginfo.code),
 			Address:  hex(c.siginfo.addr),
 			PC:       hex(dying.pc),
 		}
