@@ -64,11 +64,16 @@ var ErrNoCrash = errors.New("no Go crash in the log")
 // Parser is the state of one parse. Feed it lines in order with Line, then
 // take the result with Report.
 type Parser struct {
-	o     Options
-	lines int
-	c     *crash
-	names map[string]string
+	o       Options
+	lines   int
+	c       *crash
+	crashes int
+	names   map[string]string
 }
+
+// Crashes is how many crashes the input has started so far: a reader that
+// keeps only the last crash's lines starts afresh when it grows.
+func (p *Parser) Crashes() int { return p.crashes }
 
 // crash is what was read of the most recent crash.
 type crash struct {
@@ -200,6 +205,7 @@ func (p *Parser) Line(l string) {
 func (p *Parser) start() *crash {
 	if p.c == nil || p.c.blocks > 0 {
 		p.c = &crash{index: map[int64]int{}}
+		p.crashes++
 	}
 	return p.c
 }
