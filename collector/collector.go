@@ -19,6 +19,8 @@ import (
 	"path"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/corepipe/corepipe"
 )
 
@@ -64,6 +66,14 @@ type Config struct {
 	// spool by every collector process.
 	RateLimit  int
 	RateWindow time.Duration
+	// MaxExecutableSize is the largest executable hashed or copied
+	// (DefaultMaxExecutableSize when 0, no limit when negative).
+	MaxExecutableSize int64
+	// MaxCollectors bounds the collectors storing a core at once on the
+	// node (DefaultMaxCollectors when 0); one that finds no slot free
+	// within SlotWait (DefaultSlotWait when 0) keeps the manifest only.
+	MaxCollectors int
+	SlotWait      time.Duration
 	// Logger receives one line per decision; silent when nil.
 	Logger *slog.Logger
 }
@@ -87,6 +97,15 @@ func (cfg Config) withDefaults() Config {
 	if cfg.RateWindow <= 0 {
 		cfg.RateWindow = DefaultRateWindow
 	}
+	if cfg.MaxExecutableSize == 0 {
+		cfg.MaxExecutableSize = DefaultMaxExecutableSize
+	}
+	if cfg.MaxCollectors <= 0 {
+		cfg.MaxCollectors = DefaultMaxCollectors
+	}
+	if cfg.SlotWait <= 0 {
+		cfg.SlotWait = DefaultSlotWait
+	}
 	return cfg
 }
 
@@ -96,6 +115,8 @@ const (
 	DroppedSpoolFull   = "spool_full"
 	DroppedRateLimited = "rate_limited"
 	DroppedWrite       = "write_failed"
+	// DroppedBusy: every collector slot stayed taken (see MaxCollectors).
+	DroppedBusy = "collectors_busy"
 )
 
 // Run captures one crash. args are the kernel's positional arguments
@@ -126,7 +147,7 @@ func Run(ctx context.Context, cfg Config, args []string, stdin io.Reader) (*core
 		Node:       cfg.Hostname,
 		Process: corepipe.Process{
 			PID: a.PID, NSPID: a.NSPID, TID: a.TID, UID: a.UID, GID: a.GID,
-			RlimitCore: a.rlimitString(),
+			RlimitCore: a.rlimitString(), Dumpable: a.Dump,
 		},
 		Notes: problems,
 	}
@@ -134,7 +155,7 @@ func Run(ctx context.Context, cfg Config, args []string, stdin io.Reader) (*core
 		c.Signal = corepipe.Signal{Number: a.Signal, Name: corepipe.SignalName(a.Signal)}
 	}
 	if a.Dump == 2 {
-		c.Notes = append(c.Notes, "dumped under suid_dumpable=2: the process was not normally dumpable")
+		c.Notes = append(c.Notes, "dumped under suid_dumpable=2: the process was not normally dumpable (setuid, or changed credentials); its core may hold memory its user could not read")
 	}
 	log := cfg.Logger.With("crash_id", c.ID, "pid", a.PID)
 
@@ -143,7 +164,7 @@ func Run(ctx context.Context, cfg Config, args []string, stdin io.Reader) (*core
 		defer exe.Close()
 	}
 	gatherCgroupLimits(c, cfg.CgroupRoot)
-	identify(exe, c)
+	exeID := identify(exe, c)
 
 	root, err := openSpoolRoot(cfg.SpoolDir)
 	if err != nil {
@@ -154,11 +175,27 @@ func Run(ctx context.Context, cfg Config, args []string, stdin io.Reader) (*core
 	if err := root.Mkdir(tmp, 0o700); err != nil {
 		return nil, fmt.Errorf("spool: create entry: %w", err)
 	}
+	// Should the collector be killed from here on, nothing is left that
+	// the agent must wait 30 minutes to clean.
+	forget := track(cfg.SpoolDir, tmp)
+	defer forget()
 	q := newQuota(cfg, root, tmp)
 
-	captureCore(ctx, cfg, root, tmp, a, stdin, c, q)
+	if admitCore(cfg, root, &a, c, q, exeID) {
+		if slot, err := takeSlot(root, cfg.MaxCollectors, cfg.SlotWait); err != nil {
+			// Waiting longer would hold one of the kernel's
+			// core_pipe_limit slots, and the kernel skips every dump
+			// past them without a trace: give this one up instead.
+			release(stdin)
+			c.Core.Dropped = DroppedBusy
+			c.Notes = append(c.Notes, fmt.Sprintf("core dropped: %v; the kernel's stream was closed so its dump slot is free, the manifest is kept", err))
+		} else {
+			defer slot.Close()
+			captureCore(ctx, cfg, root, tmp, a, stdin, c, q)
+		}
+	}
 	release(stdin)
-	captureExecutable(ctx, root, tmp, exe, c, q)
+	captureExecutable(ctx, cfg, root, tmp, exe, c, q)
 
 	c.Timings.CaptureMS = time.Since(start).Milliseconds()
 	if err := commit(root, tmp, c, q, log); err != nil {
@@ -181,29 +218,40 @@ func release(stdin io.Reader) {
 	}
 }
 
-// identify reads the executable's build IDs, before the core: the rate
-// limit counts crashes by them. It reads the ELF headers and notes only.
-func identify(exe *os.File, c *corepipe.Crash) {
+// identify reads the executable's build IDs, before the core, and returns
+// the identity of the held file ("" without one). It reads the ELF headers
+// and notes only, within package buildid's fixed bounds.
+func identify(exe *os.File, c *corepipe.Crash) string {
 	if exe == nil {
-		return
+		return ""
 	}
 	gnu, goID, err := buildIDs(exe)
 	if err != nil {
 		c.Notes = append(c.Notes, fmt.Sprintf("executable build IDs not read: %v", err))
 	}
 	c.Executable.BuildID, c.Executable.GoBuildID = gnu, goID
+	var st unix.Stat_t
+	if unix.Fstat(int(exe.Fd()), &st) != nil {
+		return ""
+	}
+	return fmt.Sprintf("%d:%d", st.Dev, st.Ino)
 }
 
-// rateKey is the identity crashes are counted under: the build ID, else the
-// executable's path, else the process name.
-func rateKey(c *corepipe.Crash) string {
+// rateKey is the identity crashes are counted under: the user and the
+// executable file the kernel ran (device and inode of the held handle),
+// with its build ID, else its path, else the process name. A build ID is
+// whatever the crashing program's notes say, so alone it would let any
+// program claim another's and spend its crashes for it: with the uid and
+// the file, a squatter only limits itself.
+func rateKey(c *corepipe.Crash, exeID string) string {
+	who := fmt.Sprintf("uid:%d file:%s ", c.Process.UID, exeID)
 	switch {
 	case c.Executable.BuildID != "" || c.Executable.GoBuildID != "":
-		return "build:" + c.Executable.ContentID()
+		return who + "build:" + c.Executable.ContentID()
 	case c.Executable.Path != "":
-		return "path:" + c.Executable.Path
+		return who + "path:" + c.Executable.Path
 	default:
-		return "comm:" + c.Process.Comm
+		return who + "comm:" + c.Process.Comm
 	}
 }
 
@@ -220,12 +268,11 @@ func manifestSize(c *corepipe.Crash) int64 {
 	return int64(len(b)) + 1
 }
 
-// captureCore decides whether and how much of the core to keep, then
-// streams it into the entry, recording the outcome in c.Core and c.Notes.
-// The decisions that need no core come first, so that a core nobody keeps
-// is never read: the kernel's stream is closed unread and the dying
-// process released at once.
-func captureCore(ctx context.Context, cfg Config, root *os.Root, tmp string, a kernelArgs, stdin io.Reader, c *corepipe.Crash, q *quota) {
+// admitCore takes the decisions about the core that need no core, so that
+// a core nobody keeps is never read: the kernel's stream is closed unread
+// and the dying process released at once. It reports whether the core is
+// wanted; when not, c.Core.Dropped and c.Notes say why.
+func admitCore(cfg Config, root *os.Root, a *kernelArgs, c *corepipe.Crash, q *quota, exeID string) bool {
 	if cfg.IgnoreRlimitCore && a.HasRlimit && a.Rlimit != math.MaxUint64 {
 		c.Notes = append(c.Notes, fmt.Sprintf("RLIMIT_CORE %d ignored by configuration", a.Rlimit))
 		a.HasRlimit = false
@@ -233,15 +280,15 @@ func captureCore(ctx context.Context, cfg Config, root *os.Root, tmp string, a k
 	if q != nil && !q.take(manifestSize(c)+manifestSlack) {
 		c.Core.Dropped = DroppedSpoolFull
 		c.Notes = append(c.Notes, fmt.Sprintf("spool full (%s): core dropped; the manifest is written anyway, as the record of the crash", q.why))
-		return
+		return false
 	}
 	if a.HasRlimit && a.Rlimit == 0 {
 		c.Core.Dropped = DroppedRlimit
 		c.Notes = append(c.Notes, "RLIMIT_CORE is 0: core not kept; the kernel's stream was closed unread so the process could exit")
-		return
+		return false
 	}
 	if cfg.RateLimit > 0 {
-		ok, st, err := admit(root, rateKey(c), cfg.RateLimit, cfg.RateWindow, cfg.Now())
+		ok, st, err := admit(root, rateKey(c, exeID), cfg.RateLimit, cfg.RateWindow, cfg.Now())
 		switch {
 		case err != nil:
 			c.Notes = append(c.Notes, fmt.Sprintf("rate limit not checked, core kept: %v", err))
@@ -249,9 +296,15 @@ func captureCore(ctx context.Context, cfg Config, root *os.Root, tmp string, a k
 			c.Core.Dropped = DroppedRateLimited
 			c.Notes = append(c.Notes, fmt.Sprintf("rate limited: crash %d of this executable in the window that began %s; only the first %d per %v keep their core, this one keeps its manifest only",
 				st.Kept+st.Limited, time.Unix(0, st.Start).UTC().Format(time.RFC3339), cfg.RateLimit, cfg.RateWindow))
-			return
+			return false
 		}
 	}
+	return true
+}
+
+// captureCore streams the admitted core into the entry, recording the
+// outcome in c.Core and c.Notes.
+func captureCore(ctx context.Context, cfg Config, root *os.Root, tmp string, a kernelArgs, stdin io.Reader, c *corepipe.Crash, q *quota) {
 	limit, reason := int64(0), ""
 	if cfg.MaxCoreSize > 0 {
 		limit, reason = cfg.MaxCoreSize, fmt.Sprintf("max core size %d", cfg.MaxCoreSize)
@@ -309,43 +362,57 @@ func captureCore(ctx context.Context, cfg Config, root *os.Root, tmp string, a k
 }
 
 // captureExecutable records the executable's identity and copies it into
-// the entry, unless the agent has already stored it or there is no core for
-// it to serve.
-func captureExecutable(ctx context.Context, root *os.Root, tmp string, exe *os.File, c *corepipe.Crash, q *quota) {
+// the entry, unless there is no core for it to serve or the agent has
+// already stored the same content. Its cost is bounded whatever the file
+// claims: nothing is read for a dropped core, files over the size limit or
+// made of holes are refused (see layoutOf), reads stop at the deadline,
+// holes are never written out, and a copy that fails is removed at once.
+func captureExecutable(ctx context.Context, cfg Config, root *os.Root, tmp string, exe *os.File, c *corepipe.Crash, q *quota) {
 	if exe == nil {
 		return
 	}
 	x := &c.Executable
-	var err error
-	if x.BuildID == "" && x.GoBuildID == "" {
-		// Without a build ID the content ID is the hash: needed before the
-		// marker can be looked up.
-		if x.Size, x.SHA256, err = hashExecutable(exe); err != nil {
-			c.Notes = append(c.Notes, err.Error())
-			return
-		}
-	}
-	id := x.ContentID()
-	if markerExists(root, id) {
-		x.Found = true
-		c.Notes = append(c.Notes, fmt.Sprintf("executable %s already stored: not copied", id))
-		return
-	}
 	switch {
 	case c.Core.Dropped != "":
-		c.Notes = append(c.Notes, "no core: executable identified but not copied")
+		c.Notes = append(c.Notes, "no core: executable identified by its build ID only, not hashed or copied")
 		return
 	case ctx.Err() != nil:
 		c.Notes = append(c.Notes, "capture deadline reached: executable not copied")
 		return
 	}
-	fi, err := exe.Stat()
+	l, err := layoutOf(exe, cfg.MaxExecutableSize)
+	x.Size = l.size
 	if err != nil {
-		c.Notes = append(c.Notes, fmt.Sprintf("executable not copied: %v", err))
+		c.Notes = append(c.Notes, err.Error())
 		return
 	}
-	if q != nil && !q.take(fi.Size()) {
-		c.Notes = append(c.Notes, fmt.Sprintf("spool full (%s): executable of %d bytes not copied", q.why, fi.Size()))
+	// A marker under the build ID says something with that ID is stored;
+	// whether it is this executable only the content can tell, since the
+	// crashing program chose its ID. Without a build ID the hash is the ID.
+	id := x.ContentID()
+	marked, isMarked := markerOf(root, id)
+	if id == "" || isMarked {
+		if x.SHA256, err = hashExecutable(ctx, exe, l); err != nil {
+			c.Notes = append(c.Notes, err.Error())
+			return
+		}
+		switch {
+		case isMarked && marked.SHA256 == x.SHA256:
+			x.Found = true
+			c.Notes = append(c.Notes, fmt.Sprintf("executable %s already stored with the same content: not copied", id))
+			return
+		case id != "" && hasMarker(root, x.SHA256):
+			x.Found = true
+			c.Notes = append(c.Notes, fmt.Sprintf("executable %s is stored with other content; this one is already stored as sha256 %s: not copied", id, x.SHA256))
+			return
+		case id == "" && hasMarker(root, x.SHA256):
+			x.Found = true
+			c.Notes = append(c.Notes, fmt.Sprintf("executable sha256 %s already stored: not copied", x.SHA256))
+			return
+		}
+	}
+	if q != nil && !q.take(l.size) {
+		c.Notes = append(c.Notes, fmt.Sprintf("spool full (%s): executable of %d bytes not copied", q.why, l.size))
 		return
 	}
 	name := path.Join(tmp, ExecutableFile)
@@ -354,26 +421,42 @@ func captureExecutable(ctx context.Context, root *os.Root, tmp string, exe *os.F
 		c.Notes = append(c.Notes, fmt.Sprintf("executable not copied: %v", err))
 		return
 	}
-	// The copy stops at the size reserved, should the file grow meanwhile.
-	size, sum, err := copyExecutable(f, exe, fi.Size())
+	size, sum, err := copyExecutable(ctx, f, exe, l)
 	if cerr := f.Close(); err == nil && cerr != nil {
 		err = fmt.Errorf("copy executable: %w", cerr)
 	}
 	if err != nil {
 		root.Remove(name)
-		c.Notes = append(c.Notes, err.Error())
+		c.Notes = append(c.Notes, err.Error()+"; the partial copy was removed")
 		return
 	}
+	if x.SHA256 != "" && x.SHA256 != sum {
+		c.Notes = append(c.Notes, "executable changed while it was read: the copy is of what was read last")
+	}
 	x.Size, x.SHA256, x.Found = size, sum, true
+	if l.holes > 0 {
+		c.Notes = append(c.Notes, fmt.Sprintf("executable has %d bytes of holes: copied without writing them", l.holes))
+	}
 }
 
-// markerExists is Spool.ExecutableStored through the collector's root.
-func markerExists(root *os.Root, contentID string) bool {
+// markerOf is Spool.ExecutableStored through the collector's root.
+func markerOf(root *os.Root, contentID string) (StoredExe, bool) {
 	if contentID == "" {
-		return false
+		return StoredExe{}, false
 	}
-	fi, err := root.Lstat(path.Join(ExecutablesDir, corepipe.SafeName(contentID)))
-	return err == nil && fi.Mode().IsRegular()
+	f, err := root.OpenFile(path.Join(ExecutablesDir, corepipe.SafeName(contentID)), os.O_RDONLY|unix.O_NOFOLLOW, 0)
+	if err != nil {
+		return StoredExe{}, false
+	}
+	defer f.Close()
+	return readMarker(f)
+}
+
+// hasMarker reports whether the executable of this sha256 is stored under
+// it: a sha256 is a content ID no program can choose.
+func hasMarker(root *os.Root, sum string) bool {
+	m, ok := markerOf(root, sum)
+	return ok && (m.SHA256 == "" || m.SHA256 == sum)
 }
 
 // commit writes the manifest, makes the entry durable and publishes it by

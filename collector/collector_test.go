@@ -206,7 +206,7 @@ func TestRun(t *testing.T) {
 	wantProc := corepipe.Process{
 		PID: 4242, NSPID: 7, TID: 4243, Exe: exe, Comm: "api-server",
 		Cmdline: []string{"/usr/local/bin/api-server", "--listen=:8080", "--config=/etc/api/config.yaml"},
-		UID:     1000, GID: 2000, Threads: 12, RlimitCore: "unlimited", RSS: 58332 << 10, Peak: 1290684 << 10,
+		UID:     1000, GID: 2000, Threads: 12, RlimitCore: "unlimited", Dumpable: 1, RSS: 58332 << 10, Peak: 1290684 << 10,
 	}
 	if !reflect.DeepEqual(m.Process, wantProc) {
 		t.Errorf("process = %+v\nwant      %+v", m.Process, wantProc)
@@ -438,20 +438,8 @@ func diskUsage(t testing.TB, dir string) int64 {
 func TestRunExecutableMarker(t *testing.T) {
 	exe := testExe(t)
 	cfg := testConfig(t, fixtureProc(t, exe, nil))
-	f, err := os.Open(exe)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gnu, goID, err := buildIDs(f)
-	f.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	id := corepipe.ExeArtifact{BuildID: gnu, GoBuildID: goID}.ContentID()
 	os.Mkdir(cfg.SpoolDir, 0o700)
-	if err := (Spool{Dir: cfg.SpoolDir}).MarkExecutableStored(id); err != nil {
-		t.Fatal(err)
-	}
+	id, sum := markStored(t, cfg.SpoolDir, exe, "")
 	c, err := Run(context.Background(), cfg, kernelArgv("18446744073709551615"), strings.NewReader("core"))
 	if err != nil {
 		t.Fatal(err)
@@ -461,9 +449,58 @@ func TestRunExecutableMarker(t *testing.T) {
 		t.Error("executable copied although marked stored")
 	}
 	x := c.Executable
-	if !x.Found || x.ContentID() != id || x.Path != exe || x.SHA256 != "" || !hasNote(c, "already stored") {
+	if !x.Found || x.ContentID() != id || x.Path != exe || x.SHA256 != sum || !hasNote(c, "already stored") {
 		t.Errorf("executable = %+v, notes %q", x, c.Notes)
 	}
+}
+
+// TestRunExecutableMarkerOtherContent: a marker says something with this
+// build ID is stored, but its content is another program's (a squatter
+// with a forged build ID crashed first): the executable is copied anyway,
+// so the agent can store it under its sha256.
+func TestRunExecutableMarkerOtherContent(t *testing.T) {
+	exe := testExe(t)
+	cfg := testConfig(t, fixtureProc(t, exe, nil))
+	os.Mkdir(cfg.SpoolDir, 0o700)
+	other := strings.Repeat("ab", 32)
+	markStored(t, cfg.SpoolDir, exe, other)
+	c, err := Run(context.Background(), cfg, kernelArgv("18446744073709551615"), strings.NewReader("core"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := committed(t, cfg.SpoolDir)
+	if e.ExecutablePath() == "" || !c.Executable.Found || c.Executable.SHA256 == other || hasNote(c, "already stored") {
+		t.Errorf("squatted build ID kept the executable out: %+v, notes %q", c.Executable, c.Notes)
+	}
+}
+
+// markStored marks exe stored in spool as the agent does, with the content
+// sum (the file's own when ""), and returns its content ID and sha256.
+func markStored(t testing.TB, spool, exe, sum string) (id, own string) {
+	t.Helper()
+	f, err := os.Open(exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	gnu, goID, err := buildIDs(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := sha256.New()
+	size, err := io.Copy(h, f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	own = hex.EncodeToString(h.Sum(nil))
+	if sum == "" {
+		sum = own
+	}
+	id = corepipe.ExeArtifact{BuildID: gnu, GoBuildID: goID}.ContentID()
+	if err := (Spool{Dir: spool}).MarkExecutableStored(id, StoredExe{SHA256: sum, Size: size}); err != nil {
+		t.Fatal(err)
+	}
+	return id, own
 }
 
 func TestRunPidFD(t *testing.T) {
@@ -604,12 +641,7 @@ func BenchmarkIngest(b *testing.B) {
 	procRoot := fixtureProc(b, exe, nil)
 	spool := b.TempDir()
 	// Steady state on a node: the executable is already stored.
-	f, _ := os.Open(exe)
-	gnu, goID, _ := buildIDs(f)
-	f.Close()
-	if err := (Spool{Dir: spool}).MarkExecutableStored(corepipe.ExeArtifact{BuildID: gnu, GoBuildID: goID}.ContentID()); err != nil {
-		b.Fatal(err)
-	}
+	markStored(b, spool, exe, "")
 	cfg := Config{SpoolDir: spool, ProcRoot: procRoot, Hostname: "bench"}
 	b.SetBytes(size)
 	var stored int64

@@ -1,111 +1,176 @@
 package collector
 
 import (
-	"bytes"
+	"context"
 	"crypto/sha256"
-	"debug/elf"
-	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"os"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/corepipe/corepipe/buildid"
+	"github.com/corepipe/corepipe/internal/ctxio"
 )
 
-// ELF note types of the two build IDs.
+// Executable capture limits. A program that crashes chooses its own
+// executable, and the collector runs as root: what the file claims must not
+// decide what the collector spends.
 const (
-	noteGNUBuildID = 3 // NT_GNU_BUILD_ID, name "GNU"
-	noteGoBuildID  = 4 // Go's ELF_NOTE_GOBUILDID_TAG, name "Go"
-	// maxNotes bounds what is read of one note segment or section.
-	maxNotes = 64 << 10
+	// DefaultMaxExecutableSize is the largest executable hashed or copied
+	// when the settings name no limit.
+	DefaultMaxExecutableSize = 2 << 30
+	// maxHoleBytes is how much of an executable may be holes. Linkers write
+	// every byte; a copy made sparse (cp --sparse=always) has holes in
+	// the padding between segments, a few MiB at most. More is a file
+	// made to cost the collector reading zeros it never stored.
+	maxHoleBytes = 64 << 20
+	// maxExtents bounds the data extents of a copied executable.
+	maxExtents = 1024
 )
 
-// buildIDs reads the GNU and Go build IDs from the ELF notes of r. The
-// program headers are read first: they are what the loader used, and they
-// survive stripping that drops the section headers.
+// buildIDs reads the GNU and Go build IDs of the executable (see package
+// buildid for what it reads and its bounds).
 func buildIDs(r io.ReaderAt) (gnu, goID string, err error) {
-	f, err := elf.NewFile(r)
+	ids, err := buildid.Read(r)
+	return ids.GNU, ids.Go, err
+}
+
+// extent is a range of an executable that holds data.
+type extent struct{ off, end int64 }
+
+// exeLayout is where the data of an executable is, taken once from the held
+// handle so that hashing and copying read the same ranges.
+type exeLayout struct {
+	size    int64
+	extents []extent
+	holes   int64
+}
+
+// layoutOf maps the data of exe with SEEK_DATA/SEEK_HOLE and refuses files
+// over limit or made mostly of holes. A filesystem without the seeks
+// reports one extent, the whole file.
+func layoutOf(exe *os.File, limit int64) (exeLayout, error) {
+	fi, err := exe.Stat()
 	if err != nil {
-		return "", "", fmt.Errorf("read ELF: %w", err)
+		return exeLayout{}, fmt.Errorf("executable not read: %w", err)
 	}
-	defer f.Close()
-	var readers []io.Reader
-	for _, p := range f.Progs {
-		if p.Type == elf.PT_NOTE {
-			readers = append(readers, p.Open())
+	l := exeLayout{size: fi.Size()}
+	if limit > 0 && l.size > limit {
+		return l, fmt.Errorf("executable of %d bytes is over the limit of %d: not hashed or copied", l.size, limit)
+	}
+	fd := int(exe.Fd())
+	for off := int64(0); off < l.size; {
+		data, err := unix.Seek(fd, off, unix.SEEK_DATA)
+		if errors.Is(err, unix.ENXIO) {
+			break // only a hole is left
 		}
-	}
-	for _, s := range f.Sections {
-		if s.Type == elf.SHT_NOTE {
-			readers = append(readers, s.Open())
-		}
-	}
-	for _, nr := range readers {
-		b, err := io.ReadAll(io.LimitReader(nr, maxNotes))
 		if err != nil {
-			continue
+			// No SEEK_DATA here: take the file as all data.
+			l.extents, l.holes = []extent{{0, l.size}}, 0
+			return l, nil
 		}
-		g, gid := parseNotes(b, f.ByteOrder)
-		if gnu == "" {
-			gnu = g
+		hole, err := unix.Seek(fd, data, unix.SEEK_HOLE)
+		if err != nil || hole > l.size {
+			hole = l.size
 		}
-		if goID == "" {
-			goID = gid
+		if len(l.extents) == maxExtents {
+			return l, fmt.Errorf("executable of %d bytes has more than %d data extents: not hashed or copied", l.size, maxExtents)
 		}
-		if gnu != "" && goID != "" {
-			break
-		}
+		l.extents = append(l.extents, extent{data, hole})
+		off = hole
 	}
-	return gnu, goID, nil
+	var data int64
+	for _, e := range l.extents {
+		data += e.end - e.off
+	}
+	l.holes = l.size - data
+	if l.holes > maxHoleBytes {
+		return l, fmt.Errorf("executable claims %d bytes but holds only %d (sparse): not hashed or copied", l.size, data)
+	}
+	return l, nil
 }
 
-// parseNotes walks ELF note records (namesz, descsz, type, name, desc, each
-// 4-aligned), stopping at the first malformed one.
-func parseNotes(b []byte, order binary.ByteOrder) (gnu, goID string) {
-	align := func(n uint32) int { return int((uint64(n) + 3) &^ 3) }
-	for len(b) >= 12 {
-		namesz, descsz, typ := order.Uint32(b), order.Uint32(b[4:]), order.Uint32(b[8:])
-		b = b[12:]
-		if align(namesz) > len(b) {
-			return
+// zeros feeds holes to the hash.
+var zeros [copyBuffer]byte
+
+// read streams exe as l describes it: data extents to data, holes as
+// zeros to hole (which may be nil). It stops when ctx is done.
+func (l exeLayout) read(ctx context.Context, exe *os.File, data func(off int64, b []byte) error, hole func(n int64)) error {
+	buf := make([]byte, copyBuffer)
+	pos := int64(0)
+	for _, e := range append(l.extents, extent{l.size, l.size}) {
+		if hole != nil && e.off > pos {
+			hole(e.off - pos)
 		}
-		name := string(bytes.TrimRight(b[:namesz], "\x00"))
-		b = b[align(namesz):]
-		if align(descsz) > len(b) {
-			return
+		r := ctxio.Reader(ctx, io.NewSectionReader(exe, e.off, e.end-e.off))
+		off := e.off
+		for off < e.end {
+			n, err := io.ReadFull(r, buf[:min(int64(len(buf)), e.end-off)])
+			if n > 0 {
+				if err := data(off, buf[:n]); err != nil {
+					return err
+				}
+				off += int64(n)
+			}
+			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+				return fmt.Errorf("executable shrank to %d bytes while read", off)
+			}
+			if err != nil {
+				return err
+			}
 		}
-		desc := b[:descsz]
-		b = b[align(descsz):]
-		switch {
-		case name == "GNU" && typ == noteGNUBuildID && gnu == "":
-			gnu = hex.EncodeToString(desc)
-		case name == "Go" && typ == noteGoBuildID && goID == "":
-			goID = string(desc)
-		}
+		pos = e.end
 	}
-	return
+	return nil
 }
 
-// copyExecutable streams at most limit bytes of the held executable into
-// dst, hashing them, and syncs dst. It reads from offset 0 whatever was read
-// from the handle before.
-func copyExecutable(dst *os.File, exe *os.File, limit int64) (size int64, sum string, err error) {
+// hashHoles writes n zero bytes to h.
+func hashHoles(h io.Writer) func(int64) {
+	return func(n int64) {
+		for n > 0 {
+			k := min(n, int64(len(zeros)))
+			h.Write(zeros[:k])
+			n -= k
+		}
+	}
+}
+
+// hashExecutable returns the sha256 of the held executable.
+func hashExecutable(ctx context.Context, exe *os.File, l exeLayout) (string, error) {
 	h := sha256.New()
-	size, err = io.CopyBuffer(io.MultiWriter(dst, h), io.NewSectionReader(exe, 0, limit), make([]byte, copyBuffer))
+	err := l.read(ctx, exe, func(_ int64, b []byte) error { h.Write(b); return nil }, hashHoles(h))
 	if err != nil {
-		return size, "", fmt.Errorf("copy executable: %w", err)
+		return "", fmt.Errorf("hash executable: %w", err)
 	}
-	if err := dst.Sync(); err != nil {
-		return size, "", fmt.Errorf("copy executable: %w", err)
-	}
-	return size, hex.EncodeToString(h.Sum(nil)), nil
+	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
-// hashExecutable returns the size and sha256 of the held executable.
-func hashExecutable(exe *os.File) (int64, string, error) {
+// copyExecutable copies the held executable into dst, hashing it, and
+// syncs dst. Holes stay holes: only the data extents are written, and the
+// file is extended to its size at the end.
+func copyExecutable(ctx context.Context, dst *os.File, exe *os.File, l exeLayout) (size int64, sum string, err error) {
 	h := sha256.New()
-	size, err := io.CopyBuffer(h, io.NewSectionReader(exe, 0, 1<<62), make([]byte, copyBuffer))
-	if err != nil {
-		return size, "", fmt.Errorf("hash executable: %w", err)
+	var written int64
+	err = l.read(ctx, exe, func(off int64, b []byte) error {
+		h.Write(b)
+		if _, err := dst.WriteAt(b, off); err != nil {
+			return err
+		}
+		written = max(written, off+int64(len(b)))
+		return nil
+	}, hashHoles(h))
+	if err == nil && written < l.size {
+		err = dst.Truncate(l.size)
+		written = l.size
 	}
-	return size, hex.EncodeToString(h.Sum(nil)), nil
+	if err == nil {
+		err = dst.Sync()
+	}
+	if err != nil {
+		return written, "", fmt.Errorf("copy executable: %w", err)
+	}
+	return written, hex.EncodeToString(h.Sum(nil)), nil
 }

@@ -17,8 +17,6 @@ import (
 	"github.com/klauspost/compress/zstd"
 	"golang.org/x/sys/unix"
 
-	"github.com/corepipe/corepipe"
-
 	"github.com/corepipe/corepipe/collector/corepattern"
 	"github.com/corepipe/corepipe/internal/crashtest"
 )
@@ -172,15 +170,7 @@ func BenchmarkKernelPipeHold(b *testing.B) {
 	spool := filepath.Join(dir, "s")
 	// Steady state on a node: the agent has stored the executable already.
 	os.Mkdir(spool, 0o700)
-	f, err := os.Open(exe)
-	if err != nil {
-		b.Fatal(err)
-	}
-	gnu, goID, _ := buildIDs(f)
-	f.Close()
-	if err := (Spool{Dir: spool}).MarkExecutableStored(corepipe.ExeArtifact{BuildID: gnu, GoBuildID: goID}.ContentID()); err != nil {
-		b.Fatal(err)
-	}
+	markStored(b, spool, exe, "")
 	for _, size := range []int{10 << 20, 1 << 30} {
 		for _, mode := range []string{"pipe", "file"} {
 			b.Run(fmt.Sprintf("%s/%dMiB", mode, size>>20), func(b *testing.B) {

@@ -2,7 +2,6 @@ package collector
 
 import (
 	"bytes"
-	"encoding/binary"
 	"math"
 	"os"
 	"reflect"
@@ -120,29 +119,5 @@ func TestFilterEnviron(t *testing.T) {
 	want := map[string]string{"GOMAXPROCS": "4", "GODEBUG": "a=1,b=2", "GOGC": "off"}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("filterEnviron = %q, want %q", got, want)
-	}
-}
-
-func TestParseNotes(t *testing.T) {
-	note := func(name string, typ uint32, desc []byte) []byte {
-		var b bytes.Buffer
-		pad := func(n int) { b.Write(make([]byte, (4-n%4)%4)) }
-		binary.Write(&b, binary.LittleEndian, []uint32{uint32(len(name) + 1), uint32(len(desc)), typ})
-		b.WriteString(name + "\x00")
-		pad(len(name) + 1)
-		b.Write(desc)
-		pad(len(desc))
-		return b.Bytes()
-	}
-	b := append(note("GNU", noteGNUBuildID, []byte{0xde, 0xad, 0xbe, 0xef}), note("Go", noteGoBuildID, []byte("abc/def"))...)
-	gnu, goID := parseNotes(b, binary.LittleEndian)
-	if gnu != "deadbeef" || goID != "abc/def" {
-		t.Errorf("parseNotes = %q, %q", gnu, goID)
-	}
-	// A descsz pointing past the end stops the walk instead of panicking.
-	bad := note("GNU", noteGNUBuildID, []byte{1, 2, 3, 4})
-	binary.LittleEndian.PutUint32(bad[4:], 1<<31)
-	if gnu, goID := parseNotes(bad, binary.LittleEndian); gnu != "" || goID != "" {
-		t.Errorf("malformed note gave %q, %q", gnu, goID)
 	}
 }

@@ -29,6 +29,12 @@ type Settings struct {
 	// RateWindow (in nanoseconds in the file; DefaultRateWindow when 0).
 	RateLimit  int           `json:"rate_limit,omitempty"`
 	RateWindow time.Duration `json:"rate_window,omitempty"`
+	// MaxExecutableSize is the largest executable hashed or copied
+	// (DefaultMaxExecutableSize when 0, no limit when negative).
+	MaxExecutableSize int64 `json:"max_executable_size,omitempty"`
+	// MaxCollectors is how many collectors may store a core at once on the
+	// node (DefaultMaxCollectors when 0); keep it below core_pipe_limit.
+	MaxCollectors int `json:"max_collectors,omitempty"`
 }
 
 // LoadSettings reads the spool's settings; a spool without any has the
@@ -89,4 +95,6 @@ func (s Settings) Apply(cfg *Config) {
 	cfg.IgnoreRlimitCore = s.IgnoreRlimitCore
 	cfg.RateLimit = s.RateLimit
 	cfg.RateWindow = s.RateWindow
+	cfg.MaxExecutableSize = s.MaxExecutableSize
+	cfg.MaxCollectors = s.MaxCollectors
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -23,7 +24,11 @@ import (
 //	<spool>/<id>/core.zst        the core, zstd; absent when it was dropped
 //	<spool>/<id>/executable      the crashed executable; absent when it was
 //	                             not captured or already stored
-//	<spool>/executables/<name>   marker: the agent stored this executable
+//	<spool>/executables/<name>   marker: the agent stored an executable
+//	                             under this content ID; holds its
+//	                             "<sha256> <size>"
+//	<spool>/slots/<n>            flock'd by each collector storing a core
+//	                             (see slots.go)
 //	<spool>/collector.log        the collector's own failures, size-capped
 //	<spool>/collector.json       the limits the agent set (Settings)
 //	<spool>/spool.lock           the space ledger's lock (see quota.go)
@@ -165,20 +170,52 @@ func (e Entry) Quarantine() error {
 	return nil
 }
 
-// ExecutableStored reports whether the agent marked the executable with this
-// content ID (see corepipe.ExeArtifact.ContentID) as stored.
-func (s Spool) ExecutableStored(contentID string) bool {
-	if contentID == "" {
-		return false
-	}
-	fi, err := os.Lstat(filepath.Join(s.Dir, ExecutablesDir, corepipe.SafeName(contentID)))
-	return err == nil && fi.Mode().IsRegular()
+// StoredExe is what a marker says the blob store holds under a content ID:
+// the sha256 and size of the object, or an empty SHA256 when the agent did
+// not learn them (the object was there before, with other content).
+type StoredExe struct {
+	SHA256 string
+	Size   int64
 }
 
-// MarkExecutableStored records that the executable is durably stored, so
-// collectors stop copying it. Call it only after the store confirmed the
-// write. Marking twice is not an error.
-func (s Spool) MarkExecutableStored(contentID string) error {
+// ExecutableStored reports whether the agent marked the executable with this
+// content ID (see corepipe.ExeArtifact.ContentID) as stored, and with what
+// content. A build ID is chosen by the program that crashed: only the
+// content says whether another executable with the same ID is the same.
+func (s Spool) ExecutableStored(contentID string) (StoredExe, bool) {
+	if contentID == "" {
+		return StoredExe{}, false
+	}
+	f, err := openNoFollow(filepath.Join(s.Dir, ExecutablesDir, corepipe.SafeName(contentID)))
+	if err != nil {
+		return StoredExe{}, false
+	}
+	defer f.Close()
+	return readMarker(f)
+}
+
+// readMarker reads "<sha256> <size>". A marker of an older agent is empty:
+// stored, content unknown.
+func readMarker(f *os.File) (StoredExe, bool) {
+	fi, err := f.Stat()
+	if err != nil || !fi.Mode().IsRegular() {
+		return StoredExe{}, false
+	}
+	b, _ := io.ReadAll(io.LimitReader(f, 128))
+	var m StoredExe
+	if fields := strings.Fields(string(b)); len(fields) == 2 && len(fields[0]) == 64 {
+		if n, err := strconv.ParseInt(fields[1], 10, 64); err == nil && n >= 0 {
+			m = StoredExe{SHA256: fields[0], Size: n}
+		}
+	}
+	return m, true
+}
+
+// MarkExecutableStored records that the blob store durably holds m under
+// contentID, so collectors of an executable with that content stop copying
+// it. Call it only after the store confirmed the write. A marker is
+// replaced, never appended to.
+func (s Spool) MarkExecutableStored(contentID string, m StoredExe) error {
 	if contentID == "" {
 		return errors.New("mark executable stored: empty content id")
 	}
@@ -189,15 +226,31 @@ func (s Spool) MarkExecutableStored(contentID string) error {
 	if fi, err := os.Lstat(dir); err != nil || !fi.IsDir() {
 		return fmt.Errorf("mark executable stored: %s is not a directory", dir)
 	}
-	f, err := os.OpenFile(filepath.Join(dir, corepipe.SafeName(contentID)), os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW, 0o600)
-	if errors.Is(err, fs.ErrExist) {
+	name := filepath.Join(dir, corepipe.SafeName(contentID))
+	if cur, ok := s.ExecutableStored(contentID); ok && cur == m {
 		return nil
 	}
+	tmp := name + tmpSuffix
+	os.Remove(tmp)
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW, 0o600)
 	if err != nil {
 		return fmt.Errorf("mark executable stored: %w", err)
 	}
+	if m.SHA256 != "" {
+		_, err = fmt.Fprintf(f, "%s %d\n", m.SHA256, m.Size)
+	}
 	// Losing a marker in a power cut only costs one more copy: no fsync.
-	return f.Close()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, name)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("mark executable stored: %w", err)
+	}
+	return nil
 }
 
 // CleanStale removes entries left as .tmp by a collector that died, once

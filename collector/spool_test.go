@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -110,22 +111,39 @@ func TestEntryManifestChecks(t *testing.T) {
 
 func TestExecutableMarkers(t *testing.T) {
 	s := Spool{Dir: t.TempDir()}
-	if s.ExecutableStored("abc") || s.ExecutableStored("") {
+	if _, ok := s.ExecutableStored("abc"); ok {
 		t.Fatal("marker before marking")
 	}
+	if _, ok := s.ExecutableStored(""); ok {
+		t.Fatal("marker of the empty ID")
+	}
+	m := StoredExe{SHA256: strings.Repeat("0f", 32), Size: 42}
 	for range 2 {
-		if err := s.MarkExecutableStored("../../go/build/id"); err != nil {
+		if err := s.MarkExecutableStored("../../go/build/id", m); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if !s.ExecutableStored("../../go/build/id") {
-		t.Error("marker not found after marking")
+	if got, ok := s.ExecutableStored("../../go/build/id"); !ok || got != m {
+		t.Errorf("marker = %+v, %v after marking %+v", got, ok, m)
+	}
+	// The content is replaced, not appended to.
+	m2 := StoredExe{SHA256: strings.Repeat("1e", 32), Size: 7}
+	if err := s.MarkExecutableStored("../../go/build/id", m2); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.ExecutableStored("../../go/build/id"); got != m2 {
+		t.Errorf("marker = %+v after re-marking %+v", got, m2)
 	}
 	if _, err := os.Lstat(filepath.Join(s.Dir, ExecutablesDir, corepipe.SafeName("../../go/build/id"))); err != nil {
 		t.Errorf("marker not under executables/: %v", err)
 	}
-	if err := s.MarkExecutableStored(""); err == nil {
+	if err := s.MarkExecutableStored("", m); err == nil {
 		t.Error("empty content id marked")
+	}
+	// An older agent's empty marker: stored, content unknown.
+	os.WriteFile(filepath.Join(s.Dir, ExecutablesDir, "old"), nil, 0o600)
+	if got, ok := s.ExecutableStored("old"); !ok || got != (StoredExe{}) {
+		t.Errorf("empty marker = %+v, %v", got, ok)
 	}
 }
 

@@ -17,7 +17,6 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -25,6 +24,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/corepipe/corepipe/collector"
+	"github.com/corepipe/corepipe/internal/size"
 )
 
 // maxLogSize caps collector.log; one older generation is kept beside it.
@@ -38,9 +38,9 @@ func run(argv []string) int {
 	start := time.Now()
 	flags := flag.NewFlagSet("corepipe-collector", flag.ContinueOnError)
 	spool := flags.String("spool", "", "spool `directory` the node agent reads")
-	maxCore := flags.String("max-core-size", "0", "keep at most this many raw core bytes (K, M, G suffixes; 0: no limit)")
-	maxUse := flags.String("max-use", "0", "bytes the whole spool may hold (0: no limit)")
-	keepFree := flags.String("keep-free", "0", "bytes to keep free on the spool's filesystem")
+	maxCore := flags.String("max-core-size", "0", "keep at most this many raw core bytes, a size like 512M or 2G (0: no limit)")
+	maxUse := flags.String("max-use", "0", "size the whole spool may hold (0: no limit)")
+	keepFree := flags.String("keep-free", "0", "size to keep free on the spool's filesystem")
 	envAllow := flags.String("env-allow", "", "comma-separated environment variables to keep (default "+strings.Join(collector.DefaultEnvAllowlist, ",")+")")
 	rateLimit := flags.Int("rate-limit", 0, "keep the cores of only this many crashes of one executable per -rate-window (0: no limit)")
 	rateWindow := flags.Duration("rate-window", collector.DefaultRateWindow, "the window of -rate-limit")
@@ -50,8 +50,8 @@ func run(argv []string) int {
 	}
 	stderr := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	var warnings []string
-	size := func(name, s string) int64 {
-		n, err := parseSize(s)
+	sizeOf := func(name, s string) int64 {
+		n, err := size.Parse(s)
 		if err != nil {
 			// A bad limit must not cost the crash: capture without it.
 			warnings = append(warnings, fmt.Sprintf("-%s ignored: %v", name, err))
@@ -69,11 +69,11 @@ func run(argv []string) int {
 	flags.Visit(func(f *flag.Flag) {
 		switch f.Name {
 		case "max-core-size":
-			cfg.MaxCoreSize = size(f.Name, *maxCore)
+			cfg.MaxCoreSize = sizeOf(f.Name, *maxCore)
 		case "max-use":
-			cfg.SpoolMaxUse = size(f.Name, *maxUse)
+			cfg.SpoolMaxUse = sizeOf(f.Name, *maxUse)
 		case "keep-free":
-			cfg.SpoolKeepFree = size(f.Name, *keepFree)
+			cfg.SpoolKeepFree = sizeOf(f.Name, *keepFree)
 		case "env-allow":
 			cfg.EnvAllowlist = strings.Split(*envAllow, ",")
 		case "rate-limit":
@@ -87,9 +87,20 @@ func run(argv []string) int {
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
 	// The deadline ends the core's stream; this ends anything else that
-	// hangs (a stuck filesystem), leaving a .tmp entry for the agent to clean.
+	// hangs (a stuck filesystem), removing the unfinished entry on the way.
 	time.AfterFunc(*timeout+time.Minute, func() {
 		msg := "collector still running a minute past its deadline: giving up"
+		// The filesystem may be what hangs: never wait on it for long.
+		done := make(chan error, 1)
+		go func() { done <- collector.Abandon() }()
+		select {
+		case err := <-done:
+			if err != nil {
+				msg += fmt.Sprintf("; the unfinished entry is left for the agent to clean: %v", err)
+			}
+		case <-time.After(5 * time.Second):
+			msg += "; removing the unfinished entry hangs, the agent will clean it"
+		}
 		stderr.Error(msg)
 		logLine(*spool, slog.LevelError, msg, "args", strings.Join(flags.Args(), " "))
 		os.Exit(1)
@@ -159,30 +170,4 @@ func logLine(spool string, level slog.Level, msg string, attrs ...any) {
 	}
 	f.Write(buf.Bytes())
 	f.Close()
-}
-
-// parseSize reads a byte count with an optional binary K, M, G or T suffix.
-func parseSize(s string) (int64, error) {
-	s = strings.TrimSpace(s)
-	shift := 0
-	if s != "" {
-		switch strings.ToUpper(s[len(s)-1:]) {
-		case "K":
-			shift = 10
-		case "M":
-			shift = 20
-		case "G":
-			shift = 30
-		case "T":
-			shift = 40
-		}
-		if shift > 0 {
-			s = s[:len(s)-1]
-		}
-	}
-	n, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || n < 0 || n > (1<<62)>>shift {
-		return 0, fmt.Errorf("size %q: want a non-negative byte count such as 512M", s)
-	}
-	return n << shift, nil
 }

@@ -6,9 +6,12 @@ package agent
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"time"
@@ -265,34 +268,119 @@ func (a *Agent) record(ctx context.Context, c *corepipe.Crash) error {
 	return nil
 }
 
-// shipExecutable stores the executable once per content ID. The collector
-// skips copying an executable the spool says is stored; then only its key is
-// recorded here.
+// shipExecutable stores the executable once per content. A build ID is
+// whatever the crashing program's notes say, so the object already under
+// executables/<build ID> may be another program's (a squatter's, or a
+// collision): the agent compares content before taking it for this one, and
+// when it differs stores this executable under its sha256 instead, with a
+// note, so neither the crash nor the debugger that downloads its executable
+// gets the other program. A key that exists is never reason enough to skip
+// an upload.
 func (a *Agent) shipExecutable(ctx context.Context, e collector.Entry, c *corepipe.Crash) error {
-	id := c.Executable.ContentID()
+	x := &c.Executable
+	id := x.ContentID()
 	if id == "" {
 		return nil
 	}
-	key := corepipe.ExecutableKey(id)
 	p := e.ExecutablePath()
+	if p == "" {
+		// Not copied: the collector found the same content stored (see
+		// its notes), under the build ID or under the sha256.
+		if m, ok := a.cfg.Spool.ExecutableStored(id); ok && x.SHA256 != "" && m.SHA256 == x.SHA256 {
+			x.Key = corepipe.ExecutableKey(id)
+		} else if _, ok := a.cfg.Spool.ExecutableStored(x.SHA256); ok && x.SHA256 != "" {
+			x.Key = corepipe.ExecutableKey(x.SHA256)
+		}
+		return nil
+	}
+	sum, size, err := hashFile(p)
+	if err != nil {
+		return fmt.Errorf("store executable: %w", err)
+	}
+	if x.SHA256 != "" && x.SHA256 != sum {
+		return fmt.Errorf("spool entry %s: %w: executable does not match its manifest's sha256", e.ID, corepipe.ErrInvalid)
+	}
+	x.SHA256 = sum
+	key := corepipe.ExecutableKey(id)
+	stored, err := a.storedContent(ctx, key, size)
+	if err != nil {
+		return fmt.Errorf("store executable: %w", err)
+	}
 	switch {
-	case p != "":
-		if _, err := a.cfg.Blobs.Stat(ctx, key); errors.Is(err, corepipe.ErrNotFound) {
+	case stored.SHA256 == sum:
+		// Already there, the same bytes.
+	case stored == (collector.StoredExe{}) || id == sum:
+		// Missing, or a content-addressed key holding other bytes, which
+		// only a damaged store can: (re)write it.
+		if err := a.putFile(ctx, key, p); err != nil {
+			return fmt.Errorf("store executable: %w", err)
+		}
+		stored = collector.StoredExe{SHA256: sum, Size: size}
+	default:
+		// Another executable holds this build ID.
+		if err := a.cfg.Spool.MarkExecutableStored(id, stored); err != nil {
+			return err
+		}
+		a.log.Warn("build ID already stored with other content: executable stored under its sha256",
+			"crash", c.ID, "build_id", id, "sha256", sum)
+		c.Notes = append(c.Notes, fmt.Sprintf("executable build ID %s is already stored with other content: this executable is stored under its sha256 %s", id, sum))
+		id, key = sum, corepipe.ExecutableKey(sum)
+		if stored, err = a.storedContent(ctx, key, size); err != nil {
+			return fmt.Errorf("store executable: %w", err)
+		}
+		if stored.SHA256 != sum {
 			if err := a.putFile(ctx, key, p); err != nil {
 				return fmt.Errorf("store executable: %w", err)
 			}
-		} else if err != nil {
-			return fmt.Errorf("store executable: %w", err)
 		}
-		if err := a.cfg.Spool.MarkExecutableStored(id); err != nil {
-			return err
-		}
-	case !a.cfg.Spool.ExecutableStored(id):
-		// Neither copied nor known: the collector could not read it.
-		return nil
+		stored = collector.StoredExe{SHA256: sum, Size: size}
 	}
-	c.Executable.Key = key
+	if err := a.cfg.Spool.MarkExecutableStored(id, stored); err != nil {
+		return err
+	}
+	x.Key = key
 	return nil
+}
+
+// storedContent returns the sha256 and size of the object at key, the zero
+// StoredExe when there is none. An object of another size than want is not
+// read: it differs, and its hash is recorded as unknown.
+func (a *Agent) storedContent(ctx context.Context, key string, want int64) (collector.StoredExe, error) {
+	size, err := a.cfg.Blobs.Stat(ctx, key)
+	if errors.Is(err, corepipe.ErrNotFound) {
+		return collector.StoredExe{}, nil
+	}
+	if err != nil {
+		return collector.StoredExe{}, err
+	}
+	if size != want {
+		return collector.StoredExe{Size: size, SHA256: "unknown"}, nil
+	}
+	r, err := a.cfg.Blobs.Get(ctx, key)
+	if err != nil {
+		return collector.StoredExe{}, err
+	}
+	defer r.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, r); err != nil {
+		return collector.StoredExe{}, fmt.Errorf("read %s: %w", key, err)
+	}
+	return collector.StoredExe{SHA256: hex.EncodeToString(h.Sum(nil)), Size: size}, nil
+}
+
+// hashFile returns the sha256 and size of a spool file, never through a link.
+func hashFile(path string) (string, int64, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW, 0)
+	if err != nil {
+		return "", 0, err
+	}
+	defer f.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, f)
+	if err != nil {
+		return "", 0, err
+	}
+	return hex.EncodeToString(h.Sum(nil)), n, nil
 }
 
 func (a *Agent) putFile(ctx context.Context, key, path string) error {

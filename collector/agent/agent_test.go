@@ -143,7 +143,7 @@ func TestShipStoresThenQueuesThenDeletes(t *testing.T) {
 	if entries, _ := r.spool.Entries(); len(entries) != 0 {
 		t.Errorf("%d spool entries left after shipping", len(entries))
 	}
-	if !r.spool.ExecutableStored("abc123") {
+	if _, ok := r.spool.ExecutableStored("abc123"); !ok {
 		t.Error("the executable was not marked stored, so the collector will copy it again")
 	}
 }
@@ -157,6 +157,8 @@ func TestShipKnownExecutable(t *testing.T) {
 	if _, err := r.agent.ShipAll(context.Background()); err != nil {
 		t.Fatal(err)
 	}
+	// As the collector records it when the marker's content matched.
+	second.Executable.SHA256 = sha256Hex("exe")
 	writeEntry(t, r.spool.Dir, second, []byte("core 2"), nil)
 	if _, err := r.agent.ShipAll(context.Background()); err != nil {
 		t.Fatal(err)

@@ -76,7 +76,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		reg.MustRegister(m.captured, m.dropped, m.truncated, m.uploaded, m.bytes, m.retries,
 			m.spoolBytes, m.waiting, m.oldest, m.reinstalls, m.quarantined)
 	}
-	for _, reason := range []string{collector.DroppedRlimit, collector.DroppedSpoolFull, collector.DroppedRateLimited, collector.DroppedWrite} {
+	for _, reason := range []string{collector.DroppedRlimit, collector.DroppedSpoolFull, collector.DroppedRateLimited, collector.DroppedWrite, collector.DroppedBusy} {
 		m.dropped.WithLabelValues(reason)
 	}
 	return m
