@@ -6,10 +6,14 @@ import (
 	"crypto/subtle"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"strings"
+	"sync"
+	"syscall"
+	"time"
 
 	"github.com/corepipe/corepipe"
 )
@@ -27,7 +31,9 @@ const (
 	// RoleDebugger also downloads cores and executables, which hold the
 	// crashed process's secrets.
 	RoleDebugger
-	// RoleAdmin can do everything; nothing needs more than debugger yet.
+	// RoleAdmin can do everything, including downloading the core of a
+	// setuid program (suid_dumpable=2), which may hold another user's
+	// secrets.
 	RoleAdmin
 )
 
@@ -48,9 +54,24 @@ func ParseRole(s string) (Role, error) {
 // minTokenLen keeps guessable tokens out of auth files.
 const minTokenLen = 16
 
-// Tokens are the bearer tokens the server accepts, each with its role.
+// tokensRecheck is how often an auth file is looked at again: removing a
+// token from it revokes the token, and the browser sessions signed in with
+// it, within this long.
+const tokensRecheck = 2 * time.Second
+
+// Tokens are the bearer tokens the server accepts, each with its role. Tokens
+// loaded from a file follow the file: a token removed from it stops working,
+// and so do the sessions signed in with it.
 type Tokens struct {
+	path string
+
+	mu      sync.Mutex
 	entries []tokenEntry
+	stamp   fileStamp
+	checked time.Time
+	// failed is the stamp of a file that would not parse: it is reported
+	// once, and the tokens before it stay in force.
+	failed fileStamp
 }
 
 type tokenEntry struct {
@@ -60,19 +81,49 @@ type tokenEntry struct {
 	role Role
 }
 
+// fileStamp tells a changed file from the one read last: a Kubernetes
+// Secret volume swaps a symlink (a new inode), an editor rewrites in place
+// (a new size or mtime).
+type fileStamp struct {
+	dev, ino uint64
+	size     int64
+	mtime    int64
+}
+
+func stampOf(fi os.FileInfo) fileStamp {
+	st := fileStamp{size: fi.Size(), mtime: fi.ModTime().UnixNano()}
+	if sys, ok := fi.Sys().(*syscall.Stat_t); ok {
+		st.dev, st.ino = uint64(sys.Dev), sys.Ino
+	}
+	return st
+}
+
 // LoadTokens reads an auth file: one "TOKEN ROLE" per line, roles viewer,
-// debugger or admin; blank lines and lines starting with # are ignored.
+// debugger or admin; blank lines and lines starting with # are ignored. The
+// file is read again when it changes.
 func LoadTokens(path string) (*Tokens, error) {
+	entries, stamp, err := readTokens(path)
+	if err != nil {
+		return nil, err
+	}
+	return &Tokens{path: path, entries: entries, stamp: stamp, checked: time.Now()}, nil
+}
+
+func readTokens(path string) ([]tokenEntry, fileStamp, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("auth file: %w", err)
+		return nil, fileStamp{}, fmt.Errorf("auth file: %w", err)
 	}
 	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fileStamp{}, fmt.Errorf("auth file: %w", err)
+	}
 	t, err := ParseTokens(f)
 	if err != nil {
-		return nil, fmt.Errorf("auth file %s: %w", path, err)
+		return nil, stampOf(fi), fmt.Errorf("auth file %s: %w", path, err)
 	}
-	return t, nil
+	return t.entries, stampOf(fi), nil
 }
 
 // ParseTokens reads the auth file format of LoadTokens.
@@ -112,10 +163,51 @@ func ParseTokens(r io.Reader) (*Tokens, error) {
 	return t, nil
 }
 
-// role returns the role of token, RoleNone when it is not one of ours. It
-// compares against every entry, so its time does not say which one matched.
+// refresh reads the auth file again if it changed since it was last read,
+// looking at most every tokensRecheck. A file that does not parse leaves
+// the previous tokens in force (an operator's typo must not lock everyone
+// out) and is reported, once, as the error.
+func (t *Tokens) refresh(now time.Time) (reloaded bool, err error) {
+	if t.path == "" {
+		return false, nil
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if now.Sub(t.checked) < tokensRecheck && !now.Before(t.checked) {
+		return false, nil
+	}
+	t.checked = now
+	fi, err := os.Stat(t.path)
+	if err != nil {
+		if t.failed == (fileStamp{}) {
+			t.failed = fileStamp{mtime: -1}
+			return false, fmt.Errorf("auth file: %w (keeping the tokens read before)", err)
+		}
+		return false, nil
+	}
+	st := stampOf(fi)
+	if st == t.stamp || st == t.failed {
+		return false, nil
+	}
+	entries, st, err := readTokens(t.path)
+	if err != nil {
+		t.failed = st
+		return false, fmt.Errorf("%w (keeping the tokens read before)", err)
+	}
+	t.entries, t.stamp, t.failed = entries, st, fileStamp{}
+	return true, nil
+}
+
+// role returns the role of token, RoleNone when it is not one of ours.
 func (t *Tokens) role(token string) Role {
-	h := sha256.Sum256([]byte(token))
+	return t.roleOf(sha256.Sum256([]byte(token)))
+}
+
+// roleOf compares against every entry, so its time does not say which one
+// matched.
+func (t *Tokens) roleOf(h [sha256.Size]byte) Role {
+	t.mu.Lock()
+	defer t.mu.Unlock()
 	found := RoleNone
 	for _, e := range t.entries {
 		if subtle.ConstantTimeCompare(h[:], e.hash[:]) == 1 {
@@ -125,43 +217,117 @@ func (t *Tokens) role(token string) Role {
 	return found
 }
 
-// tokenCookie carries the token of a browser session that signed in
-// through the login form: pages and download links work without scripts.
-const tokenCookie = "corepipe_token"
-
-// credential is the token a request presents: the Authorization header,
-// else the login cookie.
-func credential(r *http.Request) (string, error) {
-	if h := r.Header.Get("Authorization"); h != "" {
-		scheme, token, ok := strings.Cut(h, " ")
-		if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(token) == "" {
-			return "", fmt.Errorf("%w: want \"Authorization: Bearer <token>\"", corepipe.ErrUnauthorized)
-		}
-		return strings.TrimSpace(token), nil
+// bearer is the token of an Authorization header; "" without one.
+func bearer(r *http.Request) (string, error) {
+	h := r.Header.Get("Authorization")
+	if h == "" {
+		return "", nil
 	}
-	if c, err := r.Cookie(tokenCookie); err == nil && c.Value != "" {
-		return c.Value, nil
+	scheme, token, ok := strings.Cut(h, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(token) == "" {
+		return "", fmt.Errorf("%w: want \"Authorization: Bearer <token>\"", corepipe.ErrUnauthorized)
 	}
-	return "", fmt.Errorf("%w: a token is required (Authorization: Bearer TOKEN, or sign in at /login)", corepipe.ErrUnauthorized)
+	return strings.TrimSpace(token), nil
 }
 
-// authorize returns nil when r may do what needs role.
-func (s *Server) authorize(r *http.Request, need Role) error {
-	if s.tokens == nil || need == RoleNone {
-		return nil
+// identity is who a request comes from, once authenticated.
+type identity struct {
+	role Role
+	// user is who the proxy signed in; "" for a token.
+	user string
+	// session is the browser session the request presented, if any.
+	session *session
+	// proxy is set when an authenticating proxy vouched for the user.
+	proxy bool
+}
+
+type identityKey struct{}
+
+// identityOf is the identity guard found for r; with auth off, everyone is
+// admin.
+func identityOf(r *http.Request) identity {
+	id, _ := r.Context().Value(identityKey{}).(identity)
+	return id
+}
+
+// seesSecrets reports whether r may see the crashed process's command line
+// as it was: those who may download its core, which holds it anyway.
+func seesSecrets(r *http.Request) bool { return identityOf(r).role >= RoleDebugger }
+
+// redact returns reports as r may see them: scrubbed by
+// corepipe.RedactArgs below the debugger role.
+func redact(r *http.Request, reports []*corepipe.Report) []*corepipe.Report {
+	if seesSecrets(r) {
+		return reports
 	}
-	token, err := credential(r)
+	out := make([]*corepipe.Report, len(reports))
+	for i, rep := range reports {
+		out[i] = rep.Redacted()
+	}
+	return out
+}
+
+// identify finds who r comes from: an authenticating proxy's headers (from
+// a trusted address only), else a bearer token, else a session cookie.
+func (s *Server) identify(r *http.Request) (identity, error) {
+	if s.tokens == nil {
+		return identity{role: RoleAdmin}, nil
+	}
+	if reloaded, err := s.tokens.refresh(s.now()); err != nil {
+		s.log.Error("auth file not reloaded", slog.Any("err", err))
+	} else if reloaded {
+		s.log.Info("auth file reloaded")
+	}
+	if id, ok := s.proxyIdentity(r); ok {
+		return id, nil
+	}
+	token, err := bearer(r)
 	if err != nil {
-		return err
+		return identity{}, err
 	}
-	have := s.tokens.role(token)
-	if have == RoleNone {
-		return fmt.Errorf("%w: invalid token", corepipe.ErrUnauthorized)
+	if token != "" {
+		role := s.tokens.role(token)
+		if role == RoleNone {
+			return identity{}, fmt.Errorf("%w: invalid token", corepipe.ErrUnauthorized)
+		}
+		return identity{role: role}, nil
 	}
-	if have < need {
-		return fmt.Errorf("%w: this needs the %s role, the token has %s", corepipe.ErrForbidden, need, have)
+	if c, err := r.Cookie(sessionCookie); err == nil && c.Value != "" {
+		sess := s.sessions.get(c.Value, s.now())
+		if sess == nil {
+			return identity{}, fmt.Errorf("%w: the session has ended: sign in again with your token", corepipe.ErrUnauthorized)
+		}
+		role := s.tokens.roleOf(sess.token)
+		if role == RoleNone {
+			// The token was removed from the auth file: so is the session.
+			s.sessions.remove(c.Value)
+			return identity{}, fmt.Errorf("%w: the session's token was revoked", corepipe.ErrUnauthorized)
+		}
+		return identity{role: role, session: sess}, nil
 	}
-	return nil
+	return identity{}, fmt.Errorf("%w: a token is required (Authorization: Bearer TOKEN, or sign in at /login)", corepipe.ErrUnauthorized)
+}
+
+// authorize returns who r comes from when they may do what needs role.
+func (s *Server) authorize(r *http.Request, need Role) (identity, error) {
+	id, err := s.identify(r)
+	if err != nil {
+		if need == RoleNone {
+			return identity{}, nil
+		}
+		return identity{}, err
+	}
+	if id.role < need {
+		return id, fmt.Errorf("%w: this needs the %s role, %s has %s", corepipe.ErrForbidden, need, id.describe(), id.role)
+	}
+	return id, nil
+}
+
+func (id identity) describe() string {
+	if id.proxy {
+		return truncate(id.user)
+	}
+	return "the token"
 }
 
 // Listen opens the server's listener on addr. Without tokens anyone who can

@@ -161,11 +161,14 @@ func TestAuthMatrix(t *testing.T) {
 		{"bad token", http.Header{"Authorization": {"Bearer not-a-token-at-all-xx"}}, RoleNone, true},
 		{"basic auth", http.Header{"Authorization": {"Basic dXNlcjpwYXNz"}}, RoleNone, true},
 		{"empty bearer", http.Header{"Authorization": {"Bearer "}}, RoleNone, true},
-		{"bad cookie", http.Header{"Cookie": {tokenCookie + "=nope"}}, RoleNone, true},
+		{"bad cookie", http.Header{"Cookie": {sessionCookie + "=nope"}}, RoleNone, true},
+		// The old cookie held the token itself; it means nothing now.
+		{"token as cookie", http.Header{"Cookie": {"corepipe_token=" + viewerToken}}, RoleNone, false},
+		{"token as session", http.Header{"Cookie": {sessionCookie + "=" + viewerToken}}, RoleNone, true},
 		{"viewer", http.Header{"Authorization": {"Bearer " + viewerToken}}, RoleViewer, false},
-		{"viewer cookie", http.Header{"Cookie": {tokenCookie + "=" + viewerToken}}, RoleViewer, false},
+		{"viewer session", e.signIn(viewerToken), RoleViewer, false},
 		{"debugger", http.Header{"Authorization": {"bearer " + debuggerToken}}, RoleDebugger, false},
-		{"debugger cookie", http.Header{"Cookie": {tokenCookie + "=" + debuggerToken}}, RoleDebugger, false},
+		{"debugger session", e.signIn(debuggerToken), RoleDebugger, false},
 		{"admin", http.Header{"Authorization": {"Bearer " + adminToken}}, RoleAdmin, false},
 	}
 	for _, rt := range routes {
@@ -190,7 +193,7 @@ func TestAuthMatrix(t *testing.T) {
 					if !strings.Contains(string(body), `action="/login"`) {
 						t.Errorf("UI 401 without the login form: %.300s", body)
 					}
-					if c.bad && !strings.Contains(string(body), "invalid token") && !strings.Contains(string(body), "Bearer") {
+					if c.bad && !strings.Contains(string(body), "invalid token") && !strings.Contains(string(body), "Bearer") && !strings.Contains(string(body), "session") {
 						t.Errorf("UI 401 does not say what is wrong with the token: %.300s", body)
 					}
 					return
@@ -216,64 +219,242 @@ func TestNoAuthAllowsEverything(t *testing.T) {
 	}
 }
 
+// loginForm is what a browser has after GET /login: the login cookie and
+// the form's CSRF token.
+type loginForm struct {
+	cookie *http.Cookie
+	csrf   string
+}
+
+func (e *env) loginForm() loginForm {
+	e.t.Helper()
+	resp, body := e.do("GET", "/login", nil, nil)
+	if resp.StatusCode != http.StatusOK {
+		e.t.Fatalf("GET /login: %s", resp.Status)
+	}
+	var f loginForm
+	for _, c := range resp.Cookies() {
+		if c.Name == loginCookie {
+			f.cookie = c
+		}
+	}
+	f.csrf = between(string(body), `name="csrf" value="`, `"`)
+	if f.cookie == nil || f.csrf == "" {
+		e.t.Fatalf("GET /login gave no login cookie or CSRF token: %v %.400s", resp.Cookies(), body)
+	}
+	return f
+}
+
+// post sends a form as a browser on this site does: its cookie, its CSRF
+// token, and the Origin of the page.
+func (e *env) post(path string, cookies []*http.Cookie, values url.Values) (*http.Response, []byte) {
+	e.t.Helper()
+	h := http.Header{"Content-Type": {"application/x-www-form-urlencoded"}, "Origin": {e.url}}
+	for _, c := range cookies {
+		h.Add("Cookie", c.Name+"="+c.Value)
+	}
+	return e.do("POST", path, h, strings.NewReader(values.Encode()))
+}
+
+func cookieNamed(resp *http.Response, name string) *http.Cookie {
+	for _, c := range resp.Cookies() {
+		if c.Name == name {
+			return c
+		}
+	}
+	return nil
+}
+
+// signIn signs in through the form and returns the header that presents
+// the session.
+func (e *env) signIn(token string) http.Header {
+	e.t.Helper()
+	f := e.loginForm()
+	resp, body := e.post("/login", []*http.Cookie{f.cookie}, url.Values{"token": {token}, "next": {"/"}, "csrf": {f.csrf}})
+	c := cookieNamed(resp, sessionCookie)
+	if resp.StatusCode != http.StatusSeeOther || c == nil {
+		e.t.Fatalf("sign in: %s %v %.300s", resp.Status, resp.Cookies(), body)
+	}
+	return http.Header{"Cookie": {c.Name + "=" + c.Value}}
+}
+
+// csrfOf is the sign-out form's CSRF token on a page.
+func csrfOf(body []byte) string {
+	return between(string(body), `name="csrf" value="`, `"`)
+}
+
 func TestLoginFlow(t *testing.T) {
 	e, r := authEnv(t)
-	form := func(token, next string) io.Reader {
-		return strings.NewReader(url.Values{"token": {token}, "next": {next}}.Encode())
-	}
-	formHeader := http.Header{"Content-Type": {"application/x-www-form-urlencoded"}}
-
 	resp, body := e.do("GET", "/crashes/"+r.ID, nil, nil)
 	if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(string(body), `value="/crashes/`+r.ID+`"`) {
 		t.Fatalf("signed-out crash page: %s, next not kept: %.400s", resp.Status, body)
 	}
 
-	resp, body = e.do("POST", "/login", formHeader, form("wrong-token-wrong-token", "/crashes/"+r.ID))
+	f := e.loginForm()
+	form := func(token, next string) url.Values {
+		return url.Values{"token": {token}, "next": {next}, "csrf": {f.csrf}}
+	}
+	resp, body = e.post("/login", []*http.Cookie{f.cookie}, form("wrong-token-wrong-token", "/crashes/"+r.ID))
 	if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(string(body), "invalid token") {
 		t.Errorf("wrong token: %s %.200s", resp.Status, body)
 	}
-	if len(resp.Cookies()) != 0 {
-		t.Error("a wrong token set a cookie")
+	if cookieNamed(resp, sessionCookie) != nil {
+		t.Error("a wrong token set a session cookie")
 	}
 
-	resp, _ = e.do("POST", "/login", formHeader, form(viewerToken, "/crashes/"+r.ID))
+	resp, _ = e.post("/login", []*http.Cookie{f.cookie}, form(viewerToken, "/crashes/"+r.ID))
 	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/crashes/"+r.ID {
 		t.Fatalf("login: %s to %q", resp.Status, resp.Header.Get("Location"))
 	}
-	var cookie *http.Cookie
-	for _, c := range resp.Cookies() {
-		if c.Name == tokenCookie {
-			cookie = c
-		}
+	cookie := cookieNamed(resp, sessionCookie)
+	if cookie == nil || !cookie.HttpOnly || cookie.SameSite != http.SameSiteLaxMode || cookie.Path != "/" || cookie.MaxAge <= 0 || cookie.Secure {
+		t.Fatalf("session cookie %+v: want HttpOnly, SameSite=Lax, Path=/, an expiry, not Secure on http", cookie)
 	}
-	if cookie == nil || !cookie.HttpOnly || cookie.SameSite != http.SameSiteLaxMode || cookie.Path != "/" || cookie.MaxAge <= 0 {
-		t.Fatalf("login cookie %+v: want HttpOnly, SameSite=Lax, Path=/, an expiry", cookie)
+	if strings.Contains(cookie.Value, viewerToken) || len(cookie.Value) < 20 {
+		t.Fatalf("session cookie %q: want a random ID, not the token", cookie.Value)
 	}
 	withCookie := http.Header{"Cookie": {cookie.Name + "=" + cookie.Value}}
 	resp, body = e.do("GET", "/crashes/"+r.ID, withCookie, nil)
 	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "Sign out") {
 		t.Errorf("signed-in crash page: %s", resp.Status)
 	}
+	csrf := csrfOf(body)
 	// The page links the core, but a viewer may not download it.
 	if resp, _ := e.do("GET", "/api/v1/crashes/"+r.ID+"/core", withCookie, nil); resp.StatusCode != http.StatusForbidden {
 		t.Errorf("viewer downloading a core: %s", resp.Status)
 	}
 
-	resp, _ = e.do("POST", "/logout", withCookie, nil)
-	if resp.StatusCode != http.StatusSeeOther || len(resp.Cookies()) != 1 || resp.Cookies()[0].MaxAge >= 0 {
-		t.Errorf("logout: %s, cookies %v", resp.Status, resp.Cookies())
+	// Sign-out without the page's token, or from another site, is refused
+	// and leaves the session alone.
+	if resp, _ := e.post("/logout", []*http.Cookie{cookie}, url.Values{}); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("logout without CSRF token: %s", resp.Status)
+	}
+	if resp, _ := e.post("/logout", []*http.Cookie{cookie}, url.Values{"csrf": {"forged"}}); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("logout with a wrong CSRF token: %s", resp.Status)
+	}
+	foreign := http.Header{"Content-Type": {"application/x-www-form-urlencoded"}, "Origin": {"https://evil.example"}, "Cookie": withCookie["Cookie"]}
+	if resp, _ := e.do("POST", "/logout", foreign, strings.NewReader(url.Values{"csrf": {csrf}}.Encode())); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("logout from another origin: %s", resp.Status)
+	}
+	if resp, _ := e.do("GET", "/crashes/"+r.ID, withCookie, nil); resp.StatusCode != http.StatusOK {
+		t.Fatalf("a refused logout ended the session: %s", resp.Status)
 	}
 
-	for next, want := range map[string]string{
-		"//evil.example/":       "/",
-		"/\\evil.example":       "/",
-		"https://evil.example/": "/",
-		"":                      "/",
-		"/groups?status=new":    "/groups?status=new",
+	resp, _ = e.post("/logout", []*http.Cookie{cookie}, url.Values{"csrf": {csrf}})
+	if c := cookieNamed(resp, sessionCookie); resp.StatusCode != http.StatusSeeOther || c == nil || c.MaxAge >= 0 {
+		t.Errorf("logout: %s, cookies %v", resp.Status, resp.Cookies())
+	}
+	// The server forgot the session: the same cookie, kept by someone who
+	// copied it, no longer works.
+	if resp, _ := e.do("GET", "/api/v1/crashes", withCookie, nil); resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("session after logout: %s, want 401", resp.Status)
+	}
+}
+
+// TestLoginCSRF: the sign-in form is protected too (login CSRF signs a
+// victim into the attacker's account).
+func TestLoginCSRF(t *testing.T) {
+	e, _ := authEnv(t)
+	f := e.loginForm()
+	other := e.loginForm()
+	for name, tc := range map[string]struct {
+		cookies []*http.Cookie
+		values  url.Values
+		origin  string
+	}{
+		"no token":          {[]*http.Cookie{f.cookie}, url.Values{"token": {adminToken}}, e.url},
+		"no cookie":         {nil, url.Values{"token": {adminToken}, "csrf": {f.csrf}}, e.url},
+		"another's token":   {[]*http.Cookie{f.cookie}, url.Values{"token": {adminToken}, "csrf": {other.csrf}}, e.url},
+		"foreign origin":    {[]*http.Cookie{f.cookie}, url.Values{"token": {adminToken}, "csrf": {f.csrf}}, "https://evil.example"},
+		"null origin":       {[]*http.Cookie{f.cookie}, url.Values{"token": {adminToken}, "csrf": {f.csrf}}, "null"},
+		"foreign same-site": {[]*http.Cookie{f.cookie}, url.Values{"token": {adminToken}, "csrf": {f.csrf}}, "http://127.0.0.1:1"},
 	} {
-		resp, _ := e.do("POST", "/login", formHeader, form(adminToken, next))
-		if loc := resp.Header.Get("Location"); loc != want {
-			t.Errorf("next %q: redirected to %q, want %q", next, loc, want)
+		h := http.Header{"Content-Type": {"application/x-www-form-urlencoded"}, "Origin": {tc.origin}}
+		for _, c := range tc.cookies {
+			h.Add("Cookie", c.Name+"="+c.Value)
+		}
+		resp, body := e.do("POST", "/login", h, strings.NewReader(tc.values.Encode()))
+		if resp.StatusCode != http.StatusForbidden || cookieNamed(resp, sessionCookie) != nil {
+			t.Errorf("%s: %s %v, want 403 without a session: %.200s", name, resp.Status, resp.Cookies(), body)
+		}
+	}
+	// Fetch metadata from a browser says the form came from elsewhere.
+	h := http.Header{"Content-Type": {"application/x-www-form-urlencoded"}, "Sec-Fetch-Site": {"cross-site"}, "Cookie": {f.cookie.Name + "=" + f.cookie.Value}}
+	if resp, _ := e.do("POST", "/login", h, strings.NewReader(url.Values{"token": {adminToken}, "csrf": {f.csrf}}.Encode())); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("Sec-Fetch-Site cross-site: %s", resp.Status)
+	}
+	// A body past the limit is refused, not read.
+	big := url.Values{"token": {strings.Repeat("x", maxFormBody)}, "csrf": {f.csrf}}
+	if resp, _ := e.post("/login", []*http.Cookie{f.cookie}, big); resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("oversized form: %s, want 400", resp.Status)
+	}
+}
+
+// TestRedirectCorpus holds every way of writing another origin that
+// browsers accept in a Location header.
+func TestRedirectCorpus(t *testing.T) {
+	for next, want := range map[string]string{
+		"":                               "/",
+		"/":                              "/",
+		"/groups?status=new":             "/groups?status=new",
+		"/crashes/01ABC":                 "/crashes/01ABC",
+		"/?node=a%2Fb&since=24h":         "/?node=a%2Fb&since=24h",
+		"//evil.example/":                "/",
+		"///evil.example/":               "/",
+		"/\\evil.example":                "/",
+		"\\\\evil.example":               "/",
+		"/\\/evil.example":               "/",
+		"\\/evil.example":                "/",
+		"/\t/evil.example/":              "/",
+		"/%09/evil.example/":             "/",
+		"\t//evil.example/":              "/",
+		"/\n/evil.example/":              "/",
+		"/\r\n/evil.example/":            "/",
+		"/%0d%0aSet-Cookie:x=y":          "/",
+		"/%5Cevil.example":               "/",
+		"/%5cevil.example":               "/",
+		"/%2F/evil.example":              "/",
+		"/%2f%2fevil.example":            "/",
+		"%2F%2Fevil.example":             "/",
+		"https://evil.example/":          "/",
+		"http:evil.example":              "/",
+		"javascript:alert(1)":            "/",
+		"JavaScript:alert(1)":            "/",
+		" /evil":                         "/",
+		"evil.example":                   "/",
+		"/\x00/evil.example":             "/",
+		"/ok#frag":                       "/ok",
+		"//user@evil.example":            "/",
+		"/@evil.example":                 "/@evil.example",
+		"/crashes/x?next=//evil.example": "/crashes/x?next=//evil.example",
+		strings.Repeat("/a", 2000):       "/",
+	} {
+		got := safeNext(next)
+		if got != want {
+			t.Errorf("safeNext(%q) = %q, want %q", next, got, want)
+		}
+		// Whatever it returns, a browser resolving it against this site
+		// stays on this site.
+		base, _ := url.Parse("https://crashes.example.com/login")
+		u, err := base.Parse(got)
+		if err != nil || u.Host != "crashes.example.com" || u.Scheme != "https" {
+			t.Errorf("safeNext(%q) = %q leaves the site (%v, %v)", next, got, u, err)
+		}
+	}
+}
+
+// TestRedirectThroughLogin is the demonstrated attack end to end: the
+// query's next survives into the form and comes back as the Location.
+func TestRedirectThroughLogin(t *testing.T) {
+	e, _ := authEnv(t)
+	for _, next := range []string{"/%09/evil.example/", "//evil.example/", "/%5Cevil.example", "https://evil.example/"} {
+		resp, body := e.do("GET", "/login?next="+next, nil, nil)
+		form := between(string(body), `name="next" value="`, `"`)
+		var f loginForm
+		f.cookie, f.csrf = cookieNamed(resp, loginCookie), csrfOf(body)
+		resp, _ = e.post("/login", []*http.Cookie{f.cookie}, url.Values{"token": {viewerToken}, "next": {form}, "csrf": {f.csrf}})
+		if loc := resp.Header.Get("Location"); resp.StatusCode != http.StatusSeeOther || loc != "/" {
+			t.Errorf("next %q: %s to %q, want / (form kept %q)", next, resp.Status, loc, form)
 		}
 	}
 }

@@ -45,11 +45,12 @@ func (s *Server) listCrashes(w http.ResponseWriter, r *http.Request) {
 	if crashes == nil {
 		crashes = []*corepipe.Report{}
 	}
-	writeJSON(w, http.StatusOK, crashList{Crashes: crashes, NextCursor: next})
+	writeJSON(w, http.StatusOK, crashList{Crashes: redact(r, crashes), NextCursor: next})
 }
 
-// getCrash streams the stored report as it is: it can be tens of MiB for a
-// process with many goroutines, and there is nothing to add to it.
+// getCrash streams the stored report: it can be tens of MiB for a process
+// with many goroutines. A viewer gets it through redactStream, which
+// scrubs the command line and copies the rest as it reads.
 func (s *Server) getCrash(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	if _, err := s.crash(r.Context(), id); err != nil {
@@ -62,13 +63,44 @@ func (s *Server) getCrash(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer rc.Close()
-	s.stream(w, r, rc, "application/json", "")
+	if seesSecrets(r) {
+		s.stream(w, r, rc, "application/json", "")
+		return
+	}
+	pr, pw := io.Pipe()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		pw.CloseWithError(redactStream(pw, rc))
+	}()
+	defer func() {
+		// Unblocks the copier if the client went away, then waits for it
+		// before rc is closed under it.
+		pr.Close()
+		<-done
+	}()
+	s.stream(w, r, pr, "application/json", "")
+}
+
+// suidOnlyAdmin refuses the artifacts of a setuid or otherwise privileged
+// program (the kernel's suid_dumpable=2 mode) to anyone below admin: its
+// memory may hold another user's secrets, which a debugger of the program's
+// own team has no claim to.
+func (s *Server) suidOnlyAdmin(r *http.Request, sum *corepipe.Report, what string) error {
+	if sum.Process.Dumpable != 2 || identityOf(r).role >= RoleAdmin {
+		return nil
+	}
+	return fmt.Errorf("%w: crash %s is of a privileged (setuid) process, dumped under suid_dumpable=2: its %s is for the admin role only", corepipe.ErrForbidden, sum.ID, what)
 }
 
 func (s *Server) getCore(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	sum, err := s.crash(r.Context(), id)
 	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if err := s.suidOnlyAdmin(r, sum, "core"); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
@@ -102,6 +134,10 @@ func (s *Server) getExecutable(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	sum, err := s.crash(r.Context(), id)
 	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if err := s.suidOnlyAdmin(r, sum, "executable"); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
@@ -186,11 +222,19 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, src io.Reader, c
 		// The whole object fit in the first chunk: its length is known.
 		h.Set("Content-Length", fmt.Sprint(n))
 	}
+	// The server's WriteTimeout would cut a multi-GiB download short:
+	// each chunk gets its own deadline instead, so only a client that
+	// stops reading is dropped.
+	rc := http.NewResponseController(w)
+	out := writerFunc(func(p []byte) (int, error) {
+		_ = rc.SetWriteDeadline(time.Now().Add(writeTimeout))
+		return w.Write(p)
+	})
 	w.WriteHeader(http.StatusOK)
-	if _, werr := w.Write(buf[:n]); werr != nil || err != nil {
+	if _, werr := out.Write(buf[:n]); werr != nil || err != nil {
 		return
 	}
-	if _, err := io.CopyBuffer(w, src, buf); err != nil {
+	if _, err := io.CopyBuffer(out, src, buf); err != nil {
 		if r.Context().Err() == nil {
 			s.log.ErrorContext(r.Context(), "download failed mid-stream",
 				slog.String("path", r.URL.Path), slog.String("crash_id", r.PathValue("id")), slog.Any("err", err))
@@ -198,3 +242,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, src io.Reader, c
 		panic(http.ErrAbortHandler)
 	}
 }
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }

@@ -50,6 +50,7 @@ func (s *Server) getGroup(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
+	d.Crashes = redact(r, d.Crashes)
 	writeJSON(w, http.StatusOK, d)
 }
 

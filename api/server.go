@@ -7,10 +7,15 @@ package api
 
 import (
 	"context"
+	"crypto/rand"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/netip"
+	"net/url"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -35,8 +40,24 @@ type Config struct {
 	Index Index
 	Blobs corepipe.BlobStore
 	// Tokens are the accepted bearer tokens. Nil turns auth off: every
-	// request may do everything, so listen on loopback only (see Listen).
+	// request may do everything, so listen on loopback only (see Listen),
+	// and only loopback host names are answered (against DNS rebinding).
 	Tokens *Tokens
+	// PublicURL is where people reach the server (https://crashes.example.com)
+	// when it is behind a proxy: an https URL makes cookies Secure, and its
+	// host is an origin forms may come from.
+	PublicURL string
+	// TrustedProxies are the addresses of an authenticating proxy whose
+	// identity headers (X-Forwarded-User, -Email, -Groups) and
+	// X-Forwarded-Proto are believed; GroupRoles maps its groups to roles
+	// ("*": everyone it signed in). Both need Tokens (auth on).
+	TrustedProxies []netip.Prefix
+	GroupRoles     map[string]Role
+	// SessionTTL is how long a browser stays signed in; 0 is
+	// DefaultSessionTTL.
+	SessionTTL time.Duration
+	// Now is the clock of sessions and auth-file reloads; nil is time.Now.
+	Now func() time.Time
 	// Logger receives request failures; nil discards them.
 	Logger *slog.Logger
 	// Ready reports whether the index has caught up with the stored reports;
@@ -63,6 +84,14 @@ type Server struct {
 	metrics *httpMetrics
 	gather  prometheus.Gatherer
 	pages   pages
+
+	publicURL  *url.URL
+	proxies    []netip.Prefix
+	groupRoles map[string]Role
+	sessions   *sessions
+	sessionTTL time.Duration
+	csrfKey    [32]byte
+	now        func() time.Time
 }
 
 // New builds a Server and registers its metrics. It parses the UI
@@ -77,8 +106,34 @@ func New(cfg Config) (*Server, error) {
 		ready:   cfg.Ready,
 		pending: cfg.Pending,
 		gather:  cfg.Gatherer,
-		pages:   parsePages(cfg.Tokens != nil),
+		pages:   parsePages(),
+
+		proxies:    cfg.TrustedProxies,
+		groupRoles: cfg.GroupRoles,
+		sessions:   newSessions(),
+		sessionTTL: cfg.SessionTTL,
+		now:        cfg.Now,
 	}
+	if cfg.PublicURL != "" {
+		u, err := url.Parse(cfg.PublicURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, fmt.Errorf("%w: public URL %q: want http(s)://host[:port]", corepipe.ErrInvalid, truncate(cfg.PublicURL))
+		}
+		s.publicURL = u
+	}
+	if len(cfg.TrustedProxies) > 0 && cfg.Tokens == nil {
+		return nil, fmt.Errorf("%w: trusted proxies need an auth file: without one, auth is off", corepipe.ErrInvalid)
+	}
+	switch {
+	case s.sessionTTL < 0:
+		return nil, fmt.Errorf("%w: session lifetime %v: want a positive duration", corepipe.ErrInvalid, s.sessionTTL)
+	case s.sessionTTL == 0:
+		s.sessionTTL = DefaultSessionTTL
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	rand.Read(s.csrfKey[:])
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -133,14 +188,81 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /logout", s.logout)
 	mux.Handle("GET /static/", http.StripPrefix("/static/", staticHandler()))
 	mux.HandleFunc("/", s.uiNotFound)
-	return securityHeaders(s.metrics.instrument(mux))
+	return securityHeaders(s.checkHost(limitBody(s.metrics.instrument(mux))))
 }
 
-// guard runs h when the request may do what needs role. The UI answers a
-// request without a valid token with the login form, the API with JSON.
+// maxBody bounds every request body; the largest the server reads is a
+// sign-in form (maxFormBody).
+const maxBody = 64 << 10
+
+func limitBody(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+		next.ServeHTTP(w, r)
+	})
+}
+
+// checkHost answers, with auth off, only requests naming this machine's
+// loopback: otherwise a web page on any site could point a DNS name at
+// 127.0.0.1 and read cores from `corepipe dev` through the visitor's
+// browser. With auth on, such a page has no credentials to send.
+func (s *Server) checkHost(next http.Handler) http.Handler {
+	if s.tokens != nil {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !loopbackHost(r.Host) {
+			writeJSON(w, http.StatusMisdirectedRequest, errorBody{"without an auth file this server answers only to localhost, 127.0.0.1 or [::1], not " + truncate(r.Host)})
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func loopbackHost(hostport string) bool {
+	host := hostport
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	a, err := netip.ParseAddr(host)
+	return err == nil && a.Unmap().IsLoopback()
+}
+
+// Timeouts of the HTTP server. Downloads stream for as long as they make
+// progress: stream extends the write deadline chunk by chunk.
+const (
+	readHeaderTimeout = 10 * time.Second
+	readTimeout       = 30 * time.Second
+	writeTimeout      = time.Minute
+	idleTimeout       = 2 * time.Minute
+	maxHeaderBytes    = 64 << 10
+)
+
+// NewHTTPServer is the http.Server to run h with: a client that sends its
+// request slowly, or stops reading a response, holds a connection no longer
+// than these timeouts.
+func NewHTTPServer(h http.Handler) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
+		WriteTimeout:      writeTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+	}
+}
+
+// guard runs h when the request may do what needs role, with the
+// requester's identity in its context. The UI answers a request without a
+// valid credential with the login form, the API with JSON.
 func (s *Server) guard(need Role, ui bool, h http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if err := s.authorize(r, need); err != nil {
+		id, err := s.authorize(r, need)
+		if err != nil {
 			switch {
 			case ui && errorStatus(err) == http.StatusUnauthorized:
 				s.renderLogin(w, r, http.StatusUnauthorized, r.URL.RequestURI(), err)
@@ -154,7 +276,7 @@ func (s *Server) guard(need Role, ui bool, h http.HandlerFunc) http.Handler {
 			}
 			return
 		}
-		h(w, r)
+		h(w, r.WithContext(context.WithValue(r.Context(), identityKey{}, id)))
 	})
 }
 

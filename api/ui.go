@@ -40,14 +40,13 @@ type pages struct {
 	list, crash, groups, group, login, error *template.Template
 }
 
-func parsePages(authOn bool) pages {
+func parsePages() pages {
 	funcs := template.FuncMap{
 		"when":     func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") },
 		"day":      func(t time.Time) string { return t.UTC().Format("2006-01-02") },
 		"headline": (*corepipe.Report).Headline,
 		"join":     strings.Join,
 		"workload": workload,
-		"authOn":   func() bool { return authOn },
 		"ids":      goroutineIDs,
 		"frames":   frameList,
 		"own":      corepipe.OwnFrame,
@@ -142,7 +141,7 @@ func (s *Server) uiList(w http.ResponseWriter, r *http.Request) {
 		Filter:   f,
 		Since:    q.Get("since"),
 		Statuses: []string{corepipe.StatusAnalyzed, corepipe.StatusFailed, corepipe.StatusPending},
-		Crashes:  crashes,
+		Crashes:  redact(r, crashes),
 	}
 	if next != "" {
 		p.NextURL = "/?" + withCursor(q, next).Encode()
@@ -185,12 +184,15 @@ func (s *Server) uiCrash(w http.ResponseWriter, r *http.Request) {
 	debug := debugCommand(r, id)
 	rep, err := s.loadReport(r, id)
 	if errors.Is(err, corepipe.ErrNotFound) {
-		s.render(w, r, http.StatusOK, s.pages.crash, crashPage{Report: sum, Pending: true, Debug: debug})
+		s.render(w, r, http.StatusOK, s.pages.crash, crashPage{Report: redact(r, []*corepipe.Report{sum})[0], Pending: true, Debug: debug})
 		return
 	}
 	if err != nil {
 		s.uiError(w, r, err)
 		return
+	}
+	if !seesSecrets(r) {
+		rep = rep.Redacted()
 	}
 	p := crashPage{Report: rep, Crashing: rep.CrashingGoroutineReport(), Debug: debug}
 	for _, g := range rep.Goroutines {
@@ -284,6 +286,7 @@ func (s *Server) uiGroup(w http.ResponseWriter, r *http.Request) {
 		s.uiError(w, r, err)
 		return
 	}
+	d.Crashes = redact(r, d.Crashes)
 	from, step, n := chartRange(d.Group.FirstSeen, d.Group.LastSeen)
 	counts, err := s.index.Occurrences(r.Context(), signature, from, step, n)
 	if err != nil {
@@ -303,6 +306,9 @@ func (s *Server) uiGroup(w http.ResponseWriter, r *http.Request) {
 type loginPage struct {
 	Next    string
 	Message string
+	CSRF    string
+	// Hours is how long a session lasts, for the sentence under the form.
+	Hours int
 }
 
 func (s *Server) loginForm(w http.ResponseWriter, r *http.Request) {
@@ -314,57 +320,11 @@ func (s *Server) loginForm(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) renderLogin(w http.ResponseWriter, r *http.Request, status int, next string, err error) {
-	p := loginPage{Next: safeNext(next)}
+	p := loginPage{Next: safeNext(next), CSRF: s.loginCSRF(s.loginNonce(w, r)), Hours: int(s.sessionTTL.Round(time.Hour).Hours())}
 	if err != nil {
 		_, p.Message = s.errorMessage(r, err)
 	}
 	s.render(w, r, status, s.pages.login, p)
-}
-
-// maxLoginForm bounds the body of a login POST: a token and a path.
-const maxLoginForm = 8 << 10
-
-// loginMaxAge is how long a browser stays signed in.
-const loginMaxAge = 12 * time.Hour
-
-// login checks the token typed into the form and keeps it in an HttpOnly
-// cookie, which pages and download links then present: the UI needs no
-// script to authenticate. SameSite=Lax still sends it when someone follows
-// a link to a crash from chat.
-func (s *Server) login(w http.ResponseWriter, r *http.Request) {
-	if s.tokens == nil {
-		http.Redirect(w, r, "/", http.StatusSeeOther)
-		return
-	}
-	r.Body = http.MaxBytesReader(w, r.Body, maxLoginForm)
-	if err := r.ParseForm(); err != nil {
-		s.renderLogin(w, r, http.StatusBadRequest, "", fmt.Errorf("%w: login form: %v", corepipe.ErrInvalid, err))
-		return
-	}
-	token, next := strings.TrimSpace(r.PostForm.Get("token")), r.PostForm.Get("next")
-	if s.tokens.role(token) == RoleNone {
-		s.renderLogin(w, r, http.StatusUnauthorized, next, fmt.Errorf("%w: invalid token", corepipe.ErrUnauthorized))
-		return
-	}
-	http.SetCookie(w, &http.Cookie{
-		Name: tokenCookie, Value: token, Path: "/", MaxAge: int(loginMaxAge.Seconds()),
-		HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteLaxMode,
-	})
-	http.Redirect(w, r, safeNext(next), http.StatusSeeOther)
-}
-
-func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
-	http.SetCookie(w, &http.Cookie{Name: tokenCookie, Path: "/", MaxAge: -1, HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteLaxMode})
-	http.Redirect(w, r, "/login", http.StatusSeeOther)
-}
-
-// safeNext keeps the redirect after login on this site: a path, never
-// "//host" or "/\host", which browsers read as another site.
-func safeNext(next string) string {
-	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.ContainsAny(next, "\\\r\n") {
-		return "/"
-	}
-	return next
 }
 
 func (s *Server) uiNotFound(w http.ResponseWriter, r *http.Request) {
@@ -390,11 +350,32 @@ func (s *Server) uiError(w http.ResponseWriter, r *http.Request, err error) {
 	s.render(w, r, status, s.pages.error, errorPage{Status: status, Text: http.StatusText(status), Message: msg})
 }
 
+// view is what the layout renders: the page, and who is looking at it.
+type view struct {
+	Page any
+	// User is who is signed in ("" with auth off); SignOut and CSRF are set
+	// for a browser session, which the layout's sign-out form ends.
+	User    string
+	SignOut bool
+	CSRF    string
+}
+
 // render executes into a buffer first, so that a template failure becomes a
 // 500 rather than half a page under a 200.
 func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, t *template.Template, data any) {
+	v := view{Page: data}
+	if s.tokens != nil {
+		id, ok := r.Context().Value(identityKey{}).(identity)
+		if !ok {
+			id, _ = s.identify(r)
+		}
+		v.User = id.user
+		if id.session != nil {
+			v.SignOut, v.CSRF = true, id.session.csrf
+		}
+	}
 	var buf bytes.Buffer
-	if err := t.Execute(&buf, data); err != nil {
+	if err := t.Execute(&buf, v); err != nil {
 		_, msg := s.errorMessage(r, fmt.Errorf("render %s: %w", t.Name(), err))
 		http.Error(w, msg, http.StatusInternalServerError)
 		return
