@@ -9,6 +9,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/corepipe/corepipe"
 	"github.com/corepipe/corepipe/gotrace"
 )
 
@@ -220,4 +221,38 @@ func (k *keeper) excerpt() *Excerpt {
 	}
 	ex.Text = b.Bytes()
 	return ex
+}
+
+// Parse decodes a log of any format (format "" detects it) and parses the
+// last Go crash in it, the runtime's stream only where the log tells
+// streams apart.
+func Parse(ctx context.Context, r io.Reader, format string, o gotrace.Options) (*corepipe.Report, error) {
+	p := gotrace.NewParser(o)
+	d := NewDecoder(r, format)
+	cut := false
+	for n := 0; ; n++ {
+		if n%4096 == 0 && ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		l, err := d.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read log: %w", err)
+		}
+		if l.Stream == Stdout {
+			continue
+		}
+		cut = cut || l.Cut
+		p.Line(l.Text)
+	}
+	rep, err := p.Report()
+	if err != nil {
+		return nil, err
+	}
+	if cut {
+		rep.Lacks = append(rep.Lacks, "the ends of lines longer than the log reader keeps")
+	}
+	return rep, nil
 }

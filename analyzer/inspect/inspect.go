@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"runtime"
 	"runtime/debug"
 	"strings"
 
@@ -87,6 +88,11 @@ func Inspect(ctx context.Context, corePath, exePath string, opts Options) (rep *
 		r.Signal = &corepipe.Signal{Number: sig, Name: corepipe.SignalName(sig)}
 	}
 	r.Go = goInfo(exePath, exe)
+	// The pre-check admits only cores of the analyzer's own architecture.
+	r.Arch, r.Kind = runtime.GOARCH, corepipe.KindNative
+	if r.Go != nil {
+		r.Kind = corepipe.KindGo
+	}
 
 	defer func() {
 		if p := recover(); p != nil {

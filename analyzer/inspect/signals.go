@@ -9,4 +9,3 @@ func isFault(sig int) bool {
 	}
 	return false
 }
-

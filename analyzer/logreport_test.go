@@ -1,0 +1,160 @@
+package analyzer
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/corepipe/corepipe"
+	"github.com/corepipe/corepipe/analyzer/inspect"
+	"github.com/corepipe/corepipe/containerlog"
+	"github.com/corepipe/corepipe/gotrace"
+	"github.com/corepipe/corepipe/internal/crashtest"
+	"github.com/corepipe/corepipe/internal/gotraceback"
+)
+
+func buildKinds(t *testing.T) string {
+	t.Helper()
+	src, err := os.ReadFile("inspect/testdata/kinds/main.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return crashtest.BuildGo(t, crashtest.Program{Files: map[string]string{"main.go": string(src)}})
+}
+
+// stderrOf runs exe with the environment's GOTRACEBACK replaced by tb ("" to
+// leave it unset, as most images do) and no core.
+func stderrOf(t *testing.T, exe, tb string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command("prlimit", append([]string{"--core=0", "--", exe}, args...)...)
+	env := []string{}
+	for _, e := range os.Environ() {
+		if !strings.HasPrefix(e, "GOTRACEBACK=") {
+			env = append(env, e)
+		}
+	}
+	if tb != "" {
+		env = append(env, "GOTRACEBACK="+tb)
+	}
+	cmd.Env = env
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	done := time.AfterFunc(time.Minute, func() { cmd.Process.Kill() })
+	defer done.Stop()
+	var exit *exec.ExitError
+	if err := cmd.Run(); !errors.As(err, &exit) {
+		t.Fatalf("%v did not crash: %v", args, err)
+	}
+	return stderr.String()
+}
+
+func fromLog(t *testing.T, text string) *corepipe.Report {
+	t.Helper()
+	found, err := containerlog.Parse(context.Background(), strings.NewReader(text), "", gotrace.Options{})
+	if err != nil {
+		t.Fatalf("parse: %v\n%s", err, text)
+	}
+	r := &corepipe.Report{Schema: corepipe.ReportSchema}
+	FromTraceback(r, found, corepipe.SourceLog)
+	Enrich(r, nil)
+	return r
+}
+
+// TestLogAndCoreShareSignature crashes each bug once with a core and once
+// as most pods run (no GOTRACEBACK, no core): both reports land in one
+// group, and read the same.
+func TestLogAndCoreShareSignature(t *testing.T) {
+	crashtest.RequireRoot(t)
+	exe := buildKinds(t)
+	for _, kind := range []string{"nilfield", "wild", "index", "customerror", "named", "recovered", "nested", "mapwrites", "overflow", "deadlock"} {
+		t.Run(kind, func(t *testing.T) {
+			core, res := crashtest.Core(t, exe, nil, kind)
+			fromCore, err := inspect.Inspect(context.Background(), core, exe, inspect.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			Enrich(fromCore, nil)
+			logs := map[string]string{"the same crash's stderr": res.Stderr}
+			if kind != "mapwrites" {
+				// Which of the writers throws is a race: another run may
+				// be another goroutine's stack.
+				logs["a crash without GOTRACEBACK"] = stderrOf(t, exe, "", kind)
+			}
+			for name, text := range logs {
+				r := fromLog(t, text)
+				if r.Signature != fromCore.Signature {
+					t.Errorf("%s: signature %s, the core's %s", name, r.Signature, fromCore.Signature)
+				}
+				if r.Title != fromCore.Title {
+					t.Errorf("%s: title %q, the core's %q", name, r.Title, fromCore.Title)
+				}
+			}
+		})
+	}
+}
+
+// TestHandleLogCrash: a container run the agent saw end, with the log
+// excerpt it kept and no core, becomes an analysed report from the log.
+func TestHandleLogCrash(t *testing.T) {
+	exe := buildKinds(t)
+	out := stderrOf(t, exe, "", "nilfield")
+	rg := newRig(t)
+	ctx := context.Background()
+	now := time.Now()
+	c := &corepipe.Crash{ID: corepipe.NewID(now), CapturedAt: now, Node: "n1",
+		Container:   &corepipe.Container{Namespace: "shop", Pod: "web", Container: "app"},
+		Termination: &corepipe.Termination{ExitCode: 2}}
+	c.Core.Dropped = "no core: the program exited with code 2 itself"
+	c.Log = &corepipe.LogArtifact{Source: corepipe.SourceLog, Key: corepipe.LogKey(c), Size: int64(len(out))}
+	if err := rg.blobs.Put(ctx, c.Log.Key, strings.NewReader(out), int64(len(out))); err != nil {
+		t.Fatal(err)
+	}
+	if err := rg.queue.PublishCrash(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	a := New(Config{Blobs: rg.blobs, Queue: rg.queue, Inspector: &fakeInspector{t: t}, TempDir: t.TempDir()})
+	a.Handle(ctx, rg.next(t))
+	rep := rg.report(t, c.ID)
+	if rep.Status != corepipe.StatusAnalyzed || rep.Source != corepipe.SourceLog || rep.Kind != corepipe.KindGo {
+		t.Fatalf("report status %q source %q kind %q: %s", rep.Status, rep.Source, rep.Kind, rep.Error)
+	}
+	want, err := gotraceback.Parse(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diffs := gotraceback.Compare(rep, want); len(diffs) > 0 {
+		t.Errorf("report disagrees with the runtime:\n%s", strings.Join(diffs, "\n"))
+	}
+	if !strings.HasPrefix(rep.Title, "nil pointer dereference in main.") || rep.Signature == "" || rep.Container.Pod != "web" {
+		t.Errorf("title %q signature %q container %+v", rep.Title, rep.Signature, rep.Container)
+	}
+	if len(rep.Lacks) == 0 {
+		t.Error("a report from a GOTRACEBACK=single log says nothing of what it lacks")
+	}
+}
+
+// TestHandleLogWithoutCrash: a log with no traceback (log.Fatal) still gets
+// the report of how the container ended.
+func TestHandleLogWithoutCrash(t *testing.T) {
+	rg := newRig(t)
+	ctx := context.Background()
+	now := time.Now()
+	c := &corepipe.Crash{ID: corepipe.NewID(now), CapturedAt: now, Node: "n1",
+		Container:   &corepipe.Container{Namespace: "shop", Pod: "web", Container: "app"},
+		Termination: &corepipe.Termination{ExitCode: 1}}
+	text := "2026/12/01 10:00:00 open /etc/app.yaml: no such file or directory\n"
+	c.Log = &corepipe.LogArtifact{Source: corepipe.SourceLog, Key: corepipe.LogKey(c), Size: int64(len(text))}
+	rg.blobs.Put(ctx, c.Log.Key, strings.NewReader(text), int64(len(text)))
+	rg.queue.PublishCrash(ctx, c)
+	a := New(Config{Blobs: rg.blobs, Queue: rg.queue, Inspector: &fakeInspector{t: t}, TempDir: t.TempDir()})
+	a.Handle(ctx, rg.next(t))
+	rep := rg.report(t, c.ID)
+	if rep.Status != corepipe.StatusAnalyzed || rep.Source != corepipe.SourceTermination || rep.Artifacts.Log == nil {
+		t.Fatalf("report status %q source %q log %+v", rep.Status, rep.Source, rep.Artifacts.Log)
+	}
+}
