@@ -97,6 +97,10 @@ var alertHeadings = map[notify.Kind]string{
 func (rd renderer) alert(m *notify.Message) *payload {
 	r, g := m.Report, m.Group
 	title := r.Headline()
+	private := r.Process.Dumpable == 2
+	if private {
+		title = privilegedTitle(r)
+	}
 	heading := alertHeadings[m.Kind]
 	blocks := []block{{Type: "header", Text: plain(heading+": "+title, maxHeader)}}
 
@@ -110,16 +114,19 @@ func (rd renderer) alert(m *notify.Message) *payload {
 			what = append(what, fmt.Sprintf("More than %d crashes within %s.", s.Count, s.Window))
 		}
 	}
-	if p := r.Panic; p != nil && p.Message != "" {
+	switch p := r.Panic; {
+	case private:
+		what = append(what, "A privileged process (setuid, dumped under suid_dumpable=2): its message and stack may hold what its user could not read, so they are shown only in the UI.")
+	case p != nil && p.Message != "":
 		what = append(what, p.Kind+": "+truncateRunes(p.Message, maxPanic))
-	} else if r.Error != "" {
+	case r.Error != "":
 		what = append(what, "analysis failed: "+truncateRunes(r.Error, maxPanic))
 	}
 	if len(what) > 0 {
 		blocks = append(blocks, block{Type: "section", Text: plain(strings.Join(what, "\n"), maxSection)})
 	}
 	blocks = append(blocks, block{Type: "section", Fields: fields(r, g)})
-	if len(r.TopFrames) > 0 {
+	if len(r.TopFrames) > 0 && !private {
 		blocks = append(blocks, block{Type: "section", Text: mrkdwn(codeBlock(r.TopFrames))})
 	}
 	blocks = append(blocks, block{Type: "context", Elements: []*textObj{rd.links(r.ID, g.Signature, g.Count)}})
@@ -129,6 +136,19 @@ func (rd renderer) alert(m *notify.Message) *payload {
 		fallback += " (" + where + ")"
 	}
 	return &payload{Text: fit(escape(fallback), maxFallback), Blocks: blocks}
+}
+
+// privilegedTitle names a crash of a privileged process without its
+// title, which can quote the panic message.
+func privilegedTitle(r *corepipe.Report) string {
+	what := "crash"
+	if r.Signal != nil && r.Signal.Name != "" {
+		what = r.Signal.Name
+	}
+	if r.Process.Exe != "" {
+		return what + " in " + r.Process.Exe
+	}
+	return what + " of a privileged process"
 }
 
 func fields(r *corepipe.Report, g *corepipe.Group) []*textObj {
