@@ -2,7 +2,6 @@ package inspect
 
 import (
 	"bytes"
-	"cmp"
 	"debug/elf"
 	"encoding/binary"
 	"errors"
@@ -13,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/corepipe/corepipe"
+	"github.com/corepipe/corepipe/buildid"
 )
 
 // Note types the kernel writes into a core (linux/elf.h). debug/elf only
@@ -22,8 +22,6 @@ const (
 	ntAuxv     = 6
 	ntSiginfo  = 0x53494749 // "SIGI"
 	ntFile     = 0x46494c45 // "FILE"
-	ntGNUBuild = 3          // NT_GNU_BUILD_ID, owner "GNU"
-	ntGoBuild  = 4          // Go build ID, owner "Go"
 
 	atEntry = 9 // AT_ENTRY in the auxiliary vector
 )
@@ -439,7 +437,10 @@ func readExe(path string) (*exeInfo, error) {
 	e := &exeInfo{path: path, typ: f.Type, entry: f.Entry, head: make([]byte, headSize)}
 	n, _ := fh.ReadAt(e.head, 0)
 	e.head = e.head[:n]
-	e.gnuBuild, e.goBuildID = buildIDs(f)
+	// The same bounded reader that keyed the executable's storage.
+	if ids, err := buildid.Read(fh); err == nil {
+		e.gnuBuild, e.goBuildID = ids.GNU, ids.Go
+	}
 	for _, p := range f.Progs {
 		if p.Type == elf.PT_LOAD && p.Off == 0 {
 			e.firstVaddr = p.Vaddr
@@ -447,57 +448,6 @@ func readExe(path string) (*exeInfo, error) {
 		}
 	}
 	return e, nil
-}
-
-// buildIDs returns the GNU and Go build IDs from the notes of an ELF file.
-func buildIDs(f *elf.File) (gnu, goID string) {
-	for _, p := range f.Progs {
-		if p.Type != elf.PT_NOTE || p.Filesz > 1<<20 {
-			continue
-		}
-		data := make([]byte, p.Filesz)
-		if _, err := io.ReadFull(p.Open(), data); err != nil {
-			continue
-		}
-		g, id := noteBuildIDs(data, f.ByteOrder)
-		gnu, goID = cmp.Or(g, gnu), cmp.Or(id, goID)
-	}
-	return gnu, goID
-}
-
-// noteBuildIDs finds the GNU and Go build IDs among the ELF notes in data.
-func noteBuildIDs(data []byte, bo binary.ByteOrder) (gnu, goID string) {
-	_ = walkNotes(data, bo, func(name string, typ uint32, desc []byte) {
-		switch {
-		case name == "GNU" && typ == ntGNUBuild:
-			gnu = fmt.Sprintf("%x", desc)
-		case name == "Go" && typ == ntGoBuild:
-			goID = string(desc)
-		}
-	})
-	return gnu, goID
-}
-
-// pageBuildIDs reads the build IDs from the first page of an executable as
-// the kernel dumped it. debug/elf cannot open it: the section headers are
-// at the end of the file, not in the page.
-func pageBuildIDs(page []byte) (gnu, goID string) {
-	if len(page) < elfHeaderSize {
-		return "", ""
-	}
-	le := binary.LittleEndian
-	phoff, phentsize, phnum := le.Uint64(page[32:]), uint64(le.Uint16(page[54:])), uint64(le.Uint16(page[56:]))
-	size := uint64(len(page))
-	for i := uint64(0); i < phnum && phentsize >= 48 && phoff <= size && (size-phoff)/phentsize > i; i++ {
-		ph := page[phoff+i*phentsize:]
-		off, filesz := le.Uint64(ph[8:]), le.Uint64(ph[32:])
-		if elf.ProgType(le.Uint32(ph)) != elf.PT_NOTE || off > size || filesz > size-off {
-			continue
-		}
-		g, id := noteBuildIDs(page[off:off+filesz], le)
-		gnu, goID = cmp.Or(g, gnu), cmp.Or(id, goID)
-	}
-	return gnu, goID
 }
 
 // errWrongExe is returned, wrapped, when an executable does not belong to a
@@ -540,10 +490,12 @@ func (c *coreFile) checkExe(exe *exeInfo) error {
 
 func (c *coreFile) mismatch(exe *exeInfo, corePath string, page []byte) error {
 	coreID := "unknown build ID"
-	if gnu, goID := pageBuildIDs(page); goID != "" {
-		coreID = "Go build ID " + goID
-	} else if gnu != "" {
-		coreID = "build ID " + gnu
+	// The first page as the kernel dumped it: the section headers are at
+	// the end of the file, so only the PT_NOTE notes are found in it.
+	if ids, _ := buildid.ReadImage(page); ids.Go != "" {
+		coreID = "Go build ID " + ids.Go
+	} else if ids.GNU != "" {
+		coreID = "build ID " + ids.GNU
 	}
 	exeID := "no build ID"
 	if exe.goBuildID != "" {
