@@ -104,6 +104,37 @@ func TestBrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 	saveArtifact(t, "browser-group.png", screenshot)
+
+	// Signing out goes through the CSRF-checked form and ends the session
+	// on the server: the list asks for a token again.
+	err = chromedp.Do(ctx,
+		chromedp.Click(chromedp.CSS(`form.logout button`)),
+		chromedp.WaitVisible(chromedp.CSS(`form.login`)),
+		chromedp.Navigate(e.url+"/"),
+		chromedp.WaitVisible(chromedp.CSS(`form.login`)),
+	)
+	if err != nil {
+		t.Fatalf("sign out: %v", err)
+	}
+
+	// The demonstrated open redirect: signing in from a link whose next is
+	// "/%09/evil.example/" stays on this server.
+	err = chromedp.Do(ctx,
+		chromedp.Navigate(e.url+"/login?next=/%09/evil.example/"),
+		chromedp.SendKeys(chromedp.CSS(`input[name="token"]`), viewerToken),
+		chromedp.Submit(chromedp.CSS(`form.login`)),
+		chromedp.WaitVisible(chromedp.CSS(`table.crashes`)),
+	)
+	if err != nil {
+		t.Fatalf("sign in with a foreign next: %v", err)
+	}
+	landed, err := chromedp.Run(ctx, chromedp.Location())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if landed != e.url+"/" {
+		t.Errorf("after sign-in the browser is at %q, want %s/", landed, e.url)
+	}
 }
 
 // saveArtifact writes b under the repository's artifacts/ directory, which
