@@ -32,9 +32,9 @@ type Config struct {
 	// twice.
 	Consumer corepipe.Consumer
 	Sender   Sender
-	// StatePath is the SQLite file of the notifier's memory.
-	StatePath string
-	Policy    Policy
+	// Store is the notifier's memory; the Notifier closes it.
+	Store  Store
+	Policy Policy
 	// Now is the clock of cool-downs and digests; default time.Now.
 	Now func() time.Time
 	// Poll is how often the digest is considered and failed state writes
@@ -63,10 +63,14 @@ type Notifier struct {
 // no redelivery can bring them back.
 const handledRetention = 100 * 24 * time.Hour
 
-// Open opens or creates the state at cfg.StatePath.
+// Open makes a Notifier of cfg. It owns cfg.Store from then on, even when
+// it fails.
 func Open(cfg Config) (*Notifier, error) {
-	if cfg.Consumer == nil || cfg.Sender == nil || cfg.StatePath == "" {
-		return nil, errors.New("notify: a consumer, a sender and a state file are required")
+	if cfg.Consumer == nil || cfg.Sender == nil || cfg.Store == nil {
+		if cfg.Store != nil {
+			cfg.Store.Close()
+		}
+		return nil, errors.New("notify: a consumer, a sender and a store are required")
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -80,17 +84,14 @@ func Open(cfg Config) (*Notifier, error) {
 	}
 	m, err := newMetrics(cfg.Registerer)
 	if err != nil {
-		return nil, fmt.Errorf("notify: %w", err)
-	}
-	st, err := openState(cfg.StatePath)
-	if err != nil {
+		cfg.Store.Close()
 		return nil, fmt.Errorf("notify: %w", err)
 	}
 	return &Notifier{
 		cfg:    cfg,
 		policy: cfg.Policy.withDefaults(),
 		log:    log,
-		state:  st,
+		state:  &state{store: cfg.Store},
 		m:      m,
 		wake:   make(chan struct{}, 1),
 	}, nil

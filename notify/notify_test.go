@@ -23,6 +23,7 @@ import (
 	"github.com/corepipe/corepipe/notify"
 	"github.com/corepipe/corepipe/notify/slack"
 	natsq "github.com/corepipe/corepipe/queue/nats"
+	"github.com/corepipe/corepipe/sqlite"
 )
 
 // TestMain fails the package when a goroutine outlives the tests: every
@@ -226,10 +227,14 @@ func (h *harness) start(wrap func(corepipe.Consumer) corepipe.Consumer) *notifie
 	if err != nil {
 		t.Fatal(err)
 	}
+	store, err := sqlite.OpenNotifyStore(h.state)
+	if err != nil {
+		t.Fatal(err)
+	}
 	n, err := notify.Open(notify.Config{
 		Consumer:   cons,
 		Sender:     sender,
-		StatePath:  h.state,
+		Store:      store,
 		Policy:     notify.Policy{Cooldown: time.Hour, SpikeCount: 20, SpikeWindow: 10 * time.Minute, DigestInterval: time.Hour},
 		Now:        h.clock.Now,
 		Poll:       10 * time.Millisecond,

@@ -41,14 +41,14 @@ func observe(ctx context.Context, tx *sql.Tx, r *corepipe.Report) error {
 func regroup(ctx context.Context, tx *sql.Tx, signature string) error {
 	rows, err := tx.QueryContext(ctx, `SELECT summary FROM crashes WHERE signature = ? ORDER BY captured_at, id`, signature)
 	if err != nil {
-		return fmt.Errorf("regroup %s: %w", signature, translate(err))
+		return fmt.Errorf("regroup %s: %w", signature, FormatError(err))
 	}
 	defer rows.Close()
 	var g corepipe.Group
 	for rows.Next() {
 		var summary []byte
 		if err := rows.Scan(&summary); err != nil {
-			return fmt.Errorf("regroup %s: %w", signature, translate(err))
+			return fmt.Errorf("regroup %s: %w", signature, FormatError(err))
 		}
 		var r corepipe.Report
 		if err := json.Unmarshal(summary, &r); err != nil {
@@ -57,12 +57,12 @@ func regroup(ctx context.Context, tx *sql.Tx, signature string) error {
 		g.Observe(&r)
 	}
 	if err := rows.Err(); err != nil {
-		return fmt.Errorf("regroup %s: %w", signature, translate(err))
+		return fmt.Errorf("regroup %s: %w", signature, FormatError(err))
 	}
 	rows.Close()
 	if g.Count == 0 {
 		if _, err := tx.ExecContext(ctx, `DELETE FROM groups WHERE signature = ?`, signature); err != nil {
-			return fmt.Errorf("regroup %s: delete: %w", signature, translate(err))
+			return fmt.Errorf("regroup %s: delete: %w", signature, FormatError(err))
 		}
 		return nil
 	}
@@ -100,7 +100,7 @@ func saveGroup(ctx context.Context, tx *sql.Tx, g *corepipe.Group) error {
 		g.Signature, g.Title, g.Count, unixNanos(g.FirstSeen), unixNanos(g.LastSeen), g.FirstVersion, g.LastVersion,
 		g.Status, nodes, workloads)
 	if err != nil {
-		return fmt.Errorf("save group %s: %w", g.Signature, translate(err))
+		return fmt.Errorf("save group %s: %w", g.Signature, FormatError(err))
 	}
 	return nil
 }
@@ -115,7 +115,7 @@ func scanGroup(row scanner) (*corepipe.Group, error) {
 	)
 	if err := row.Scan(&g.Signature, &g.Title, &g.Count, &first, &last, &g.FirstVersion, &g.LastVersion,
 		&g.Status, &nodes, &workloads); err != nil {
-		return nil, translate(err)
+		return nil, FormatError(err)
 	}
 	g.FirstSeen, g.LastSeen = fromNanos(first), fromNanos(last)
 	if err := json.Unmarshal(nodes, &g.Nodes); err != nil {
@@ -172,7 +172,7 @@ func (x *Index) Groups(ctx context.Context, f corepipe.GroupFilter) ([]*corepipe
 	args = append(args, limit+1)
 	rows, err := x.db.QueryContext(ctx, query, args...)
 	if err != nil {
-		return nil, "", fmt.Errorf("index groups: %w", translate(err))
+		return nil, "", fmt.Errorf("index groups: %w", FormatError(err))
 	}
 	defer rows.Close()
 	var out []*corepipe.Group
@@ -184,7 +184,7 @@ func (x *Index) Groups(ctx context.Context, f corepipe.GroupFilter) ([]*corepipe
 		out = append(out, g)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, "", fmt.Errorf("index groups: %w", translate(err))
+		return nil, "", fmt.Errorf("index groups: %w", FormatError(err))
 	}
 	if len(out) <= limit {
 		return out, "", nil
@@ -215,7 +215,7 @@ func (x *Index) shares(ctx context.Context, signature, column string) ([]corepip
 	rows, err := x.db.QueryContext(ctx, `SELECT `+column+`, count(*), min(captured_at), max(captured_at)
 		FROM crashes WHERE signature = ? GROUP BY `+column+` ORDER BY max(captured_at) DESC LIMIT ?`, signature, maxShares)
 	if err != nil {
-		return nil, fmt.Errorf("index %ss of %s: %w", column, signature, translate(err))
+		return nil, fmt.Errorf("index %ss of %s: %w", column, signature, FormatError(err))
 	}
 	defer rows.Close()
 	out := []corepipe.Share{}
@@ -225,13 +225,13 @@ func (x *Index) shares(ctx context.Context, signature, column string) ([]corepip
 			first, last int64
 		)
 		if err := rows.Scan(&s.Value, &s.Count, &first, &last); err != nil {
-			return nil, fmt.Errorf("index %ss of %s: %w", column, signature, translate(err))
+			return nil, fmt.Errorf("index %ss of %s: %w", column, signature, FormatError(err))
 		}
 		s.FirstSeen, s.LastSeen = fromNanos(first), fromNanos(last)
 		out = append(out, s)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("index %ss of %s: %w", column, signature, translate(err))
+		return nil, fmt.Errorf("index %ss of %s: %w", column, signature, FormatError(err))
 	}
 	return out, nil
 }
@@ -251,21 +251,21 @@ func (x *Index) Occurrences(ctx context.Context, signature string, from time.Tim
 		WHERE signature = ? AND captured_at >= ? AND captured_at < ? GROUP BY 1`,
 		start, int64(step), signature, start, end)
 	if err != nil {
-		return nil, fmt.Errorf("index occurrences of %s: %w", signature, translate(err))
+		return nil, fmt.Errorf("index occurrences of %s: %w", signature, FormatError(err))
 	}
 	defer rows.Close()
 	out := make([]int64, n)
 	for rows.Next() {
 		var bucket, count int64
 		if err := rows.Scan(&bucket, &count); err != nil {
-			return nil, fmt.Errorf("index occurrences of %s: %w", signature, translate(err))
+			return nil, fmt.Errorf("index occurrences of %s: %w", signature, FormatError(err))
 		}
 		if bucket >= 0 && bucket < int64(n) {
 			out[bucket] = count
 		}
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("index occurrences of %s: %w", signature, translate(err))
+		return nil, fmt.Errorf("index occurrences of %s: %w", signature, FormatError(err))
 	}
 	return out, nil
 }

@@ -344,7 +344,11 @@ func TestMigrateFromV1(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := db.Exec(migrations[0].sql + "; PRAGMA user_version = 1"); err != nil {
+	v1, err := migrationFS.ReadFile("migration/index/0001_crashes.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(string(v1) + "; PRAGMA user_version = 1"); err != nil {
 		t.Fatal(err)
 	}
 	const sig = "gocrash/v1:0101"

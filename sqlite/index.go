@@ -1,8 +1,8 @@
-// Package sqlite is the report index on SQLite: one row per crash with the
-// columns the API filters on and the report summary as JSON, and one row per
-// crash group kept up to date as reports arrive. The index holds
-// nothing that is not also in the blob store, so it can always be rebuilt
-// from the stored reports.
+// The report index: one row per crash with the columns the API filters on
+// and the report summary as JSON, and one row per crash group kept up to
+// date as reports arrive. The index holds nothing that is not also in the
+// blob store, so it can always be rebuilt from the stored reports.
+
 package sqlite
 
 import (
@@ -16,8 +16,6 @@ import (
 	"time"
 
 	"github.com/corepipe/corepipe"
-	"modernc.org/sqlite"
-	sqlite3 "modernc.org/sqlite/lib"
 )
 
 // Page sizes of Crashes.
@@ -26,39 +24,21 @@ const (
 	MaxLimit     = 500
 )
 
-// busyTimeout is how long a statement waits for another connection's write
-// lock before failing: long enough to ride out a burst of upserts, short
-// enough that a wedged writer surfaces as ErrUnavailable instead of a hung
-// HTTP request.
-const busyTimeout = 5 * time.Second
-
 // Index is a corepipe.Index stored in one SQLite file. It is safe for
 // concurrent use, and several processes may open the same file.
 type Index struct {
-	db *sql.DB
+	db *DB
 }
 
 var _ corepipe.Index = (*Index)(nil)
 
 // Open opens or creates the index at path and brings its schema up to date.
 func Open(path string) (*Index, error) {
-	// The driver cuts the DSN at the first '?' to find its parameters, so a
-	// path containing one would silently open a different file.
-	if strings.Contains(path, "?") {
-		return nil, fmt.Errorf("open index %q: %w: path contains '?'", path, corepipe.ErrInvalid)
-	}
-	// Pragmas go in the DSN so that every pooled connection gets them, not
-	// only the first. synchronous=NORMAL is durable enough in WAL mode for an
-	// index that can be rebuilt, and avoids an fsync per upsert.
-	dsn := path + fmt.Sprintf("?_pragma=busy_timeout(%d)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_txlock=immediate",
-		busyTimeout.Milliseconds())
-	db, err := sql.Open("sqlite", dsn)
+	// synchronous=NORMAL is durable enough in WAL mode for an index that can
+	// be rebuilt, and avoids an fsync per upsert.
+	db, err := openDB(context.Background(), path, config{kind: "index", synchronous: "NORMAL"})
 	if err != nil {
 		return nil, fmt.Errorf("open index %q: %w", path, err)
-	}
-	if err := migrate(context.Background(), db); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("open index %q: %w", path, translate(err))
 	}
 	return &Index{db: db}, nil
 }
@@ -79,14 +59,14 @@ func (x *Index) Close() error {
 func (x *Index) Upsert(ctx context.Context, r *corepipe.Report) error {
 	tx, err := x.db.BeginTx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("index upsert: %w", translate(err))
+		return fmt.Errorf("index upsert: %w", FormatError(err))
 	}
 	defer tx.Rollback()
 	if err := upsertTx(ctx, tx, r); err != nil {
 		return err
 	}
 	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("index upsert %s: commit: %w", r.ID, translate(err))
+		return fmt.Errorf("index upsert %s: commit: %w", r.ID, FormatError(err))
 	}
 	return nil
 }
@@ -99,7 +79,7 @@ func upsertTx(ctx context.Context, tx *sql.Tx, r *corepipe.Report) error {
 	err := tx.QueryRowContext(ctx, `SELECT status, signature FROM crashes WHERE id = ?`, r.ID).Scan(&prevStatus, &prevSignature)
 	exists := err == nil
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return fmt.Errorf("index upsert %s: %w", r.ID, translate(err))
+		return fmt.Errorf("index upsert %s: %w", r.ID, FormatError(err))
 	}
 	if exists && r.Status == corepipe.StatusPending && prevStatus != corepipe.StatusPending {
 		return nil
@@ -131,7 +111,7 @@ func upsertTx(ctx context.Context, tx *sql.Tx, r *corepipe.Report) error {
 		r.ID, unixNanos(r.CapturedAt), r.Node, namespace, pod, exe, exeBase(exe), r.Signature, r.Status,
 		r.Version(), r.Workload(), summary)
 	if err != nil {
-		return fmt.Errorf("index upsert %s: %w", r.ID, translate(err))
+		return fmt.Errorf("index upsert %s: %w", r.ID, FormatError(err))
 	}
 	if exists && prevSignature == r.Signature {
 		return nil
@@ -156,17 +136,17 @@ func upsertTx(ctx context.Context, tx *sql.Tx, r *corepipe.Report) error {
 func (x *Index) Rebuild(ctx context.Context, fill func(put func(*corepipe.Report) error) error) error {
 	tx, err := x.db.BeginTx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("index rebuild: %w", translate(err))
+		return fmt.Errorf("index rebuild: %w", FormatError(err))
 	}
 	defer tx.Rollback()
 	if _, err := tx.ExecContext(ctx, `DELETE FROM crashes; DELETE FROM groups;`); err != nil {
-		return fmt.Errorf("index rebuild: empty: %w", translate(err))
+		return fmt.Errorf("index rebuild: empty: %w", FormatError(err))
 	}
 	if err := fill(func(r *corepipe.Report) error { return upsertTx(ctx, tx, r) }); err != nil {
 		return fmt.Errorf("index rebuild: %w", err)
 	}
 	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("index rebuild: commit: %w", translate(err))
+		return fmt.Errorf("index rebuild: commit: %w", FormatError(err))
 	}
 	return nil
 }
@@ -175,7 +155,7 @@ func (x *Index) Rebuild(ctx context.Context, fill func(put func(*corepipe.Report
 func (x *Index) Size(ctx context.Context) (crashes, groups int64, err error) {
 	err = x.db.QueryRowContext(ctx, `SELECT (SELECT count(*) FROM crashes), (SELECT count(*) FROM groups)`).Scan(&crashes, &groups)
 	if err != nil {
-		return 0, 0, fmt.Errorf("index size: %w", translate(err))
+		return 0, 0, fmt.Errorf("index size: %w", FormatError(err))
 	}
 	return crashes, groups, nil
 }
@@ -189,7 +169,7 @@ func (x *Index) Crash(ctx context.Context, id string) (*corepipe.Report, error) 
 		return nil, fmt.Errorf("crash %s: %w", id, corepipe.ErrNotFound)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("index get %s: %w", id, translate(err))
+		return nil, fmt.Errorf("index get %s: %w", id, FormatError(err))
 	}
 	return decodeSummary(id, summary)
 }
@@ -254,7 +234,7 @@ func (x *Index) Crashes(ctx context.Context, f corepipe.CrashFilter) ([]*corepip
 
 	rows, err := x.db.QueryContext(ctx, query, args...)
 	if err != nil {
-		return nil, "", fmt.Errorf("index list: %w", translate(err))
+		return nil, "", fmt.Errorf("index list: %w", FormatError(err))
 	}
 	defer rows.Close()
 	var (
@@ -272,7 +252,7 @@ func (x *Index) Crashes(ctx context.Context, f corepipe.CrashFilter) ([]*corepip
 			summary []byte
 		)
 		if err := rows.Scan(&k.key, &k.at, &summary); err != nil {
-			return nil, "", fmt.Errorf("index list: %w", translate(err))
+			return nil, "", fmt.Errorf("index list: %w", FormatError(err))
 		}
 		r, err := decodeSummary(k.key, summary)
 		if err != nil {
@@ -282,7 +262,7 @@ func (x *Index) Crashes(ctx context.Context, f corepipe.CrashFilter) ([]*corepip
 		last = k
 	}
 	if err := rows.Err(); err != nil {
-		return nil, "", fmt.Errorf("index list: %w", translate(err))
+		return nil, "", fmt.Errorf("index list: %w", FormatError(err))
 	}
 	if !more {
 		return out, "", nil
@@ -341,7 +321,7 @@ func scanSummaries(rows *sql.Rows) ([]*corepipe.Report, error) {
 			summary    []byte
 		)
 		if err := rows.Scan(&id, &capturedAt, &summary); err != nil {
-			return nil, translate(err)
+			return nil, FormatError(err)
 		}
 		r, err := decodeSummary(id, summary)
 		if err != nil {
@@ -350,7 +330,7 @@ func scanSummaries(rows *sql.Rows) ([]*corepipe.Report, error) {
 		out = append(out, r)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, translate(err)
+		return nil, FormatError(err)
 	}
 	return out, nil
 }
@@ -361,17 +341,4 @@ func decodeSummary(id string, b []byte) (*corepipe.Report, error) {
 		return nil, fmt.Errorf("index: decode summary of %s: %w", id, err)
 	}
 	return &r, nil
-}
-
-// translate turns SQLite's lock contention into ErrUnavailable, so that the
-// API answers 503 (retry later) instead of 500.
-func translate(err error) error {
-	var se *sqlite.Error
-	if errors.As(err, &se) {
-		switch se.Code() & 0xff {
-		case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED:
-			return fmt.Errorf("%w: %w", corepipe.ErrUnavailable, err)
-		}
-	}
-	return err
 }
