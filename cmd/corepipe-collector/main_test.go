@@ -12,19 +12,6 @@ import (
 	"github.com/corepipe/corepipe/collector"
 )
 
-func TestParseSize(t *testing.T) {
-	for in, want := range map[string]int64{"0": 0, "4096": 4096, "512M": 512 << 20, "2g": 2 << 30, "1K": 1024} {
-		if got, err := parseSize(in); err != nil || got != want {
-			t.Errorf("parseSize(%q) = %d, %v; want %d", in, got, err, want)
-		}
-	}
-	for _, in := range []string{"", "-1", "1.5G", "M", "99999999999T"} {
-		if _, err := parseSize(in); err == nil {
-			t.Errorf("parseSize(%q) accepted", in)
-		}
-	}
-}
-
 func TestLogLine(t *testing.T) {
 	spool := t.TempDir()
 	logLine(spool, 0, "crash captured", "comm", "evil\nlevel=ERROR msg=forged")

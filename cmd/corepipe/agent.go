@@ -1,11 +1,11 @@
 package main
 
 import (
-	"flag"
 	"path/filepath"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spf13/pflag"
 
 	"github.com/corepipe/corepipe/collector/agent"
 	"github.com/corepipe/corepipe/collector/corepattern"
@@ -19,7 +19,7 @@ type agentFlags struct {
 	handlerCheck  time.Duration
 }
 
-func agentFlagsOf(fset *flag.FlagSet) *agentFlags {
+func agentFlagsOf(fset *pflag.FlagSet) *agentFlags {
 	f := &agentFlags{}
 	fset.StringVar(&f.installTo, "install-collector-to", "", "with --install-handler: copy the collector into this host `directory` first and install that copy (a DaemonSet's hostPath)")
 	fset.StringVar(&f.metricsListen, "metrics-listen", "", "serve Prometheus /metrics on this `address` (empty: not served)")

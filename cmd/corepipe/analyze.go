@@ -1,12 +1,11 @@
 package main
 
 import (
-	"context"
 	"errors"
-	"flag"
-	"fmt"
 	"os"
 	"runtime/debug"
+
+	"github.com/spf13/cobra"
 
 	"github.com/corepipe/corepipe"
 	"github.com/corepipe/corepipe/analyzer"
@@ -19,37 +18,37 @@ type invalidInput struct{ error }
 
 func (invalidInput) ExitCode() int { return exitInvalid }
 
-func runAnalyze(ctx context.Context, args []string) error {
-	fset := flag.NewFlagSet("analyze", flag.ContinueOnError)
-	exe := fset.String("exe", "", "the crashed executable (default: the path recorded in the core)")
-	output := fset.String("o", "json", "output format: json or text")
-	fset.Usage = func() {
-		fmt.Fprintln(fset.Output(), "usage: corepipe analyze [--exe FILE] [-o json|text] CORE")
-		fset.PrintDefaults()
+func analyzeCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "analyze CORE",
+		Short: "analyse one local core and print its report",
+		Long: `Analyse one core dump on this machine and print its report: JSON for
+programs, or text for people. Without --exe, the executable is the one the
+core says was mapped.`,
+		Example: `  corepipe analyze core.1234 --exe ./myprog            # the report as JSON
+  corepipe analyze core.1234 --exe ./myprog -o text    # for people`,
+		Args: exactArgs(1, "one core file"),
 	}
-	if err := parse(fset, args); err != nil {
-		return err
-	}
-	tuneGC()
-	if fset.NArg() != 1 {
-		fset.Usage()
-		return invalidInput{errors.New("analyze takes exactly one core file")}
-	}
-	if *output != "json" && *output != "text" {
-		return invalidInput{fmt.Errorf("-o %q: want json or text", *output)}
-	}
-	r, err := inspect.Inspect(ctx, fset.Arg(0), *exe, inspect.Options{})
-	if err != nil {
-		if errors.Is(err, corepipe.ErrInvalid) || errors.Is(err, corepipe.ErrNotFound) {
-			return invalidInput{err}
+	exe := cmd.Flags().String("exe", "", "the crashed executable (default: the path recorded in the core)")
+	var output string
+	choiceVarP(cmd, &output, "output", "o", "output format", "json", "text")
+	cmd.MarkFlagFilename("exe")
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		tuneGC()
+		r, err := inspect.Inspect(cmd.Context(), args[0], *exe, inspect.Options{})
+		if err != nil {
+			if errors.Is(err, corepipe.ErrInvalid) || errors.Is(err, corepipe.ErrNotFound) {
+				return invalidInput{err}
+			}
+			return err
 		}
-		return err
+		analyzer.Enrich(r, nil)
+		if output == "text" {
+			return r.WriteText(cmd.OutOrStdout())
+		}
+		return r.WriteJSON(cmd.OutOrStdout(), true)
 	}
-	analyzer.Enrich(r, nil)
-	if *output == "text" {
-		return r.WriteText(os.Stdout)
-	}
-	return r.WriteJSON(os.Stdout, true)
+	return cmd
 }
 
 // tuneGC trades memory the analysis can spare for the time the collector

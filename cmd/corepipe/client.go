@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -12,6 +11,9 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/corepipe/corepipe"
 	"github.com/corepipe/corepipe/api/client"
@@ -24,9 +26,9 @@ type clientFlags struct {
 	server string
 }
 
-func clientFlagsOf(fset *flag.FlagSet) *clientFlags {
+func clientFlagsOf(fset *pflag.FlagSet) *clientFlags {
 	f := &clientFlags{}
-	fset.StringVar(&f.server, "server", "http://127.0.0.1:8080", "the corepipe API (also COREPIPE_SERVER); the token is read from COREPIPE_TOKEN")
+	fset.StringVar(&f.server, "server", "http://127.0.0.1:8080", "`URL` of the corepipe API (also COREPIPE_SERVER); the token is read from COREPIPE_TOKEN")
 	return f
 }
 
@@ -34,65 +36,69 @@ func (f *clientFlags) client() (*client.Client, error) {
 	return client.New(f.server, os.Getenv("COREPIPE_TOKEN"))
 }
 
-// parseArgs parses flags wherever they are among the arguments
-// ("show ID --json" as well as "show --json ID") and returns the others.
-func parseArgs(fset *flag.FlagSet, args []string) ([]string, error) {
-	var rest []string
-	for {
-		if err := parse(fset, args); err != nil {
-			return nil, err
-		}
-		if fset.NArg() == 0 {
-			return rest, nil
-		}
-		rest = append(rest, fset.Arg(0))
-		args = fset.Args()[1:]
-	}
-}
-
-// oneID is the single crash ID a command takes.
-func oneID(cmd string, args []string) (string, error) {
-	if len(args) != 1 {
-		return "", fmt.Errorf("usage: corepipe %s [flags] ID", cmd)
-	}
-	return args[0], corepipe.CheckID(args[0])
-}
-
-func runLs(ctx context.Context, stdout io.Writer, args []string) error {
-	fset := flag.NewFlagSet("ls", flag.ContinueOnError)
-	cf := clientFlagsOf(fset)
-	var f corepipe.CrashFilter
-	fset.StringVar(&f.Node, "node", "", "only crashes on this node")
-	fset.StringVar(&f.Namespace, "namespace", "", "only crashes in this Kubernetes namespace")
-	fset.StringVar(&f.Pod, "pod", "", "only crashes of this pod")
-	fset.StringVar(&f.Exe, "exe", "", "only crashes of this executable (path or base name)")
-	fset.StringVar(&f.Status, "status", "", "analyzed, failed or pending")
-	fset.StringVar(&f.Signature, "signature", "", "only crashes of this group")
-	since := fset.String("since", "", "only crashes since this RFC 3339 time or this long ago (24h)")
-	limit := fset.Int("limit", 50, "at most this many crashes")
-	asJSON := fset.Bool("json", false, "print the summaries as JSON, one per line")
-	rest, err := parseArgs(fset, args)
-	if err != nil {
+// oneID takes the single crash ID of show, fetch and debug.
+func oneID(cmd *cobra.Command, args []string) error {
+	if err := exactArgs(1, "one crash ID")(cmd, args); err != nil {
 		return err
 	}
-	if len(rest) > 0 {
-		return fmt.Errorf("usage: corepipe ls [flags]: unexpected %q", rest[0])
+	if err := corepipe.CheckID(args[0]); err != nil {
+		return &usageError{cmd: cmd, err: err}
 	}
-	if *limit < 1 {
-		return fmt.Errorf("--limit %d: want a positive number", *limit)
+	return nil
+}
+
+// lsFlags are `corepipe ls`'s flags.
+type lsFlags struct {
+	client *clientFlags
+	filter corepipe.CrashFilter
+	since  string
+	limit  int
+	json   bool
+}
+
+func lsCmd() *cobra.Command {
+	f := &lsFlags{}
+	cmd := &cobra.Command{
+		Use:   "ls",
+		Short: "list crashes, newest first",
+		Example: `  corepipe ls --since 24h --namespace prod
+  corepipe ls --signature gocrash/v1:3f2a… --limit 10
+  corepipe ls --status failed --json | jq -r .id`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return listCrashes(cmd.Context(), cmd.OutOrStdout(), f) },
 	}
-	if *since != "" {
-		if f.Since, err = sinceFlag(*since, time.Now()); err != nil {
+	fset := cmd.Flags()
+	f.client = clientFlagsOf(fset)
+	fset.StringVar(&f.filter.Node, "node", "", "only crashes on this node")
+	fset.StringVar(&f.filter.Namespace, "namespace", "", "only crashes in this Kubernetes namespace")
+	fset.StringVar(&f.filter.Pod, "pod", "", "only crashes of this pod")
+	fset.StringVar(&f.filter.Exe, "exe", "", "only crashes of this executable (path or base name)")
+	fset.StringVar(&f.filter.Status, "status", "", "analyzed, failed or pending")
+	fset.StringVar(&f.filter.Signature, "signature", "", "only crashes of this group")
+	fset.StringVar(&f.since, "since", "", "only crashes since this RFC 3339 time or this long ago (24h)")
+	fset.IntVar(&f.limit, "limit", 50, "at most this many crashes")
+	fset.BoolVar(&f.json, "json", false, "print the summaries as JSON, one per line")
+	return cmd
+}
+
+func listCrashes(ctx context.Context, stdout io.Writer, fl *lsFlags) error {
+	f := fl.filter
+	if fl.limit < 1 {
+		return fmt.Errorf("--limit %d: want a positive number", fl.limit)
+	}
+	if fl.since != "" {
+		var err error
+		if f.Since, err = sinceFlag(fl.since, time.Now()); err != nil {
 			return err
 		}
 	}
-	c, err := cf.client()
+	c, err := fl.client.client()
 	if err != nil {
 		return err
 	}
 	var crashes []*corepipe.Report
-	for len(crashes) < *limit {
-		f.Limit = *limit - len(crashes)
+	for len(crashes) < fl.limit {
+		f.Limit = fl.limit - len(crashes)
 		page, next, err := c.Crashes(ctx, f)
 		if err != nil {
 			return err
@@ -103,7 +109,7 @@ func runLs(ctx context.Context, stdout io.Writer, args []string) error {
 		}
 		f.Cursor = next
 	}
-	if *asJSON {
+	if fl.json {
 		enc := json.NewEncoder(stdout)
 		for _, r := range crashes {
 			if err := enc.Encode(r); err != nil {
@@ -151,18 +157,27 @@ func writeCrashTable(w io.Writer, crashes []*corepipe.Report) error {
 	return tw.Flush()
 }
 
-func runShow(ctx context.Context, stdout io.Writer, args []string) error {
-	fset := flag.NewFlagSet("show", flag.ContinueOnError)
-	cf := clientFlagsOf(fset)
-	asJSON := fset.Bool("json", false, "print the full report as JSON")
-	rest, err := parseArgs(fset, args)
-	if err != nil {
-		return err
+func showCmd() *cobra.Command {
+	var (
+		cf     *clientFlags
+		asJSON bool
+	)
+	cmd := &cobra.Command{
+		Use:   "show ID",
+		Short: "print one crash's report",
+		Example: `  corepipe show 01JDX8Q3W6K2M4N5P6R7S8T9V0
+  corepipe show 01JDX8Q3W6K2M4N5P6R7S8T9V0 --json | jq .goroutines[0].frames`,
+		Args: oneID,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return showCrash(cmd.Context(), cmd.OutOrStdout(), cf, args[0], asJSON)
+		},
 	}
-	id, err := oneID("show", rest)
-	if err != nil {
-		return err
-	}
+	cf = clientFlagsOf(cmd.Flags())
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the full report as JSON")
+	return cmd
+}
+
+func showCrash(ctx context.Context, stdout io.Writer, cf *clientFlags, id string, asJSON bool) error {
 	c, err := cf.client()
 	if err != nil {
 		return err
@@ -171,7 +186,7 @@ func runShow(ctx context.Context, stdout io.Writer, args []string) error {
 	if err != nil {
 		return err
 	}
-	if *asJSON {
+	if asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
 		return enc.Encode(r)
@@ -179,28 +194,34 @@ func runShow(ctx context.Context, stdout io.Writer, args []string) error {
 	return r.WriteText(stdout)
 }
 
-func runFetch(ctx context.Context, stdout io.Writer, args []string) error {
-	fset := flag.NewFlagSet("fetch", flag.ContinueOnError)
-	cf := clientFlagsOf(fset)
-	dir := fset.String("dir", "", "directory to write the core and executable to (default corepipe-ID)")
-	rest, err := parseArgs(fset, args)
-	if err != nil {
-		return err
+func fetchCmd() *cobra.Command {
+	var (
+		cf  *clientFlags
+		dir string
+	)
+	cmd := &cobra.Command{
+		Use:   "fetch ID",
+		Short: "download a crash's core (decompressed) and executable",
+		Example: `  corepipe fetch 01JDX8Q3W6K2M4N5P6R7S8T9V0                 # into corepipe-01JDX8Q3W6K2M4N5P6R7S8T9V0/
+  corepipe fetch 01JDX8Q3W6K2M4N5P6R7S8T9V0 --dir /tmp/crash`,
+		Args: oneID,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := cf.client()
+			if err != nil {
+				return err
+			}
+			files, err := c.Fetch(cmd.Context(), args[0], dirOr(dir, args[0]), false)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "core:       %s\nexecutable: %s\n", files.Core, files.Executable)
+			return nil
+		},
 	}
-	id, err := oneID("fetch", rest)
-	if err != nil {
-		return err
-	}
-	c, err := cf.client()
-	if err != nil {
-		return err
-	}
-	files, err := c.Fetch(ctx, id, dirOr(*dir, id), false)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "core:       %s\nexecutable: %s\n", files.Core, files.Executable)
-	return nil
+	cf = clientFlagsOf(cmd.Flags())
+	cmd.Flags().StringVar(&dir, "dir", "", "`directory` to write the core and executable to (default corepipe-ID)")
+	cmd.MarkFlagDirname("dir")
+	return cmd
 }
 
 func dirOr(dir, id string) string {
@@ -214,21 +235,33 @@ func dirOr(dir, id string) string {
 // a recorder in tests.
 type execFunc func(path string, argv []string, env []string) error
 
-// runDebug fetches a crash (reusing complete files of an earlier fetch into
-// the same directory) and replaces itself with `dlv core`, so that delve
-// owns the terminal and Ctrl-C reaches it, not this process.
-func runDebug(ctx context.Context, stdout io.Writer, args []string, exec execFunc) error {
-	fset := flag.NewFlagSet("debug", flag.ContinueOnError)
-	cf := clientFlagsOf(fset)
-	dir := fset.String("dir", "", "directory to fetch the core and executable into (default corepipe-ID)")
-	rest, err := parseArgs(fset, args)
-	if err != nil {
-		return err
+func debugCmd(exec execFunc) *cobra.Command {
+	var (
+		cf  *clientFlags
+		dir string
+	)
+	cmd := &cobra.Command{
+		Use:   "debug ID",
+		Short: "fetch a crash, then open it in dlv core",
+		Long: `Fetch a crash's core and executable (reusing complete files of an earlier
+fetch into the same directory), then run dlv core on them in place of this
+process, so that delve owns the terminal. dlv must be on PATH.`,
+		Example: `  corepipe debug 01JDX8Q3W6K2M4N5P6R7S8T9V0
+  COREPIPE_SERVER=https://crashes.example.com corepipe debug 01JDX8Q3W6K2M4N5P6R7S8T9V0 --dir /tmp/crash`,
+		Args: oneID,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return debugCrash(cmd.Context(), cmd.OutOrStdout(), cf, args[0], dirOr(dir, args[0]), exec)
+		},
 	}
-	id, err := oneID("debug", rest)
-	if err != nil {
-		return err
-	}
+	cf = clientFlagsOf(cmd.Flags())
+	cmd.Flags().StringVar(&dir, "dir", "", "`directory` to fetch the core and executable into (default corepipe-ID)")
+	cmd.MarkFlagDirname("dir")
+	return cmd
+}
+
+// debugCrash fetches a crash and replaces itself with `dlv core`, so that
+// delve owns the terminal and Ctrl-C reaches it, not this process.
+func debugCrash(ctx context.Context, stdout io.Writer, cf *clientFlags, id, dir string, exec execFunc) error {
 	// Before downloading gigabytes for nothing.
 	dlv, err := lookDlv()
 	if err != nil {
@@ -238,7 +271,7 @@ func runDebug(ctx context.Context, stdout io.Writer, args []string, exec execFun
 	if err != nil {
 		return err
 	}
-	files, err := c.Fetch(ctx, id, dirOr(*dir, id), true)
+	files, err := c.Fetch(ctx, id, dir, true)
 	if err != nil {
 		return err
 	}

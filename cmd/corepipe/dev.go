@@ -2,42 +2,81 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"time"
 
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
 	"github.com/corepipe/corepipe/analyzer"
 	"github.com/corepipe/corepipe/api"
 	"github.com/corepipe/corepipe/blob/fs"
+	"github.com/corepipe/corepipe/collector"
 	"github.com/corepipe/corepipe/collector/agent"
+	"github.com/corepipe/corepipe/internal/size"
 	natsq "github.com/corepipe/corepipe/queue/nats"
 	"github.com/corepipe/corepipe/sqlite"
 )
 
-func runDev(ctx context.Context, log *slog.Logger, args []string) error {
-	fset := flag.NewFlagSet("dev", flag.ContinueOnError)
-	data := fset.String("data", "corepipe-data", "directory for the spool, blobs, queue and index")
-	addr := fset.String("listen", "127.0.0.1:8080", "address of the API and web UI")
-	install := fset.Bool("install-handler", false, "point the kernel's core_pattern at the collector until exit (root)")
-	force := fset.Bool("force", false, "with --install-handler: replace a core_pattern that belongs to another handler")
-	collectorBin := fset.String("collector", defaultCollector(), "the corepipe-collector binary to install")
-	af := analyzerFlagsOf(fset)
+// devFlags are `corepipe dev`'s flags: its own, and those of every part it
+// runs.
+type devFlags struct {
+	data         string
+	listen       string
+	install      bool
+	force        bool
+	collectorBin string
+	analyzer     *analyzerFlags
+	limits       *collector.Settings
+	notifier     *notifierFlags
+	api          *apiFlags
+}
+
+func devCmd(log *slog.Logger) *cobra.Command {
+	f := &devFlags{}
+	cmd := &cobra.Command{
+		Use:   "dev",
+		Short: "run the whole pipeline in one process on embedded defaults",
+		Long: `Run the whole pipeline in one process: the agent, an analyzer, the API and
+web UI, and the notifier when Slack is configured, on an embedded NATS
+server and a filesystem blob store under --data. With --install-handler (as
+root) the kernel's core_pattern points at the collector until exit, when
+the previous one is put back.`,
+		Example: `  corepipe dev --install-handler                        # catch this machine's crashes
+  corepipe dev --data /tmp/crashes --listen 127.0.0.1:9000
+  COREPIPE_SLACK_WEBHOOK=https://hooks.slack.com/... corepipe dev --install-handler`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runDev(cmd.Context(), cmd.OutOrStdout(), log, f)
+		},
+	}
+	fset := cmd.Flags()
+	fset.StringVar(&f.data, "data", "corepipe-data", "`directory` for the spool, blobs, queue and index")
+	fset.StringVar(&f.listen, "listen", "127.0.0.1:8080", "`address` of the API and web UI")
+	fset.BoolVar(&f.install, "install-handler", false, "point the kernel's core_pattern at the collector until exit (root)")
+	fset.BoolVar(&f.force, "force", false, "with --install-handler: replace a core_pattern that belongs to another handler")
+	fset.StringVar(&f.collectorBin, "collector", defaultCollector(), "the corepipe-collector `binary` to install")
+	f.analyzer = analyzerFlagsOf(fset)
 	// A developer's shell has RLIMIT_CORE 0 by default; that is no reason to
 	// miss the crash they are looking for.
-	limits := collectorFlagsOf(fset, true)
-	nf := notifierFlagsOf(fset)
-	apf := apiFlagsOf(fset)
-	if err := parse(fset, args); err != nil {
-		return err
-	}
-	tokens, err := apf.tokens()
+	f.limits = collectorFlagsOf(fset, true)
+	f.notifier = notifierFlagsOf(fset)
+	f.api = apiFlagsOf(fset)
+	cmd.MarkFlagDirname("data")
+	cmd.MarkFlagFilename("collector")
+	return cmd
+}
+
+func runDev(ctx context.Context, stdout io.Writer, log *slog.Logger, f *devFlags) error {
+	tokens, err := f.api.tokens()
 	if err != nil {
 		return err
 	}
-	dir, err := filepath.Abs(*data)
+	dir, err := filepath.Abs(f.data)
 	if err != nil {
 		return err
 	}
@@ -46,7 +85,7 @@ func runDev(ctx context.Context, log *slog.Logger, args []string) error {
 	}
 	spool := filepath.Join(dir, "spool")
 
-	ln, err := api.Listen(*addr, tokens)
+	ln, err := api.Listen(f.listen, tokens)
 	if err != nil {
 		return err
 	}
@@ -57,7 +96,7 @@ func runDev(ctx context.Context, log *slog.Logger, args []string) error {
 		return fmt.Errorf("embedded NATS: %w", err)
 	}
 	defer emb.Shutdown()
-	q, err := natsq.Open(ctx, emb.ClientURL(), natsq.MaxDeliver(analyzer.QueueMaxDeliver(af.attempts)))
+	q, err := natsq.Open(ctx, emb.ClientURL(), natsq.MaxDeliver(analyzer.QueueMaxDeliver(f.analyzer.attempts)))
 	if err != nil {
 		return err
 	}
@@ -75,37 +114,37 @@ func runDev(ctx context.Context, log *slog.Logger, args []string) error {
 	reg := newRegistry()
 	stateFile := filepath.Join(dir, "core_pattern.state")
 	agentOpts := []func(*agent.Config){withAgentMetrics(reg)}
-	if *install {
-		agentOpts = append(agentOpts, withGuard(handlerGuard(*collectorBin, spool, stateFile, *force), time.Minute))
+	if f.install {
+		agentOpts = append(agentOpts, withGuard(handlerGuard(f.collectorBin, spool, stateFile, f.force), time.Minute))
 	}
 	ag, err := newAgent(log, spool, blobs, q, agentOpts...)
 	if err != nil {
 		return err
 	}
-	an, err := newAnalyzer(log, *af, blobs, q, reg)
+	an, err := newAnalyzer(log, *f.analyzer, blobs, q, reg)
 	if err != nil {
 		return err
 	}
-	if *install {
-		restore, err := installHandler(log, *collectorBin, spool, stateFile, *force, *limits)
+	if f.install {
+		restore, err := installHandler(log, f.collectorBin, spool, stateFile, f.force, *f.limits)
 		if err != nil {
 			return err
 		}
 		defer restore()
 	}
-	notifier, err := devNotifier(log, nf, q, dir, ln.Addr().String(), reg)
+	notifier, err := devNotifier(log, f.notifier, q, dir, ln.Addr().String(), reg)
 	if err != nil {
 		return err
 	}
-	fmt.Printf("corepipe: UI at http://%s/\n", ln.Addr())
+	fmt.Fprintf(stdout, "corepipe: UI at http://%s/\n", ln.Addr())
 	return runAll(ctx, ag.Run, an.Run, apiPart(log, ln, idx, blobs, q, "api", apiSetup{tokens: tokens, metrics: reg}), notifier)
 }
 
-func analyzerFlagsOf(fset *flag.FlagSet) *analyzerFlags {
-	f := &analyzerFlags{}
+func analyzerFlagsOf(fset *pflag.FlagSet) *analyzerFlags {
+	f := &analyzerFlags{maxMemory: 4 << 30}
 	fset.IntVar(&f.workers, "workers", 1, "crashes analysed at once")
 	fset.IntVar(&f.attempts, "attempts", 5, "analysis attempts per crash before it gets a failed report")
-	fset.Uint64Var(&f.maxMemory, "analysis-memory", 4<<30, "address-space limit of each analysis child, in bytes (0: none)")
+	fset.Var((*size.Value)(&f.maxMemory), "analysis-memory", "address-space limit of each analysis child (0: none)")
 	fset.DurationVar(&f.timeout, "analysis-timeout", 10*time.Minute, "wall-time limit of each analysis")
 	return f
 }

@@ -2,10 +2,10 @@ package main
 
 import (
 	"context"
-	"flag"
 	"log/slog"
 	"os"
 
+	"github.com/spf13/pflag"
 	"k8s.io/klog/v2"
 
 	"github.com/corepipe/corepipe"
@@ -21,7 +21,7 @@ type kubeFlags struct {
 	uiURL      string
 }
 
-func kubeFlagsOf(fset *flag.FlagSet) *kubeFlags {
+func kubeFlagsOf(fset *pflag.FlagSet) *kubeFlags {
 	f := &kubeFlags{}
 	fset.BoolVar(&f.enabled, "kube", false, "on Kubernetes: add each crash's pod, record containers that end badly without a core, annotate their pods")
 	fset.StringVar(&f.kubeconfig, "kubeconfig", "", "with --kube: kubeconfig file (default: the pod's service account)")

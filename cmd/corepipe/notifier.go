@@ -3,17 +3,17 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"log/slog"
 	"path/filepath"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/corepipe/corepipe/notify"
 	"github.com/corepipe/corepipe/notify/slack"
 	natsq "github.com/corepipe/corepipe/queue/nats"
-	"github.com/corepipe/corepipe/sqlite"
 )
 
 // notifierFlags are the notifier's flags, shared by `corepipe notifier` and
@@ -26,7 +26,7 @@ type notifierFlags struct {
 	policy  notify.Policy
 }
 
-func notifierFlagsOf(fset *flag.FlagSet) *notifierFlags {
+func notifierFlagsOf(fset *pflag.FlagSet) *notifierFlags {
 	f := &notifierFlags{}
 	d := notify.DefaultPolicy
 	// The secrets are better given by environment than on a command line
@@ -45,36 +45,65 @@ func notifierFlagsOf(fset *flag.FlagSet) *notifierFlags {
 
 func (f *notifierFlags) enabled() bool { return f.webhook != "" || f.token != "" }
 
-func runNotifier(ctx context.Context, log *slog.Logger, args []string) error {
-	fset := flag.NewFlagSet("notifier", flag.ContinueOnError)
-	natsURL := fset.String("nats", "", "NATS URL")
-	state := fset.String("state", "", "SQLite file of the notifier's groups, handled crashes and unsent messages (required; keep it on a persistent volume)")
-	durable := fset.String("durable", "notifier", "name of the notifier's position in the reports stream")
-	metricsAddr := fset.String("metrics-listen", "", "address to serve /metrics and /healthz on (default: none)")
-	nf := notifierFlagsOf(fset)
-	if err := parse(fset, args); err != nil {
-		return err
+// notifierCmdFlags are `corepipe notifier`'s own flags, beside the ones it
+// shares with dev.
+type notifierCmdFlags struct {
+	nats          string
+	state         string
+	durable       string
+	metricsListen string
+}
+
+func notifierCmd(log *slog.Logger) *cobra.Command {
+	var f notifierCmdFlags
+	var nf *notifierFlags
+	cmd := &cobra.Command{
+		Use:   "notifier",
+		Short: "tell Slack about new, regressed and spiking crash groups",
+		Long: `Follow the reports stream and tell Slack about a new crash group, a regressed
+one, or a spike, once per group per cool-down; everything else goes into
+thread replies (with a bot token) or a digest. Decisions and unsent messages
+live in the --state file, so that a restart neither repeats nor loses one.
+Run one replica.`,
+		Example: `  COREPIPE_SLACK_WEBHOOK=https://hooks.slack.com/services/... \
+    corepipe notifier --nats nats://127.0.0.1:4222 --state /data/notifier.db --ui-url https://crashes.example.com
+  COREPIPE_SLACK_TOKEN=xoxb-... corepipe notifier --slack-channel C0123456 --nats nats://nats:4222 --state notifier.db`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runNotifier(cmd.Context(), log, f, nf)
+		},
 	}
+	fset := cmd.Flags()
+	fset.StringVar(&f.nats, "nats", "", "NATS `URL`")
+	fset.StringVar(&f.state, "state", "", "SQLite `file` of the notifier's groups, handled crashes and unsent messages (required; keep it on a persistent volume)")
+	fset.StringVar(&f.durable, "durable", "notifier", "`name` of the notifier's position in the reports stream")
+	fset.StringVar(&f.metricsListen, "metrics-listen", "", "`address` to serve /metrics and /healthz on (default: none)")
+	nf = notifierFlagsOf(fset)
+	cmd.MarkFlagFilename("state")
+	return cmd
+}
+
+func runNotifier(ctx context.Context, log *slog.Logger, f notifierCmdFlags, nf *notifierFlags) error {
 	switch {
-	case *natsURL == "":
+	case f.nats == "":
 		return errors.New("--nats is required")
-	case *state == "":
+	case f.state == "":
 		return errors.New("--state is required: without it every restart would announce every crash again")
 	case !nf.enabled():
 		return errors.New("--slack-webhook, or --slack-token and --slack-channel, is required")
 	}
-	q, err := natsq.Open(ctx, *natsURL, natsq.RetryOnFailedConnect(true), natsq.Name("corepipe-notifier"),
+	q, err := natsq.Open(ctx, f.nats, natsq.RetryOnFailedConnect(true), natsq.Name("corepipe-notifier"),
 		natsq.Logger(log.With("part", "nats")))
 	if err != nil {
 		return err
 	}
 	defer q.Close(context.Background())
 	reg := newRegistry()
-	part, err := notifierPart(log, nf, q, *state, *durable, reg)
+	part, err := notifierPart(log, nf, q, f.state, f.durable, reg)
 	if err != nil {
 		return err
 	}
-	return runAll(ctx, part, func(ctx context.Context) error { return serveMetrics(ctx, *metricsAddr, reg) })
+	return runAll(ctx, part, func(ctx context.Context) error { return serveMetrics(ctx, f.metricsListen, reg) })
 }
 
 // notifierPart announces crashes from the reports stream to Slack. reg may
@@ -91,14 +120,10 @@ func notifierPart(log *slog.Logger, f *notifierFlags, q reportsQueue, statePath,
 		if err != nil {
 			return fmt.Errorf("notifier: %w", err)
 		}
-		store, err := sqlite.OpenNotifyStore(statePath)
-		if err != nil {
-			return err
-		}
 		n, err := notify.Open(notify.Config{
 			Consumer:   cons,
 			Sender:     sender,
-			Store:      store,
+			StatePath:  statePath,
 			Policy:     f.policy,
 			Logger:     log,
 			Registerer: reg,

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"log/slog"
 	"net"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spf13/pflag"
 
 	"github.com/corepipe/corepipe"
 	"github.com/corepipe/corepipe/analyzer"
@@ -22,6 +22,7 @@ import (
 	"github.com/corepipe/corepipe/collector/agent"
 	"github.com/corepipe/corepipe/collector/corepattern"
 	"github.com/corepipe/corepipe/index"
+	"github.com/corepipe/corepipe/internal/size"
 	"github.com/corepipe/corepipe/sqlite"
 )
 
@@ -41,11 +42,11 @@ func defaultCollector() string {
 
 // collectorFlagsOf declares the collector's limits; the agent hands them to
 // the collector through the spool.
-func collectorFlagsOf(fset *flag.FlagSet, ignoreRlimit bool) *collector.Settings {
+func collectorFlagsOf(fset *pflag.FlagSet, ignoreRlimit bool) *collector.Settings {
 	s := &collector.Settings{}
-	fset.Int64Var(&s.MaxCoreSize, "max-core-size", 0, "keep at most this many bytes of each core (0: no limit)")
-	fset.Int64Var(&s.MaxUse, "max-use", 0, "bytes the spool may hold before cores are dropped (0: no limit)")
-	fset.Int64Var(&s.KeepFree, "keep-free", 0, "bytes to keep free on the spool's filesystem (0: no limit)")
+	fset.Var((*size.Value)(&s.MaxCoreSize), "max-core-size", "keep at most this much of each core (0: no limit)")
+	fset.Var((*size.Value)(&s.MaxUse), "max-use", "how much the spool may hold before cores are dropped (0: no limit)")
+	fset.Var((*size.Value)(&s.KeepFree), "keep-free", "how much to keep free on the spool's filesystem (0: no limit)")
 	fset.BoolVar(&s.IgnoreRlimitCore, "ignore-rlimit-core", ignoreRlimit, "keep cores of processes whose RLIMIT_CORE is 0")
 	fset.IntVar(&s.RateLimit, "rate-limit", 10, "keep the cores of only this many crashes of one executable per --rate-window; later ones keep their manifest (0: no limit)")
 	fset.DurationVar(&s.RateWindow, "rate-window", collector.DefaultRateWindow, "the window of --rate-limit")
@@ -105,7 +106,7 @@ func newAgent(log *slog.Logger, spool string, blobs corepipe.BlobStore, q agent.
 
 type analyzerFlags struct {
 	workers   int
-	maxMemory uint64
+	maxMemory int64
 	attempts  int
 	timeout   time.Duration
 }
@@ -120,7 +121,7 @@ func newAnalyzer(log *slog.Logger, f analyzerFlags, blobs corepipe.BlobStore, q 
 		Queue: q,
 		Inspector: analyzer.Child{
 			Command:   []string{self, "analyze"},
-			MaxMemory: f.maxMemory,
+			MaxMemory: uint64(f.maxMemory),
 			Timeout:   f.timeout,
 		},
 		Workers:    f.workers,
@@ -140,7 +141,7 @@ type apiFlags struct {
 	authFile string
 }
 
-func apiFlagsOf(fset *flag.FlagSet) *apiFlags {
+func apiFlagsOf(fset *pflag.FlagSet) *apiFlags {
 	f := &apiFlags{}
 	fset.StringVar(&f.authFile, "auth-file", "", `bearer tokens, one "TOKEN ROLE" per line (roles viewer, debugger, admin); without it the API listens on loopback only`)
 	return f
