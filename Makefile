@@ -2,8 +2,9 @@
 GO       ?= go
 DATA     ?= $(CURDIR)/corepipe-data
 LISTEN   ?= 127.0.0.1:8080
-# Tools the tests need (MinIO, nats-server) are installed here, not system-wide.
-export COREPIPE_CACHE ?= $(CURDIR)/.cache
+# Tools the tests need (MinIO, nats-server, helm, etcd, kube-apiserver) are
+# built here, one directory per tool and version, shared by every clone.
+export COREPIPE_CACHE ?= $(HOME)/.cache/corepipe
 
 # Installing the kernel handler needs root; without it `make run` still
 # serves the UI and the pipeline, it just catches no crashes.

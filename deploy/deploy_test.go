@@ -21,6 +21,8 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/kubernetes/scheme"
+
+	"github.com/corepipe/corepipe/internal/toolcache"
 )
 
 const (
@@ -33,19 +35,7 @@ const (
 // has it; elsewhere the chart tests are skipped, saying how to get it.
 func helm(t *testing.T) string {
 	t.Helper()
-	cache := os.Getenv("COREPIPE_CACHE")
-	if cache == "" {
-		cache = filepath.Join("..", ".cache")
-	}
-	bin := filepath.Join(cache, "bin", "helm")
-	if _, err := os.Stat(bin); err == nil {
-		return bin
-	}
-	if os.Getenv("CI") != "" {
-		t.Fatalf("%s missing: scripts/install-tools.sh installs it", bin)
-	}
-	t.Skipf("helm not installed at %s: run scripts/install-tools.sh (make tools) to render the chart", bin)
-	return ""
+	return toolcache.Find(t, "helm", toolcache.HelmVersion)
 }
 
 // render runs helm template with the given values files' contents.

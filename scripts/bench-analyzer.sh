@@ -7,9 +7,7 @@
 # Extra arguments go to the helper, e.g. -only parked or -goroutines 10000.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export COREPIPE_CACHE="${COREPIPE_CACHE:-$PWD/.cache}"
-bin="$COREPIPE_CACHE/bin"
-mkdir -p "$bin"
+cache="${COREPIPE_CACHE:-$HOME/.cache/corepipe}"
 
 if [ "$(id -u)" != 0 ]; then
 	echo "bench-analyzer: needs root to set core_pattern and dump cores" >&2
@@ -19,10 +17,11 @@ fi
 # The dlv of the delve version go.mod pins: the comparison is with the same
 # core reader corepipe uses.
 dlv_version=$(go list -m -f '{{.Version}}' github.com/go-delve/delve)
-if [ "$("$bin/dlv" version 2>/dev/null | sed -n 's/^Version: //p')" != "${dlv_version#v}" ]; then
-	GOBIN="$bin" go install "github.com/go-delve/delve/cmd/dlv@$dlv_version"
+dlv="$cache/dlv-$dlv_version/dlv"
+if [ ! -x "$dlv" ]; then
+	GOBIN="$(dirname "$dlv")" go install "github.com/go-delve/delve/cmd/dlv@$dlv_version"
 fi
 go build -o bin/corepipe ./cmd/corepipe
-go build -o "$bin/bench-analyzer" ./internal/benchtool/cmd/bench-analyzer
+go build -o bin/bench-analyzer ./internal/benchtool/cmd/bench-analyzer
 
-"$bin/bench-analyzer" -corepipe bin/corepipe -dlv "$bin/dlv" -dir "${BENCH_DIR:-/var/tmp}" "$@"
+bin/bench-analyzer -corepipe bin/corepipe -dlv "$dlv" -dir "${BENCH_DIR:-/var/tmp}" "$@"

@@ -1,18 +1,25 @@
 #!/bin/sh
 # Installs the pinned MinIO server that the blob store tests run against
-# (internal/miniotest finds it there). Does nothing when it is installed.
+# into $COREPIPE_CACHE/minio-<version>/minio (internal/miniotest finds it
+# there). Does nothing when it is installed.
 set -eu
 
+# Keep in step with internal/toolcache.
 minio_version=v0.0.0-20260212201848-7aac2a2c5b7c
 
-repo=$(cd "$(dirname "$0")/.." && pwd)
-bindir=${COREPIPE_CACHE:-$repo/.cache}/bin
+cache=${COREPIPE_CACHE:-$HOME/.cache/corepipe}
+dir=$cache/minio-$minio_version
 
-if [ -x "$bindir/minio" ]; then
-	echo "install-minio: $bindir/minio already installed"
+if [ -x "$dir/minio" ]; then
+	echo "install-minio: $dir/minio already installed"
 	exit 0
 fi
-mkdir -p "$bindir"
-# The build takes a few minutes: MinIO is a large module.
-GOBIN=$bindir go install "github.com/minio/minio@$minio_version"
-echo "install-minio: installed minio $minio_version into $bindir/minio"
+mkdir -p "$dir"
+# The build takes a few minutes: MinIO is a large module. go install writes
+# into a directory of its own, renamed into place, so that a test never
+# runs a half-written binary.
+gobin=$(mktemp -d "$cache/minio-build.XXXXXX")
+trap 'rm -rf "$gobin"' EXIT
+GOBIN=$gobin go install "github.com/minio/minio@$minio_version"
+mv "$gobin/minio" "$dir/minio"
+echo "install-minio: installed minio $minio_version into $dir/minio"

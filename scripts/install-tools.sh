@@ -1,26 +1,53 @@
 #!/usr/bin/env bash
-# Installs what the tests need and a fresh machine lacks: MinIO and
-# nats-server built from the Go module proxy at pinned versions into
-# $COREPIPE_CACHE/bin. Idempotent.
+# Installs what the tests need and a fresh machine lacks: MinIO,
+# nats-server, helm, etcd and kube-apiserver built from the Go module proxy
+# at pinned versions, each into $COREPIPE_CACHE/<name>-<version>/ (default
+# ~/.cache/corepipe, shared by every clone; internal/toolcache finds them
+# there); gcc and chromium from apt. Idempotent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export COREPIPE_CACHE="${COREPIPE_CACHE:-$PWD/.cache}"
-bin="$COREPIPE_CACHE/bin"
-mkdir -p "$bin"
+export COREPIPE_CACHE="${COREPIPE_CACHE:-$HOME/.cache/corepipe}"
+
+# Keep in step with internal/toolcache.
+helm_version=v3.22.0
+
+# ensure NAME VERSION DESCRIPTION COMMAND…: runs COMMAND, which writes the
+# binary to $out, unless $COREPIPE_CACHE/NAME-VERSION/NAME is there. It
+# builds beside the target and renames, so that a test starting meanwhile
+# never runs a half-written file.
+ensure() {
+	local name=$1 version=$2 why=$3
+	shift 3
+	local dest=$COREPIPE_CACHE/$name-$version/$name
+	if [ -x "$dest" ]; then
+		return
+	fi
+	echo "install-tools: building $name $version ($why)"
+	mkdir -p "$(dirname "$dest")"
+	out=$dest.tmp$$
+	"$@"
+	mv "$out" "$dest"
+	echo "install-tools: built $dest"
+}
 
 scripts/install-minio.sh
 
-if [ ! -x "$bin/nats-server" ]; then
-	# The version is the one go.mod pins for the embedded server.
-	go build -o "$bin/nats-server" github.com/nats-io/nats-server/v2
-	echo "install-tools: built nats-server into $bin"
-fi
+# The version go.mod pins for the embedded server.
+nats_version=$(go list -m -f '{{if .Replace}}{{.Replace.Version}}{{else}}{{.Version}}{{end}}' github.com/nats-io/nats-server/v2)
+build_nats() { go build -o "$out" github.com/nats-io/nats-server/v2; }
+ensure nats-server "$nats_version" "queue tests against a separate server" build_nats
 
-if [ ! -x "$bin/helm" ]; then
-	# deploy's tests render the chart with it; about two minutes to build.
-	GOBIN="$bin" go install helm.sh/helm/v3/cmd/helm@v3.22.0
-	echo "install-tools: built helm into $bin"
-fi
+# deploy's tests render the chart with it; about two minutes to build.
+build_helm() {
+	local gobin
+	gobin=$(mktemp -d "$COREPIPE_CACHE/helm-build.XXXXXX")
+	GOBIN=$gobin go install "helm.sh/helm/v3/cmd/helm@$helm_version"
+	mv "$gobin/helm" "$out"
+	rmdir "$gobin"
+}
+ensure helm "$helm_version" "chart tests" build_helm
+
+scripts/install-kube.sh
 
 if ! command -v gcc >/dev/null; then
 	echo "install-tools: installing gcc (cgo crash tests)"

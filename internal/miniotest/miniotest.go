@@ -21,6 +21,8 @@ import (
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
+
+	"github.com/corepipe/corepipe/internal/toolcache"
 )
 
 // readyTimeout bounds a start; MinIO is usually live in a second or two.
@@ -44,8 +46,8 @@ type Server struct {
 
 // Start starts MinIO with an empty data directory and stops it when the test
 // ends. It fails the test if the minio binary cannot be found: it is
-// $COREPIPE_MINIO, else bin/minio in $COREPIPE_CACHE or the module's .cache
-// directory, where scripts/install-minio.sh puts it, else minio on $PATH.
+// $COREPIPE_MINIO, else the pinned version in the tool cache, where
+// scripts/install-minio.sh puts it, else minio on $PATH.
 func Start(t testing.TB) *Server {
 	t.Helper()
 	bin, err := findBinary()
@@ -249,42 +251,15 @@ func findBinary() (string, error) {
 		return bin, nil
 	}
 	var tried []string
-	cache := os.Getenv("COREPIPE_CACHE")
-	if cache == "" {
-		if root, err := moduleRoot(); err == nil {
-			cache = filepath.Join(root, ".cache")
-		}
+	bin := toolcache.Path("minio", toolcache.MinioVersion)
+	if _, err := os.Stat(bin); err == nil {
+		return bin, nil
 	}
-	if cache != "" {
-		bin := filepath.Join(cache, "bin", "minio")
-		if _, err := os.Stat(bin); err == nil {
-			return bin, nil
-		}
-		tried = append(tried, bin)
-	}
+	tried = append(tried, bin)
 	bin, err := exec.LookPath("minio")
 	if err == nil {
 		return bin, nil
 	}
 	tried = append(tried, "$PATH")
 	return "", fmt.Errorf("no minio binary in %s", strings.Join(tried, " or "))
-}
-
-// moduleRoot walks up from the working directory, which go test sets to
-// the package's directory, to the directory holding go.mod.
-func moduleRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("no go.mod above the working directory")
-		}
-		dir = parent
-	}
 }

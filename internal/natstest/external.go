@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/corepipe/corepipe/internal/toolcache"
 )
 
 // Process is a nats-server running as a separate process, with JetStream on
@@ -187,11 +189,11 @@ func buildServer() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	cache := os.Getenv("COREPIPE_CACHE")
-	if cache == "" {
-		cache = filepath.Join(root, ".cache")
+	version, err := serverVersion(root)
+	if err != nil {
+		return "", err
 	}
-	bin := filepath.Join(cache, "bin", "nats-server")
+	bin := toolcache.Path("nats-server", version)
 	if _, err := os.Stat(bin); err == nil {
 		return bin, nil
 	}
@@ -212,6 +214,19 @@ func buildServer() (string, error) {
 		return "", fmt.Errorf("build nats-server: %w", err)
 	}
 	return bin, nil
+}
+
+// serverVersion is the version of nats-server that go.mod requires, which
+// the embedded server is too. (A test binary's build info lists no
+// dependencies.)
+func serverVersion(root string) (string, error) {
+	cmd := exec.Command("go", "list", "-m", "-f", "{{if .Replace}}{{.Replace.Version}}{{else}}{{.Version}}{{end}}", "github.com/nats-io/nats-server/v2")
+	cmd.Dir = root
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("nats-server version: go list: %w", err)
+	}
+	return strings.TrimSpace(string(out)), nil
 }
 
 // repoRoot walks up from the working directory to the directory of go.mod.

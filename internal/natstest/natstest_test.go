@@ -87,7 +87,15 @@ func TestBuildHonoursCacheEnv(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := filepath.Join(cache, "bin", "nats-server"); bin != want {
+	root, err := repoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	version, err := serverVersion(root)
+	if err != nil || !strings.HasPrefix(version, "v2.") {
+		t.Fatalf("nats-server version %q: %v", version, err)
+	}
+	if want := filepath.Join(cache, "nats-server-"+version, "nats-server"); bin != want {
 		t.Fatalf("built %s, want %s", bin, want)
 	}
 	if fi, err := os.Stat(bin); err != nil || fi.Mode()&0o111 == 0 {

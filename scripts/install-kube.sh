@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# Builds the real Kubernetes API server and the etcd it stores into, at
+# pinned versions, into $COREPIPE_CACHE (internal/kubetest finds them there):
+#   $COREPIPE_CACHE/kube-apiserver-<version>/kube-apiserver
+#   $COREPIPE_CACHE/etcd-<version>/etcd
+# Each is built from the Go module proxy in a scratch module of its own under
+# $COREPIPE_CACHE/build, so neither touches corepipe's go.mod. Does nothing
+# for a binary already there. Cold, on two cores: a few minutes each.
+set -euo pipefail
+
+# Keep in step with internal/kubetest.
+kube_version=v1.37.2
+etcd_version=v3.7.3
+
+cache=${COREPIPE_CACHE:-$HOME/.cache/corepipe}
+export GOFLAGS=-mod=mod
+
+# scratch DIR MODULE: an empty module in DIR to build one tool in.
+scratch() {
+	rm -rf "$1"
+	mkdir -p "$1"
+	printf 'module %s\n\ngo 1.26\n' "$2" >"$1/go.mod"
+}
+
+etcd=$cache/etcd-$etcd_version/etcd
+if [ -x "$etcd" ]; then
+	echo "install-kube: $etcd already installed"
+else
+	# Debian's etcd (3.4) is too old for the API server's watches. etcd's
+	# modules are released together: require every one at the same version
+	# so none is resolved to an older release.
+	SECONDS=0
+	work=$cache/build/etcd-$etcd_version
+	scratch "$work" corepipe.local/build/etcd
+	(
+		cd "$work"
+		go get go.etcd.io/etcd/server/v3@$etcd_version \
+			go.etcd.io/etcd/etcdctl/v3@$etcd_version \
+			go.etcd.io/etcd/api/v3@$etcd_version \
+			go.etcd.io/etcd/client/pkg/v3@$etcd_version \
+			go.etcd.io/etcd/client/v3@$etcd_version \
+			go.etcd.io/etcd/pkg/v3@$etcd_version
+		# etcd's main is the server module's root package.
+		go build -trimpath -o "$work/etcd" go.etcd.io/etcd/server/v3
+	)
+	mkdir -p "$(dirname "$etcd")"
+	mv "$work/etcd" "$etcd"
+	rm -rf "$work"
+	echo "install-kube: built etcd $etcd_version into $etcd in ${SECONDS}s"
+fi
+
+apiserver=$cache/kube-apiserver-$kube_version/kube-apiserver
+if [ -x "$apiserver" ]; then
+	echo "install-kube: $apiserver already installed"
+else
+	SECONDS=0
+	work=$cache/build/kube-apiserver-$kube_version
+	scratch "$work" corepipe.local/build/kube-apiserver
+	(
+		cd "$work"
+		# k8s.io/kubernetes replaces its staging modules (k8s.io/api,
+		# client-go, apiserver, …) with directories of its own repository,
+		# which a module outside it cannot see: point each at its published
+		# release of the same Kubernetes version instead. The sample-*
+		# modules are never published.
+		staging_version=v0.${kube_version#v1.}
+		gomod=$(go mod download -json "k8s.io/kubernetes@$kube_version" | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",$/\1/p')
+		sed -n 's#^[[:space:]]*\(k8s\.io/[^ ]*\) => \./staging/.*#\1#p' "$gomod" | grep -v '^k8s\.io/sample-' |
+			while read -r m; do
+				go mod edit -replace "$m=$m@$staging_version"
+			done
+		go get "k8s.io/kubernetes/cmd/kube-apiserver@$kube_version"
+		# The version the server reports on /version, as Kubernetes' own
+		# build stamps it.
+		v=k8s.io/component-base/version
+		minor=${kube_version#v1.}
+		minor=${minor%%.*}
+		go build -trimpath -o "$work/kube-apiserver" \
+			-ldflags "-X $v.gitVersion=$kube_version -X $v.gitMajor=1 -X $v.gitMinor=$minor" \
+			k8s.io/kubernetes/cmd/kube-apiserver
+	)
+	mkdir -p "$(dirname "$apiserver")"
+	mv "$work/kube-apiserver" "$apiserver"
+	rm -rf "$work"
+	echo "install-kube: built kube-apiserver $kube_version into $apiserver in ${SECONDS}s"
+fi
+rmdir "$cache/build" 2>/dev/null || true
