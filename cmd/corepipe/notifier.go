@@ -14,6 +14,7 @@ import (
 	"github.com/corepipe/corepipe/notify"
 	"github.com/corepipe/corepipe/notify/slack"
 	natsq "github.com/corepipe/corepipe/queue/nats"
+	"github.com/corepipe/corepipe/sqlite"
 )
 
 // notifierFlags are the notifier's flags, shared by `corepipe notifier` and
@@ -120,10 +121,14 @@ func notifierPart(log *slog.Logger, f *notifierFlags, q reportsQueue, statePath,
 		if err != nil {
 			return fmt.Errorf("notifier: %w", err)
 		}
+		store, err := sqlite.OpenNotifyStore(statePath)
+		if err != nil {
+			return err
+		}
 		n, err := notify.Open(notify.Config{
 			Consumer:   cons,
 			Sender:     sender,
-			StatePath:  statePath,
+			Store:      store,
 			Policy:     f.policy,
 			Logger:     log,
 			Registerer: reg,
