@@ -25,6 +25,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/corepipe/corepipe"
+	"github.com/corepipe/corepipe/containerlog"
 )
 
 // Recorder stores and publishes a crash that has no spool entry; the node
@@ -45,6 +46,9 @@ type Config struct {
 	// already recorded: their manifests are stored under IDs derived from
 	// the termination itself.
 	Blobs corepipe.BlobStore
+	// LogRoots are where the kubelet keeps container logs on this node:
+	// a bad end's log is read for the crash it holds. Empty Pods reads none.
+	LogRoots containerlog.Roots
 	// LookupWait bounds how long Enrich waits for the informer to learn of a
 	// container it does not know yet; the agent's shipping waits that long
 	// at most.

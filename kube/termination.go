@@ -196,6 +196,9 @@ func (w *Watcher) ship(ctx context.Context, rec Recorder, p *pendingTermination)
 		return
 	}
 	if err == nil {
+		err = w.attachLog(ctx, p.t, c)
+	}
+	if err == nil {
 		err = rec.ShipRecord(ctx, c)
 	}
 	if err != nil {
