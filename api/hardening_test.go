@@ -244,7 +244,15 @@ func TestProxyHeaders(t *testing.T) {
 			t.Errorf("ParseGroupRoles(%q) accepted", bad)
 		}
 	}
-	if _, err := New(Config{TrustedProxies: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}}); err == nil {
+	if w, err := ParseWeb("https://crashes.example.com", "10.0.0.0/8,192.0.2.7", "sre=admin,*=viewer", time.Hour); err != nil || len(w.TrustedProxies) != 2 || w.GroupRoles["sre"] != RoleAdmin || w.SessionTTL != time.Hour {
+		t.Errorf("ParseWeb: %+v, %v", w, err)
+	}
+	for _, bad := range [][3]string{{"", "", "sre=admin"}, {"crashes.example.com", "", ""}, {"ftp://x", "", ""}, {"", "10.0.0.0/40", ""}} {
+		if _, err := ParseWeb(bad[0], bad[1], bad[2], 0); err == nil {
+			t.Errorf("ParseWeb(%q) accepted", bad)
+		}
+	}
+	if _, err := New(Config{Web: Web{TrustedProxies: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}}}); err == nil {
 		t.Error("trusted proxies without tokens accepted")
 	}
 }
@@ -274,7 +282,7 @@ func TestSecureCookie(t *testing.T) {
 	if c := signIn(proxied, http.Header{"X-Forwarded-Proto": {"https"}}); c == nil || !c.Secure {
 		t.Errorf("trusted X-Forwarded-Proto https: cookie %+v, want Secure", c)
 	}
-	if _, err := New(Config{PublicURL: "crashes.example.com"}); err == nil {
+	if _, err := New(Config{Web: Web{PublicURL: "crashes.example.com"}}); err == nil {
 		t.Error("a public URL without a scheme accepted")
 	}
 }

@@ -43,19 +43,8 @@ type Config struct {
 	// request may do everything, so listen on loopback only (see Listen),
 	// and only loopback host names are answered (against DNS rebinding).
 	Tokens *Tokens
-	// PublicURL is where people reach the server (https://crashes.example.com)
-	// when it is behind a proxy: an https URL makes cookies Secure, and its
-	// host is an origin forms may come from.
-	PublicURL string
-	// TrustedProxies are the addresses of an authenticating proxy whose
-	// identity headers (X-Forwarded-User, -Email, -Groups) and
-	// X-Forwarded-Proto are believed; GroupRoles maps its groups to roles
-	// ("*": everyone it signed in). Both need Tokens (auth on).
-	TrustedProxies []netip.Prefix
-	GroupRoles     map[string]Role
-	// SessionTTL is how long a browser stays signed in; 0 is
-	// DefaultSessionTTL.
-	SessionTTL time.Duration
+	// Web is how browsers and an authenticating proxy reach the server.
+	Web
 	// Now is the clock of sessions and auth-file reloads; nil is time.Now.
 	Now func() time.Time
 	// Logger receives request failures; nil discards them.
@@ -71,6 +60,56 @@ type Config struct {
 	// serves no /metrics.
 	Registerer prometheus.Registerer
 	Gatherer   prometheus.Gatherer
+}
+
+// Web is how people reach the server through a browser, and how far an
+// authenticating proxy in front of it is believed.
+type Web struct {
+	// PublicURL is where people reach the server (https://crashes.example.com)
+	// when it is behind a proxy: an https URL makes cookies Secure, and its
+	// host is an origin forms may come from.
+	PublicURL string
+	// TrustedProxies are the addresses of an authenticating proxy whose
+	// identity headers (X-Forwarded-User, -Email, -Groups) and
+	// X-Forwarded-Proto are believed; GroupRoles maps its groups to roles
+	// ("*": everyone it signed in). Both need Tokens (auth on).
+	TrustedProxies []netip.Prefix
+	GroupRoles     map[string]Role
+	// SessionTTL is how long a browser stays signed in; 0 is
+	// DefaultSessionTTL.
+	SessionTTL time.Duration
+}
+
+// ParseWeb reads the web settings as flags spell them: a public URL,
+// comma-separated trusted proxy prefixes, GROUP=ROLE pairs and a session
+// lifetime.
+func ParseWeb(publicURL, trustedProxies, groupRoles string, sessionTTL time.Duration) (Web, error) {
+	w := Web{PublicURL: publicURL, SessionTTL: sessionTTL}
+	_, err := parsePublicURL(publicURL)
+	if err != nil {
+		return Web{}, err
+	}
+	if w.TrustedProxies, err = ParseTrustedProxies(trustedProxies); err != nil {
+		return Web{}, err
+	}
+	if w.GroupRoles, err = ParseGroupRoles(groupRoles); err != nil {
+		return Web{}, err
+	}
+	if len(w.GroupRoles) > 0 && len(w.TrustedProxies) == 0 {
+		return Web{}, fmt.Errorf("%w: proxy group roles without trusted proxies: no proxy's groups would be believed", corepipe.ErrInvalid)
+	}
+	return w, nil
+}
+
+func parsePublicURL(s string) (*url.URL, error) {
+	if s == "" {
+		return nil, nil
+	}
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("%w: public URL %q: want http(s)://host[:port]", corepipe.ErrInvalid, truncate(s))
+	}
+	return u, nil
 }
 
 // Server is the HTTP front-end. Its handler is safe for concurrent use.
@@ -114,12 +153,9 @@ func New(cfg Config) (*Server, error) {
 		sessionTTL: cfg.SessionTTL,
 		now:        cfg.Now,
 	}
-	if cfg.PublicURL != "" {
-		u, err := url.Parse(cfg.PublicURL)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return nil, fmt.Errorf("%w: public URL %q: want http(s)://host[:port]", corepipe.ErrInvalid, truncate(cfg.PublicURL))
-		}
-		s.publicURL = u
+	var err error
+	if s.publicURL, err = parsePublicURL(cfg.PublicURL); err != nil {
+		return nil, err
 	}
 	if len(cfg.TrustedProxies) > 0 && cfg.Tokens == nil {
 		return nil, fmt.Errorf("%w: trusted proxies need an auth file: without one, auth is off", corepipe.ErrInvalid)
