@@ -65,3 +65,23 @@ func TestValue(t *testing.T) {
 		t.Errorf("type %q", pf.Lookup("max").Value.Type())
 	}
 }
+
+// FuzzParse: whatever is typed, Parse either refuses it or returns a
+// non-negative count that Format writes back to the same count.
+func FuzzParse(f *testing.F) {
+	for _, s := range []string{"0", "512M", "1.5G", "64KiB", "7E", "8E", "1..5G", "-1", "0.0000001K"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		n, err := Parse(s)
+		if err != nil {
+			return
+		}
+		if n < 0 {
+			t.Fatalf("Parse(%q) = %d", s, n)
+		}
+		if back, err := Parse(Format(n)); err != nil || back != n {
+			t.Fatalf("Parse(Format(%d)) = %d, %v", n, back, err)
+		}
+	})
+}
