@@ -1,38 +1,37 @@
 package corepipe_test
 
 import (
-	"os/exec"
-	"strings"
 	"testing"
+
+	"github.com/corepipe/corepipe/internal/deptest"
 )
 
-// TestImportDirection holds the layout's lines: the domain imports no
-// adapter and no technology, only analyzer/inspect imports delve, and the
-// API and the notifier never do. (The collector's own test keeps it off
-// the network.)
+// TestImportDirection holds the layout's lines. (The collector's own test
+// keeps it off the network.)
 func TestImportDirection(t *testing.T) {
-	for _, rule := range []struct {
-		pkg       string
-		forbidden []string
-	}{
-		{".", []string{"github.com/corepipe/corepipe/", "github.com/go-delve/", "github.com/nats-io/", "github.com/minio/", "k8s.io/", "modernc.org/sqlite", "net/http"}},
-		{"./api/...", []string{"github.com/go-delve/"}},
-		{"./notify/...", []string{"github.com/go-delve/", "github.com/minio/"}},
-		{"./index/...", []string{"github.com/go-delve/"}},
-		{"./analyzer", []string{"github.com/go-delve/"}},
-		{"./analyzer/signature", []string{"github.com/go-delve/"}},
-		{"./analyzer/diagnose", []string{"github.com/go-delve/"}},
+	const delve = "github.com/go-delve/..."
+	const driver = "modernc.org/sqlite/..."
+	for _, c := range []deptest.DepChecker{
+		{Package: ".", BadDeps: map[string]string{
+			"github.com/corepipe/corepipe/...": "adapters import the domain, never the reverse",
+			delve:                              "the domain holds no technology: reading cores is analyzer/inspect's",
+			"github.com/nats-io/...":           "the domain holds no technology: the queue is queue/nats",
+			"github.com/minio/...":             "the domain holds no technology: object storage is blob/s3",
+			"k8s.io/...":                       "the domain holds no technology: Kubernetes is kube",
+			driver:                             "the domain holds no technology: SQLite is package sqlite",
+			"net/http/...":                     "the domain holds no technology: HTTP is api",
+		}},
+		{Package: "./...", Exempt: []string{"github.com/corepipe/corepipe/analyzer/inspect/...", "github.com/corepipe/corepipe/cmd/corepipe"},
+			BadDeps: map[string]string{delve: "only analyzer/inspect reads cores with delve (the mains run it in a child process)"}},
+		{Package: "./api/...", BadDeps: map[string]string{
+			delve: "the API serves reports and never parses a core: a crafted core must not reach the server",
+		}},
+		{Package: "./...", Exempt: []string{"github.com/corepipe/corepipe/sqlite", "github.com/corepipe/corepipe/cmd/corepipe"},
+			BadDeps: map[string]string{driver: "only package sqlite talks to the driver; the index and the notifier's store are interfaces (the mains wire it in)"}},
+		{Package: "./notify/...", BadDeps: map[string]string{
+			"github.com/minio/...": "the notifier reads the reports stream, never the blob store",
+		}},
 	} {
-		out, err := exec.Command("go", "list", "-deps", rule.pkg).CombinedOutput()
-		if err != nil {
-			t.Fatalf("go list -deps %s: %v\n%s", rule.pkg, err, out)
-		}
-		for _, dep := range strings.Fields(string(out)) {
-			for _, f := range rule.forbidden {
-				if strings.HasPrefix(dep, f) {
-					t.Errorf("%s depends on %s", rule.pkg, dep)
-				}
-			}
-		}
+		c.Check(t)
 	}
 }
