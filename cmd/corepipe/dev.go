@@ -137,7 +137,7 @@ func runDev(ctx context.Context, stdout io.Writer, log *slog.Logger, f *devFlags
 		return err
 	}
 	fmt.Fprintf(stdout, "corepipe: UI at http://%s/\n", ln.Addr())
-	return runAll(ctx, ag.Run, an.Run, apiPart(log, ln, idx, blobs, q, "api", apiSetup{tokens: tokens, metrics: reg}), notifier)
+	return runAll(ctx, ag.Run, an.Run, apiPart(log, ln, idx, blobs, q, "api", apiSetup{tokens: tokens, web: f.api.web, metrics: reg}), notifier)
 }
 
 func analyzerFlagsOf(fset *pflag.FlagSet) *analyzerFlags {

@@ -139,17 +139,34 @@ type reportsQueue interface {
 // apiFlags are the api's flags, shared by `corepipe api` and `corepipe dev`.
 type apiFlags struct {
 	authFile string
+	// The web settings: see api.Web and the README's single sign-on.
+	publicURL, trustedProxies, proxyGroupRoles string
+	sessionTTL                                 time.Duration
+	web                                        api.Web
 }
 
 func apiFlagsOf(fset *pflag.FlagSet) *apiFlags {
 	f := &apiFlags{}
 	fset.StringVar(&f.authFile, "auth-file", "", `bearer tokens, one "TOKEN ROLE" per line (roles viewer, debugger, admin); without it the API listens on loopback only`)
+	fset.StringVar(&f.publicURL, "public-url", "", "where people reach the UI, e.g. https://crashes.example.com behind a TLS proxy (https makes cookies Secure)")
+	fset.StringVar(&f.trustedProxies, "trusted-proxies", "", "addresses or CIDRs of an authenticating proxy (oauth2-proxy) whose X-Forwarded-User/-Email/-Groups/-Proto are believed; needs --auth-file")
+	fset.StringVar(&f.proxyGroupRoles, "proxy-group-roles", "", "GROUP=ROLE,… for users the trusted proxy signs in (* = any user), e.g. sre=admin,dev=debugger,*=viewer")
+	fset.DurationVar(&f.sessionTTL, "session-ttl", api.DefaultSessionTTL, "how long a browser stays signed in")
 	return f
 }
 
-// tokens loads the auth file; nil without one.
+// tokens loads the auth file, nil without one, and checks the web
+// settings that go with it into f.web.
 func (f *apiFlags) tokens() (*api.Tokens, error) {
+	web, err := api.ParseWeb(f.publicURL, f.trustedProxies, f.proxyGroupRoles, f.sessionTTL)
+	if err != nil {
+		return nil, err
+	}
+	f.web = web
 	if f.authFile == "" {
+		if len(web.TrustedProxies) > 0 {
+			return nil, fmt.Errorf("--trusted-proxies needs --auth-file: without one, auth is off")
+		}
 		return nil, nil
 	}
 	return api.LoadTokens(f.authFile)
@@ -158,6 +175,7 @@ func (f *apiFlags) tokens() (*api.Tokens, error) {
 // apiSetup is how the API part runs.
 type apiSetup struct {
 	tokens *api.Tokens
+	web    api.Web
 	// rebuild refills the index from the blob store before following the
 	// stream.
 	rebuild bool
@@ -178,6 +196,7 @@ func apiPart(log *slog.Logger, ln net.Listener, idx *sqlite.Index, blobs corepip
 			Index:      idx,
 			Blobs:      blobs,
 			Tokens:     setup.tokens,
+			Web:        setup.web,
 			Logger:     log.With("part", "api"),
 			Ready:      follower.Ready,
 			Pending:    follower.Pending,
@@ -209,7 +228,7 @@ func apiPart(log *slog.Logger, ln net.Listener, idx *sqlite.Index, blobs corepip
 }
 
 func serve(ctx context.Context, ln net.Listener, h http.Handler) error {
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	srv := api.NewHTTPServer(h)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {
