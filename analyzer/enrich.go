@@ -15,7 +15,7 @@ import (
 // child process and the worker can both do it.
 func Enrich(r *corepipe.Report, c *corepipe.Crash) {
 	if len(r.Goroutines) > 0 {
-		r.GoroutineGroups = signature.Groups(r.Goroutines)
+		r.GoroutineGroups = signature.GoroutineGroups(r.Goroutines)
 	}
 	if r.Title == "" {
 		r.Title = terminationTitle(r)

@@ -40,7 +40,7 @@ func TestRealCrashes(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Inspect: %v", err)
 			}
-			r.GoroutineGroups = signature.Groups(r.Goroutines)
+			r.GoroutineGroups = signature.GoroutineGroups(r.Goroutines)
 			got := diagnose.Diagnose(r, &corepipe.Crash{Limits: map[string]string{"Max processes": "63704"}})
 			var codes []string
 			for _, d := range got {

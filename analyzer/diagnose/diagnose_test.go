@@ -32,7 +32,7 @@ func TestDiagnose(t *testing.T) {
 			r.Goroutines = append(r.Goroutines, corepipe.Goroutine{ID: int64(i + 2), Status: "chan receive",
 				CreatedBy: fmt.Sprintf("main.serve in goroutine %d", i), Frames: []corepipe.Frame{{Function: "runtime.gopark"}, {Function: "main.wait", Line: 3}}})
 		}
-		r.GoroutineGroups = signature.Groups(r.Goroutines)
+		r.GoroutineGroups = signature.GoroutineGroups(r.Goroutines)
 		return r
 	}
 	threads := fatalReport("thread exhaustion")
@@ -94,7 +94,7 @@ func TestDiagnose(t *testing.T) {
 		{"deadlock", func() *corepipe.Report {
 			r := fatalReport("all goroutines are asleep - deadlock!")
 			r.Goroutines = []corepipe.Goroutine{{ID: 1, Status: "chan receive", Frames: []corepipe.Frame{{Function: "runtime.gopark"}, {Function: "main.main"}}}}
-			r.GoroutineGroups = signature.Groups(r.Goroutines)
+			r.GoroutineGroups = signature.GoroutineGroups(r.Goroutines)
 			return r
 		}(), nil, []string{CodeExitSignal, CodeDeadlock}, map[string]string{CodeDeadlock: "1 goroutines: 1 × [chan receive] in main.main"}},
 		{"concurrent map writes", func() *corepipe.Report {

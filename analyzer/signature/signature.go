@@ -118,7 +118,7 @@ func Frames(r *corepipe.Report) []string {
 	if len(r.Goroutines) > 0 {
 		groups := r.GoroutineGroups
 		if len(groups) == 0 {
-			groups = Groups(r.Goroutines)
+			groups = GoroutineGroups(r.Goroutines)
 		}
 		for _, grp := range groups {
 			if fns := normalise(grp.TopFrames); len(fns) > 0 {

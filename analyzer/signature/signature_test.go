@@ -165,7 +165,7 @@ func TestTerminationSignature(t *testing.T) {
 	}
 }
 
-func TestGroups(t *testing.T) {
+func TestGoroutineGroups(t *testing.T) {
 	gs := []corepipe.Goroutine{
 		{ID: 1, Status: "running", Frames: frames("main.main")},
 		{ID: 5, Status: "chan receive", CreatedBy: "main.main in goroutine 1", Frames: frames("runtime.gopark", "main.worker")},
@@ -178,7 +178,7 @@ func TestGroups(t *testing.T) {
 	moved[1].Line = 99
 	gs = append(gs, corepipe.Goroutine{ID: 10, Status: "chan receive", CreatedBy: "main.main in goroutine 1", Frames: moved})
 
-	groups := Groups(gs)
+	groups := GoroutineGroups(gs)
 	if len(groups) != 5 {
 		t.Fatalf("%d groups, want 5: %+v", len(groups), groups)
 	}

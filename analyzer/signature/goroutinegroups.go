@@ -11,11 +11,11 @@ import (
 // groupTopFrames is how many frames a group shows.
 const groupTopFrames = 5
 
-// Groups buckets goroutines with identical stacks, as panicparse does: the
+// GoroutineGroups buckets goroutines with identical stacks, as panicparse does: the
 // same status and wait reason, the same function, file and line in every
 // frame, created by the same function. The biggest group comes first; ties
 // keep the order of their first goroutine.
-func Groups(gs []corepipe.Goroutine) []corepipe.GoroutineGroup {
+func GoroutineGroups(gs []corepipe.Goroutine) []corepipe.GoroutineGroup {
 	index := map[string]int{}
 	var groups []corepipe.GoroutineGroup
 	var key strings.Builder
