@@ -27,6 +27,12 @@ func (r *Report) WriteText(w io.Writer) error {
 	if r.Error != "" {
 		p("error:     %s\n", r.Error)
 	}
+	if r.Source != "" && r.Source != SourceCore {
+		p("source:    %s\n", r.Source)
+	}
+	for _, l := range r.Lacks {
+		p("lacks:     %s\n", l)
+	}
 	if !r.CapturedAt.IsZero() {
 		p("captured:  %s on %s\n", r.CapturedAt.Format("2006-01-02 15:04:05 MST"), orUnknown(r.Node))
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/corepipe/corepipe"
 	"github.com/corepipe/corepipe/collector/agent"
+	"github.com/corepipe/corepipe/containerlog"
 	"github.com/corepipe/corepipe/kube"
 )
 
@@ -18,15 +19,23 @@ type kubeFlags struct {
 	enabled    bool
 	kubeconfig string
 	node       string
-	uiURL      string
+	uiURL      *string
+	logs       containerlog.Roots
 }
 
-func kubeFlagsOf(fset *pflag.FlagSet) *kubeFlags {
-	f := &kubeFlags{}
+// kubeFlagsOf declares the Kubernetes flags; uiURL is the web UI's base
+// URL when another part's flag already holds it (corepipe dev's notifier),
+// nil to declare --ui-url here.
+func kubeFlagsOf(fset *pflag.FlagSet, uiURL *string) *kubeFlags {
+	f := &kubeFlags{uiURL: uiURL}
 	fset.BoolVar(&f.enabled, "kube", false, "on Kubernetes: add each crash's pod, record containers that end badly without a core, annotate their pods")
 	fset.StringVar(&f.kubeconfig, "kubeconfig", "", "with --kube: kubeconfig file (default: the pod's service account)")
 	fset.StringVar(&f.node, "node-name", os.Getenv("NODE_NAME"), "with --kube: this node's name (default $NODE_NAME)")
-	fset.StringVar(&f.uiURL, "ui-url", "", "with --kube: base URL of the web UI, for the report links on pods")
+	if f.uiURL == nil {
+		f.uiURL = fset.String("ui-url", "", "with --kube: base URL of the web UI, for the report links on pods")
+	}
+	fset.StringVar(&f.logs.Pods, "pod-logs", containerlog.DefaultRoots.Pods, "with --kube: the kubelet's pod log `directory`, read for the traceback of a container that crashed without a core (empty: none)")
+	fset.StringVar(&f.logs.Containers, "container-logs", containerlog.DefaultRoots.Containers, "with --kube: the kubelet's `directory` of links to container logs by container ID")
 	return f
 }
 
@@ -42,11 +51,12 @@ func (f *kubeFlags) watcher(log *slog.Logger, blobs corepipe.BlobStore) (*kube.W
 		return nil, err
 	}
 	return kube.New(kube.Config{
-		Client: client,
-		Node:   f.node,
-		UIURL:  f.uiURL,
-		Blobs:  blobs,
-		Logger: log.With("part", "kube"),
+		Client:   client,
+		Node:     f.node,
+		UIURL:    *f.uiURL,
+		Blobs:    blobs,
+		LogRoots: f.logs,
+		Logger:   log.With("part", "kube"),
 	})
 }
 

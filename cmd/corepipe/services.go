@@ -78,7 +78,7 @@ overwrites it, and restores the previous pattern on exit.`,
 	fset.StringVar(&f.collectorBin, "collector", defaultCollector(), "the corepipe-collector `binary` to install")
 	fset.StringVar(&f.stateFile, "state", "", "`file` where the previous core_pattern is kept (default: next to the spool)")
 	f.limits = collectorFlagsOf(fset, false)
-	f.kube = kubeFlagsOf(fset)
+	f.kube = kubeFlagsOf(fset, nil)
 	f.agent = agentFlagsOf(fset)
 	cmd.MarkFlagDirname("spool")
 	cmd.MarkFlagFilename("collector")
