@@ -29,7 +29,7 @@ core says was mapped.`,
   corepipe analyze core.1234 --exe ./myprog -o text    # for people`,
 		Args: exactArgs(1, "one core file"),
 	}
-	exe := cmd.Flags().String("exe", "", "the crashed executable (default: the path recorded in the core)")
+	exe := cmd.Flags().String("exe", "", "the crashed executable `file` (default: the one the core says was mapped)")
 	var output string
 	choiceVarP(cmd, &output, "output", "o", "output format", "json", "text")
 	cmd.MarkFlagFilename("exe")

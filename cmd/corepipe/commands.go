@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
 // newRoot is the command tree. Each command's flags live in its own
@@ -40,10 +41,13 @@ from the command line, and browses the crashes an API holds.`,
 		SuggestionsMinimumDistance: 2,
 	}
 	root.SetFlagErrorFunc(flagError)
+	cobra.AddTemplateFunc("envExample", envExample)
+	cobra.AddTemplateFunc("hasSizeFlags", hasSizeFlags)
 	root.SetUsageTemplate(root.UsageTemplate() + `{{if .HasAvailableLocalFlags}}
-Every flag can also be set as COREPIPE_<FLAG> (upper case, dashes as
-underscores: --max-core-size is COREPIPE_MAX_CORE_SIZE); the command line wins.
-Sizes are bytes or take a unit of 1024: 512M, 2G, 1.5G, 64KiB.
+Every flag can also be set as COREPIPE_<FLAG>, upper case with dashes as
+underscores ({{envExample .}}); the command line wins.
+{{- if hasSizeFlags .}}
+Sizes are bytes or take a unit of 1024: 512M, 2G, 1.5G, 64KiB.{{end}}
 {{end}}`)
 	root.AddGroup(
 		&cobra.Group{ID: "parts", Title: "Parts of the pipeline:"},
@@ -149,4 +153,25 @@ func quoteAll(words []string) []string {
 		q[i] = fmt.Sprintf("%q", w)
 	}
 	return q
+}
+
+// envExample shows the environment variable of one of cmd's own flags, for
+// its help.
+func envExample(cmd *cobra.Command) string {
+	name := ""
+	cmd.LocalFlags().VisitAll(func(f *pflag.Flag) {
+		if name == "" && f.Name != "help" && !f.Hidden {
+			name = f.Name
+		}
+	})
+	if name == "" {
+		name = "max-core-size"
+	}
+	return "--" + name + " is " + envName(name)
+}
+
+func hasSizeFlags(cmd *cobra.Command) bool {
+	found := false
+	cmd.LocalFlags().VisitAll(func(f *pflag.Flag) { found = found || f.Value.Type() == "size" })
+	return found
 }
