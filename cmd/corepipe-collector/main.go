@@ -110,6 +110,12 @@ func run(argv []string) int {
 
 	c, err := collector.Run(ctx, cfg, flags.Args(), kernelPipe())
 	attrs := []any{"args", strings.Join(flags.Args(), " "), "ms", time.Since(start).Milliseconds()}
+	// The collector runs as root in the root cgroup on every crash: its
+	// peak memory is logged so that a bound on it can be watched.
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
+		attrs = append(attrs, "maxrss_kib", ru.Maxrss)
+	}
 	for _, w := range warnings {
 		stderr.Warn(w)
 		logLine(*spool, slog.LevelWarn, w, attrs...)
