@@ -11,7 +11,7 @@ import (
 )
 
 // Single sign-on comes from an authenticating proxy in front of the server
-// (oauth2-proxy with --set-xauthrequest or --pass-user-headers): it signs
+// (oauth2-proxy, whose --pass-user-headers is on by default): it signs
 // people in with the company's identity provider and passes who they are
 // in headers. Those headers are believed only from the proxy's own
 // addresses; from anyone else they are ignored, or anyone could claim to
