@@ -1,4 +1,4 @@
-package natsq
+package nats
 
 import (
 	"context"
@@ -44,7 +44,7 @@ func (q *Queue) Reports(ctx context.Context, durable string) (corepipe.Consumer,
 
 func (q *Queue) consumer(ctx context.Context, stream string, cfg jetstream.ConsumerConfig) (corepipe.Consumer, error) {
 	if cfg.Durable == "" || strings.ContainsAny(cfg.Durable, ".*> \t\r\n") {
-		return nil, fmt.Errorf("natsq: consumer %q: %w: not a durable name", cfg.Durable, corepipe.ErrInvalid)
+		return nil, fmt.Errorf("queue: consumer %q: %w: not a durable name", cfg.Durable, corepipe.ErrInvalid)
 	}
 	c := &consumer{q: q, stream: stream, cfg: cfg}
 	if _, err := c.current(ctx); err != nil {
@@ -131,7 +131,7 @@ func (c *consumer) Next(ctx context.Context) (corepipe.Message, error) {
 			return nil, err
 		}
 		if c.q.ctx.Err() != nil {
-			return nil, fmt.Errorf("natsq: next from %s: %w", c.cfg.Durable, nats.ErrConnectionClosed)
+			return nil, fmt.Errorf("queue: next from %s: %w", c.cfg.Durable, nats.ErrConnectionClosed)
 		}
 		msg, err := c.pull(ctx)
 		switch {
@@ -140,7 +140,7 @@ func (c *consumer) Next(ctx context.Context) (corepipe.Message, error) {
 		case ctx.Err() != nil:
 			return nil, ctx.Err()
 		case errors.Is(err, nats.ErrConnectionClosed):
-			return nil, fmt.Errorf("natsq: next from %s: %w", c.cfg.Durable, err)
+			return nil, fmt.Errorf("queue: next from %s: %w", c.cfg.Durable, err)
 		case err == nil:
 			backoff = minBackoff
 			continue
@@ -174,7 +174,7 @@ func (c *consumer) pull(ctx context.Context) (*message, error) {
 	case err == nil:
 		msg, err := newMessage(c.q, m)
 		if err != nil {
-			return nil, fmt.Errorf("natsq: next from %s: %w", c.cfg.Durable, err)
+			return nil, fmt.Errorf("queue: next from %s: %w", c.cfg.Durable, err)
 		}
 		return msg, nil
 	case errors.Is(err, nats.ErrTimeout), errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:

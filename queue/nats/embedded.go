@@ -1,4 +1,4 @@
-package natsq
+package nats
 
 import (
 	"errors"
@@ -36,7 +36,7 @@ const readyTimeout = 30 * time.Second
 // connections.
 func StartEmbedded(o EmbeddedOptions) (*Embedded, error) {
 	if o.StoreDir == "" {
-		return nil, errors.New("natsq: embedded server: no store dir")
+		return nil, errors.New("queue: embedded server: no store dir")
 	}
 	if o.Host == "" {
 		o.Host = "127.0.0.1"
@@ -55,7 +55,7 @@ func StartEmbedded(o EmbeddedOptions) (*Embedded, error) {
 		NoLog:  o.Logger == nil,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("natsq: embedded server: %w", err)
+		return nil, fmt.Errorf("queue: embedded server: %w", err)
 	}
 	if o.Logger != nil {
 		s.SetLogger(serverLogger{o.Logger.With("component", "nats-server")}, false, false)
@@ -64,12 +64,12 @@ func StartEmbedded(o EmbeddedOptions) (*Embedded, error) {
 	if !s.ReadyForConnections(readyTimeout) {
 		s.Shutdown()
 		s.WaitForShutdown()
-		return nil, fmt.Errorf("natsq: embedded server on %s:%d with store %s: not ready after %s", o.Host, o.Port, o.StoreDir, readyTimeout)
+		return nil, fmt.Errorf("queue: embedded server on %s:%d with store %s: not ready after %s", o.Host, o.Port, o.StoreDir, readyTimeout)
 	}
 	if !s.JetStreamEnabled() {
 		s.Shutdown()
 		s.WaitForShutdown()
-		return nil, fmt.Errorf("natsq: embedded server with store %s: JetStream did not start", o.StoreDir)
+		return nil, fmt.Errorf("queue: embedded server with store %s: JetStream did not start", o.StoreDir)
 	}
 	return &Embedded{s: s}, nil
 }

@@ -1,4 +1,4 @@
-package natsq
+package nats
 
 import (
 	"log/slog"

@@ -1,4 +1,4 @@
-package natsq_test
+package nats_test
 
 import (
 	"context"

@@ -1,8 +1,8 @@
-// Package natsq is the NATS JetStream adapter of corepipe.Queue: crash
+// Package nats is the NATS JetStream adapter of corepipe.Queue: crash
 // manifests travel on a work-queue stream from agents to analyzers, report
 // summaries on a limits stream to the index and the notifier. It also runs
 // the in-process nats-server that `corepipe dev` and the tests use.
-package natsq
+package nats
 
 import (
 	"context"
@@ -116,7 +116,7 @@ func Open(ctx context.Context, urls string, opts ...Option) (*Queue, error) {
 	q.js, err = jetstream.New(nc, jetstream.WithDefaultTimeout(o.requestTimeout))
 	if err != nil {
 		q.abort()
-		return nil, fmt.Errorf("natsq: jetstream: %w", err)
+		return nil, fmt.Errorf("queue: jetstream: %w", err)
 	}
 	if nc.IsConnected() {
 		err := q.ensureStreams(ctx)
@@ -142,14 +142,14 @@ func (q *Queue) Close(ctx context.Context) error {
 		return nil
 	case err != nil:
 		q.abort()
-		return fmt.Errorf("natsq: close: drain: %w", err)
+		return fmt.Errorf("queue: close: drain: %w", err)
 	}
 	select {
 	case <-q.closed:
 		return nil
 	case <-ctx.Done():
 		q.abort()
-		return fmt.Errorf("natsq: close: drain: %w", ctx.Err())
+		return fmt.Errorf("queue: close: drain: %w", ctx.Err())
 	}
 }
 
@@ -166,14 +166,14 @@ func (q *Queue) abort() {
 // the server. It returns once the server has stored the message.
 func (q *Queue) PublishCrash(ctx context.Context, c *corepipe.Crash) error {
 	if c == nil {
-		return fmt.Errorf("natsq: publish crash: %w: nil crash", corepipe.ErrInvalid)
+		return fmt.Errorf("queue: publish crash: %w: nil crash", corepipe.ErrInvalid)
 	}
 	if err := corepipe.CheckID(c.ID); err != nil {
-		return fmt.Errorf("natsq: publish crash: %w", err)
+		return fmt.Errorf("queue: publish crash: %w", err)
 	}
 	data, err := json.Marshal(c)
 	if err != nil {
-		return fmt.Errorf("natsq: publish crash %s: %w", c.ID, err)
+		return fmt.Errorf("queue: publish crash %s: %w", c.ID, err)
 	}
 	return q.publish(ctx, CoresStream, CoresSubject+SubjectToken(c.Node), c.ID, data)
 }
@@ -183,14 +183,14 @@ func (q *Queue) PublishCrash(ctx context.Context, c *corepipe.Crash) error {
 // retry is dropped but a re-analysis that changes the status is not.
 func (q *Queue) PublishReport(ctx context.Context, r *corepipe.Report) error {
 	if r == nil {
-		return fmt.Errorf("natsq: publish report: %w: nil report", corepipe.ErrInvalid)
+		return fmt.Errorf("queue: publish report: %w: nil report", corepipe.ErrInvalid)
 	}
 	if err := corepipe.CheckID(r.ID); err != nil {
-		return fmt.Errorf("natsq: publish report: %w", err)
+		return fmt.Errorf("queue: publish report: %w", err)
 	}
 	data, err := json.Marshal(r.Summary())
 	if err != nil {
-		return fmt.Errorf("natsq: publish report %s: %w", r.ID, err)
+		return fmt.Errorf("queue: publish report %s: %w", r.ID, err)
 	}
 	return q.publish(ctx, ReportsStream, ReportsSubject+r.ID, r.ID+"."+r.Status, data)
 }
@@ -296,9 +296,9 @@ func reconnectDelay(attempts int) time.Duration {
 // later as corepipe.ErrUnavailable.
 func wrapErr(op string, err error) error {
 	if transient(err) {
-		return fmt.Errorf("natsq: %s: %w: %w", op, corepipe.ErrUnavailable, err)
+		return fmt.Errorf("queue: %s: %w: %w", op, corepipe.ErrUnavailable, err)
 	}
-	return fmt.Errorf("natsq: %s: %w", op, err)
+	return fmt.Errorf("queue: %s: %w", op, err)
 }
 
 func transient(err error) bool {
