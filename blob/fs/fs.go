@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
@@ -156,7 +155,7 @@ func mkdirs(root *os.Root, dir string) error {
 			if err := syncDir(root, parent); err != nil {
 				return err
 			}
-		case !errors.Is(err, fs.ErrExist):
+		case !errors.Is(err, os.ErrExist):
 			return err
 		}
 		parent = p
@@ -208,7 +207,7 @@ func (s *Store) Stat(ctx context.Context, key string) (int64, error) {
 
 	fi, err := root.Lstat(key)
 	if err == nil && !fi.Mode().IsRegular() {
-		err = fs.ErrNotExist
+		err = os.ErrNotExist
 	}
 	if err != nil {
 		return 0, s.lookupError("stat", key, err)
@@ -222,7 +221,7 @@ func statRegular(root *os.Root, key string) error {
 		return err
 	}
 	if !fi.Mode().IsRegular() {
-		return fs.ErrNotExist
+		return os.ErrNotExist
 	}
 	return nil
 }
@@ -253,7 +252,7 @@ func (s *Store) walk(ctx context.Context, root *os.Root, dir, prefix string, fn 
 		return err
 	}
 	d, err := root.OpenFile(dir, os.O_RDONLY|syscall.O_DIRECTORY, 0)
-	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
+	if errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
 		// Nothing under the prefix, or removed while we listed: as on S3,
 		// that is an empty listing, not an error.
 		return nil
@@ -314,7 +313,7 @@ func (s *Store) putError(key string, err error) error {
 // a missing file, or a file where the key needs a directory, is no object.
 func (s *Store) lookupError(op, key string, err error) error {
 	e := &corepipe.Error{Code: corepipe.EINTERNAL, Message: "the blob store could not read the object"}
-	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
+	if errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
 		e.Code, e.Message, err = corepipe.ENOTFOUND, "no such object in the blob store", corepipe.ErrNotFound
 	}
 	e.Err = fmt.Errorf("fs blob store %s: %s %s: %w", s.dir, op, key, err)
