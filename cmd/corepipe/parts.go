@@ -50,6 +50,8 @@ func collectorFlagsOf(fset *pflag.FlagSet, ignoreRlimit bool) *collector.Setting
 	fset.BoolVar(&s.IgnoreRlimitCore, "ignore-rlimit-core", ignoreRlimit, "keep cores of processes whose RLIMIT_CORE is 0")
 	fset.IntVar(&s.RateLimit, "rate-limit", 10, "keep the cores of only this many crashes of one executable per --rate-window; later ones keep their manifest (0: no limit)")
 	fset.DurationVar(&s.RateWindow, "rate-window", collector.DefaultRateWindow, "the window of --rate-limit")
+	fset.Var((*size.Value)(&s.MaxExecutableSize), "max-executable-size", "copy no executable larger than this (0: 2G)")
+	fset.IntVar(&s.MaxCollectors, "max-collectors", collector.DefaultMaxCollectors, "how many collectors may store a core at once; the others keep the manifest only (below core_pipe_limit, 64)")
 	return s
 }
 
