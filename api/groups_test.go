@@ -253,7 +253,11 @@ func TestUICrashGoroutineGroupsAndDebugLine(t *testing.T) {
 
 	req := httptest.NewRequest("GET", "/crashes/"+r.ID, nil)
 	req.Host = "127.0.0.1:8080"
-	if got := debugCommand(req, r.ID); got != "corepipe debug "+r.ID {
+	if got := (&Server{}).debugCommand(req, r.ID); got != "corepipe debug "+r.ID {
 		t.Errorf("debug line on the default server: %q", got)
+	}
+	behind := &Server{publicURL: &url.URL{Scheme: "https", Host: "crashes.example.com"}}
+	if got := behind.debugCommand(req, r.ID); got != "corepipe debug --server https://crashes.example.com "+r.ID {
+		t.Errorf("debug line behind a proxy: %q", got)
 	}
 }

@@ -385,12 +385,18 @@ type slowStore struct {
 }
 
 type slowReader struct {
+	ctx   context.Context
 	r     io.Reader
 	pause time.Duration
 }
 
+// Read fails once the request's context is done, as an object store's
+// body does.
 func (s slowReader) Read(p []byte) (int, error) {
 	time.Sleep(s.pause)
+	if err := s.ctx.Err(); err != nil {
+		return 0, err
+	}
 	return s.r.Read(p[:min(len(p), 16<<10)])
 }
 
@@ -402,12 +408,12 @@ func (s slowStore) Get(ctx context.Context, key string) (io.ReadCloser, error) {
 	return struct {
 		io.Reader
 		io.Closer
-	}{slowReader{rc, s.pause}, rc}, nil
+	}{slowReader{ctx, rc, s.pause}, rc}, nil
 }
 
-// TestDownloadOutlivesWriteTimeout: the server's WriteTimeout bounds
-// ordinary responses, yet a download that keeps making progress runs past
-// it.
+// TestDownloadOutlivesWriteTimeout: the server's WriteTimeout and
+// ReadTimeout bound ordinary requests, yet a download that keeps making
+// progress runs past them.
 func TestDownloadOutlivesWriteTimeout(t *testing.T) {
 	e := newEnv(t)
 	exe := make([]byte, 256<<10)
@@ -424,6 +430,7 @@ func TestDownloadOutlivesWriteTimeout(t *testing.T) {
 		t.Fatalf("server without timeouts: %+v", hs)
 	}
 	hs.WriteTimeout = 100 * time.Millisecond // 16 reads of 25 ms take 400
+	hs.ReadTimeout = 100 * time.Millisecond
 	ts := httptest.NewUnstartedServer(nil)
 	ts.Config = hs
 	ts.Start()

@@ -181,7 +181,7 @@ func (s *Server) uiCrash(w http.ResponseWriter, r *http.Request) {
 		s.uiError(w, r, err)
 		return
 	}
-	debug := debugCommand(r, id)
+	debug := s.debugCommand(r, id)
 	rep, err := s.loadReport(r, id)
 	if errors.Is(err, corepipe.ErrNotFound) {
 		s.render(w, r, http.StatusOK, s.pages.crash, crashPage{Report: redact(r, []*corepipe.Report{sum})[0], Pending: true, Debug: debug})
@@ -209,13 +209,17 @@ func (s *Server) uiCrash(w http.ResponseWriter, r *http.Request) {
 }
 
 // debugCommand is the line to paste into a terminal. It names the server the
-// page came from unless that is the CLI's default.
-func debugCommand(r *http.Request, id string) string {
+// page came from (its public URL behind a proxy) unless that is the CLI's
+// default.
+func (s *Server) debugCommand(r *http.Request, id string) string {
 	scheme := "http"
-	if r.TLS != nil {
+	if s.secure(r) {
 		scheme = "https"
 	}
 	server := scheme + "://" + r.Host
+	if s.publicURL != nil {
+		server = s.publicURL.Scheme + "://" + s.publicURL.Host
+	}
 	if server == defaultServer || r.Host == "" {
 		return "corepipe debug " + id
 	}
