@@ -15,6 +15,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/client-go/kubernetes"
@@ -341,4 +342,103 @@ func TestRealServerStartsWhileDown(t *testing.T) {
 		t.Errorf("after the first listing: %+v", got)
 	}
 	drained(t, w, rec)
+}
+
+// agentRules are the agent's ClusterRole rules as the chart grants them
+// (deploy's TestChartRBACIsLeastPrivilege holds the chart to exactly these).
+var agentRules = []rbacv1.PolicyRule{
+	{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"list", "watch", "patch"}},
+	{APIGroups: []string{""}, Resources: []string{"events"}, Verbs: []string{"create"}},
+}
+
+func TestRealServerAgentRBAC(t *testing.T) {
+	// The chart's least privilege is enough for everything the watcher
+	// does: a call it needed beyond it would be refused here and logged.
+	c := startCluster(t)
+	ctx := context.Background()
+	rbac := c.kubelet.RbacV1()
+	if _, err := c.kubelet.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "corepipe"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rbac.ClusterRoles().Create(ctx, &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: "corepipe-agent"}, Rules: agentRules}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	binding := &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "corepipe-agent"},
+		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "corepipe-agent"},
+		Subjects: []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: "corepipe-agent", Namespace: "corepipe"}}}
+	if _, err := rbac.ClusterRoleBindings().Create(ctx, binding, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	agent, err := kubernetes.NewForConfig(c.s.ConfigFor("corepipe", "corepipe-agent"))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	web := c.createPod(t, newPod("web", 1), running("containerd://"+cid(1)))
+	rec := newRecorder()
+	sink := &logSink{}
+	w := start(t, Config{Client: agent, Logger: slogOf(sink)}, rec, true)
+	// A core of the running container, then its termination.
+	core := &corepipe.Crash{ID: corepipe.NewID(time.Now()), CapturedAt: time.Now(),
+		Container: &corepipe.Container{ID: cid(1), PodUID: string(web.UID)}}
+	w.Enrich(ctx, core)
+	w.Shipped(ctx, core)
+	finished := now()
+	web = c.setStatuses(t, web, restarted(running("containerd://"+cid(2)), "containerd://"+cid(1), 2, "Error", finished))
+	term := recordedCrash(t, rec, web, cid(1), 2, 1, finished)
+	if term.Termination.CoreID != core.ID {
+		t.Errorf("termination links core %q, want %s", term.Termination.CoreID, core.ID)
+	}
+
+	eventually(t, "the core's event", func() bool {
+		evs, err := c.kubelet.CoreV1().Events("shop").List(ctx, metav1.ListOptions{
+			FieldSelector: fields.OneTermEqualSelector("reason", ReasonCoreDumped).String()})
+		return err == nil && len(evs.Items) == 1 && strings.Contains(evs.Items[0].Message, core.ID)
+	})
+	p, err := c.kubelet.CoreV1().Pods("shop").Get(ctx, web.Name, metav1.GetOptions{})
+	if err != nil || p.Annotations[AnnotationCrashID] != core.ID {
+		t.Errorf("pod annotation %q, want the core's %s: %v", p.Annotations[AnnotationCrashID], core.ID, err)
+	}
+	for _, msg := range []string{"annotate pod", "pod event"} {
+		if n := sink.count(msg); n != 0 {
+			t.Errorf("%d times %q: refused with the chart's rules", n, msg)
+		}
+	}
+}
+
+func TestRealServerAnnotationSkipsReplacedPod(t *testing.T) {
+	// A StatefulSet replaces a pod under the same name: a crash of the old
+	// one must not be pinned on the new one. The pod's UID in the patch is
+	// a precondition only a real API server enforces.
+	c := startCluster(t)
+	ctx := context.Background()
+	pod := newPod("db", 1)
+	pod.Name = "db-0"
+	pod.OwnerReferences[0].Kind, pod.OwnerReferences[0].Name = "StatefulSet", "db"
+	old := c.createPod(t, pod, running("containerd://"+cid(1)))
+	sink := &logSink{}
+	w := start(t, Config{Client: c.agent, Logger: slogOf(sink)}, nil, true)
+	core := &corepipe.Crash{ID: corepipe.NewID(time.Now()), CapturedAt: time.Now(),
+		Container: &corepipe.Container{ID: cid(1), PodUID: string(old.UID)}}
+	w.Enrich(ctx, core)
+
+	if err := c.kubelet.CoreV1().Pods("shop").Delete(ctx, old.Name, *metav1.NewDeleteOptions(0)); err != nil {
+		t.Fatal(err)
+	}
+	replaced := c.createPod(t, pod, running("containerd://"+cid(2)))
+	eventually(t, "the new pod in the cache", func() bool { return w.podByUID(string(replaced.UID)) != nil })
+	w.Shipped(ctx, core)
+
+	eventually(t, "the event on the old pod", func() bool {
+		evs, err := c.kubelet.CoreV1().Events("shop").List(ctx, metav1.ListOptions{
+			FieldSelector: fields.OneTermEqualSelector("involvedObject.uid", string(old.UID)).String()})
+		return err == nil && len(evs.Items) == 1
+	})
+	if n := sink.count("annotate pod"); n != 1 {
+		t.Errorf("%d refused annotations logged, want 1", n)
+	}
+	p, err := c.kubelet.CoreV1().Pods("shop").Get(ctx, replaced.Name, metav1.GetOptions{})
+	if err != nil || p.UID != replaced.UID || p.Annotations[AnnotationCrashID] != "" {
+		t.Errorf("the new pod %s got the old pod's crash: annotations %v, %v", p.UID, p.Annotations, err)
+	}
 }

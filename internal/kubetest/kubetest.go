@@ -25,6 +25,10 @@ import (
 	"testing"
 	"time"
 
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -78,7 +82,8 @@ func Start(t testing.TB) *Server {
 }
 
 // Config is a client configuration of an admin (group system:masters). Each
-// call returns a new copy the caller may change.
+// call returns a new copy the caller may change. ConfigFor gives one of a
+// less privileged account.
 func (s *Server) Config() *rest.Config {
 	return &rest.Config{
 		Host:            s.URL(),
@@ -99,6 +104,27 @@ func (s *Server) Client() kubernetes.Interface {
 		s.t.Fatalf("kubetest: client: %v", err)
 	}
 	return c
+}
+
+// ConfigFor is a client configuration of service account name in namespace
+// (which must exist), with a token from the TokenRequest API: a client with
+// only the rights RBAC gives that account, to test what a component's
+// ClusterRole lets it do.
+func (s *Server) ConfigFor(namespace, name string) *rest.Config {
+	s.t.Helper()
+	ctx := context.Background()
+	sas := s.Client().CoreV1().ServiceAccounts(namespace)
+	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: name}}
+	if _, err := sas.Create(ctx, sa, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		s.t.Fatalf("kubetest: service account %s/%s: %v", namespace, name, err)
+	}
+	tr, err := sas.CreateToken(ctx, name, &authenticationv1.TokenRequest{}, metav1.CreateOptions{})
+	if err != nil {
+		s.t.Fatalf("kubetest: token of %s/%s: %v", namespace, name, err)
+	}
+	cfg := s.Config()
+	cfg.BearerToken = tr.Status.Token
+	return cfg
 }
 
 // Kubeconfig is the path of a kubeconfig file of the admin, for programs
