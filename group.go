@@ -45,33 +45,6 @@ type Share struct {
 	LastSeen  time.Time `json:"last_seen"`
 }
 
-// Version is what a report says about the build that crashed, for telling
-// builds apart: the main module's version, else the VCS revision, else the
-// Go build ID.
-func (r *Report) Version() string {
-	if r.Go == nil {
-		return r.Artifacts.Executable.ContentID()
-	}
-	switch {
-	case r.Go.MainVersion != "" && r.Go.MainVersion != "(devel)":
-		return r.Go.MainVersion
-	case r.Go.VCSRevision != "":
-		return r.Go.VCSRevision
-	case r.Go.BuildID != "":
-		return r.Go.BuildID
-	}
-	return r.Artifacts.Executable.ContentID()
-}
-
-// Workload names where a crash ran: namespace/pod for Kubernetes, else the
-// executable's path.
-func (r *Report) Workload() string {
-	if c := r.Container; c != nil && c.Pod != "" {
-		return c.Namespace + "/" + c.Pod
-	}
-	return r.Process.Exe
-}
-
 // Observe folds one more crash into g and returns the group's new status. A
 // group is new on its first crash; regressed when a crash comes from a build
 // other than the last one seen after the group was quiet for QuietPeriod;

@@ -199,6 +199,33 @@ func (r *Report) CrashingGoroutineReport() *Goroutine {
 	return nil
 }
 
+// Version is what a report says about the build that crashed, for telling
+// builds apart: the main module's version, else the VCS revision, else the
+// Go build ID.
+func (r *Report) Version() string {
+	if r.Go == nil {
+		return r.Artifacts.Executable.ContentID()
+	}
+	switch {
+	case r.Go.MainVersion != "" && r.Go.MainVersion != "(devel)":
+		return r.Go.MainVersion
+	case r.Go.VCSRevision != "":
+		return r.Go.VCSRevision
+	case r.Go.BuildID != "":
+		return r.Go.BuildID
+	}
+	return r.Artifacts.Executable.ContentID()
+}
+
+// Workload names where a crash ran: namespace/pod for Kubernetes, else the
+// executable's path.
+func (r *Report) Workload() string {
+	if c := r.Container; c != nil && c.Pod != "" {
+		return c.Namespace + "/" + c.Pod
+	}
+	return r.Process.Exe
+}
+
 // Summary returns a copy of r without goroutines and threads: what lists and
 // queue messages carry.
 func (r *Report) Summary() *Report {
