@@ -38,14 +38,14 @@ func containerMemory(r *corepipe.Report, cl *corepipe.CgroupLimits) *corepipe.Di
 			continue
 		}
 		worst = max(worst, u.n)
-		s := u.what + " " + bytes(uint64(u.n))
+		s := u.what + " " + formatBytes(uint64(u.n))
 		if cl.MemoryMax > 0 {
 			s += " (" + percent(u.n, cl.MemoryMax) + ")"
 		}
 		ev = append(ev, s)
 	}
 	if cl.MemoryMax > 0 {
-		ev = append(ev, "memory.max "+bytes(uint64(cl.MemoryMax)))
+		ev = append(ev, "memory.max "+formatBytes(uint64(cl.MemoryMax)))
 	}
 	if cl.OOMKills > 0 {
 		ev = append(ev, fmt.Sprintf("memory.events oom_kill %d", cl.OOMKills))
@@ -75,18 +75,18 @@ func goMemLimitVsContainer(r *corepipe.Report, env map[string]string, cl *corepi
 	if limit > 0 && limit < cl.MemoryMax {
 		return nil
 	}
-	suggest := bytes(uint64(cl.MemoryMax - cl.MemoryMax/10))
+	suggest := formatBytes(uint64(cl.MemoryMax - cl.MemoryMax/10))
 	sev, msg, ev := Info, "GOMEMLIMIT is not set: set GOMEMLIMIT below the container limit (about 90%, "+suggest+") so that the Go collector works harder before the kernel kills the process", "GOMEMLIMIT unset"
 	if limit > 0 {
 		sev = Warning
 		msg = "GOMEMLIMIT is at or above the container's memory limit, so it never applies: set GOMEMLIMIT below the container limit (about 90%, " + suggest + ")"
-		ev = "GOMEMLIMIT " + bytes(uint64(limit))
+		ev = "GOMEMLIMIT " + formatBytes(uint64(limit))
 	}
 	if pressure || fatal(r, "out of memory", "runtime: cannot allocate memory") {
 		sev = Warning
 	}
 	return &corepipe.Diagnosis{Code: CodeGoMemLimitContainer, Severity: sev, Message: msg,
-		Evidence: ev + "; cgroup memory.max " + bytes(uint64(cl.MemoryMax)) + envEvidence(env)}
+		Evidence: ev + "; cgroup memory.max " + formatBytes(uint64(cl.MemoryMax)) + envEvidence(env)}
 }
 
 // pidsLimit fires when the container's tasks were near its pids.max, which

@@ -161,7 +161,7 @@ func outOfMemory(r *corepipe.Report, env, limits map[string]string) *corepipe.Di
 	ev := []string{"fatal error: " + message(r)}
 	ev = append(ev, processMemory(r)...)
 	if rt := r.Runtime; rt != nil && rt.HeapLive > 0 {
-		ev = append(ev, "live heap "+bytes(rt.HeapLive))
+		ev = append(ev, "live heap "+formatBytes(rt.HeapLive))
 	}
 	if as := limits["Max address space"]; as != "" && as != "unlimited" {
 		ev = append(ev, "address-space limit (ulimit -v) "+as+" bytes")
@@ -180,7 +180,7 @@ func overMemoryLimit(r *corepipe.Report, env map[string]string) *corepipe.Diagno
 	}
 	return &corepipe.Diagnosis{Code: CodeMemoryLimit, Severity: Warning,
 		Message:  "the process used more memory than GOMEMLIMIT: the live heap (or memory outside the Go heap: cgo, stacks) is larger than the limit allows",
-		Evidence: fmt.Sprintf("RSS %s > GOMEMLIMIT %s", bytes(uint64(r.Process.RSS)), bytes(uint64(limit)))}
+		Evidence: fmt.Sprintf("RSS %s > GOMEMLIMIT %s", formatBytes(uint64(r.Process.RSS)), formatBytes(uint64(limit)))}
 }
 
 // goMemLimit is the process's soft memory limit in bytes, as the runtime
@@ -407,10 +407,10 @@ func userFrame(g *corepipe.Goroutine) string {
 func processMemory(r *corepipe.Report) []string {
 	var ev []string
 	if r.Process.RSS > 0 {
-		ev = append(ev, "RSS "+bytes(uint64(r.Process.RSS)))
+		ev = append(ev, "RSS "+formatBytes(uint64(r.Process.RSS)))
 	}
 	if r.Process.Peak > 0 {
-		ev = append(ev, "peak virtual memory "+bytes(uint64(r.Process.Peak)))
+		ev = append(ev, "peak virtual memory "+formatBytes(uint64(r.Process.Peak)))
 	}
 	return ev
 }
@@ -429,7 +429,9 @@ func envEvidence(env map[string]string) string {
 	return "; " + strings.Join(parts, " ")
 }
 
-func bytes(n uint64) string {
+// formatBytes writes n for a person, rounded in binary units ("900.0 MiB"),
+// as the evidence compares it with limits written the same way.
+func formatBytes(n uint64) string {
 	const unit = 1024
 	if n < unit {
 		return fmt.Sprintf("%d B", n)
