@@ -186,7 +186,11 @@ func (t *Tokens) refresh(now time.Time) (reloaded bool, err error) {
 		return false, nil
 	}
 	st := stampOf(fi)
-	if st == t.stamp || st == t.failed {
+	if st == t.stamp {
+		t.failed = fileStamp{} // back as it was: report the next failure
+		return false, nil
+	}
+	if st == t.failed {
 		return false, nil
 	}
 	entries, st, err := readTokens(t.path)

@@ -445,3 +445,23 @@ func TestDownloadOutlivesWriteTimeout(t *testing.T) {
 		t.Errorf("download: %d of %d bytes, %v", n, len(exe), err)
 	}
 }
+
+// TestSignInReplacesSession: signing in again gets a new ID and ends the
+// one presented, so an ID planted in a browser before sign-in (session
+// fixation) is worth nothing.
+func TestSignInReplacesSession(t *testing.T) {
+	e, _ := authEnv(t)
+	first := e.signIn(viewerToken)
+	f := e.loginForm()
+	h := http.Header{"Content-Type": {"application/x-www-form-urlencoded"}, "Origin": {e.url}}
+	h.Add("Cookie", f.cookie.Name+"="+f.cookie.Value)
+	h.Add("Cookie", first.Get("Cookie"))
+	resp, _ := e.do("POST", "/login", h, strings.NewReader("token="+adminToken+"&csrf="+f.csrf))
+	second := cookieNamed(resp, sessionCookie)
+	if second == nil || second.Value == strings.TrimPrefix(first.Get("Cookie"), sessionCookie+"=") {
+		t.Fatalf("second sign-in: %s, cookie %+v", resp.Status, second)
+	}
+	if resp, _ := e.do("GET", "/api/v1/crashes", first, nil); resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("the session presented at sign-in still works: %s", resp.Status)
+	}
+}

@@ -218,6 +218,11 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		s.renderLogin(w, r, http.StatusUnauthorized, next, fmt.Errorf("%w: invalid token", corepipe.ErrUnauthorized))
 		return
 	}
+	// A new ID on every sign-in: a session ID planted before it (session
+	// fixation) never becomes a signed-in one.
+	if old, err := r.Cookie(sessionCookie); err == nil {
+		s.sessions.remove(old.Value)
+	}
 	now := s.now()
 	id, _ := s.sessions.create(h, now.Add(s.sessionTTL), now)
 	s.setCookie(w, r, sessionCookie, id, s.sessionTTL)
