@@ -33,6 +33,11 @@ type Crash struct {
 	Termination *Termination `json:"termination,omitempty"`
 	Core        CoreArtifact `json:"core"`
 	Executable  ExeArtifact  `json:"executable"`
+	// Go is the build information the crashed program reported of itself
+	// (a crash-output file's header), when no executable says it.
+	Go *GoInfo `json:"go,omitempty"`
+	// Arch is the crashed program's GOARCH, when known before analysis.
+	Arch string `json:"arch,omitempty"`
 	// Log is the excerpt of the container's log (or of a crash-output
 	// file) that holds the crash, when one was kept.
 	Log *LogArtifact `json:"log,omitempty"`

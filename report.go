@@ -307,6 +307,8 @@ func NewReport(c *Crash) *Report {
 		Termination:  c.Termination,
 		CgroupLimits: c.CgroupLimits,
 		Artifacts:    Artifacts{Core: c.Core, Executable: c.Executable, Log: c.Log},
+		Go:           c.Go,
+		Arch:         c.Arch,
 		Timings:      c.Timings,
 	}
 	if c.Signal.Number != 0 {

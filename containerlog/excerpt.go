@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"syscall"
 
 	"github.com/corepipe/corepipe"
 	"github.com/corepipe/corepipe/gotrace"
@@ -99,6 +100,24 @@ func ReadExcerpt(ctx context.Context, files []string, o ExcerptOptions) (*Excerp
 	return ex, nil
 }
 
+// ReadExcerptFile reads the end of one open plain-text file (a
+// crash-output file) from byte from on, at most MaxRead bytes of it.
+func ReadExcerptFile(ctx context.Context, f *os.File, from int64, o ExcerptOptions) (*Excerpt, error) {
+	o = o.withDefaults()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", f.Name(), err)
+	}
+	k := newKeeper(o)
+	k.format = FormatRaw
+	if err := k.open(ctx, f, false, max(from, fi.Size()-o.MaxRead)); err != nil {
+		return nil, err
+	}
+	ex := k.excerpt()
+	ex.Path = f.Name()
+	return ex, nil
+}
+
 // ReadExcerptFrom reads one stream (a pasted log, a crash-output file).
 func ReadExcerptFrom(ctx context.Context, r io.Reader, format string, o ExcerptOptions) (*Excerpt, error) {
 	k := newKeeper(o.withDefaults())
@@ -125,13 +144,23 @@ func newKeeper(o ExcerptOptions) *keeper {
 }
 
 func (k *keeper) file(ctx context.Context, path string, off int64) error {
-	f, err := os.Open(path)
+	// Logs lie in directories the tenant's processes may write to: a link
+	// swapped in after the listing is not followed.
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return fmt.Errorf("open log: %w", err)
 	}
 	defer f.Close()
+	return k.open(ctx, f, strings.HasSuffix(path, ".gz"), off)
+}
+
+// open reads f from off, or a gzipped f whole.
+func (k *keeper) open(ctx context.Context, f *os.File, gz bool, off int64) error {
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		return fmt.Errorf("%w: log %s is not a regular file", corepipe.ErrInvalid, f.Name())
+	}
 	var r io.Reader = f
-	if strings.HasSuffix(path, ".gz") {
+	if gz {
 		zr, err := gzip.NewReader(f)
 		if err != nil {
 			return nil // a rotation cut short while gzipping: skip it
