@@ -3,6 +3,7 @@ package collector
 import (
 	"os"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/corepipe/corepipe"
@@ -111,4 +112,38 @@ func TestParseCgroup(t *testing.T) {
 			}
 		})
 	}
+}
+
+// FuzzParseCgroup: any /proc/<pid>/cgroup parses without panicking, and a
+// container is only ever named by a path rooted where a runtime puts its
+// cgroups, with IDs of the runtimes' forms.
+func FuzzParseCgroup(f *testing.F) {
+	fixture, _ := os.ReadFile("testdata/proc/4242/cgroup")
+	f.Add(string(fixture))
+	f.Add("0::/user.slice/user-1000.slice/user@1000.service/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod" + testPodSD + ".slice/cri-containerd-" + idA + ".scope\n")
+	f.Add("11:memory:/kubepods/burstable/pod" + testPodUID + "/" + idA + "\n0::/\n")
+	f.Add("0::/system.slice/docker-" + idA + ".scope\n")
+	f.Add("0::/docker/" + idA + "\n")
+	f.Add("\x00\n:::\n")
+	f.Fuzz(func(t *testing.T, file string) {
+		_, c := parseCgroup([]byte(file))
+		if c == nil {
+			return
+		}
+		if c.ID != "" && !isContainerID(c.ID) || c.PodUID != "" && !isUUID(c.PodUID) || c.ID == "" && c.PodUID == "" {
+			t.Fatalf("container %+v", c)
+		}
+		rooted := false
+		for line := range strings.SplitSeq(file, "\n") {
+			parts := strings.SplitN(line, ":", 3)
+			if len(parts) == 3 && containerFromPath(parts[2]) != nil {
+				for _, top := range []string{"/kubepods/", "/kubepods.slice/", "/system.slice/", "/docker/", "/machine.slice/"} {
+					rooted = rooted || strings.HasPrefix(parts[2], top)
+				}
+			}
+		}
+		if !rooted {
+			t.Fatalf("container %+v named by a path outside the runtimes' places: %q", c, file)
+		}
+	})
 }
