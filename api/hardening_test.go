@@ -372,6 +372,9 @@ func TestSuidCoreOnlyForAdmin(t *testing.T) {
 			t.Errorf("admin %s: %s", p, resp.Status)
 		}
 	}
+	if _, body := e.do("GET", "/crashes/"+r.ID, http.Header{"Authorization": {"Bearer " + viewerToken}}, nil); !strings.Contains(string(body), "for the admin role only") {
+		t.Error("the crash page does not say why its core is for admins")
+	}
 	// The report itself is still for viewers.
 	if resp, _ := e.do("GET", "/api/v1/crashes/"+r.ID, http.Header{"Authorization": {"Bearer " + viewerToken}}, nil); resp.StatusCode != http.StatusOK {
 		t.Errorf("viewer, report of a setuid crash: %s", resp.Status)
