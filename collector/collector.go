@@ -391,10 +391,17 @@ func captureExecutable(ctx context.Context, cfg Config, root *os.Root, tmp strin
 	// crashing program chose its ID. Without a build ID the hash is the ID.
 	id := x.ContentID()
 	marked, isMarked := markerOf(root, id)
+	idKey := identityKey(exe)
 	if id == "" || isMarked {
-		if x.SHA256, err = hashExecutable(ctx, exe, l); err != nil {
-			c.Notes = append(c.Notes, err.Error())
-			return
+		if x.SHA256 = cachedHash(root, idKey); x.SHA256 == "" {
+			if x.SHA256, err = hashExecutable(ctx, exe, l); err != nil {
+				c.Notes = append(c.Notes, err.Error())
+				return
+			}
+			// Only an identity unchanged by the read names what was read.
+			if identityKey(exe) == idKey {
+				cacheHash(root, idKey, x.SHA256)
+			}
 		}
 		switch {
 		case isMarked && marked.SHA256 == x.SHA256:
@@ -434,6 +441,9 @@ func captureExecutable(ctx context.Context, cfg Config, root *os.Root, tmp strin
 		c.Notes = append(c.Notes, "executable changed while it was read: the copy is of what was read last")
 	}
 	x.Size, x.SHA256, x.Found = size, sum, true
+	if identityKey(exe) == idKey {
+		cacheHash(root, idKey, sum)
+	}
 	if l.holes > 0 {
 		c.Notes = append(c.Notes, fmt.Sprintf("executable has %d bytes of holes: copied without writing them", l.holes))
 	}

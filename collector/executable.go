@@ -8,6 +8,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path"
+	"path/filepath"
+	"strconv"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -30,6 +34,99 @@ const (
 	// maxExtents bounds the data extents of a copied executable.
 	maxExtents = 1024
 )
+
+// HashCacheDir holds the sha256 of executables already hashed, by the
+// identity of the file (device, inode, size, mtime, ctime): a node's crashes
+// are mostly of the same few programs, and without it every kept core of one
+// whose marker exists would read the whole executable again. No process can
+// give another file the identity of its own: the inode and device are the
+// kernel's, and ctime changes with any write.
+const HashCacheDir = "exehash"
+
+// identityKey names the cache entry of exe, "" when it cannot be taken.
+func identityKey(exe *os.File) string {
+	var st unix.Stat_t
+	if unix.Fstat(int(exe.Fd()), &st) != nil {
+		return ""
+	}
+	sum := sha256.Sum256(fmt.Appendf(nil, "%d %d %d %d.%d %d.%d", st.Dev, st.Ino, st.Size,
+		st.Mtim.Sec, st.Mtim.Nsec, st.Ctim.Sec, st.Ctim.Nsec))
+	return hex.EncodeToString(sum[:16])
+}
+
+// cachedHash returns the sha256 recorded for exe's identity key.
+func cachedHash(root *os.Root, key string) string {
+	if key == "" {
+		return ""
+	}
+	f, err := root.OpenFile(path.Join(HashCacheDir, key), os.O_RDONLY|unix.O_NOFOLLOW, 0)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	b := make([]byte, 65)
+	n, _ := io.ReadFull(f, b)
+	if n != 65 || b[64] != '\n' || !isHexString(b[:64]) {
+		return ""
+	}
+	return string(b[:64])
+}
+
+// cacheHash records sum for exe's identity key; best effort.
+func cacheHash(root *os.Root, key, sum string) {
+	if key == "" {
+		return
+	}
+	if err := root.Mkdir(HashCacheDir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+		return
+	}
+	tmp := path.Join(HashCacheDir, key+"."+strconv.Itoa(os.Getpid())+tmpSuffix)
+	f, err := createExcl(root, tmp)
+	if err != nil {
+		return
+	}
+	_, err = f.WriteString(sum + "\n")
+	if cerr := f.Close(); err == nil && cerr == nil {
+		err = root.Rename(tmp, path.Join(HashCacheDir, key))
+	}
+	if err != nil {
+		root.Remove(tmp)
+	}
+}
+
+// CleanHashCache removes the cached hashes older than olderThan, so the
+// cache holds only executables that crashed lately; one whose entry is
+// removed is hashed again on its next crash.
+func (s Spool) CleanHashCache(olderThan time.Duration) (int, error) {
+	dir := filepath.Join(s.Dir, HashCacheDir)
+	des, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("clean hash cache: %w", err)
+	}
+	removed := 0
+	for _, de := range des {
+		fi, err := de.Info()
+		if err != nil || !fi.Mode().IsRegular() || time.Since(fi.ModTime()) < olderThan {
+			continue
+		}
+		if os.Remove(filepath.Join(dir, de.Name())) == nil {
+			removed++
+		}
+	}
+	return removed, nil
+}
+
+func isHexString(b []byte) bool {
+	for _, c := range b {
+		if !isHex(c) {
+			return false
+		}
+	}
+	return true
+}
 
 // buildIDs reads the GNU and Go build IDs of the executable (see package
 // buildid for what it reads and its bounds).

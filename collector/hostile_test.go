@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/corepipe/corepipe"
 )
 
 // sparseCopy writes a file of size bytes whose first bytes are those of
@@ -260,5 +262,52 @@ func TestAbandon(t *testing.T) {
 	}
 	if _, err := os.Stat(path.Join(spool, tmp)); !os.IsNotExist(err) {
 		t.Errorf("unfinished entry left: %v", err)
+	}
+}
+
+// TestRunExecutableHashCached: a marked executable is hashed once per file
+// identity; a file changed since (a new mtime or ctime) is hashed again.
+func TestRunExecutableHashCached(t *testing.T) {
+	b, err := os.ReadFile(testExe(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	exe := filepath.Join(t.TempDir(), "exe")
+	if err := os.WriteFile(exe, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig(t, fixtureProc(t, exe, nil))
+	os.Mkdir(cfg.SpoolDir, 0o700)
+	id, own := markStored(t, cfg.SpoolDir, exe, "")
+	run := func() *corepipe.Crash {
+		t.Helper()
+		c, err := Run(context.Background(), cfg, kernelArgv("18446744073709551615"), strings.NewReader("core"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	if c := run(); c.Executable.SHA256 != own || !hasNote(c, "already stored") {
+		t.Fatalf("first crash: %+v, notes %q", c.Executable, c.Notes)
+	}
+	des, _ := os.ReadDir(filepath.Join(cfg.SpoolDir, HashCacheDir))
+	if len(des) != 1 {
+		t.Fatalf("%d cache entries, want 1", len(des))
+	}
+	// Make the cache say something the file does not: only a crash that
+	// reads the cache instead of the file can report it.
+	fake := strings.Repeat("5a", 32)
+	os.WriteFile(filepath.Join(cfg.SpoolDir, HashCacheDir, des[0].Name()), []byte(fake+"\n"), 0o600)
+	(Spool{Dir: cfg.SpoolDir}).MarkExecutableStored(id, StoredExe{SHA256: fake, Size: int64(len(b))})
+	if c := run(); c.Executable.SHA256 != fake {
+		t.Errorf("second crash hashed the file again: %s", c.Executable.SHA256)
+	}
+	later := time.Now().Add(time.Hour)
+	os.Chtimes(exe, later, later)
+	if c := run(); c.Executable.SHA256 != own || !c.Executable.Found || hasNote(c, "already stored") {
+		t.Errorf("changed file taken from the cache: %+v, notes %q", c.Executable, c.Notes)
+	}
+	if n, err := (Spool{Dir: cfg.SpoolDir}).CleanHashCache(0); err != nil || n != 2 {
+		t.Errorf("CleanHashCache = %d, %v; want both entries", n, err)
 	}
 }

@@ -29,6 +29,8 @@ import (
 //	                             "<sha256> <size>"
 //	<spool>/slots/<n>            flock'd by each collector storing a core
 //	                             (see slots.go)
+//	<spool>/exehash/<key>        sha256 of an executable file already
+//	                             hashed, by its identity (see executable.go)
 //	<spool>/collector.log        the collector's own failures, size-capped
 //	<spool>/collector.json       the limits the agent set (Settings)
 //	<spool>/spool.lock           the space ledger's lock (see quota.go)

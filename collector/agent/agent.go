@@ -154,6 +154,9 @@ func (a *Agent) clean() {
 	if _, err := a.cfg.Spool.CleanRateLimits(time.Now()); err != nil {
 		a.log.Warn("clean rate limit windows", "err", err)
 	}
+	if _, err := a.cfg.Spool.CleanHashCache(24 * time.Hour); err != nil {
+		a.log.Warn("clean executable hash cache", "err", err)
+	}
 }
 
 // ShipAll ships every committed entry in time order and returns how many it
