@@ -171,12 +171,22 @@ type Thread struct {
 	Frames []Frame `json:"frames,omitempty"`
 }
 
+// Severity is how much a diagnosis matters.
+type Severity string
+
+// Severities of Diagnosis.
+const (
+	SeverityInfo     Severity = "info"
+	SeverityWarning  Severity = "warning"
+	SeverityCritical Severity = "critical"
+)
+
 // Diagnosis is one runbook check that fired.
 type Diagnosis struct {
-	Code     string `json:"code"`
-	Severity string `json:"severity"`
-	Message  string `json:"message"`
-	Evidence string `json:"evidence,omitempty"`
+	Code     string   `json:"code"`
+	Severity Severity `json:"severity"`
+	Message  string   `json:"message"`
+	Evidence string   `json:"evidence,omitempty"`
 }
 
 // Artifacts describes the stored core and executable.

@@ -14,11 +14,11 @@ import (
 	"github.com/corepipe/corepipe"
 )
 
-// Severities.
+// Severities, in the checks' own short words.
 const (
-	Info     = "info"
-	Warning  = "warning"
-	Critical = "critical"
+	Info     = corepipe.SeverityInfo
+	Warning  = corepipe.SeverityWarning
+	Critical = corepipe.SeverityCritical
 )
 
 // Codes of the checks.
