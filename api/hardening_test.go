@@ -44,6 +44,9 @@ func TestSessionExpires(t *testing.T) {
 		c.Now = clock.now
 		c.SessionTTL = time.Hour
 	})
+	if _, body := e.do("GET", "/login", nil, nil); !strings.Contains(string(body), "for an hour or until you sign out") {
+		t.Errorf("the form does not say how long the session lasts: %.600s", body)
+	}
 	f := e.loginForm()
 	resp, _ := e.post("/login", []*http.Cookie{f.cookie}, map[string][]string{"token": {viewerToken}, "csrf": {f.csrf}})
 	c := cookieNamed(resp, sessionCookie)

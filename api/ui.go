@@ -42,14 +42,15 @@ type pages struct {
 
 func parsePages() pages {
 	funcs := template.FuncMap{
-		"when":     func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") },
-		"day":      func(t time.Time) string { return t.UTC().Format("2006-01-02") },
-		"headline": (*corepipe.Report).Headline,
-		"join":     strings.Join,
-		"workload": workload,
-		"ids":      goroutineIDs,
-		"frames":   frameList,
-		"own":      corepipe.OwnFrame,
+		"when":       func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") },
+		"day":        func(t time.Time) string { return t.UTC().Format("2006-01-02") },
+		"headline":   (*corepipe.Report).Headline,
+		"sourceName": corepipe.SourceName,
+		"join":       strings.Join,
+		"workload":   workload,
+		"ids":        goroutineIDs,
+		"frames":     frameList,
+		"own":        corepipe.OwnFrame,
 	}
 	parse := func(page string) *template.Template {
 		return template.Must(template.New("layout.html").Funcs(funcs).ParseFS(ui, "ui/layout.html", "ui/parts.html", "ui/"+page))
@@ -311,8 +312,19 @@ type loginPage struct {
 	Next    string
 	Message string
 	CSRF    string
-	// Hours is how long a session lasts, for the sentence under the form.
-	Hours int
+	// Lasts is how long a session lasts, for the sentence under the form.
+	Lasts string
+}
+
+// lasts says a session lifetime as people do: "12 hours", else "90m0s".
+func lasts(d time.Duration) string {
+	switch {
+	case d == time.Hour:
+		return "an hour"
+	case d%time.Hour == 0:
+		return strconv.Itoa(int(d/time.Hour)) + " hours"
+	}
+	return d.String()
 }
 
 func (s *Server) loginForm(w http.ResponseWriter, r *http.Request) {
@@ -324,7 +336,7 @@ func (s *Server) loginForm(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) renderLogin(w http.ResponseWriter, r *http.Request, status int, next string, err error) {
-	p := loginPage{Next: safeNext(next), CSRF: s.loginCSRF(s.loginNonce(w, r)), Hours: int(s.sessionTTL.Round(time.Hour).Hours())}
+	p := loginPage{Next: safeNext(next), CSRF: s.loginCSRF(s.loginNonce(w, r)), Lasts: lasts(s.sessionTTL)}
 	if err != nil {
 		_, p.Message = s.errorMessage(r, err)
 	}
