@@ -175,3 +175,23 @@ func hasSizeFlags(cmd *cobra.Command) bool {
 	cmd.LocalFlags().VisitAll(func(f *pflag.Flag) { found = found || f.Value.Type() == "size" })
 	return found
 }
+
+// required makes flags mandatory, given on the command line or in the
+// environment.
+func required(flags ...string) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, _ []string) error {
+		var missing []string
+		for _, f := range flags {
+			if !cmd.Flags().Changed(f) {
+				missing = append(missing, "--"+f)
+			}
+		}
+		switch len(missing) {
+		case 0:
+			return nil
+		case 1:
+			return usage(cmd, "%s is required", missing[0])
+		}
+		return usage(cmd, "%s are required", strings.Join(missing, " and "))
+	}
+}

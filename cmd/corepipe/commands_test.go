@@ -97,6 +97,8 @@ func TestUsageErrors(t *testing.T) {
 		{nil, []string{"analyze", "a", "b"}, `analyze takes one core file; unexpected ["b"]; see 'corepipe analyze --help'`},
 		{nil, []string{"ls", "extra"}, `unexpected argument "extra"; see 'corepipe ls --help'`},
 		{nil, []string{"show", "../../etc"}, `see 'corepipe show --help'`},
+		{nil, []string{"analyzer"}, `--blob and --nats are required; see 'corepipe analyzer --help'`},
+		{[]string{"COREPIPE_BLOB=file:///var/tmp/blobs"}, []string{"api"}, `--nats is required; see 'corepipe api --help'`},
 		{nil, []string{"analyse", "core"}, `unknown command "analyse" (did you mean "analyze" or "analyzer"?); see 'corepipe --help'`},
 		{nil, []string{"frobnicate"}, `unknown command "frobnicate"; see 'corepipe --help'`},
 	} {
@@ -139,6 +141,7 @@ func TestFlagsFromEnv(t *testing.T) {
 	}
 	t.Setenv("COREPIPE_MAX_CORE_SIZE", "1.5G")
 	t.Setenv("COREPIPE_NATS", "nats://127.0.0.1:4222")
+	t.Setenv("COREPIPE_BLOB", "file:///var/tmp/blobs")
 	t.Setenv("COREPIPE_INSTALL_HANDLER", "true")
 	t.Setenv("COREPIPE_HANDLER_CHECK", "5s")
 	v := got("agent", "--nats", "nats://127.0.0.1:9999")

@@ -66,8 +66,9 @@ overwrites it, and restores the previous pattern on exit.`,
     --blob 's3://corepipe/?endpoint=minio:9000' --nats nats://nats:4222
   corepipe agent --install-handler --max-core-size 2G --keep-free 10G --kube \
     --blob file:///var/lib/corepipe/blobs --nats nats://127.0.0.1:4222`,
-		Args: noArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return runAgent(cmd.Context(), log, f) },
+		Args:    noArgs,
+		PreRunE: required("blob", "nats"),
+		RunE:    func(cmd *cobra.Command, _ []string) error { return runAgent(cmd.Context(), log, f) },
 	}
 	fset := cmd.Flags()
 	fset.StringVar(&f.spool, "spool", "/var/lib/corepipe/spool", "the collector's spool `directory`")
@@ -142,8 +143,9 @@ memory and time limits, store the report, and acknowledge the crash only
 then. A crash whose every attempt failed gets a failed report.`,
 		Example: `  corepipe analyzer --blob 's3://corepipe/?endpoint=minio:9000' --nats nats://nats:4222 --workers 4
   corepipe analyzer --blob file:///srv/blobs --nats nats://127.0.0.1:4222 --analysis-memory 8G --analysis-timeout 20m`,
-		Args: noArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return runAnalyzer(cmd.Context(), log, f) },
+		Args:    noArgs,
+		PreRunE: required("blob", "nats"),
+		RunE:    func(cmd *cobra.Command, _ []string) error { return runAnalyzer(cmd.Context(), log, f) },
 	}
 	fset := cmd.Flags()
 	fset.StringVar(&f.blob, "blob", "", blobUsage)
@@ -190,8 +192,9 @@ API listens on loopback only: cores hold secrets.`,
 		Example: `  corepipe api --blob file:///srv/blobs --nats nats://127.0.0.1:4222
   corepipe api --blob 's3://corepipe/?endpoint=minio:9000' --nats nats://nats:4222 \
     --listen 0.0.0.0:8080 --db /data/index.db --auth-file /etc/corepipe/tokens --rebuild`,
-		Args: noArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return runAPI(cmd.Context(), cmd.OutOrStdout(), log, f) },
+		Args:    noArgs,
+		PreRunE: required("blob", "nats"),
+		RunE:    func(cmd *cobra.Command, _ []string) error { return runAPI(cmd.Context(), cmd.OutOrStdout(), log, f) },
 	}
 	fset := cmd.Flags()
 	fset.StringVar(&f.blob, "blob", "", blobUsage)
