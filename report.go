@@ -23,6 +23,21 @@ const (
 	SourceTermination = "termination"
 )
 
+// SourceName says in words where a report's facts came from.
+func SourceName(source string) string {
+	switch source {
+	case SourceCore:
+		return "core dump"
+	case SourceLog:
+		return "container log (no core)"
+	case SourceCrashOutput:
+		return "crash-output file (no core)"
+	case SourceTermination:
+		return "container termination (no core, no traceback)"
+	}
+	return source
+}
+
 // What kind of crash a report is (Report.Kind).
 const (
 	KindGo          = "go"

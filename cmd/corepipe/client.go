@@ -210,6 +210,13 @@ func fetchCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			r, err := c.Crash(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			if err := hasCore(r); err != nil {
+				return err
+			}
 			files, err := c.Fetch(cmd.Context(), args[0], dirOr(dir, args[0]), false)
 			if err != nil {
 				return err
@@ -271,6 +278,13 @@ func debugCrash(ctx context.Context, stdout io.Writer, cf *clientFlags, id, dir 
 	if err != nil {
 		return err
 	}
+	r, err := c.Crash(ctx, id)
+	if err != nil {
+		return err
+	}
+	if err := hasCore(r); err != nil {
+		return err
+	}
 	files, err := c.Fetch(ctx, id, dir, true)
 	if err != nil {
 		return err
@@ -291,4 +305,21 @@ func lookDlv() (string, error) {
 		return "", fmt.Errorf("find dlv: %w", err)
 	}
 	return dlv, nil
+}
+
+// hasCore says, in one line, why a crash has no core to fetch or debug: the
+// most common case in Kubernetes, where a report comes from a log.
+func hasCore(r *corepipe.Report) error {
+	if r.Artifacts.Core.Key != "" {
+		return nil
+	}
+	why := r.Artifacts.Core.Dropped
+	if why == "" {
+		why = "no core was kept"
+	}
+	what := ""
+	if r.Source != "" && r.Source != corepipe.SourceCore {
+		what = "; its report comes from the " + corepipe.SourceName(r.Source) + ": corepipe show " + r.ID
+	}
+	return invalidInput{fmt.Errorf("crash %s has no core to debug (%s)%s", r.ID, strings.TrimPrefix(why, "no core: "), what)}
 }

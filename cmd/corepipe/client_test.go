@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -202,5 +203,21 @@ func TestFetchAndDebug(t *testing.T) {
 	}
 	if _, err := os.Stat(empty); !os.IsNotExist(err) {
 		t.Error("debug without dlv downloaded the core anyway")
+	}
+}
+
+// TestDebugLogReport: a crash reported from a log has no core; debug and
+// fetch say so in one line, with why, instead of a download error.
+func TestDebugLogReport(t *testing.T) {
+	url, _, older, _ := cliServer(t)
+	bin := t.TempDir()
+	os.WriteFile(filepath.Join(bin, "dlv"), []byte("#!/bin/sh\n"), 0o755)
+	t.Setenv("PATH", bin)
+	err := runDebug(context.Background(), io.Discard, []string{"--server", url, older.ID}, func(string, []string, []string) error {
+		t.Error("dlv started for a crash without a core")
+		return nil
+	})
+	if err == nil || !strings.Contains(err.Error(), "has no core to debug") || strings.Contains(err.Error(), "\n") {
+		t.Errorf("debug of a crash without a core: %v", err)
 	}
 }
