@@ -1,7 +1,6 @@
 package collector
 
 import (
-	"bufio"
 	"bytes"
 	"crypto/rand"
 	"encoding/binary"
@@ -145,32 +144,35 @@ func entryOf(t testing.TB, spool string, pid int) (Entry, *corepipe.Crash) {
 }
 
 // collectorRSS is the peak RSS, in bytes, that the collector of crash id
-// logged for itself (getrusage of its own process).
+// logged for itself (getrusage of its own process). The collector logs
+// after it commits the entry: wait for the line, bounded.
 func collectorRSS(t testing.TB, spool, id string) int64 {
 	t.Helper()
-	f, err := os.Open(filepath.Join(spool, LogFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line := sc.Text()
-		if !strings.Contains(line, "id="+id) {
-			continue
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		b, err := os.ReadFile(filepath.Join(spool, LogFile))
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			t.Fatal(err)
 		}
-		for _, field := range strings.Fields(line) {
-			if v, ok := strings.CutPrefix(field, "maxrss_kib="); ok {
-				n, err := strconv.ParseInt(v, 10, 64)
-				if err != nil {
-					t.Fatalf("maxrss %q", v)
+		for line := range strings.SplitSeq(string(b), "\n") {
+			if !strings.Contains(line, "id="+id) {
+				continue
+			}
+			for _, field := range strings.Fields(line) {
+				if v, ok := strings.CutPrefix(field, "maxrss_kib="); ok {
+					n, err := strconv.ParseInt(v, 10, 64)
+					if err != nil {
+						t.Fatalf("maxrss %q", v)
+					}
+					return n << 10
 				}
-				return n << 10
 			}
 		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no log line with maxrss for crash %s", id)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
-	t.Fatalf("no log line with maxrss for crash %s", id)
-	return 0
 }
 
 // bombExecutable turns a copy of exe into what issue 14 demonstrated: its
@@ -564,4 +566,40 @@ func countCollectors() int {
 		}
 	}
 	return n
+}
+
+// BenchmarkKernelHostileHold measures, for a normal program and for the same
+// program as a 16 GiB sparse file claiming a 1 GiB .shstrtab, how long the
+// kernel holds the crashing process (ns/op: from SIGABRT to reaped) and the
+// collector's peak RSS (maxrss-KiB, the largest of the runs). As root:
+//
+//	go test -run '^$' -bench KernelHostileHold -benchtime 10x ./collector
+func BenchmarkKernelHostileHold(b *testing.B) {
+	r := newKernelRig(b, Settings{MaxExecutableSize: -1})
+	exe := crashtest.BuildGo(b, crashtest.Program{Files: map[string]string{"main.go": holder}})
+	bomb := filepath.Join(r.dir, "bomb")
+	bombExecutable(b, exe, bomb)
+	for _, bc := range []struct{ name, exe string }{{"normal", exe}, {"sparse16G", bomb}} {
+		b.Run(bc.name, func(b *testing.B) {
+			var rss int64
+			r.with(b, 16, func() {
+				for b.Loop() {
+					b.StopTimer()
+					h := startHolder(b, bc.exe, nil, "0")
+					b.StartTimer()
+					h.crash(b)
+					b.StopTimer()
+					entries := waitEntries(b, r.spool, 1)
+					m, err := entries[0].Manifest()
+					if err != nil {
+						b.Fatal(err)
+					}
+					rss = max(rss, collectorRSS(b, r.spool, m.ID))
+					entries[0].Remove()
+					b.StartTimer()
+				}
+			})
+			b.ReportMetric(float64(rss>>10), "maxrss-KiB")
+		})
+	}
 }
