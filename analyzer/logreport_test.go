@@ -158,3 +158,20 @@ func TestHandleLogWithoutCrash(t *testing.T) {
 		t.Fatalf("report status %q source %q log %+v", rep.Status, rep.Source, rep.Artifacts.Log)
 	}
 }
+
+// TestNoCoreDiagnosis: a report from a log says why there was no core.
+func TestNoCoreDiagnosis(t *testing.T) {
+	exe := buildKinds(t)
+	for tb, want := range map[string]string{"": "GOTRACEBACK was not crash", "crash": "as PID 1 of its container"} {
+		r := fromLog(t, stderrOf(t, exe, tb, "nilfield"))
+		r.Termination = &corepipe.Termination{ExitCode: 2}
+		Enrich(r, nil)
+		found := false
+		for _, d := range r.Diagnosis {
+			found = found || d.Code == "no_core" && strings.Contains(d.Message, want)
+		}
+		if !found {
+			t.Errorf("GOTRACEBACK=%q: diagnosis %+v lacks no_core saying %q", tb, r.Diagnosis, want)
+		}
+	}
+}

@@ -85,6 +85,7 @@ func Diagnose(r *corepipe.Report, c *corepipe.Crash) []corepipe.Diagnosis {
 	add(concurrentMap(r))
 	add(stackOverflow(r))
 	add(goroutineLeak(r))
+	add(noCore(r))
 	return out
 }
 
@@ -470,7 +471,7 @@ func Known(code string) bool {
 	case CodeExitSignal, CodeOOMKilled, CodeOutOfMemory, CodeMemoryLimit, CodeThreadExhaustion,
 		CodeCgoFault, CodeCFault, CodeNilDereference, CodeWildPointer, CodeBusError,
 		CodeDeadlock, CodeConcurrentMap, CodeStackOverflow, CodeGoroutineLeak,
-		CodeContainerMemory, CodeGoMemLimitContainer, CodePidsLimit, CodeGOMAXPROCSQuota:
+		CodeContainerMemory, CodeGoMemLimitContainer, CodePidsLimit, CodeGOMAXPROCSQuota, CodeNoCore:
 		return true
 	}
 	return false
