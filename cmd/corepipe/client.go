@@ -173,6 +173,7 @@ func showCmd() *cobra.Command {
 		},
 	}
 	cf = clientFlagsOf(cmd.Flags())
+	cmd.ValidArgsFunction = completeCrashIDs(cf)
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the full report as JSON")
 	return cmd
 }
@@ -226,6 +227,7 @@ func fetchCmd() *cobra.Command {
 		},
 	}
 	cf = clientFlagsOf(cmd.Flags())
+	cmd.ValidArgsFunction = completeCrashIDs(cf)
 	cmd.Flags().StringVar(&dir, "dir", "", "`directory` to write the core and executable to (default corepipe-ID)")
 	cmd.MarkFlagDirname("dir")
 	return cmd
@@ -261,6 +263,7 @@ process, so that delve owns the terminal. dlv must be on PATH.`,
 		},
 	}
 	cf = clientFlagsOf(cmd.Flags())
+	cmd.ValidArgsFunction = completeCrashIDs(cf)
 	cmd.Flags().StringVar(&dir, "dir", "", "`directory` to fetch the core and executable into (default corepipe-ID)")
 	cmd.MarkFlagDirname("dir")
 	return cmd

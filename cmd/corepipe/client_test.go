@@ -221,3 +221,30 @@ func TestDebugLogReport(t *testing.T) {
 		t.Errorf("debug of a crash without a core: %v", err)
 	}
 }
+
+// TestCompleteCrashIDs: TAB after show, fetch or debug offers the API's
+// recent crashes, titled, and only those with the prefix typed.
+func TestCompleteCrashIDs(t *testing.T) {
+	url, newer, older, _ := cliServer(t)
+	t.Setenv("COREPIPE_SERVER", url)
+	for _, cmd := range []string{"show", "fetch", "debug"} {
+		var out bytes.Buffer
+		if err := runCLI(context.Background(), &out, nil, "__complete", cmd, ""); err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range []*corepipe.Report{newer, older} {
+			if !strings.Contains(out.String(), r.ID+"\t"+r.Title+"\n") {
+				t.Errorf("completing %s does not offer %s:\n%s", cmd, r.ID, out.String())
+			}
+		}
+	}
+	// Only what starts with what was typed; the IDs are time-ordered, so
+	// the newer's last character is where the two differ.
+	var out bytes.Buffer
+	if err := runCLI(context.Background(), &out, nil, "__complete", "show", "--server", url, newer.ID); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), newer.ID) || strings.Contains(out.String(), older.ID) {
+		t.Errorf("completing %s:\n%s", newer.ID, out.String())
+	}
+}
