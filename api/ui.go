@@ -42,14 +42,15 @@ type pages struct {
 
 func parsePages() pages {
 	funcs := template.FuncMap{
-		"when":     func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") },
-		"day":      func(t time.Time) string { return t.UTC().Format("2006-01-02") },
-		"headline": (*corepipe.Report).Headline,
-		"join":     strings.Join,
-		"workload": workload,
-		"ids":      goroutineIDs,
-		"frames":   frameList,
-		"own":      corepipe.OwnFrame,
+		"when":       func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") },
+		"day":        func(t time.Time) string { return t.UTC().Format("2006-01-02") },
+		"headline":   (*corepipe.Report).Headline,
+		"sourceName": corepipe.SourceName,
+		"join":       strings.Join,
+		"workload":   workload,
+		"ids":        goroutineIDs,
+		"frames":     frameList,
+		"own":        corepipe.OwnFrame,
 	}
 	parse := func(page string) *template.Template {
 		return template.Must(template.New("layout.html").Funcs(funcs).ParseFS(ui, "ui/layout.html", "ui/parts.html", "ui/"+page))
