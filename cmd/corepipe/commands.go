@@ -51,7 +51,7 @@ Sizes are bytes or take a unit of 1024: 512M, 2G, 1.5G, 64KiB.{{end}}
 {{end}}`)
 	root.AddGroup(
 		&cobra.Group{ID: "parts", Title: "Parts of the pipeline:"},
-		&cobra.Group{ID: "local", Title: "One core on this machine:"},
+		&cobra.Group{ID: "local", Title: "On this machine:"},
 		&cobra.Group{ID: "client", Title: "Clients of the API (at --server or COREPIPE_SERVER, token from COREPIPE_TOKEN):"},
 	)
 	for _, c := range []*cobra.Command{devCmd(log), agentCmd(log), analyzerCmd(log), apiCmd(log), notifierCmd(log)} {
