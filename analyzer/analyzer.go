@@ -131,7 +131,7 @@ func (a *Analyzer) Handle(ctx context.Context, msg corepipe.Message) {
 		msg.Term(ctx)
 		return
 	}
-	log := a.log.With("crash", c.ID)
+	log := a.log.With(corepipe.LogKeyCrash, c.ID)
 	if msg.Deliveries() > a.cfg.MaxDeliver {
 		r := corepipe.NewReport(&c)
 		r.Status = corepipe.StatusFailed

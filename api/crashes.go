@@ -237,7 +237,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, src io.Reader, c
 	if _, err := io.CopyBuffer(out, src, buf); err != nil {
 		if r.Context().Err() == nil {
 			s.log.ErrorContext(r.Context(), "download failed mid-stream",
-				slog.String("path", r.URL.Path), slog.String("crash_id", r.PathValue("id")), slog.Any("err", err))
+				slog.String("path", r.URL.Path), slog.String(corepipe.LogKeyCrash, r.PathValue("id")), slog.Any("err", err))
 		}
 		panic(http.ErrAbortHandler)
 	}

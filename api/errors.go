@@ -38,7 +38,7 @@ func (s *Server) errorMessage(r *http.Request, err error) (int, string) {
 	if e, ok := errors.AsType[*corepipe.Error](err); status >= 500 || ok && e.Err != nil {
 		attrs := []any{slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.Int("status", status), slog.Any("err", err)}
 		if id := r.PathValue("id"); id != "" {
-			attrs = append(attrs, slog.String("crash_id", id))
+			attrs = append(attrs, slog.String(corepipe.LogKeyCrash, id))
 		}
 		s.log.ErrorContext(r.Context(), "request failed", attrs...)
 	}

@@ -157,7 +157,7 @@ func Run(ctx context.Context, cfg Config, args []string, stdin io.Reader) (*core
 	if a.Dump == 2 {
 		c.Notes = append(c.Notes, "dumped under suid_dumpable=2: the process was not normally dumpable (setuid, or changed credentials); its core may hold memory its user could not read")
 	}
-	log := cfg.Logger.With("crash_id", c.ID, "pid", a.PID)
+	log := cfg.Logger.With(corepipe.LogKeyCrash, c.ID, "pid", a.PID)
 
 	exe := gatherProcess(c, cfg.ProcRoot, a, cfg.EnvAllowlist)
 	if exe != nil {

@@ -103,16 +103,16 @@ func (f *Follower) handle(ctx context.Context, log *slog.Logger, msg corepipe.Me
 		return
 	}
 	if err := f.Index.Upsert(ctx, &r); err != nil {
-		log.Warn("index report, will retry", "crash", r.ID, "err", err)
+		log.Warn("index report, will retry", corepipe.LogKeyCrash, r.ID, "err", err)
 		msg.Nak(ctx, time.Second)
 		return
 	}
 	if err := msg.Ack(ctx); err != nil {
-		log.Warn("ack report", "crash", r.ID, "err", err)
+		log.Warn("ack report", corepipe.LogKeyCrash, r.ID, "err", err)
 	}
 	f.indexed.Add(1)
 	f.handled.Add(1)
-	log.Debug("report indexed", "crash", r.ID, "status", r.Status)
+	log.Debug("report indexed", corepipe.LogKeyCrash, r.ID, "status", r.Status)
 }
 
 // watchCatchUp sets Ready. With a consumer that counts its backlog, the

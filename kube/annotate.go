@@ -60,7 +60,7 @@ func (w *Watcher) Shipped(_ context.Context, c *corepipe.Crash) {
 	select {
 	case w.annotate <- c:
 	default:
-		w.log.Warn("pod annotation dropped: too many crashes waiting", "crash", c.ID, "pod", c.Container.Namespace+"/"+c.Container.Pod)
+		w.log.Warn("pod annotation dropped: too many crashes waiting", corepipe.LogKeyCrash, c.ID, "pod", c.Container.Namespace+"/"+c.Container.Pod)
 	}
 }
 
@@ -117,7 +117,7 @@ func (w *Watcher) annotateLoop(ctx context.Context) {
 // announce annotates c's pod and emits an event on it, so that kubectl
 // describe pod points at the report.
 func (w *Watcher) announce(ctx context.Context, c *corepipe.Crash) {
-	log := w.log.With("crash", c.ID, "pod", c.Container.Namespace+"/"+c.Container.Pod)
+	log := w.log.With(corepipe.LogKeyCrash, c.ID, "pod", c.Container.Namespace+"/"+c.Container.Pod)
 	ctx, cancel := context.WithTimeout(ctx, w.cfg.APITimeout)
 	defer cancel()
 	url := w.reportURL(c.ID)

@@ -155,7 +155,7 @@ func (w *Watcher) Enrich(ctx context.Context, c *corepipe.Crash) {
 	if c.Container.ID != "" && w.await(ctx, c.Container) {
 		return
 	}
-	log := w.log.With("crash", c.ID)
+	log := w.log.With(corepipe.LogKeyCrash, c.ID)
 	if pod := w.podByUID(c.Container.PodUID); pod != nil {
 		merge(c.Container, podMeta(pod))
 		c.Notes = append(c.Notes, fmt.Sprintf("container %q is not (yet) in the status of pod %s/%s: container name and image unknown", c.Container.ID, pod.Namespace, pod.Name))

@@ -188,7 +188,7 @@ func (w *Watcher) ship(ctx context.Context, rec Recorder, p *pendingTermination)
 	coreID := w.coreOf(p.t)
 	w.mu.Unlock()
 	c := w.crashOf(p.t, coreID)
-	log := w.log.With("crash", c.ID, "pod", c.Container.Namespace+"/"+c.Container.Pod, "container", c.Container.Container)
+	log := w.log.With(corepipe.LogKeyCrash, c.ID, "pod", c.Container.Namespace+"/"+c.Container.Pod, "container", c.Container.Container)
 	err := w.alreadyRecorded(ctx, c)
 	if errors.Is(err, errRecorded) {
 		log.Debug("termination already recorded")

@@ -136,7 +136,7 @@ func (n *Notifier) handle(ctx context.Context, msg corepipe.Message) {
 		msg.Term(ctx)
 		return
 	}
-	log := n.log.With("crash", r.ID)
+	log := n.log.With(corepipe.LogKeyCrash, r.ID)
 	if r.Status == corepipe.StatusPending {
 		// Its analysed or failed report follows.
 		n.ack(ctx, log, msg)
@@ -219,7 +219,7 @@ func (n *Notifier) deliver(ctx context.Context) {
 		}
 		log := n.log.With("kind", q.msg.Kind)
 		if r := q.msg.Report; r != nil {
-			log = log.With("crash", r.ID)
+			log = log.With(corepipe.LogKeyCrash, r.ID)
 		}
 		thread, err := n.cfg.Sender.Send(ctx, &q.msg)
 		switch {

@@ -23,6 +23,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/corepipe/corepipe"
 	"github.com/corepipe/corepipe/collector"
 	"github.com/corepipe/corepipe/internal/size"
 )
@@ -125,7 +126,7 @@ func run(argv []string) int {
 		logLine(*spool, slog.LevelError, "crash not captured", append(attrs, "err", err)...)
 		return 1
 	}
-	logLine(*spool, slog.LevelInfo, "crash captured", append(attrs, "id", c.ID, "comm", c.Process.Comm,
+	logLine(*spool, slog.LevelInfo, "crash captured", append(attrs, corepipe.LogKeyCrash, c.ID, "comm", c.Process.Comm,
 		"core_size", c.Core.Size, "dropped", c.Core.Dropped, "truncated", c.Core.Truncated)...)
 	return 0
 }

@@ -177,7 +177,7 @@ func (a *Agent) ShipAll(ctx context.Context) (int, error) {
 		if errors.Is(err, corepipe.ErrInvalid) {
 			// Retrying cannot fix a broken entry, and waiting on it would
 			// hold back every crash behind it.
-			a.log.Error("spool entry cannot be shipped, quarantined", "crash", e.ID, "err", err)
+			a.log.Error("spool entry cannot be shipped, quarantined", corepipe.LogKeyCrash, e.ID, "err", err)
 			if qerr := e.Quarantine(); qerr != nil {
 				return i, qerr
 			}
@@ -207,7 +207,7 @@ func (a *Agent) Ship(ctx context.Context, e collector.Entry) error {
 	if err != nil {
 		return err
 	}
-	log := a.log.With("crash", c.ID)
+	log := a.log.With(corepipe.LogKeyCrash, c.ID)
 
 	if err := a.shipExecutable(ctx, e, c); err != nil {
 		return err
@@ -245,7 +245,7 @@ func (a *Agent) ShipRecord(ctx context.Context, c *corepipe.Crash) error {
 	if err := a.record(ctx, c); err != nil {
 		return fmt.Errorf("crash %s: %w", c.ID, err)
 	}
-	a.log.Info("crash record shipped", "crash", c.ID, "dropped", c.Core.Dropped)
+	a.log.Info("crash record shipped", corepipe.LogKeyCrash, c.ID, "dropped", c.Core.Dropped)
 	return nil
 }
 
@@ -325,7 +325,7 @@ func (a *Agent) shipExecutable(ctx context.Context, e collector.Entry, c *corepi
 			return err
 		}
 		a.log.Warn("build ID already stored with other content: executable stored under its sha256",
-			"crash", c.ID, "build_id", id, "sha256", sum)
+			corepipe.LogKeyCrash, c.ID, "build_id", id, "sha256", sum)
 		c.Notes = append(c.Notes, fmt.Sprintf("executable build ID %s is already stored with other content: this executable is stored under its sha256 %s", id, sum))
 		id, key = sum, corepipe.ExecutableKey(sum)
 		if stored, err = a.storedContent(ctx, key, size); err != nil {

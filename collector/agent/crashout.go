@@ -180,7 +180,7 @@ func (co *CrashOutputs) file(ctx context.Context, path string) (bool, error) {
 	if err := os.Remove(path); err != nil {
 		return true, fmt.Errorf("remove collected crash file: %w", err)
 	}
-	log.Info("crash output collected", "crash", c.ID, "pid", h.PID, "pod", h.Namespace+"/"+h.Pod)
+	log.Info("crash output collected", corepipe.LogKeyCrash, c.ID, "pid", h.PID, "pod", h.Namespace+"/"+h.Pod)
 	return true, nil
 }
 
