@@ -155,7 +155,8 @@ func collectorRSS(t testing.TB, spool, id string) int64 {
 			t.Fatal(err)
 		}
 		for line := range strings.SplitSeq(string(b), "\n") {
-			if !strings.Contains(line, "id="+id) {
+			// Whatever the crash ID's key is called.
+			if !strings.Contains(line, "="+id+" ") {
 				continue
 			}
 			for _, field := range strings.Fields(line) {
