@@ -22,10 +22,13 @@ import (
 	"github.com/corepipe/corepipe"
 )
 
-// Inspector turns a core and its executable into the analysed fields of a
-// report.
+// Inspector turns a core and its executable into a report, written as JSON
+// to report: the finished report of crash c (as Complete makes it), of
+// which the analyzer keeps the analysed fields. A report of 100 000
+// goroutines is over 100 MiB of JSON, which the analyzer streams from the
+// file to the store rather than holding it.
 type Inspector interface {
-	Inspect(ctx context.Context, corePath, exePath string) (*corepipe.Report, error)
+	Inspect(ctx context.Context, c *corepipe.Crash, corePath, exePath string, report *os.File) error
 }
 
 // Queue is what the analyzer needs of the queue.
@@ -51,6 +54,10 @@ type Config struct {
 	MaxDeliver int
 	// TempDir holds the decompressed core while it is inspected.
 	TempDir string
+	// MaxCoreSize caps a core's decompressed size whatever its manifest
+	// declares (0: DefaultMaxCoreSize). A core never expands beyond its
+	// declared size either.
+	MaxCoreSize int64
 	// Heartbeat is how often a crash being analysed is marked in progress.
 	Heartbeat time.Duration
 	Logger    *slog.Logger
@@ -65,6 +72,14 @@ type Analyzer struct {
 	m   *metrics
 }
 
+// DefaultMaxCoreSize is the largest core an analyzer decompresses unless
+// configured otherwise.
+const DefaultMaxCoreSize = 64 << 30
+
+// coreSlack is how far a core may run past its declared size: none of the
+// collector's cores do, but the bound is the point, not the exact figure.
+const coreSlack = 1 << 20
+
 // New returns an analyzer with defaults filled in.
 func New(cfg Config) *Analyzer {
 	if cfg.Workers <= 0 {
@@ -75,6 +90,9 @@ func New(cfg Config) *Analyzer {
 	}
 	if cfg.MaxDeliver <= 0 {
 		cfg.MaxDeliver = 5
+	}
+	if cfg.MaxCoreSize <= 0 {
+		cfg.MaxCoreSize = DefaultMaxCoreSize
 	}
 	if cfg.Heartbeat == 0 {
 		cfg.Heartbeat = 15 * time.Second
@@ -136,14 +154,15 @@ func (a *Analyzer) Handle(ctx context.Context, msg corepipe.Message) {
 		r := corepipe.NewReport(&c)
 		r.Status = corepipe.StatusFailed
 		r.Error = fmt.Sprintf("analysis did not finish in %d attempts: the analyzer died or was stopped each time", a.cfg.MaxDeliver)
-		a.settle(ctx, log, msg, r)
+		a.settle(ctx, log, msg, r, nil)
 		return
 	}
 
 	stop := a.heartbeat(ctx, msg)
 	start := time.Now()
 	a.m.inFlight.Inc()
-	r, err := a.analyse(ctx, &c)
+	r, body, err := a.analyse(ctx, &c)
+	defer body.Close()
 	a.m.inFlight.Dec()
 	stop()
 	if ctx.Err() != nil {
@@ -163,7 +182,7 @@ func (a *Analyzer) Handle(ctx context.Context, msg corepipe.Message) {
 		r.Error = err.Error()
 	}
 	r.Timings.AnalysisMS = time.Since(start).Milliseconds()
-	if a.settle(ctx, log, msg, r) {
+	if a.settle(ctx, log, msg, r, body) {
 		a.m.duration.Observe(time.Since(start).Seconds())
 	}
 }
@@ -173,10 +192,11 @@ func (a *Analyzer) Handle(ctx context.Context, msg corepipe.Message) {
 // every attempt killed its worker still gets its failed report.
 func QueueMaxDeliver(maxDeliver int) int { return maxDeliver + 1 }
 
-// settle stores and announces r, then acks the crash, and reports whether
-// it did; a failure to store leaves the crash queued for another try.
-func (a *Analyzer) settle(ctx context.Context, log *slog.Logger, msg corepipe.Message, r *corepipe.Report) bool {
-	if err := a.store(ctx, r); err != nil {
+// settle stores and announces r (with body's goroutines, when it has
+// them), then acks the crash, and reports whether it did; a failure to
+// store leaves the crash queued for another try.
+func (a *Analyzer) settle(ctx context.Context, log *slog.Logger, msg corepipe.Message, r *corepipe.Report, body *reportFile) bool {
+	if err := a.store(ctx, r, body); err != nil {
 		log.Warn("store report, will retry", "err", err)
 		msg.Nak(ctx, 5*time.Second)
 		a.m.retries.Inc()
@@ -214,47 +234,96 @@ func (a *Analyzer) heartbeat(ctx context.Context, msg corepipe.Message) (stop fu
 	return func() { cancel(); <-done }
 }
 
-func (a *Analyzer) analyse(ctx context.Context, c *corepipe.Crash) (*corepipe.Report, error) {
+// analyse returns the report of c; for a core, the goroutines are in body,
+// still in the inspector's report file.
+func (a *Analyzer) analyse(ctx context.Context, c *corepipe.Crash) (r *corepipe.Report, body *reportFile, err error) {
 	if c.Core.Key == "" && c.Termination != nil {
 		// An OOM kill never leaves a core: how the container ended is
 		// the whole story, and it is worth a report of its own.
 		r := corepipe.NewReport(c)
 		r.Status = corepipe.StatusAnalyzed
 		Enrich(r, c)
-		return r, nil
+		return r, nil, nil
 	}
 	if c.Core.Key == "" {
 		reason := c.Core.Dropped
 		if reason == "" {
 			reason = "the collector kept no core"
 		}
-		return nil, fmt.Errorf("%w: no core to analyse: %s", corepipe.ErrNotFound, reason)
+		return nil, nil, fmt.Errorf("%w: no core to analyse: %s", corepipe.ErrNotFound, reason)
 	}
 	if c.Executable.Key == "" {
-		return nil, fmt.Errorf("%w: the executable %s was not captured", corepipe.ErrNotFound, c.Process.Exe)
+		return nil, nil, fmt.Errorf("%w: the executable %s was not captured", corepipe.ErrNotFound, c.Process.Exe)
 	}
 	dir, err := os.MkdirTemp(a.cfg.TempDir, "corepipe-"+c.ID+"-")
 	if err != nil {
-		return nil, fmt.Errorf("scratch space: %w", err)
+		return nil, nil, fmt.Errorf("scratch space: %w", err)
 	}
+	// The report file stays open past this, for the store: its bytes
+	// outlive the directory, whose core is the bulk of the space.
 	defer os.RemoveAll(dir)
 
 	corePath := filepath.Join(dir, "core")
-	if err := a.fetch(ctx, c.Core.Key, corePath, true); err != nil {
-		return nil, fmt.Errorf("fetch core: %w", err)
+	if err := a.fetch(ctx, c.Core.Key, corePath, a.coreLimit(c)); err != nil {
+		return nil, nil, fmt.Errorf("fetch core: %w", err)
 	}
 	exePath := filepath.Join(dir, "executable")
-	if err := a.fetch(ctx, c.Executable.Key, exePath, false); err != nil {
-		return nil, fmt.Errorf("fetch executable: %w", err)
+	if err := a.fetch(ctx, c.Executable.Key, exePath, nil); err != nil {
+		return nil, nil, fmt.Errorf("fetch executable: %w", err)
 	}
-	found, err := a.cfg.Inspector.Inspect(ctx, corePath, exePath)
+	out, err := os.OpenFile(filepath.Join(dir, "report.json"), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
-		return nil, err
+		return nil, nil, fmt.Errorf("report file for the analysis: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			out.Close()
+		}
+	}()
+	if err := a.cfg.Inspector.Inspect(ctx, c, corePath, exePath, out); err != nil {
+		return nil, nil, err
+	}
+	found, body, err := readReport(out)
+	if err != nil {
+		return nil, nil, fmt.Errorf("analysis wrote no readable report: %w", err)
+	}
+	// The inspector has already done what Enrich does, with the
+	// goroutines this process never holds; what the manifest says is
+	// taken from the manifest, not from the child.
+	r = corepipe.NewReport(c)
+	merge(r, found)
+	return r, body, nil
+}
+
+// Complete is the finished report of crash c, whose core's analysis found
+// found: c's own fields, the analysed ones, and what Enrich derives from
+// both. With no manifest (c nil) it enriches found alone.
+func Complete(found *corepipe.Report, c *corepipe.Crash) *corepipe.Report {
+	if c == nil {
+		Enrich(found, nil)
+		return found
 	}
 	r := corepipe.NewReport(c)
 	merge(r, found)
 	Enrich(r, c)
-	return r, nil
+	return r
+}
+
+// coreLimit is how far c's core may decompress: to its declared size
+// (when the manifest has one) and never beyond the configured maximum.
+func (a *Analyzer) coreLimit(c *corepipe.Crash) *coreLimit {
+	l := &coreLimit{max: a.cfg.MaxCoreSize, what: fmt.Sprintf("the analyzer's limit of %d MiB", a.cfg.MaxCoreSize>>20)}
+	if c.Core.Size > 0 && c.Core.Size+coreSlack < l.max {
+		l.max = c.Core.Size + coreSlack
+		l.what = fmt.Sprintf("its declared size of %d bytes", c.Core.Size)
+	}
+	return l
+}
+
+// coreLimit bounds a core's decompression.
+type coreLimit struct {
+	max  int64
+	what string
 }
 
 // merge copies what the inspector found into a report that already holds
@@ -283,8 +352,9 @@ func merge(r, found *corepipe.Report) {
 	}
 }
 
-// fetch copies a blob to path, decompressing it when it is a zstd core.
-func (a *Analyzer) fetch(ctx context.Context, key, path string, decompress bool) error {
+// fetch copies a blob to path; with a limit, the blob is a zstd core,
+// decompressed up to that limit.
+func (a *Analyzer) fetch(ctx context.Context, key, path string, limit *coreLimit) error {
 	rc, err := a.cfg.Blobs.Get(ctx, key)
 	if err != nil {
 		return err
@@ -292,6 +362,7 @@ func (a *Analyzer) fetch(ctx context.Context, key, path string, decompress bool)
 	defer rc.Close()
 	blob := &readErr{r: rc}
 	var src io.Reader = blob
+	decompress := limit != nil
 	if decompress {
 		// A small window cap keeps a hostile frame from asking for gigabytes.
 		zr, err := zstd.NewReader(blob, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(64<<20))
@@ -299,13 +370,20 @@ func (a *Analyzer) fetch(ctx context.Context, key, path string, decompress bool)
 			return err
 		}
 		defer zr.Close()
-		src = zr
+		// 4 GiB of zero pages compress to under a megabyte: the stored
+		// size says nothing about what a core expands to.
+		src = io.LimitReader(zr, limit.max+1)
 	}
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return err
 	}
-	if _, err := io.Copy(f, src); err != nil {
+	n, err := io.Copy(f, src)
+	if err == nil && decompress && n > limit.max {
+		f.Close()
+		return fmt.Errorf("%w: core expands beyond %s", corepipe.ErrInvalid, limit.what)
+	}
+	if err != nil {
 		f.Close()
 		if decompress && blob.err == nil {
 			return fmt.Errorf("%w: core %s does not decompress: %v", corepipe.ErrInvalid, key, err)
@@ -315,13 +393,20 @@ func (a *Analyzer) fetch(ctx context.Context, key, path string, decompress bool)
 	return f.Close()
 }
 
-func (a *Analyzer) store(ctx context.Context, r *corepipe.Report) error {
+func (a *Analyzer) store(ctx context.Context, r *corepipe.Report, body *reportFile) error {
 	// A report of 100 000 goroutines runs to hundreds of megabytes of JSON:
 	// stream it into the store rather than building it in memory.
 	pr, pw := io.Pipe()
-	go func() { pw.CloseWithError(r.WriteJSON(pw, false)) }()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		pw.CloseWithError(writeReport(pw, r, body))
+	}()
 	err := a.cfg.Blobs.Put(ctx, corepipe.ReportKey(r.ID), pr, -1)
+	// A store that gave up before the end leaves the writer blocked: the
+	// closed pipe ends it, and it must be gone before body is closed.
 	pr.CloseWithError(err)
+	<-done
 	if err != nil {
 		return fmt.Errorf("store report: %w", err)
 	}

@@ -6,7 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
+	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -28,7 +31,7 @@ type fakeInspector struct {
 	calls  int
 }
 
-func (f *fakeInspector) Inspect(ctx context.Context, corePath, exePath string) (*corepipe.Report, error) {
+func (f *fakeInspector) Inspect(ctx context.Context, c *corepipe.Crash, corePath, exePath string, report *os.File) error {
 	f.calls++
 	got, err := os.ReadFile(corePath)
 	if err != nil || !bytes.Equal(got, f.core) {
@@ -37,7 +40,10 @@ func (f *fakeInspector) Inspect(ctx context.Context, corePath, exePath string) (
 	if exe, err := os.ReadFile(exePath); err != nil || string(exe) != "exe" {
 		f.t.Errorf("inspector got executable %q (%v)", exe, err)
 	}
-	return f.report, f.err
+	if f.err != nil {
+		return f.err
+	}
+	return f.report.WriteJSON(report, true)
 }
 
 type rig struct {
@@ -240,14 +246,14 @@ func TestChildErrors(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := Child{Command: []string{"sh", "-c", tc.script, "analyze"}}
-			_, err := c.Inspect(context.Background(), "core", "exe")
+			err := c.Inspect(context.Background(), nil, "core", "exe", newReportFile(t))
 			if err == nil || errors.Is(err, corepipe.ErrInvalid) != tc.invalid {
 				t.Errorf("err %v, invalid %v", err, tc.invalid)
 			}
 		})
 	}
 	c := Child{Command: []string{"sh", "-c", "sleep 10", "analyze"}, Timeout: 200 * time.Millisecond}
-	if _, err := c.Inspect(context.Background(), "core", "exe"); !errors.Is(err, corepipe.ErrInvalid) {
+	if err := c.Inspect(context.Background(), nil, "core", "exe", newReportFile(t)); !errors.Is(err, corepipe.ErrInvalid) {
 		t.Errorf("hung child: %v", err)
 	}
 }
@@ -287,5 +293,134 @@ func TestHandleBeyondMaxDeliverFailsWithoutAnalysis(t *testing.T) {
 	}
 	if QueueMaxDeliver(3) <= 3 {
 		t.Error("the queue must deliver once more than the analyzer attempts")
+	}
+}
+
+// storedCompressed queues a crash whose stored core is z, declared to
+// expand to size bytes (0: not declared).
+func (r *rig) storedCompressed(t *testing.T, z []byte, size int64) *corepipe.Crash {
+	t.Helper()
+	ctx := context.Background()
+	now := time.Now()
+	c := &corepipe.Crash{ID: corepipe.NewID(now), CapturedAt: now, Node: "n1", Process: corepipe.Process{PID: 7, Exe: "/bin/bomb"}}
+	c.Core = corepipe.CoreArtifact{Key: corepipe.CoreKey(c), Size: size, StoredSize: int64(len(z))}
+	c.Executable.Key = corepipe.ExecutableKey("b1")
+	if err := r.blobs.Put(ctx, c.Core.Key, bytes.NewReader(z), int64(len(z))); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.blobs.Put(ctx, c.Executable.Key, bytes.NewReader([]byte("exe")), 3); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.queue.PublishCrash(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// zeroBomb is a zstd frame of n zero bytes (a multiple of 128 KiB) in RLE
+// blocks of four bytes each: 4 GiB is 128 KiB of it.
+func zeroBomb(n int64) []byte {
+	const block = 128 << 10
+	// Magic number; a header with no content size; a 1 MiB window.
+	z := []byte{0x28, 0xb5, 0x2f, 0xfd, 0x00, 10 << 3}
+	for left := n; left > 0; left -= block {
+		h := uint32(block<<3 | 1<<1) // an RLE block of 128 KiB
+		if left <= block {
+			h |= 1 // the last
+		}
+		z = append(z, byte(h), byte(h>>8), byte(h>>16), 0)
+	}
+	return z
+}
+
+func TestZeroBombIsZstd(t *testing.T) {
+	zr, err := zstd.NewReader(bytes.NewReader(zeroBomb(1 << 20)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer zr.Close()
+	b, err := io.ReadAll(zr)
+	if err != nil || len(b) != 1<<20 || bytes.ContainsFunc(b, func(r rune) bool { return r != 0 }) {
+		t.Fatalf("decoded %d bytes, %v", len(b), err)
+	}
+}
+
+// waitReport waits for crash id's report to be stored.
+func (r *rig) waitReport(t *testing.T, id string) *corepipe.Report {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if _, err := r.blobs.Stat(context.Background(), corepipe.ReportKey(id)); err == nil {
+			return r.report(t, id)
+		}
+	}
+	t.Fatalf("no report for %s", id)
+	return nil
+}
+
+// A core of 4 GiB of zero pages stores as 128 KiB: it must stop expanding
+// at the size its manifest declares, fail with a report that says so, and
+// leave the worker to analyse the next crash.
+func TestZipBombCoreFails(t *testing.T) {
+	r := newRig(t)
+	bomb := r.storedCompressed(t, zeroBomb(4<<30), 1<<20)
+	good := r.stored(t, []byte("a fine core"))
+	scratch := t.TempDir()
+	insp := &fakeInspector{t: t, core: []byte("a fine core"), report: &corepipe.Report{Status: corepipe.StatusAnalyzed, Title: "fine"}}
+	a := New(Config{Blobs: r.blobs, Queue: r.queue, Inspector: insp, TempDir: scratch, Workers: 1})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- a.Run(ctx) }()
+	rep := r.waitReport(t, bomb.ID)
+	next := r.waitReport(t, good.ID)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if rep.Status != corepipe.StatusFailed || rep.Error != "fetch core: invalid: core expands beyond its declared size of 1048576 bytes" {
+		t.Errorf("the bomb's report: status %q, error %q", rep.Status, rep.Error)
+	}
+	if next.Status != corepipe.StatusAnalyzed || next.Title != "fine" || insp.calls != 1 {
+		t.Errorf("the next crash: status %q, title %q, inspector calls %d", next.Status, next.Title, insp.calls)
+	}
+	if left, _ := os.ReadDir(scratch); len(left) > 0 {
+		t.Errorf("scratch space left behind: %v", left)
+	}
+}
+
+// Without a declared size, the configured maximum holds.
+func TestCoreBeyondConfiguredMaximumFails(t *testing.T) {
+	r := newRig(t)
+	c := r.storedCompressed(t, zeroBomb(64<<20), 0)
+	insp := &fakeInspector{t: t}
+	a := New(Config{Blobs: r.blobs, Queue: r.queue, Inspector: insp, TempDir: t.TempDir(), MaxCoreSize: 8 << 20})
+	a.Handle(context.Background(), r.next(t))
+	if rep := r.report(t, c.ID); rep.Status != corepipe.StatusFailed || !strings.Contains(rep.Error, "core expands beyond the analyzer's limit of 8 MiB") || insp.calls != 0 {
+		t.Errorf("report: status %q, error %q; inspector calls %d", rep.Status, rep.Error, insp.calls)
+	}
+}
+
+// refusingStore gives up on every Put without reading, as a store does
+// whose connection drops.
+type refusingStore struct{ corepipe.BlobStore }
+
+func (refusingStore) Put(context.Context, string, io.Reader, int64) error {
+	return errors.New("connection reset")
+}
+
+// store must not return while the goroutine writing the report still runs:
+// it reads the report (and its file), which the caller then lets go.
+func TestStoreJoinsItsWriter(t *testing.T) {
+	a := New(Config{Blobs: refusingStore{}})
+	r := &corepipe.Report{Schema: corepipe.ReportSchema, ID: corepipe.NewID(time.Now())}
+	for i := range 100_000 {
+		r.Goroutines = append(r.Goroutines, corepipe.Goroutine{ID: int64(i + 1), Status: "chan receive",
+			Frames: []corepipe.Frame{{Function: "main.worker", File: "/src/main.go", Line: 7, PC: "0x401000"}}})
+	}
+	if err := a.store(context.Background(), r, nil); err == nil {
+		t.Fatal("store succeeded into a store that refuses")
+	}
+	buf := make([]byte, 1<<20)
+	if stacks := buf[:runtime.Stack(buf, true)]; bytes.Contains(stacks, []byte("(*Analyzer).store.func")) {
+		t.Errorf("store returned with its writer still running:\n%s", stacks)
 	}
 }

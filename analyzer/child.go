@@ -1,16 +1,17 @@
 package analyzer
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -24,7 +25,9 @@ import (
 // the worker.
 type Child struct {
 	// Command is the analyze command without the core and executable
-	// arguments, e.g. {"/usr/bin/corepipe", "analyze"}.
+	// arguments, e.g. {"/usr/bin/corepipe", "analyze"}. It is given the
+	// crash's manifest with --manifest, so that the report it writes is
+	// the finished one (see Complete).
 	Command []string
 	// MaxMemory caps the child's address space (RLIMIT_AS) in bytes (0: no
 	// cap). It is not a cap on the core's size: the core is read through,
@@ -33,29 +36,54 @@ type Child struct {
 	MaxMemory uint64
 	// MaxCPU caps the child's CPU time (0: no cap).
 	MaxCPU time.Duration
+	// MaxReport caps the report the child writes (RLIMIT_FSIZE), in bytes
+	// (0: no cap); DefaultMaxReport is ample.
+	MaxReport uint64
 	// Timeout caps the child's wall time (0: no cap).
 	Timeout time.Duration
 }
 
-// Inspect runs the child and decodes the report it writes. The report goes
-// to a file next to the core, in the scratch space the analyzer made for
-// it, and is decoded from there one goroutine at a time: a report of
-// 100 000 goroutines is over 100 MiB of JSON.
-func (c Child) Inspect(ctx context.Context, corePath, exePath string) (*corepipe.Report, error) {
+// DefaultMaxReport is eight times the report of a core of 100 000
+// goroutines.
+const DefaultMaxReport = 1 << 30
+
+// Inspect runs the child with its report going to report, a file in the
+// scratch space the analyzer made for the core. The child writes to it
+// directly, so RLIMIT_FSIZE holds it, and nothing of it passes through
+// this process.
+func (c Child) Inspect(ctx context.Context, crash *corepipe.Crash, corePath, exePath string, report *os.File) error {
+	if !childInitDone.Load() {
+		return errors.New("analysis child: analyzer.ChildInit was not called at the start of main, so its limits cannot be applied")
+	}
 	if c.Timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, c.Timeout)
 		defer cancel()
 	}
-	out, err := os.CreateTemp(filepath.Dir(corePath), "report-*.json")
+	prog, err := exec.LookPath(c.Command[0])
 	if err != nil {
-		return nil, fmt.Errorf("report file for the analysis: %w", err)
+		return fmt.Errorf("analysis command: %w", err)
 	}
-	defer os.Remove(out.Name())
-	defer out.Close()
-
-	args := append(append([]string{}, c.Command[1:]...), "--exe", exePath, corePath)
-	cmd := exec.CommandContext(ctx, c.Command[0], args...)
+	args := append([]string{prog}, c.Command[1:]...)
+	if crash != nil {
+		manifest := filepath.Join(filepath.Dir(corePath), "crash.json")
+		if err := writeManifest(manifest, crash); err != nil {
+			return err
+		}
+		defer os.Remove(manifest)
+		args = append(args, "--manifest", manifest)
+	}
+	args = append(args, "--exe", exePath, corePath)
+	// The child starts as this same program in its trampoline mode
+	// (ChildInit), which sets the limits on itself and then execs the
+	// analysis: limits survive exec, so they hold from the analysis's
+	// first instruction. Setting them with prlimit once os/exec has
+	// started the child (it has no hook between fork and exec) left the
+	// child's first moments unlimited, and stopping the child at exec
+	// with ptrace needs a locked thread and is often forbidden in
+	// containers.
+	cmd := exec.CommandContext(ctx, "/proc/self/exe", args...)
+	cmd.Env = append(childEnv(os.Environ()), limitsEnv+"="+c.limits())
 	// The child leads its own process group, and a timeout kills the whole
 	// group: anything it started would otherwise hold its stderr open and
 	// keep Wait waiting.
@@ -63,50 +91,149 @@ func (c Child) Inspect(ctx context.Context, corePath, exePath string) (*corepipe
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = time.Second
 	stderr := &headTail{max: 32 << 10}
-	cmd.Stdout = out
+	cmd.Stdout = report
 	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start analysis: %w", err)
-	}
-	// Limits are set on the running child: os/exec has no way to set them
-	// between fork and exec, and the child has not opened the core yet.
-	if err := c.limit(cmd.Process.Pid); err != nil {
-		cmd.Process.Kill()
-		cmd.Wait()
-		return nil, err
+		return fmt.Errorf("start analysis: %w", err)
 	}
 	err = cmd.Wait()
 	if ctx.Err() == context.DeadlineExceeded {
-		return nil, fmt.Errorf("%w: analysis took longer than %v", corepipe.ErrInvalid, c.Timeout)
+		return fmt.Errorf("%w: analysis took longer than %v", corepipe.ErrInvalid, c.Timeout)
 	}
 	if err != nil {
-		return nil, c.childError(err, cmd.ProcessState, stderr.String())
-	}
-	if _, err := out.Seek(0, io.SeekStart); err != nil {
-		return nil, fmt.Errorf("read the analysis's report: %w", err)
-	}
-	r, err := decodeReport(bufio.NewReaderSize(out, 64<<10))
-	if err != nil {
-		return nil, fmt.Errorf("analysis wrote no readable report: %w", err)
-	}
-	return r, nil
-}
-
-func (c Child) limit(pid int) error {
-	if c.MaxMemory > 0 {
-		if err := unix.Prlimit(pid, unix.RLIMIT_AS, &unix.Rlimit{Cur: c.MaxMemory, Max: c.MaxMemory}, nil); err != nil {
-			return fmt.Errorf("limit the analysis's memory: %w", err)
-		}
-	}
-	if c.MaxCPU > 0 {
-		// The runtime ignores SIGXCPU at the soft limit; the hard limit,
-		// a second later, is a SIGKILL.
-		s := uint64(max(1, c.MaxCPU.Seconds()))
-		if err := unix.Prlimit(pid, unix.RLIMIT_CPU, &unix.Rlimit{Cur: s, Max: s + 1}, nil); err != nil {
-			return fmt.Errorf("limit the analysis's CPU time: %w", err)
-		}
+		return c.childError(err, cmd.ProcessState, stderr.String(), report)
 	}
 	return nil
+}
+
+// maxManifest bounds a manifest: the collector keeps a bounded subset of
+// the process's command line and environment.
+const maxManifest = 16 << 20
+
+// ReadManifest reads the crash manifest a Child hands to its command.
+func ReadManifest(path string) (*corepipe.Crash, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("manifest: %w", err)
+	}
+	defer f.Close()
+	var c corepipe.Crash
+	if err := json.NewDecoder(io.LimitReader(f, maxManifest)).Decode(&c); err != nil {
+		return nil, fmt.Errorf("manifest %s: %w", path, err)
+	}
+	return &c, nil
+}
+
+func writeManifest(path string, crash *corepipe.Crash) error {
+	b, err := json.Marshal(crash)
+	if err == nil {
+		err = os.WriteFile(path, b, 0o600)
+	}
+	if err != nil {
+		return fmt.Errorf("manifest for the analysis: %w", err)
+	}
+	return nil
+}
+
+// childEnv is what of the analyzer's environment the child may see. The
+// analyzer holds the blob store's and the queue's credentials, and the
+// child reads a hostile core: a child that delve's bugs let the core take
+// over must find nothing worth taking.
+func childEnv(environ []string) []string {
+	var env []string
+	for _, kv := range environ {
+		k, v, _ := strings.Cut(kv, "=")
+		switch k {
+		case "PATH", "HOME", "TMPDIR", "TZ", "LANG", "GOGC", "GOMEMLIMIT", "GOMAXPROCS", "GODEBUG":
+			env = append(env, kv)
+		case "GOTRACEBACK":
+			// "crash" would dump the child's core, a hostile core's
+			// contents included, into the pipeline it is serving.
+			if v == "crash" {
+				kv = k + "=system"
+			}
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
+// limitsEnv carries the child's limits to its trampoline, which removes it.
+const limitsEnv = "COREPIPE_ANALYSIS_LIMITS"
+
+// The resources the trampoline limits, by the names limitsEnv uses.
+var rlimits = map[string]int{
+	"as":    unix.RLIMIT_AS,
+	"cpu":   unix.RLIMIT_CPU,
+	"fsize": unix.RLIMIT_FSIZE,
+	"core":  unix.RLIMIT_CORE,
+}
+
+func (c Child) limits() string {
+	// A crash of the analysis must never dump a core: it would hold the
+	// hostile core's bytes and come back through the pipeline.
+	l := []string{"core=0"}
+	if c.MaxMemory > 0 {
+		l = append(l, fmt.Sprintf("as=%d", c.MaxMemory))
+	}
+	if c.MaxCPU > 0 {
+		l = append(l, fmt.Sprintf("cpu=%d", uint64(max(1, c.MaxCPU.Seconds()))))
+	}
+	if c.MaxReport > 0 {
+		l = append(l, fmt.Sprintf("fsize=%d", c.MaxReport))
+	}
+	return strings.Join(l, ",")
+}
+
+var childInitDone atomic.Bool
+
+// ChildInit must be the first thing main does in a program that runs a
+// Child. In the program's own run it only records that it was called. In
+// the trampoline a Child starts it as, it never returns: it sets the
+// limits on itself, then execs the analysis command, which inherits them.
+func ChildInit() {
+	childInitDone.Store(true)
+	spec, ok := os.LookupEnv(limitsEnv)
+	if !ok {
+		return
+	}
+	err := execLimited(spec, os.Args[1:])
+	fmt.Fprintf(os.Stderr, "corepipe: start the analysis: %v\n", err)
+	os.Exit(1)
+}
+
+func execLimited(spec string, argv []string) error {
+	if len(argv) == 0 {
+		return errors.New("no command")
+	}
+	for _, kv := range strings.Split(spec, ",") {
+		name, val, _ := strings.Cut(kv, "=")
+		res, ok := rlimits[name]
+		n, err := strconv.ParseUint(val, 10, 64)
+		if !ok || err != nil {
+			return fmt.Errorf("bad limit %q", kv)
+		}
+		var old unix.Rlimit
+		if err := unix.Getrlimit(res, &old); err != nil {
+			return fmt.Errorf("limit %s: %w", name, err)
+		}
+		lim := unix.Rlimit{Cur: min(n, old.Max), Max: min(n, old.Max)}
+		if res == unix.RLIMIT_CPU {
+			// The Go runtime ignores SIGXCPU at the soft limit; the hard
+			// limit, a second later, is a SIGKILL.
+			lim.Max = min(n+1, old.Max)
+		}
+		if err := unix.Setrlimit(res, &lim); err != nil {
+			return fmt.Errorf("limit %s: %w", name, err)
+		}
+	}
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, limitsEnv+"=") {
+			env = append(env, kv)
+		}
+	}
+	return unix.Exec(argv[0], argv, env)
 }
 
 // childError turns how the child ended into one line. A crash of the child
@@ -114,8 +241,13 @@ func (c Child) limit(pid int) error {
 // core: retrying gives the same. The analyze command prints its own one-line
 // error last and exits 2 for a core or executable it cannot read; the Go
 // runtime also exits 2 when it crashes, so its output is looked for first.
-func (c Child) childError(err error, ps *os.ProcessState, stderr string) error {
+func (c Child) childError(err error, ps *os.ProcessState, stderr string, report *os.File) error {
 	last := lastLine(stderr)
+	// A Go child's writes fail with EFBIG at RLIMIT_FSIZE; others die of
+	// SIGXFSZ. Either way the report has reached the limit.
+	if st, serr := report.Stat(); serr == nil && c.MaxReport > 0 && uint64(st.Size()) >= c.MaxReport {
+		return fmt.Errorf("%w: analysis wrote a report over its limit of %d MiB", corepipe.ErrInvalid, c.MaxReport>>20)
+	}
 	if oom := outOfMemory(stderr); oom != "" {
 		return fmt.Errorf("%w: analysis ran out of memory (limit %d MiB): %s", corepipe.ErrInvalid, c.MaxMemory>>20, oom)
 	}
@@ -168,96 +300,6 @@ func runtimeCrash(stderr string) string {
 func lastLine(s string) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")
 	return strings.TrimSpace(lines[len(lines)-1])
-}
-
-// decodeReport reads a report one goroutine at a time, so that what it
-// holds is the report itself, not also its text; the strings that repeat
-// across goroutines (functions, files, states) are stored once.
-func decodeReport(rd io.Reader) (*corepipe.Report, error) {
-	dec := json.NewDecoder(rd)
-	if err := expectDelim(dec, '{'); err != nil {
-		return nil, err
-	}
-	var (
-		rest       bytes.Buffer // every field but the goroutines
-		goroutines []corepipe.Goroutine
-		in         = interner{}
-	)
-	rest.WriteByte('{')
-	for dec.More() {
-		key, err := dec.Token()
-		if err != nil {
-			return nil, err
-		}
-		if key == "goroutines" {
-			if err := expectDelim(dec, '['); err != nil {
-				return nil, err
-			}
-			for dec.More() {
-				var g corepipe.Goroutine
-				if err := dec.Decode(&g); err != nil {
-					return nil, fmt.Errorf("goroutine %d: %w", len(goroutines), err)
-				}
-				goroutines = append(goroutines, in.goroutine(g))
-			}
-			if err := expectDelim(dec, ']'); err != nil {
-				return nil, err
-			}
-			continue
-		}
-		var raw json.RawMessage
-		if err := dec.Decode(&raw); err != nil {
-			return nil, err
-		}
-		if rest.Len() > 1 {
-			rest.WriteByte(',')
-		}
-		k, _ := json.Marshal(key)
-		rest.Write(k)
-		rest.WriteByte(':')
-		rest.Write(raw)
-	}
-	if err := expectDelim(dec, '}'); err != nil {
-		return nil, err
-	}
-	rest.WriteByte('}')
-	var r corepipe.Report
-	if err := json.Unmarshal(rest.Bytes(), &r); err != nil {
-		return nil, err
-	}
-	r.Goroutines = goroutines
-	return &r, nil
-}
-
-func expectDelim(dec *json.Decoder, want json.Delim) error {
-	tok, err := dec.Token()
-	if err != nil {
-		return err
-	}
-	if tok != want {
-		return fmt.Errorf("report JSON has %v where %v belongs", tok, want)
-	}
-	return nil
-}
-
-// interner keeps one copy of each string it is given.
-type interner map[string]string
-
-func (in interner) str(s string) string {
-	if v, ok := in[s]; ok {
-		return v
-	}
-	in[s] = s
-	return s
-}
-
-func (in interner) goroutine(g corepipe.Goroutine) corepipe.Goroutine {
-	g.Status, g.WaitReason, g.CreatedBy = in.str(g.Status), in.str(g.WaitReason), in.str(g.CreatedBy)
-	for i := range g.Frames {
-		f := &g.Frames[i]
-		f.Function, f.File, f.PC = in.str(f.Function), in.str(f.File), in.str(f.PC)
-	}
-	return g
 }
 
 // headTail keeps the first and the last max bytes of the child's stderr: a

@@ -3,13 +3,14 @@ package analyzer
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
-	"unsafe"
 
 	"github.com/corepipe/corepipe"
 )
@@ -21,13 +22,46 @@ const misbehave = `package main
 import (
 	"fmt"
 	"os"
+	"strings"
+	"syscall"
 	"time"
 )
 
 var keep [][]byte
 
+// first holds the limits as they were before any of this program's own
+// code ran: package variables are initialised first.
+var first = limits()
+
+func limits() string {
+	var out []string
+	for _, l := range []struct {
+		name string
+		res  int
+	}{{"as", syscall.RLIMIT_AS}, {"cpu", syscall.RLIMIT_CPU}, {"fsize", syscall.RLIMIT_FSIZE}, {"core", syscall.RLIMIT_CORE}} {
+		var r syscall.Rlimit
+		syscall.Getrlimit(l.res, &r)
+		out = append(out, fmt.Sprintf("%s=%d", l.name, r.Cur))
+	}
+	return strings.Join(out, " ")
+}
+
 func main() {
 	switch os.Args[1] {
+	case "limits":
+		fmt.Print(first)
+	case "env":
+		fmt.Print(strings.Join(os.Environ(), "\n"))
+	case "bigreport":
+		// Write a report without end, as analyze would print one, and
+		// fail the way analyze fails when the write does.
+		b := make([]byte, 1<<20)
+		for {
+			if _, err := os.Stdout.Write(b); err != nil {
+				fmt.Fprintln(os.Stderr, "corepipe: write report:", err)
+				os.Exit(1)
+			}
+		}
 	case "panic":
 		var m map[string]int
 		m["delve"]++
@@ -78,7 +112,7 @@ func buildMisbehave(t *testing.T) string {
 }
 
 // scratchCore is where the analyzer would have put the core: the child's
-// report goes next to it.
+// manifest goes next to it.
 func scratchCore(t *testing.T) string {
 	core := filepath.Join(t.TempDir(), "core")
 	if err := os.WriteFile(core, []byte("core"), 0o600); err != nil {
@@ -87,9 +121,28 @@ func scratchCore(t *testing.T) string {
 	return core
 }
 
+// newReportFile is a file for the child's report.
+func newReportFile(t *testing.T) *os.File {
+	f, err := os.CreateTemp(t.TempDir(), "report-*.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return f
+}
+
+func contents(t *testing.T, f *os.File) string {
+	b, err := os.ReadFile(f.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
 // TestChildFailures runs real child processes that panic, hang, run out of
-// memory and out of CPU time: each must become a one-line ErrInvalid that
-// says what happened, and leave nothing behind in the scratch directory.
+// memory, CPU time and room for their report: each must become a one-line
+// ErrInvalid that says what happened, and leave nothing behind in the
+// scratch directory.
 func TestChildFailures(t *testing.T) {
 	t.Parallel()
 	bin := buildMisbehave(t)
@@ -102,38 +155,95 @@ func TestChildFailures(t *testing.T) {
 		{"hang", Child{Command: []string{bin, "hang"}, Timeout: 300 * time.Millisecond}, "analysis took longer than 300ms"},
 		{"out of memory", Child{Command: []string{bin, "oom"}, MaxMemory: 512 << 20}, "analysis ran out of memory (limit 512 MiB): "},
 		{"out of CPU time", Child{Command: []string{bin, "spin"}, MaxCPU: time.Second}, "analysis used more than its CPU time limit of 1s"},
+		{"report too large", Child{Command: []string{bin, "bigreport"}, MaxReport: 8 << 20}, "analysis wrote a report over its limit of 8 MiB"},
+		{"report too large, not Go", Child{Command: []string{"sh", "-c", "exec head -c 100000000 /dev/zero"}, MaxReport: 8 << 20},
+			"analysis wrote a report over its limit of 8 MiB"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			core := scratchCore(t)
-			r, err := tc.child.Inspect(context.Background(), core, "exe")
+			report := newReportFile(t)
+			crash := &corepipe.Crash{ID: corepipe.NewID(time.Now())}
+			err := tc.child.Inspect(context.Background(), crash, core, "exe", report)
 			if !errors.Is(err, corepipe.ErrInvalid) || !strings.Contains(err.Error(), tc.want) {
-				t.Fatalf("Inspect = %v, %v; want an ErrInvalid saying %q", r, err, tc.want)
+				t.Fatalf("Inspect = %v; want an ErrInvalid saying %q", err, tc.want)
 			}
 			if strings.Contains(err.Error(), "\n") {
 				t.Errorf("error spans lines: %q", err)
 			}
-			if left, _ := filepath.Glob(filepath.Join(filepath.Dir(core), "report-*")); len(left) > 0 {
-				t.Errorf("report files left behind: %v", left)
+			if st, _ := report.Stat(); tc.child.MaxReport > 0 && uint64(st.Size()) > tc.child.MaxReport {
+				t.Errorf("report grew to %d bytes past its limit of %d", st.Size(), tc.child.MaxReport)
+			}
+			if left, _ := filepath.Glob(filepath.Join(filepath.Dir(core), "crash.json")); len(left) > 0 {
+				t.Errorf("manifest left behind: %v", left)
 			}
 			t.Log(err)
 		})
 	}
 }
 
-// TestChildReportIsDecoded: the report the child writes comes back whole,
-// goroutines included, with repeated strings stored once.
-func TestChildReportIsDecoded(t *testing.T) {
+// The limits hold from the child's first instruction, not from whenever the
+// analyzer got round to setting them, and the child never dumps a core.
+func TestChildLimitsHoldFromTheStart(t *testing.T) {
 	t.Parallel()
 	bin := buildMisbehave(t)
+	report := newReportFile(t)
+	c := Child{Command: []string{bin, "limits"}, MaxMemory: 3 << 30, MaxCPU: 7 * time.Second, MaxReport: 5 << 20}
+	if err := c.Inspect(context.Background(), nil, scratchCore(t), "exe", report); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := contents(t, report), fmt.Sprintf("as=%d cpu=7 fsize=%d core=0", 3<<30, 5<<20); got != want {
+		t.Errorf("the child started with limits %q, want %q", got, want)
+	}
+}
+
+// The child reads a hostile core: it must not also hold the analyzer's
+// credentials for the blob store and the queue.
+func TestChildEnvironmentIsScrubbed(t *testing.T) {
+	bin := buildMisbehave(t)
+	secrets := map[string]string{
+		"AWS_SECRET_ACCESS_KEY": "aws-secret-1", "AWS_ACCESS_KEY_ID": "aws-id-2", "AWS_SESSION_TOKEN": "aws-token-3",
+		"MINIO_ROOT_PASSWORD": "minio-secret-4", "NATS_PASSWORD": "nats-secret-5", "NATS_CREDS": "/creds-6",
+		"COREPIPE_BLOB": "s3://bucket/?secret-7", "COREPIPE_NATS": "nats://u:secret-8@127.0.0.1:4222",
+		"COREPIPE_SLACK_TOKEN": "xoxb-secret-9",
+	}
+	for k, v := range secrets {
+		t.Setenv(k, v)
+	}
+	t.Setenv("GOTRACEBACK", "crash")
+	report := newReportFile(t)
+	if err := (Child{Command: []string{bin, "env"}}).Inspect(context.Background(), nil, scratchCore(t), "exe", report); err != nil {
+		t.Fatal(err)
+	}
+	env := contents(t, report)
+	for k, v := range secrets {
+		if strings.Contains(env, k) || strings.Contains(env, v) {
+			t.Errorf("the child sees %s", k)
+		}
+	}
+	if strings.Contains(env, limitsEnv) {
+		t.Errorf("the trampoline's own variable reached the child")
+	}
+	for _, want := range []string{"PATH=" + os.Getenv("PATH"), "GOTRACEBACK=system"} {
+		if !strings.Contains("\n"+env+"\n", "\n"+want+"\n") {
+			t.Errorf("the child's environment lacks %s:\n%s", want, env)
+		}
+	}
+}
+
+// TestChildReportIsStoredWhole: the report the child writes reaches the
+// store whole, goroutines included, with the manifest's own fields.
+func TestChildReportIsStoredWhole(t *testing.T) {
+	bin := buildMisbehave(t)
 	want := &corepipe.Report{Schema: corepipe.ReportSchema, Status: corepipe.StatusAnalyzed, Title: "panic: x in main.f",
-		Threads: []corepipe.Thread{{ID: 1, PC: "0x1"}}}
+		CrashingGoroutine: 1, Threads: []corepipe.Thread{{ID: 1, PC: "0x1"}},
+		Process: corepipe.Process{PID: 666, Exe: "/forged"}}
 	for i := range 1000 {
 		want.Goroutines = append(want.Goroutines, corepipe.Goroutine{ID: int64(i + 1), Status: "chan receive",
 			Frames: []corepipe.Frame{{Function: "main.f", File: "/src/main.go", Line: 7, PC: "0x401000"}}})
 	}
-	reportFile := filepath.Join(t.TempDir(), "report.json")
-	f, err := os.Create(reportFile)
+	file := filepath.Join(t.TempDir(), "report.json")
+	f, err := os.Create(file)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,17 +252,19 @@ func TestChildReportIsDecoded(t *testing.T) {
 	}
 	f.Close()
 
-	c := Child{Command: []string{bin, "report", reportFile}}
-	got, err := c.Inspect(context.Background(), scratchCore(t), "exe")
-	if err != nil {
-		t.Fatal(err)
+	r := newRig(t)
+	c := r.stored(t, []byte("core"))
+	a := New(Config{Blobs: r.blobs, Queue: r.queue, TempDir: t.TempDir(), Inspector: Child{Command: []string{bin, "report", file}}})
+	a.Handle(context.Background(), r.next(t))
+	got := r.report(t, c.ID)
+	if got.Status != corepipe.StatusAnalyzed || got.Title != want.Title || len(got.Goroutines) != 1000 || len(got.Threads) != 1 || got.Goroutines[999].ID != 1000 {
+		t.Fatalf("stored %d goroutines, title %q, status %q, error %q", len(got.Goroutines), got.Title, got.Status, got.Error)
 	}
-	if got.Title != want.Title || len(got.Goroutines) != 1000 || len(got.Threads) != 1 || got.Goroutines[999].ID != 1000 {
-		t.Fatalf("decoded %d goroutines, title %q", len(got.Goroutines), got.Title)
+	if !reflect.DeepEqual(got.Goroutines, want.Goroutines) {
+		t.Errorf("the goroutines changed on their way to the store")
 	}
-	a, b := got.Goroutines[0].Frames[0].Function, got.Goroutines[999].Frames[0].Function
-	if a != "main.f" || unsafe.StringData(a) != unsafe.StringData(b) {
-		t.Errorf("function names of identical frames are separate copies")
+	if got.Process.PID != 99 || got.Process.Exe != "/bin/app" {
+		t.Errorf("stored process %+v: the manifest's, not the child's, must win", got.Process)
 	}
 }
 

@@ -33,8 +33,18 @@ core says was mapped.`,
 	var output string
 	choiceVarP(cmd, &output, "output", "o", "output format", "json", "text")
 	cmd.MarkFlagFilename("exe")
+	// The analyzer's child gets the crash's manifest, for the diagnosis.
+	manifest := cmd.Flags().String("manifest", "", "the crash manifest (JSON) the analyzer has for this core")
+	cmd.Flags().MarkHidden("manifest")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		tuneGC()
+		var crash *corepipe.Crash
+		if *manifest != "" {
+			var err error
+			if crash, err = analyzer.ReadManifest(*manifest); err != nil {
+				return err
+			}
+		}
 		r, err := inspect.Inspect(cmd.Context(), args[0], *exe, inspect.Options{})
 		if err != nil {
 			if errors.Is(err, corepipe.ErrInvalid) || errors.Is(err, corepipe.ErrNotFound) {
@@ -42,7 +52,7 @@ core says was mapped.`,
 			}
 			return err
 		}
-		analyzer.Enrich(r, nil)
+		r = analyzer.Complete(r, crash)
 		if output == "text" {
 			return r.WriteText(cmd.OutOrStdout())
 		}

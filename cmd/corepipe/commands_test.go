@@ -162,9 +162,9 @@ func TestFlagsFromEnv(t *testing.T) {
 // syntax; none is declared as a bare integer of bytes.
 func TestSizeFlags(t *testing.T) {
 	want := map[string][]string{
-		"dev":      {"max-core-size", "max-use", "keep-free", "analysis-memory"},
+		"dev":      {"max-core-size", "max-use", "keep-free", "analysis-memory", "analysis-max-core"},
 		"agent":    {"max-core-size", "max-use", "keep-free"},
-		"analyzer": {"analysis-memory"},
+		"analyzer": {"analysis-memory", "analysis-max-core"},
 	}
 	root := newRoot(slog.New(slog.DiscardHandler), nil)
 	for _, cmd := range root.Commands() {

@@ -141,10 +141,11 @@ func runDev(ctx context.Context, stdout io.Writer, log *slog.Logger, f *devFlags
 }
 
 func analyzerFlagsOf(fset *pflag.FlagSet) *analyzerFlags {
-	f := &analyzerFlags{maxMemory: 4 << 30}
+	f := &analyzerFlags{maxMemory: 4 << 30, maxCore: analyzer.DefaultMaxCoreSize}
 	fset.IntVar(&f.workers, "workers", 1, "crashes analysed at once")
 	fset.IntVar(&f.attempts, "attempts", 5, "analysis attempts per crash before it gets a failed report")
 	fset.Var((*size.Value)(&f.maxMemory), "analysis-memory", "address-space limit of each analysis child (0: none)")
-	fset.DurationVar(&f.timeout, "analysis-timeout", 10*time.Minute, "wall-time limit of each analysis")
+	fset.DurationVar(&f.timeout, "analysis-timeout", 10*time.Minute, "wall-time limit of each analysis, and of its CPU time")
+	fset.Var((*size.Value)(&f.maxCore), "analysis-max-core", "largest core an analysis decompresses; no core expands beyond the size its manifest declares either")
 	return f
 }

@@ -9,6 +9,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/corepipe/corepipe/analyzer"
 )
 
 // exitInvalid is the exit status of a command given input it cannot use (a
@@ -16,6 +18,7 @@ import (
 const exitInvalid = 2
 
 func main() {
+	analyzer.ChildInit()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	err := newRoot(log, syscall.Exec).ExecuteContext(ctx)

@@ -109,6 +109,7 @@ func newAgent(log *slog.Logger, spool string, blobs corepipe.BlobStore, q agent.
 type analyzerFlags struct {
 	workers   int
 	maxMemory int64
+	maxCore   int64
 	attempts  int
 	timeout   time.Duration
 }
@@ -124,12 +125,17 @@ func newAnalyzer(log *slog.Logger, f analyzerFlags, blobs corepipe.BlobStore, q 
 		Inspector: analyzer.Child{
 			Command:   []string{self, "analyze"},
 			MaxMemory: uint64(f.maxMemory),
+			// One core's worth of the wall time: a child spinning on
+			// every CPU is stopped long before its timeout.
+			MaxCPU:    f.timeout,
+			MaxReport: analyzer.DefaultMaxReport,
 			Timeout:   f.timeout,
 		},
-		Workers:    f.workers,
-		MaxDeliver: f.attempts,
-		Registerer: reg,
-		Logger:     log.With("part", "analyzer"),
+		MaxCoreSize: f.maxCore,
+		Workers:     f.workers,
+		MaxDeliver:  f.attempts,
+		Registerer:  reg,
+		Logger:      log.With("part", "analyzer"),
 	}), nil
 }
 
