@@ -152,7 +152,7 @@ func (p *Parser) Line(l string) {
 		}
 	}
 	if c != nil && c.inMessage {
-		if rest, ok := strings.CutPrefix(l, "\t"); ok && !reFileLine.MatchString(l) {
+		if rest, ok := strings.CutPrefix(l, "\t"); ok && !isFileLine(l) {
 			c.message += "\n" + rest
 			return
 		}
@@ -189,8 +189,8 @@ func (p *Parser) Line(l string) {
 		p.flush()
 		c.cur = &block{system: true}
 	case strings.HasPrefix(l, "goroutine "):
-		if m := reGoroutine.FindStringSubmatch(l); m != nil {
-			p.goroutine(m)
+		if id, detailed, status, ok := goroutineHeader(l); ok {
+			p.goroutine(id, detailed, status)
 			return
 		}
 		p.frameLine(l)
@@ -210,7 +210,7 @@ func (p *Parser) start() *crash {
 	return p.c
 }
 
-func (p *Parser) goroutine(m []string) {
+func (p *Parser) goroutine(id int64, detailed bool, status string) {
 	c := p.c
 	if c == nil {
 		// Goroutines printed without a panic line before them (a cut
@@ -218,15 +218,11 @@ func (p *Parser) goroutine(m []string) {
 		c = p.start()
 	}
 	p.flush()
-	id, err := strconv.ParseInt(m[1], 10, 64)
-	if err != nil {
-		return
-	}
-	if m[2] != "" {
+	if detailed {
 		c.detailed = true
 	}
 	b := &block{g: corepipe.Goroutine{ID: id}}
-	parseStatus(&b.g, m[3])
+	parseStatus(&b.g, status)
 	if c.blocks == 0 && id != 0 && (b.g.Status == "running" || b.g.Status == "syscall") {
 		c.crashing = id
 	}
@@ -247,16 +243,16 @@ func (p *Parser) frameLine(l string) {
 	if b == nil {
 		return
 	}
-	if m := reFileLine.FindStringSubmatch(l); m != nil {
+	if file, line, pc, ok := fileLine(l); ok {
 		if b.pending == nil {
 			return
 		}
 		f := *b.pending
 		b.pending = nil
-		f.File = p.intern(m[1])
-		f.Line, _ = strconv.Atoi(m[2])
-		if m[4] != "" {
-			f.PC = m[4]
+		f.File = p.intern(file)
+		f.Line = line
+		if pc != "" {
+			f.PC = strings.Clone(pc)
 		}
 		if b.created {
 			return
@@ -274,10 +270,11 @@ func (p *Parser) frameLine(l string) {
 	case l == "":
 		return
 	case strings.HasPrefix(l, "created by "):
-		m := reCreatedBy.FindStringSubmatch(l)
-		if m != nil {
-			b.g.CreatedBy = p.intern(m[1])
+		fn := strings.TrimPrefix(l, "created by ")
+		if i := strings.Index(fn, " in goroutine "); i >= 0 {
+			fn = fn[:i]
 		}
+		b.g.CreatedBy = p.intern(fn)
 		b.created = true
 		b.pending = &corepipe.Frame{}
 		b.foreign = 0
@@ -291,6 +288,11 @@ func (p *Parser) frameLine(l string) {
 		b.pending = &corepipe.Frame{Function: p.intern(fn)}
 		b.foreign = 0
 	}
+}
+
+func isFileLine(l string) bool {
+	_, _, _, ok := fileLine(l)
+	return ok
 }
 
 // maxForeign is how many foreign lines may stand between a function line

@@ -10,21 +10,77 @@ import (
 
 // The line forms of the runtime's traceback, Go 1.21 to 1.26.
 var (
-	// "goroutine 1 gp=0xc000002380 m=0 mp=0x5a0b40 [running]:"
-	// "goroutine 18 [chan receive, 3 minutes, locked to thread]:"
-	reGoroutine = regexp.MustCompile(`^goroutine (\d+)((?: gp=\S+)?(?: m=\S+)?(?: mp=\S+)?) \[(.*)\]:$`)
-	// "\t/src/main.go:12 +0x1d fp=0xc… sp=0xc… pc=0x4865c4"; inlined
-	// frames and some runtime frames have no offset.
-	reFileLine = regexp.MustCompile(`^\t(.*?):(\d+)(?: \+0x([0-9a-f]+))?(?: fp=0x[0-9a-f]+ sp=0x[0-9a-f]+ pc=(0x[0-9a-f]+))?\s*$`)
 	// "[signal SIGSEGV: segmentation violation code=0x1 addr=0x0 pc=0x4553a2]"
 	reSigBracket = regexp.MustCompile(`^\[signal (SIG\w+|signal \d+)(?:: [^\]]*?)? code=(-?0x[0-9a-f]+|-?\d+) addr=(0x[0-9a-f]+) pc=(0x[0-9a-f]+)\]`)
 	// "SIGSEGV: segmentation violation" before a "PC=" line.
 	reSigHeader = regexp.MustCompile(`^(SIG[A-Z0-9]+|signal \d+): \S`)
 	rePCLine    = regexp.MustCompile(`^PC=(0x[0-9a-f]+) m=\S+ sigcode=(-?\d+)(?: addr=(0x[0-9a-f]+))?`)
-	reCreatedBy = regexp.MustCompile(`^created by (.+?)(?: in goroutine (\d+))?$`)
 	reElided    = regexp.MustCompile(`^\.\.\.(\d+|additional) frames elided\.\.\.$`)
 	reMinutes   = regexp.MustCompile(`^(\d+) minutes$`)
 )
+
+// fileLine parses a frame's file line by hand: it is every other line of a
+// traceback, and a regular expression there was most of the parse's time.
+func fileLine(l string) (file string, line int, pc string, ok bool) {
+	if len(l) < 4 || l[0] != '\t' {
+		return "", 0, "", false
+	}
+	rest := l[1:]
+	head := rest
+	if i := strings.Index(rest, " +0x"); i >= 0 {
+		head = rest[:i]
+	} else if i := strings.Index(rest, " fp=0x"); i >= 0 {
+		head = rest[:i]
+	} else {
+		head = strings.TrimRight(rest, " ")
+	}
+	colon := strings.LastIndexByte(head, ':')
+	if colon <= 0 || colon == len(head)-1 {
+		return "", 0, "", false
+	}
+	n := 0
+	for _, c := range []byte(head[colon+1:]) {
+		if c < '0' || c > '9' || n > 1<<30 {
+			return "", 0, "", false
+		}
+		n = n*10 + int(c-'0')
+	}
+	if i := strings.Index(rest, " pc=0x"); i >= 0 {
+		pc = rest[i+len(" pc="):]
+		if j := strings.IndexByte(pc, ' '); j >= 0 {
+			pc = pc[:j]
+		}
+	}
+	return head[:colon], n, pc, true
+}
+
+// goroutineHeader parses "goroutine 1 gp=0x… m=0 mp=0x… [running, 3 minutes]:".
+func goroutineHeader(l string) (id int64, detailed bool, status string, ok bool) {
+	rest, found := strings.CutPrefix(l, "goroutine ")
+	if !found || !strings.HasSuffix(rest, "]:") {
+		return 0, false, "", false
+	}
+	sp := strings.IndexByte(rest, ' ')
+	if sp <= 0 {
+		return 0, false, "", false
+	}
+	id, err := strconv.ParseInt(rest[:sp], 10, 64)
+	if err != nil {
+		return 0, false, "", false
+	}
+	rest = rest[sp+1:]
+	open := strings.IndexByte(rest, '[')
+	if open < 0 {
+		return 0, false, "", false
+	}
+	for f := range strings.FieldsSeq(rest[:open]) {
+		if !strings.HasPrefix(f, "gp=") && !strings.HasPrefix(f, "m=") && !strings.HasPrefix(f, "mp=") {
+			return 0, false, "", false
+		}
+		detailed = true
+	}
+	return id, detailed, rest[open+1 : len(rest)-2], true
+}
 
 func isSignalHeader(l string) bool {
 	return (strings.HasPrefix(l, "SIG") || strings.HasPrefix(l, "signal ")) && reSigHeader.MatchString(l)
