@@ -289,3 +289,28 @@ func TestRateLimitOutOfOrderClock(t *testing.T) {
 		t.Error("a clock stepped back by more than a window must start a new one")
 	}
 }
+
+// TestLedgerCountsEntryCommittedWhileWalking: an entry renamed from .tmp to
+// its ID between the walk's listing and its read of the entry is in the
+// listing under neither name. It used to count as nothing, and collectors
+// running side by side then overfilled the spool (seen in
+// TestRunSpoolLedger, about one run in ten).
+func TestLedgerCountsEntryCommittedWhileWalking(t *testing.T) {
+	dir := t.TempDir()
+	id := corepipe.NewID(time.Now())
+	if err := os.Mkdir(filepath.Join(dir, id+tmpSuffix), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, id+tmpSuffix, CoreFile), make([]byte, 5000), 0o600)
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+	ledgerListed = func() { os.Rename(filepath.Join(dir, id+tmpSuffix), filepath.Join(dir, id)) }
+	defer func() { ledgerListed = func() {} }()
+	used, _, err := ledgerUsage(root)
+	if err != nil || used != 5000 {
+		t.Errorf("ledgerUsage = %d, %v; want the committed entry's 5000 bytes", used, err)
+	}
+}
