@@ -246,6 +246,17 @@ func TestCompletion(t *testing.T) {
 		if !strings.Contains(out.String(), "corepipe") || !strings.Contains(out.String(), "__complete") {
 			t.Errorf("completion %s: %d bytes that never call corepipe __complete", shell, out.Len())
 		}
+		// The shells that are here check the script parses.
+		if sh, err := exec.LookPath(shell); err == nil {
+			check := exec.Command(sh, "-n")
+			if shell == "fish" {
+				check.Args = append(check.Args[:1], "--no-execute")
+			}
+			check.Stdin = &out
+			if msg, err := check.CombinedOutput(); err != nil {
+				t.Errorf("%s -n on corepipe completion %s: %v\n%s", shell, shell, err, msg)
+			}
+		}
 	}
 	complete := func(args ...string) string {
 		var out bytes.Buffer
