@@ -175,21 +175,28 @@ func Run(ctx context.Context, cfg Config, args []string, stdin io.Reader) (*core
 	if err := root.Mkdir(tmp, 0o700); err != nil {
 		return nil, fmt.Errorf("spool: create entry: %w", err)
 	}
-	// Should the collector be killed from here on, nothing is left that
-	// the agent must wait 30 minutes to clean.
+	// Should the collector give up past its deadline (Abandon), nothing
+	// is left that the agent must wait 30 minutes to clean.
 	forget := track(cfg.SpoolDir, tmp)
 	defer forget()
 	q := newQuota(cfg, root, tmp)
 
 	if admitCore(cfg, root, &a, c, q, exeID) {
-		if slot, err := takeSlot(root, cfg.MaxCollectors, cfg.SlotWait); err != nil {
+		slot, err := takeSlot(root, cfg.MaxCollectors, cfg.SlotWait)
+		switch {
+		case errors.Is(err, errSlotsBusy):
 			// Waiting longer would hold one of the kernel's
 			// core_pipe_limit slots, and the kernel skips every dump
 			// past them without a trace: give this one up instead.
 			release(stdin)
 			c.Core.Dropped = DroppedBusy
 			c.Notes = append(c.Notes, fmt.Sprintf("core dropped: %v; the kernel's stream was closed so its dump slot is free, the manifest is kept", err))
-		} else {
+		case err != nil:
+			// Like the rate limit: a bound that cannot be checked does
+			// not cost the crash its core.
+			c.Notes = append(c.Notes, fmt.Sprintf("collector slots not checked, core kept: %v", err))
+			captureCore(ctx, cfg, root, tmp, a, stdin, c, q)
+		default:
 			defer slot.Close()
 			captureCore(ctx, cfg, root, tmp, a, stdin, c, q)
 		}

@@ -311,3 +311,18 @@ func TestRunExecutableHashCached(t *testing.T) {
 		t.Errorf("CleanHashCache = %d, %v; want both entries", n, err)
 	}
 }
+
+// TestRunSlotsUnavailable: slots that cannot be taken at all (a file where
+// the directory should be) do not cost the crash its core.
+func TestRunSlotsUnavailable(t *testing.T) {
+	cfg := testConfig(t, fixtureProc(t, testExe(t), nil))
+	os.MkdirAll(cfg.SpoolDir, 0o700)
+	os.WriteFile(filepath.Join(cfg.SpoolDir, SlotsDir), nil, 0o600)
+	c, err := Run(context.Background(), cfg, kernelArgv("18446744073709551615"), strings.NewReader("core"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Core.Dropped != "" || c.Core.Size != 4 || !hasNote(c, "collector slots not checked") {
+		t.Errorf("core %+v, notes %q", c.Core, c.Notes)
+	}
+}

@@ -35,6 +35,9 @@ const (
 	DefaultSlotWait = 2 * time.Second
 )
 
+// errSlotsBusy is returned, wrapped, when every slot stayed taken.
+var errSlotsBusy = errors.New("collector slots stayed busy")
+
 // takeSlot takes one of n slot locks, waiting at most wait. Closing the
 // file releases the slot.
 func takeSlot(root *os.Root, n int, wait time.Duration) (*os.File, error) {
@@ -72,7 +75,7 @@ func takeSlot(root *os.Root, n int, wait time.Duration) (*os.File, error) {
 			}
 		}
 		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("all %d collector slots stayed busy for %v", n, wait)
+			return nil, fmt.Errorf("all %d %w for %v", n, errSlotsBusy, wait)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
