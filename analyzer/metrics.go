@@ -1,6 +1,9 @@
 package analyzer
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+)
 
 // metrics are the analyzer's Prometheus metrics, registered only when the
 // Config has a Registerer.
@@ -12,30 +15,28 @@ type metrics struct {
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
+	f := promauto.With(reg)
 	m := &metrics{
-		reports: prometheus.NewCounterVec(prometheus.CounterOpts{
+		reports: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "corepipe_analyzer_reports_total",
 			Help: "Reports stored, by status (analyzed, failed).",
 		}, []string{"status"}),
-		retries: prometheus.NewCounter(prometheus.CounterOpts{
+		retries: f.NewCounter(prometheus.CounterOpts{
 			Name: "corepipe_analyzer_retries_total",
 			Help: "Analyses that failed for a reason that may pass and were queued again.",
 		}),
-		duration: prometheus.NewHistogram(prometheus.HistogramOpts{
+		duration: f.NewHistogram(prometheus.HistogramOpts{
 			Name:    "corepipe_analyzer_analysis_seconds",
 			Help:    "Time from taking a crash off the queue to its report being stored.",
 			Buckets: prometheus.ExponentialBuckets(0.05, 2, 14),
 		}),
-		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
+		inFlight: f.NewGauge(prometheus.GaugeOpts{
 			Name: "corepipe_analyzer_in_flight",
 			Help: "Crashes being analysed now.",
 		}),
 	}
 	for _, s := range []string{"analyzed", "failed"} {
 		m.reports.WithLabelValues(s)
-	}
-	if reg != nil {
-		reg.MustRegister(m.reports, m.retries, m.duration, m.inFlight)
 	}
 	return m
 }

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/corepipe/corepipe/internal/promreg"
 )
 
 // scrapeTimeout bounds what one /metrics scrape may spend asking the index
@@ -22,22 +24,23 @@ type httpMetrics struct {
 }
 
 func newHTTPMetrics(reg prometheus.Registerer, s *Server) (*httpMetrics, error) {
+	f, registered := promreg.Factory(reg)
 	m := &httpMetrics{
-		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+		requests: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "corepipe_api_requests_total",
 			Help: "HTTP requests served by the API and UI, by route pattern and status code.",
 		}, []string{"route", "code"}),
-		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		duration: f.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "corepipe_api_request_duration_seconds",
 			Help:    "Time to serve a request until its handler returned, by route pattern and status code.",
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 10, 60},
 		}, []string{"route", "code"}),
 	}
-	if reg == nil {
-		return m, nil
+	if err := registered(); err != nil {
+		return nil, err
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.duration, &indexCollector{s: s}} {
-		if err := reg.Register(c); err != nil {
+	if reg != nil {
+		if err := reg.Register(&indexCollector{s: s}); err != nil {
 			return nil, err
 		}
 	}

@@ -5,6 +5,7 @@ import (
 
 	"github.com/oklog/ulid/v2"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/corepipe/corepipe/collector"
 )
@@ -26,55 +27,52 @@ type metrics struct {
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
+	f := promauto.With(reg)
 	m := &metrics{
-		captured: prometheus.NewCounter(prometheus.CounterOpts{
+		captured: f.NewCounter(prometheus.CounterOpts{
 			Name: "corepipe_agent_crashes_captured_total",
 			Help: "Crashes the collector committed to the spool, counted when the agent first sees them.",
 		}),
-		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+		dropped: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "corepipe_agent_cores_dropped_total",
 			Help: "Crashes whose core the collector did not keep, by the manifest's reason (rlimit_core=0, spool_full, rate_limited, write_failed).",
 		}, []string{"reason"}),
-		truncated: prometheus.NewCounter(prometheus.CounterOpts{
+		truncated: f.NewCounter(prometheus.CounterOpts{
 			Name: "corepipe_agent_cores_truncated_total",
 			Help: "Crashes whose core was kept only in part (max core size, RLIMIT_CORE, spool limits, deadline).",
 		}),
-		uploaded: prometheus.NewCounter(prometheus.CounterOpts{
+		uploaded: f.NewCounter(prometheus.CounterOpts{
 			Name: "corepipe_agent_crashes_uploaded_total",
 			Help: "Crashes stored and queued, and removed from the spool.",
 		}),
-		bytes: prometheus.NewCounter(prometheus.CounterOpts{
+		bytes: f.NewCounter(prometheus.CounterOpts{
 			Name: "corepipe_agent_uploaded_bytes_total",
 			Help: "Bytes of compressed cores and executables written to the blob store.",
 		}),
-		retries: prometheus.NewCounter(prometheus.CounterOpts{
+		retries: f.NewCounter(prometheus.CounterOpts{
 			Name: "corepipe_agent_retries_total",
 			Help: "Failed attempts to ship a crash, each retried after a backoff (storage or queue down).",
 		}),
-		spoolBytes: prometheus.NewGauge(prometheus.GaugeOpts{
+		spoolBytes: f.NewGauge(prometheus.GaugeOpts{
 			Name: "corepipe_agent_spool_bytes",
 			Help: "Bytes of files in the spool.",
 		}),
-		waiting: prometheus.NewGauge(prometheus.GaugeOpts{
+		waiting: f.NewGauge(prometheus.GaugeOpts{
 			Name: "corepipe_agent_spool_entries",
 			Help: "Committed crashes waiting in the spool to be shipped.",
 		}),
-		oldest: prometheus.NewGauge(prometheus.GaugeOpts{
+		oldest: f.NewGauge(prometheus.GaugeOpts{
 			Name: "corepipe_agent_oldest_waiting_seconds",
 			Help: "Age of the oldest crash waiting in the spool, 0 when none waits.",
 		}),
-		reinstalls: prometheus.NewCounter(prometheus.CounterOpts{
+		reinstalls: f.NewCounter(prometheus.CounterOpts{
 			Name: "corepipe_agent_handler_reinstalls_total",
 			Help: "Times the kernel's core_pattern was found overwritten and the collector installed again.",
 		}),
-		quarantined: prometheus.NewCounter(prometheus.CounterOpts{
+		quarantined: f.NewCounter(prometheus.CounterOpts{
 			Name: "corepipe_agent_quarantined_total",
 			Help: "Spool entries that could not be shipped (no or a corrupt manifest) and were moved to the spool's quarantine directory.",
 		}),
-	}
-	if reg != nil {
-		reg.MustRegister(m.captured, m.dropped, m.truncated, m.uploaded, m.bytes, m.retries,
-			m.spoolBytes, m.waiting, m.oldest, m.reinstalls, m.quarantined)
 	}
 	for _, reason := range []string{collector.DroppedRlimit, collector.DroppedSpoolFull, collector.DroppedRateLimited, collector.DroppedWrite, collector.DroppedBusy} {
 		m.dropped.WithLabelValues(reason)

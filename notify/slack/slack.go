@@ -29,6 +29,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/corepipe/corepipe"
+	"github.com/corepipe/corepipe/internal/promreg"
 	"github.com/corepipe/corepipe/notify"
 )
 
@@ -151,14 +152,13 @@ func New(cfg Config) (*Client, error) {
 	if c.interval <= 0 {
 		c.interval = time.Second
 	}
-	c.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
+	f, registered := promreg.Factory(cfg.Registerer)
+	c.requests = f.NewCounterVec(prometheus.CounterOpts{
 		Name: "corepipe_slack_requests_total",
 		Help: "Requests to Slack by result: ok, rate_limited, server_error, network_error, rejected (the message), misconfigured (the webhook, token or channel).",
 	}, []string{"result"})
-	if cfg.Registerer != nil {
-		if err := cfg.Registerer.Register(c.requests); err != nil {
-			return nil, fmt.Errorf("slack: register metrics: %w", err)
-		}
+	if err := registered(); err != nil {
+		return nil, fmt.Errorf("slack: register metrics: %w", err)
 	}
 	return c, nil
 }
