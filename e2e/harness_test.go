@@ -156,18 +156,19 @@ func (p *proc) waitURL(t *testing.T) string {
 	return ""
 }
 
-// startDev runs `corepipe dev --install-handler` on a fresh data directory,
+// startDev runs `corepipe dev --install-handler` (and extra flags) on a
+// fresh data directory,
 // the README's run command, and returns it with its UI's URL once the kernel
 // runs its collector. The caller holds the core_pattern (holdCorePattern).
-func startDev(t *testing.T, env []string) (*proc, string) {
+func startDev(t *testing.T, env []string, extra ...string) (*proc, string) {
 	t.Helper()
 	data, err := os.MkdirTemp("", "cpd")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(data) })
-	dev := start(t, env, "dev", "--data", data, "--listen", "127.0.0.1:0", "--install-handler",
-		"--collector", filepath.Join(binDir, "corepipe-collector"))
+	dev := start(t, env, append([]string{"dev", "--data", data, "--listen", "127.0.0.1:0", "--install-handler",
+		"--collector", filepath.Join(binDir, "corepipe-collector")}, extra...)...)
 	api := dev.waitURL(t)
 	waitHandler(t)
 	return dev, api
