@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -496,4 +497,23 @@ func BenchmarkRedactStream(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// FuzzSafeNext: whatever a link carries as next, the redirect stays on
+// this site, as a browser resolves it.
+func FuzzSafeNext(f *testing.F) {
+	for _, s := range []string{"/", "/%09/evil.example/", "//evil", "/\\evil", "/groups?status=new", "/a/../b", "/%2e%2e/x"} {
+		f.Add(s)
+	}
+	base, _ := url.Parse("https://crashes.example.com/login")
+	f.Fuzz(func(t *testing.T, next string) {
+		got := safeNext(next)
+		if !strings.HasPrefix(got, "/") || strings.HasPrefix(got, "//") || strings.ContainsAny(got, "\\\t\r\n") {
+			t.Fatalf("safeNext(%q) = %q", next, got)
+		}
+		u, err := base.Parse(got)
+		if err != nil || u.Host != base.Host || u.Scheme != base.Scheme {
+			t.Fatalf("safeNext(%q) = %q leaves the site: %v %v", next, got, u, err)
+		}
+	})
 }
