@@ -237,11 +237,20 @@ func (a *Analyzer) heartbeat(ctx context.Context, msg corepipe.Message) (stop fu
 // analyse returns the report of c; for a core, the goroutines are in body,
 // still in the inspector's report file.
 func (a *Analyzer) analyse(ctx context.Context, c *corepipe.Crash) (r *corepipe.Report, body *reportFile, err error) {
+	if c.Core.Key == "" && c.Log != nil && c.Log.Key != "" && (c.Termination == nil || c.Termination.CoreID == "") {
+		// Most Go crashes in a pod leave no core (PID 1 ignores the
+		// runtime's SIGABRT; GOTRACEBACK is rarely crash): the traceback
+		// in the log is the evidence.
+		r, err := a.analyseLog(ctx, c)
+		return r, nil, err
+	}
 	if c.Core.Key == "" && c.Termination != nil {
 		// An OOM kill never leaves a core: how the container ended is
 		// the whole story, and it is worth a report of its own.
 		r := corepipe.NewReport(c)
 		r.Status = corepipe.StatusAnalyzed
+		r.Source = corepipe.SourceTermination
+		r.Kind = corepipe.KindTermination
 		Enrich(r, c)
 		return r, nil, nil
 	}
@@ -331,6 +340,9 @@ type coreLimit struct {
 // wins over what the core says.
 func merge(r, found *corepipe.Report) {
 	r.Status = corepipe.StatusAnalyzed
+	r.Source = corepipe.SourceCore
+	r.Kind = found.Kind
+	r.Arch = found.Arch
 	if r.Signal == nil {
 		r.Signal = found.Signal
 	}

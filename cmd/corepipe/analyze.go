@@ -20,14 +20,27 @@ func (invalidInput) ExitCode() int { return exitInvalid }
 
 func analyzeCmd() *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "analyze CORE",
-		Short: "analyse one local core and print its report",
+		Use:   "analyze CORE | --log FILE",
+		Short: "analyse one local core, or a log with a Go crash, and print its report",
 		Long: `Analyse one core dump on this machine and print its report: JSON for
 programs, or text for people. Without --exe, the executable is the one the
-core says was mapped.`,
+core says was mapped.
+
+With --log, read a Go crash from a container log (CRI or docker json-file)
+or plain stderr instead, "-" for standard input: the report of a crash that
+left no core (source "log").`,
 		Example: `  corepipe analyze core.1234 --exe ./myprog            # the report as JSON
-  corepipe analyze core.1234 --exe ./myprog -o text    # for people`,
-		Args: exactArgs(1, "one core file"),
+  corepipe analyze core.1234 --exe ./myprog -o text    # for people
+  kubectl logs web-7d9f --previous | corepipe analyze --log - -o text
+  corepipe analyze --log /var/log/pods/shop_web-7d9f_0b8c/app/3.log`,
+	}
+	logPath := cmd.Flags().String("log", "", "read the crash from this log (CRI, docker json-file or plain stderr; - for stdin) instead of a core")
+	cmd.MarkFlagFilename("log")
+	cmd.Args = func(cmd *cobra.Command, args []string) error {
+		if *logPath != "" {
+			return exactArgs(0, "no core with --log")(cmd, args)
+		}
+		return exactArgs(1, "one core file, or --log FILE")(cmd, args)
 	}
 	exe := cmd.Flags().String("exe", "", "the crashed executable `file` (default: the one the core says was mapped)")
 	var output string
@@ -37,6 +50,9 @@ core says was mapped.`,
 	manifest := cmd.Flags().String("manifest", "", "the crash manifest (JSON) the analyzer has for this core")
 	cmd.Flags().MarkHidden("manifest")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		if *logPath != "" {
+			return analyzeLog(cmd, *logPath, output)
+		}
 		tuneGC()
 		var crash *corepipe.Crash
 		if *manifest != "" {

@@ -34,6 +34,8 @@ type devFlags struct {
 	limits       *collector.Settings
 	notifier     *notifierFlags
 	api          *apiFlags
+	kube         *kubeFlags
+	crashOutput  string
 }
 
 func devCmd(log *slog.Logger) *cobra.Command {
@@ -66,6 +68,8 @@ the previous one is put back.`,
 	f.limits = collectorFlagsOf(fset, true)
 	f.notifier = notifierFlagsOf(fset)
 	f.api = apiFlagsOf(fset)
+	f.kube = kubeFlagsOf(fset, &f.notifier.uiURL)
+	fset.StringVar(&f.crashOutput, "crash-output-dir", "", "`directory` whose crash files (from services importing package crashout) become reports (default <data>/crash-output)")
 	cmd.MarkFlagDirname("data")
 	cmd.MarkFlagFilename("collector")
 	return cmd
@@ -117,7 +121,11 @@ func runDev(ctx context.Context, stdout io.Writer, log *slog.Logger, f *devFlags
 	if f.install {
 		agentOpts = append(agentOpts, withGuard(handlerGuard(f.collectorBin, spool, stateFile, f.force), time.Minute))
 	}
-	ag, err := newAgent(log, spool, blobs, q, agentOpts...)
+	pods, err := f.kube.watcher(log, blobs)
+	if err != nil {
+		return err
+	}
+	ag, err := newAgent(log, spool, blobs, q, append(agentOpts, withWatcher(pods))...)
 	if err != nil {
 		return err
 	}
@@ -137,7 +145,10 @@ func runDev(ctx context.Context, stdout io.Writer, log *slog.Logger, f *devFlags
 		return err
 	}
 	fmt.Fprintf(stdout, "corepipe: UI at http://%s/\n", ln.Addr())
-	return runAll(ctx, ag.Run, an.Run, apiPart(log, ln, idx, blobs, q, "api", apiSetup{tokens: tokens, web: f.api.web, metrics: reg}), notifier)
+	if f.crashOutput == "" {
+		f.crashOutput = filepath.Join(dir, "crash-output")
+	}
+	return runAll(ctx, ag.Run, runWatcher(pods, ag), crashOutputs(log, f.crashOutput, f.kube.node, blobs, ag, pods), an.Run, apiPart(log, ln, idx, blobs, q, "api", apiSetup{tokens: tokens, web: f.api.web, metrics: reg}), notifier)
 }
 
 func analyzerFlagsOf(fset *pflag.FlagSet) *analyzerFlags {

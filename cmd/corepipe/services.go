@@ -50,6 +50,7 @@ type agentCmdFlags struct {
 	limits       *collector.Settings
 	kube         *kubeFlags
 	agent        *agentFlags
+	crashOutput  string
 }
 
 func agentCmd(log *slog.Logger) *cobra.Command {
@@ -80,6 +81,7 @@ overwrites it, and restores the previous pattern on exit.`,
 	fset.StringVar(&f.stateFile, "state", "", "`file` where the previous core_pattern is kept (default: next to the spool)")
 	f.limits = collectorFlagsOf(fset, false)
 	f.kube = kubeFlagsOf(fset, nil)
+	fset.StringVar(&f.crashOutput, "crash-output-dir", "/var/lib/corepipe/crash-output", "`directory` (shared with the pods as COREPIPE_CRASH_DIR) whose crash files, from services importing package crashout, become reports (empty: none)")
 	f.agent = agentFlagsOf(fset)
 	cmd.MarkFlagDirname("spool")
 	cmd.MarkFlagFilename("collector")
@@ -120,7 +122,7 @@ func runAgent(ctx context.Context, log *slog.Logger, f *agentCmdFlags) error {
 	if err != nil {
 		return err
 	}
-	return runAll(ctx, ag.Run, runWatcher(pods, ag), func(ctx context.Context) error {
+	return runAll(ctx, ag.Run, runWatcher(pods, ag), crashOutputs(log, f.crashOutput, f.kube.node, blobs, ag, pods), func(ctx context.Context) error {
 		return serveMetrics(ctx, f.agent.metricsListen, reg)
 	})
 }
