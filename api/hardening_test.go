@@ -517,3 +517,20 @@ func FuzzSafeNext(f *testing.F) {
 		}
 	})
 }
+
+// FuzzRedactStream: any stored report, however odd, comes out as valid JSON
+// or an error, never a panic or half a document claimed whole.
+func FuzzRedactStream(f *testing.F) {
+	b, _ := json.Marshal(newReport(time.Minute))
+	f.Add(string(b))
+	f.Add(`{"process":{"cmdline":["/x","--token","t"]},"goroutines":[1,{"a":[]}]}`)
+	f.Fuzz(func(t *testing.T, in string) {
+		var out bytes.Buffer
+		if err := redactStream(&out, strings.NewReader(in)); err != nil {
+			return
+		}
+		if !json.Valid(out.Bytes()) {
+			t.Fatalf("redactStream(%q) = %q, not JSON", in, out.String())
+		}
+	})
+}
