@@ -170,6 +170,9 @@ func fields(r *corepipe.Report, g *corepipe.Group) []*textObj {
 		add("Process", processOf(r))
 	}
 	add("Node", r.Node)
+	if r.Source != "" && r.Source != corepipe.SourceCore {
+		add("From", corepipe.SourceName(r.Source))
+	}
 	add("Version", r.Version())
 	add("Count", fmt.Sprintf("%d, first seen %s", g.Count, when(g.FirstSeen)))
 	return fs

@@ -1,0 +1,23 @@
+package slack
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/corepipe/corepipe"
+	"github.com/corepipe/corepipe/notify"
+)
+
+// TestAlertSaysSource: a crash reported from a log, not a core, says so.
+func TestAlertSaysSource(t *testing.T) {
+	r := nilDeref()
+	r.Source = corepipe.SourceLog
+	p := render(t, alertOf(notify.KindNew, r))
+	var fields []string
+	for _, f := range p.Blocks[2].Fields {
+		fields = append(fields, f.Text)
+	}
+	if !strings.Contains(strings.Join(fields, "\n"), "From: container log (no core)") {
+		t.Errorf("fields %q do not say the report came from the container's log", fields)
+	}
+}
