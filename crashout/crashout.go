@@ -14,9 +14,10 @@
 // long as the program lives, which is how the agent tells a live program's
 // file from a dead one's.
 //
-// The cost: at start-up one file created and one header line written
-// (tens of microseconds); at a crash, the runtime's own traceback written
-// twice, to stderr and to the file. Nothing runs in between.
+// The cost: at start-up one file created, locked and given its header line
+// (BenchmarkEnable: about 0.17 ms and 2.4 KB on a busy 2-core machine); at a
+// crash, the runtime's own traceback written twice, to stderr and to the
+// file. Nothing runs in between.
 //
 // Known gap: for a runtime throw ("fatal error: concurrent map writes") Go
 // writes the "fatal error:" line to stderr only (golang/go#76859); the
