@@ -25,9 +25,15 @@ import (
 )
 
 // Index is what the server reads: crashes and their groups (sqlite.Index
-// is one).
+// is one). The server never writes the index, so nothing here asks for
+// corepipe.Index's Upsert: a read-only view or replica serves as well.
 type Index interface {
-	corepipe.Index
+	// Crashes lists summaries newest first, and the cursor of the next page
+	// ("" when there is none).
+	Crashes(ctx context.Context, f corepipe.CrashFilter) ([]*corepipe.Report, string, error)
+	// Crash returns the summary of one crash, corepipe.ErrNotFound when
+	// unknown.
+	Crash(ctx context.Context, id string) (*corepipe.Report, error)
 	Groups(ctx context.Context, f corepipe.GroupFilter) ([]*corepipe.Group, string, error)
 	Group(ctx context.Context, signature string) (*corepipe.Group, error)
 	Versions(ctx context.Context, signature string) ([]corepipe.Share, error)
