@@ -171,8 +171,10 @@ var rlimits = map[string]int{
 
 func (c Child) limits() string {
 	// A crash of the analysis must never dump a core: it would hold the
-	// hostile core's bytes and come back through the pipeline.
-	l := []string{"core=0"}
+	// hostile core's bytes and come back through the pipeline. The kernel
+	// ignores RLIMIT_CORE 0 when core_pattern is a pipe (corepipe dev's
+	// collector keeps such cores); 1 is its marker for "never", there too.
+	l := []string{"core=1"}
 	if c.MaxMemory > 0 {
 		l = append(l, fmt.Sprintf("as=%d", c.MaxMemory))
 	}

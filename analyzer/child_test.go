@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/corepipe/corepipe"
+	"github.com/corepipe/corepipe/collector/corepattern"
+	"github.com/corepipe/corepipe/internal/crashtest"
 )
 
 // misbehave is a stand-in for `corepipe analyze` that fails the way an
@@ -192,7 +194,7 @@ func TestChildLimitsHoldFromTheStart(t *testing.T) {
 	if err := c.Inspect(context.Background(), nil, scratchCore(t), "exe", report); err != nil {
 		t.Fatal(err)
 	}
-	if got, want := contents(t, report), fmt.Sprintf("as=%d cpu=7 fsize=%d core=0", 3<<30, 5<<20); got != want {
+	if got, want := contents(t, report), fmt.Sprintf("as=%d cpu=7 fsize=%d core=1", 3<<30, 5<<20); got != want {
 		t.Errorf("the child started with limits %q, want %q", got, want)
 	}
 }
@@ -311,5 +313,31 @@ func TestChildErrorRuntimeReserveFailure(t *testing.T) {
 	}
 	if got := runtimeCrash("fatal error: unexpected signal\n\nruntime stack:\nruntime.throw()\n"); got != "fatal error: unexpected signal" {
 		t.Errorf("runtimeCrash of a crash with only a runtime stack = %q", got)
+	}
+}
+
+// A crashing child dumps no core, even to a core_pattern pipe (which the
+// kernel feeds whatever RLIMIT_CORE says, short of its marker 1), and
+// cannot raise the limit itself: its core would hold the hostile core's
+// bytes and come back through the pipeline.
+func TestChildNeverDumpsCore(t *testing.T) {
+	crashtest.RequireRoot(t)
+	dir := t.TempDir()
+	catcher := filepath.Join(dir, "catcher")
+	if err := os.WriteFile(catcher, []byte("#!/bin/sh\ncat > \"$1\"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var err error
+	child := Child{Command: []string{"sh", "-c", "ulimit -c unlimited 2>/dev/null; kill -SEGV $$"}}
+	// With a pipe limit the kernel waits for the catcher before the child
+	// is reaped: a core, if any, is there when Inspect returns.
+	crashtest.WithPattern(t, corepattern.Settings{Pattern: "|" + catcher + " " + dir + "/core.%p", PipeLimit: 1}, func() {
+		err = child.Inspect(context.Background(), nil, "core", "exe", newReportFile(t))
+	})
+	if !errors.Is(err, corepipe.ErrInvalid) || !strings.Contains(err.Error(), "SIGSEGV") {
+		t.Errorf("Inspect = %v, want the child's SIGSEGV", err)
+	}
+	if cores, _ := filepath.Glob(filepath.Join(dir, "core.*")); len(cores) > 0 {
+		t.Errorf("the child dumped a core: %v", cores)
 	}
 }
