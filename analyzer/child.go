@@ -77,11 +77,10 @@ func (c Child) Inspect(ctx context.Context, crash *corepipe.Crash, corePath, exe
 	// The child starts as this same program in its trampoline mode
 	// (ChildInit), which sets the limits on itself and then execs the
 	// analysis: limits survive exec, so they hold from the analysis's
-	// first instruction. Setting them with prlimit once os/exec has
-	// started the child (it has no hook between fork and exec) left the
-	// child's first moments unlimited, and stopping the child at exec
-	// with ptrace needs a locked thread and is often forbidden in
-	// containers.
+	// first instruction. prlimit on a child os/exec has started (it has
+	// no hook between fork and exec) leaves the child's first moments
+	// unlimited, and stopping the child at exec with ptrace needs a
+	// locked thread and is often forbidden in containers.
 	cmd := exec.CommandContext(ctx, "/proc/self/exe", args...)
 	cmd.Env = append(childEnv(os.Environ()), limitsEnv+"="+c.limits())
 	// The child leads its own process group, and a timeout kills the whole
