@@ -344,13 +344,22 @@ func TestChartAgent(t *testing.T) {
 			}
 			c := spec.Containers[0]
 			flags := flagsOf(t, c.Args[1:])
-			// core_pattern names the spool and the collector by host path:
-			// the host directory must be mounted at the same path.
-			if len(spec.Volumes) != 1 || spec.Volumes[0].HostPath == nil || len(c.VolumeMounts) != 1 ||
-				c.VolumeMounts[0].MountPath != spec.Volumes[0].HostPath.Path {
-				t.Fatalf("volumes %+v mounts %+v", spec.Volumes, c.VolumeMounts)
+			// core_pattern names the spool and the collector by host path,
+			// and the links in /var/log/containers name /var/log/pods by
+			// host path: every host directory is mounted at its own path.
+			mounts := hostMounts(t, spec, c)
+			want := map[string]bool{"/var/lib/corepipe": false, "/var/lib/corepipe/crash-output": false,
+				"/var/log/pods": true, "/var/log/containers": true}
+			if !reflect.DeepEqual(mounts, want) {
+				t.Fatalf("host paths mounted (path: read-only) %v, want %v", mounts, want)
 			}
-			dir := spec.Volumes[0].HostPath.Path
+			dir := "/var/lib/corepipe"
+			for flag, want := range map[string]string{"--crash-output-dir": dir + "/crash-output",
+				"--pod-logs": "/var/log/pods", "--container-logs": "/var/log/containers"} {
+				if flags[flag] != want {
+					t.Errorf("%s=%q, want %q", flag, flags[flag], want)
+				}
+			}
 			for flag, want := range map[string]string{"--spool": dir + "/spool", "--install-collector-to": dir + "/bin", "--state": dir + "/core_pattern.state"} {
 				if flags[flag] != want {
 					t.Errorf("%s=%q, want %q", flag, flags[flag], want)
@@ -377,6 +386,45 @@ func TestChartAgent(t *testing.T) {
 				t.Errorf("agent security: %+v, hostPID %v, hostNetwork %v", sc, spec.HostPID, spec.HostNetwork)
 			}
 		})
+	}
+}
+
+// hostMounts maps each host path the container mounts to whether the mount
+// is read-only, failing the test when one is mounted at another path.
+func hostMounts(t *testing.T, spec corev1.PodSpec, c corev1.Container) map[string]bool {
+	t.Helper()
+	host := map[string]string{}
+	for _, v := range spec.Volumes {
+		if v.HostPath != nil {
+			host[v.Name] = v.HostPath.Path
+		}
+	}
+	out := map[string]bool{}
+	for _, m := range c.VolumeMounts {
+		p, ok := host[m.Name]
+		if !ok {
+			continue
+		}
+		if m.MountPath != p {
+			t.Errorf("host path %s mounted at %s", p, m.MountPath)
+		}
+		out[p] = m.ReadOnly
+	}
+	return out
+}
+
+func TestChartAgentLogsAndCrashFilesOff(t *testing.T) {
+	objs := renderObjects(t, "agent:\n  crashOutputDir: \"\"\n  podLogs: \"\"\n  containerLogs: \"\"\n")
+	w := workloads(objs)["agent"]
+	c := w.pod.Spec.Containers[0]
+	if mounts := hostMounts(t, w.pod.Spec, c); !reflect.DeepEqual(mounts, map[string]bool{"/var/lib/corepipe": false}) {
+		t.Errorf("host paths %v, want only the agent's own", mounts)
+	}
+	flags := flagsOf(t, c.Args[1:])
+	for _, f := range []string{"--crash-output-dir", "--pod-logs", "--container-logs"} {
+		if v, ok := flags[f]; !ok || v != "" {
+			t.Errorf("%s=%q (set: %v), want it set empty, which turns it off", f, v, ok)
+		}
 	}
 }
 
