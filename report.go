@@ -13,6 +13,10 @@ const (
 	StatusAnalyzed = "analyzed"
 	StatusFailed   = "failed"
 	StatusPending  = "pending"
+	// StatusDropped is a crash whose core the collector did not keep (the
+	// per-executable rate limit in a crash storm, the spool's disk
+	// limits, RLIMIT_CORE): recorded and counted, not a failure.
+	StatusDropped = "dropped"
 )
 
 // Where a report's facts came from (Report.Source).

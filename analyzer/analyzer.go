@@ -254,12 +254,11 @@ func (a *Analyzer) analyse(ctx context.Context, c *corepipe.Crash) (r *corepipe.
 		Enrich(r, c)
 		return r, nil, nil
 	}
+	if c.Core.Key == "" && c.Core.Dropped != "" {
+		return droppedReport(c), nil, nil
+	}
 	if c.Core.Key == "" {
-		reason := c.Core.Dropped
-		if reason == "" {
-			reason = "the collector kept no core"
-		}
-		return nil, nil, fmt.Errorf("%w: no core to analyse: %s", corepipe.ErrNotFound, reason)
+		return nil, nil, fmt.Errorf("%w: no core to analyse: the collector kept no core", corepipe.ErrNotFound)
 	}
 	if c.Executable.Key == "" {
 		return nil, nil, fmt.Errorf("%w: the executable %s was not captured", corepipe.ErrNotFound, c.Process.Exe)

@@ -3,7 +3,9 @@ package api
 import (
 	"fmt"
 	"net/url"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/corepipe/corepipe"
@@ -26,19 +28,18 @@ func parseFilter(q url.Values, now time.Time) (corepipe.CrashFilter, error) {
 		Cursor:    q.Get("cursor"),
 	}
 	var err error
-	if err = checkStatus(f.Status, corepipe.StatusAnalyzed, corepipe.StatusFailed, corepipe.StatusPending); err == nil {
+	if err = checkStatus(f.Status, corepipe.StatusAnalyzed, corepipe.StatusFailed, corepipe.StatusPending, corepipe.StatusDropped); err == nil {
 		f.Since, f.Limit, err = parseWindow(q, now)
 	}
 	return f, err
 }
 
 // checkStatus accepts "" or one of the three statuses a list can filter by.
-func checkStatus(status, a, b, c string) error {
-	switch status {
-	case "", a, b, c:
+func checkStatus(status string, valid ...string) error {
+	if status == "" || slices.Contains(valid, status) {
 		return nil
 	}
-	return fmt.Errorf("%w: status %q: want %s, %s or %s", corepipe.ErrInvalid, truncate(status), a, b, c)
+	return fmt.Errorf("%w: status %q: want one of %s", corepipe.ErrInvalid, truncate(status), strings.Join(valid, ", "))
 }
 
 // parseWindow reads the since and limit parameters every list shares.

@@ -141,7 +141,7 @@ func (s *Server) uiList(w http.ResponseWriter, r *http.Request) {
 	p := listPage{
 		Filter:   f,
 		Since:    q.Get("since"),
-		Statuses: []string{corepipe.StatusAnalyzed, corepipe.StatusFailed, corepipe.StatusPending},
+		Statuses: []string{corepipe.StatusAnalyzed, corepipe.StatusFailed, corepipe.StatusPending, corepipe.StatusDropped},
 		Crashes:  redact(r, crashes),
 	}
 	if next != "" {
