@@ -70,9 +70,13 @@ type CrashFilter struct {
 	Exe       string
 	Signature string
 	Status    string
-	Since     time.Time
-	Limit     int
-	Cursor    string
+	// Query is full-text search over titles, panic messages and the
+	// functions of the crashing goroutine: every word must match, as a
+	// prefix.
+	Query  string
+	Since  time.Time
+	Limit  int
+	Cursor string
 }
 
 // Index answers queries over stored reports.

@@ -25,11 +25,18 @@ type Group struct {
 	Status       string    `json:"status"`
 	Nodes        []string  `json:"nodes,omitempty"`
 	Workloads    []string  `json:"workloads,omitempty"`
+	// Assignee is the person or team that owns the bug, "" for nobody.
+	Assignee string `json:"assignee,omitempty"`
+	// Triage is what people decided and what crashes did since; nil for a
+	// group nobody triaged. Status then reads through it (GroupStatus).
+	Triage *Triage `json:"triage,omitempty"`
 }
 
 // GroupFilter selects groups from an index. Zero fields match everything.
 type GroupFilter struct {
 	Status string
+	// Assignee keeps the groups it owns.
+	Assignee string
 	// Since keeps the groups seen at or after it.
 	Since  time.Time
 	Limit  int

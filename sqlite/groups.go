@@ -22,15 +22,34 @@ const MaxBuckets = 1000
 
 // observe folds r into its group, creating the group on its first crash.
 func observe(ctx context.Context, tx *sql.Tx, r *corepipe.Report) error {
-	g, err := loadGroup(ctx, tx, r.Signature)
+	g, observed, err := loadGroupRow(ctx, tx, r.Signature)
 	if err != nil && !errors.Is(err, corepipe.ErrNotFound) {
 		return err
 	}
 	if g == nil {
-		g = &corepipe.Group{}
+		// A new group, or one a rebuild or regroup folds again: the fold
+		// starts from people's decision, not from its state before.
+		d, err := loadDecision(ctx, tx, r.Signature)
+		if err != nil {
+			return err
+		}
+		g = &corepipe.Group{Triage: d}
+	} else {
+		g.Status = observed
 	}
-	g.Observe(r)
+	if err := fold(ctx, tx, g, r); err != nil {
+		return err
+	}
 	return saveGroup(ctx, tx, g)
+}
+
+// fold is Group.Observe, which starts a first crash's group afresh, keeping
+// the group's triage, then folds r into the triage too.
+func fold(ctx context.Context, tx *sql.Tx, g *corepipe.Group, r *corepipe.Report) error {
+	t := g.Triage
+	g.Observe(r)
+	g.Triage = t
+	return foldTriage(ctx, tx, t, r)
 }
 
 // regroup folds a group again from the crashes that still carry its
@@ -44,7 +63,11 @@ func regroup(ctx context.Context, tx *sql.Tx, signature string) error {
 		return fmt.Errorf("regroup %s: %w", signature, FormatError(err))
 	}
 	defer rows.Close()
-	var g corepipe.Group
+	d, err := loadDecision(ctx, tx, signature)
+	if err != nil {
+		return fmt.Errorf("regroup %s: %w", signature, err)
+	}
+	g := corepipe.Group{Triage: d}
 	for rows.Next() {
 		var summary []byte
 		if err := rows.Scan(&summary); err != nil {
@@ -54,7 +77,9 @@ func regroup(ctx context.Context, tx *sql.Tx, signature string) error {
 		if err := json.Unmarshal(summary, &r); err != nil {
 			return fmt.Errorf("regroup %s: decode summary: %w", signature, err)
 		}
-		g.Observe(&r)
+		if err := fold(ctx, tx, &g, &r); err != nil {
+			return fmt.Errorf("regroup %s: %w", signature, err)
+		}
 	}
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("regroup %s: %w", signature, FormatError(err))
@@ -74,17 +99,24 @@ type querier interface {
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
 }
 
-const groupColumns = `signature, title, count, first_seen, last_seen, first_version, last_version, status, nodes, workloads`
+const groupColumns = `signature, title, count, first_seen, last_seen, first_version, last_version, status, nodes, workloads, triage, observed, assignee`
 
 func loadGroup(ctx context.Context, q querier, signature string) (*corepipe.Group, error) {
-	g, err := scanGroup(q.QueryRowContext(ctx, `SELECT `+groupColumns+` FROM groups WHERE signature = ?`, signature))
+	g, _, err := loadGroupRow(ctx, q, signature)
+	return g, err
+}
+
+// loadGroupRow also returns the status the group's crashes alone give it,
+// which Group.Observe goes on from; the group's Status is the one it shows.
+func loadGroupRow(ctx context.Context, q querier, signature string) (*corepipe.Group, string, error) {
+	g, observed, err := scanGroupRow(q.QueryRowContext(ctx, `SELECT `+groupColumns+` FROM groups WHERE signature = ?`, signature))
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, fmt.Errorf("group %s: %w", signature, corepipe.ErrNotFound)
+		return nil, "", fmt.Errorf("group %s: %w", signature, corepipe.ErrNotFound)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("load group %s: %w", signature, err)
+		return nil, "", fmt.Errorf("load group %s: %w", signature, err)
 	}
-	return g, nil
+	return g, observed, nil
 }
 
 func saveGroup(ctx context.Context, tx *sql.Tx, g *corepipe.Group) error {
@@ -96,9 +128,18 @@ func saveGroup(ctx context.Context, tx *sql.Tx, g *corepipe.Group) error {
 	if err != nil {
 		return fmt.Errorf("save group %s: %w", g.Signature, err)
 	}
-	_, err = tx.ExecContext(ctx, `INSERT OR REPLACE INTO groups (`+groupColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	var triage []byte
+	if g.Triage != nil {
+		if triage, err = json.Marshal(g.Triage); err != nil {
+			return fmt.Errorf("save group %s: %w", g.Signature, err)
+		}
+		g.Assignee = g.Triage.Assignee
+	}
+	// g.Status is what the crashes say; the status column is what the
+	// group shows, which lists filter on.
+	_, err = tx.ExecContext(ctx, `INSERT OR REPLACE INTO groups (`+groupColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		g.Signature, g.Title, g.Count, unixNanos(g.FirstSeen), unixNanos(g.LastSeen), g.FirstVersion, g.LastVersion,
-		g.Status, nodes, workloads)
+		g.Triage.GroupStatus(g.Status, time.Now()), nodes, workloads, triage, g.Status, g.Assignee)
 	if err != nil {
 		return fmt.Errorf("save group %s: %w", g.Signature, FormatError(err))
 	}
@@ -108,23 +149,41 @@ func saveGroup(ctx context.Context, tx *sql.Tx, g *corepipe.Group) error {
 type scanner interface{ Scan(dest ...any) error }
 
 func scanGroup(row scanner) (*corepipe.Group, error) {
+	g, _, err := scanGroupRow(row)
+	return g, err
+}
+
+func scanGroupRow(row scanner) (*corepipe.Group, string, error) {
 	var (
-		g                corepipe.Group
-		first, last      int64
-		nodes, workloads []byte
+		g                        corepipe.Group
+		first, last              int64
+		nodes, workloads, triage []byte
+		observed                 string
 	)
 	if err := row.Scan(&g.Signature, &g.Title, &g.Count, &first, &last, &g.FirstVersion, &g.LastVersion,
-		&g.Status, &nodes, &workloads); err != nil {
-		return nil, FormatError(err)
+		&g.Status, &nodes, &workloads, &triage, &observed, &g.Assignee); err != nil {
+		return nil, "", FormatError(err)
+	}
+	if observed == "" {
+		// Saved before triage existed: shown and observed were one.
+		observed = g.Status
+	}
+	if triage != nil {
+		g.Triage = new(corepipe.Triage)
+		if err := json.Unmarshal(triage, g.Triage); err != nil {
+			return nil, "", fmt.Errorf("group %s: decode triage: %w", g.Signature, err)
+		}
+		// An ignore that has run out shows as the crashes say.
+		g.Status = g.Triage.GroupStatus(observed, time.Now())
 	}
 	g.FirstSeen, g.LastSeen = fromNanos(first), fromNanos(last)
 	if err := json.Unmarshal(nodes, &g.Nodes); err != nil {
-		return nil, fmt.Errorf("group %s: decode nodes: %w", g.Signature, err)
+		return nil, "", fmt.Errorf("group %s: decode nodes: %w", g.Signature, err)
 	}
 	if err := json.Unmarshal(workloads, &g.Workloads); err != nil {
-		return nil, fmt.Errorf("group %s: decode workloads: %w", g.Signature, err)
+		return nil, "", fmt.Errorf("group %s: decode workloads: %w", g.Signature, err)
 	}
-	return &g, nil
+	return &g, observed, nil
 }
 
 // Group returns the group of signature, corepipe.ErrNotFound when no indexed
@@ -151,6 +210,10 @@ func (x *Index) Groups(ctx context.Context, f corepipe.GroupFilter) ([]*corepipe
 	if f.Status != "" {
 		where = append(where, "status = ?")
 		args = append(args, f.Status)
+	}
+	if f.Assignee != "" {
+		where = append(where, "assignee = ?")
+		args = append(args, f.Assignee)
 	}
 	if !f.Since.IsZero() {
 		where = append(where, "last_seen >= ?")

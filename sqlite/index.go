@@ -113,6 +113,9 @@ func upsertTx(ctx context.Context, tx *sql.Tx, r *corepipe.Report) error {
 	if err != nil {
 		return fmt.Errorf("index upsert %s: %w", r.ID, FormatError(err))
 	}
+	if err := indexText(ctx, tx, r.ID, r); err != nil {
+		return fmt.Errorf("index upsert: %w", err)
+	}
 	if exists && prevSignature == r.Signature {
 		return nil
 	}
@@ -139,7 +142,7 @@ func (x *Index) Rebuild(ctx context.Context, fill func(put func(*corepipe.Report
 		return fmt.Errorf("index rebuild: %w", FormatError(err))
 	}
 	defer tx.Rollback()
-	if _, err := tx.ExecContext(ctx, `DELETE FROM crashes; DELETE FROM groups;`); err != nil {
+	if _, err := tx.ExecContext(ctx, `DELETE FROM crashes; DELETE FROM groups; DELETE FROM crashes_text;`); err != nil {
 		return fmt.Errorf("index rebuild: empty: %w", FormatError(err))
 	}
 	if err := fill(func(r *corepipe.Report) error { return upsertTx(ctx, tx, r) }); err != nil {
@@ -210,6 +213,16 @@ func (x *Index) Crashes(ctx context.Context, f corepipe.CrashFilter) ([]*corepip
 		// an OR that no index serves in time order.
 		where = append(where, "exe_base = ?")
 		args = append(args, f.Exe)
+	}
+	if f.Query != "" {
+		match, err := matchQuery(f.Query)
+		if err != nil {
+			return nil, "", fmt.Errorf("index list: %w", err)
+		}
+		if match != "" {
+			where = append(where, "rowid IN (SELECT rowid FROM crashes_text WHERE crashes_text MATCH ?)")
+			args = append(args, match)
+		}
 	}
 	if !f.Since.IsZero() {
 		where = append(where, "captured_at >= ?")

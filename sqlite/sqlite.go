@@ -37,11 +37,12 @@ const busyTimeout = 5 * time.Second
 //go:embed migration/*/*.sql
 var migrationFS embed.FS
 
-// fills are the Go steps of a migration, run after its SQL in the same
-// transaction, for what SQL cannot compute (a report's version, a group's
-// fold).
+// fills are the Go steps of a migration, run in the same transaction after
+// the SQL of every migration being applied, for what SQL cannot compute (a
+// report's version, a group's fold, a crash's searchable text).
 var fills = map[string]func(ctx context.Context, tx *sql.Tx) error{
 	"index/0002_groups.sql": backfillGroups,
+	"index/0003_triage.sql": backfillText,
 }
 
 // DB is one SQLite file with its schema up to date.
@@ -160,6 +161,7 @@ func (db *DB) migrate(ctx context.Context) error {
 	if n := len(applied); n > 0 && applied[n-1] > len(all) {
 		return fmt.Errorf("migrate: schema version %d is newer than this program's %d", applied[n-1], len(all))
 	}
+	var filling []migration
 	for _, m := range all {
 		if slices.Contains(applied, m.version) {
 			continue
@@ -171,13 +173,18 @@ func (db *DB) migrate(ctx context.Context) error {
 		if _, err := tx.ExecContext(ctx, string(body)); err != nil {
 			return fmt.Errorf("migrate to version %d (%s): %w", m.version, m.name, err)
 		}
-		if fill := fills[m.name]; fill != nil {
-			if err := fill(ctx, tx); err != nil {
-				return fmt.Errorf("migrate to version %d (%s): %w", m.version, m.name, err)
-			}
+		if fills[m.name] != nil {
+			filling = append(filling, m)
 		}
 		if err := record(ctx, tx, m); err != nil {
 			return err
+		}
+	}
+	// The fills are today's Go code, which reads and writes today's
+	// schema: they run once every migration's SQL has.
+	for _, m := range filling {
+		if err := fills[m.name](ctx, tx); err != nil {
+			return fmt.Errorf("migrate to version %d (%s): %w", m.version, m.name, err)
 		}
 	}
 	// PRAGMA takes no bound parameters.
