@@ -41,6 +41,11 @@ type Crash struct {
 	// Log is the excerpt of the container's log (or of a crash-output
 	// file) that holds the crash, when one was kept.
 	Log *LogArtifact `json:"log,omitempty"`
+	// Console is the node's console log around a kernel panic.
+	Console *ConsoleArtifact `json:"console,omitempty"`
+	// Pods are the pods known to have run on the node when its kernel
+	// panicked.
+	Pods []PodRef `json:"pods,omitempty"`
 	// Notes records every decision the collector and agent took about this
 	// crash (truncated, dropped, rate limited), one sentence each.
 	Notes   []string `json:"notes,omitempty"`

@@ -45,6 +45,9 @@ func ManifestKey(c *Crash) string { return crashPrefix(c) + "manifest.json" }
 // LogKey is where the log excerpt of c is stored.
 func LogKey(c *Crash) string { return crashPrefix(c) + "log.txt" }
 
+// ConsoleKey is where the console log of c, a kernel panic, is stored.
+func ConsoleKey(c *Crash) string { return crashPrefix(c) + "console.txt" }
+
 // ExecutableKey is where an executable is stored, by its build ID or sha256.
 func ExecutableKey(contentID string) string { return "executables/" + SafeName(contentID) }
 

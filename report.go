@@ -38,6 +38,14 @@ func SourceName(source string) string {
 		return "crash-output file (no core)"
 	case SourceTermination:
 		return "container termination (no core, no traceback)"
+	case SourceNetconsole:
+		return "node console log over netconsole"
+	case SourcePstore:
+		return "node console log from pstore"
+	case SourceKdump:
+		return "node console log from kdump"
+	case SourceConsole:
+		return "node console log"
 	}
 	return source
 }
@@ -87,6 +95,7 @@ type Report struct {
 	Panic             *Panic           `json:"panic,omitempty"`
 	Go                *GoInfo          `json:"go,omitempty"`
 	Runtime           *RuntimeState    `json:"runtime,omitempty"`
+	Kernel            *KernelPanic     `json:"kernel,omitempty"`
 	CrashingGoroutine int64            `json:"crashing_goroutine,omitempty"`
 	Goroutines        []Goroutine      `json:"goroutines,omitempty"`
 	GoroutineGroups   []GoroutineGroup `json:"goroutine_groups,omitempty"`
