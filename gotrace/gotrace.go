@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"unsafe"
 
 	"github.com/corepipe/corepipe"
 )
@@ -32,6 +33,9 @@ type Options struct {
 	MaxLine int
 	// MaxNames bounds the distinct function and file names interned.
 	MaxNames int
+	// MaxBytes bounds the memory the parse keeps (frames, names,
+	// messages), whatever the counts above allow together.
+	MaxBytes int
 }
 
 // Defaults of Options.
@@ -40,6 +44,15 @@ const (
 	DefaultMaxFrames     = 1000
 	DefaultMaxLine       = 64 << 10
 	DefaultMaxNames      = 1 << 20
+	DefaultMaxBytes      = 256 << 20
+)
+
+// Approximate costs against MaxBytes of what the parse keeps.
+const (
+	frameCost     = int(unsafe.Sizeof(corepipe.Frame{}))
+	goroutineCost = int(unsafe.Sizeof(corepipe.Goroutine{}))
+	// maxMessage bounds a panic message with its continuation lines.
+	maxMessage = 64 << 10
 )
 
 func (o Options) withDefaults() Options {
@@ -55,6 +68,9 @@ func (o Options) withDefaults() Options {
 	if o.MaxNames <= 0 {
 		o.MaxNames = DefaultMaxNames
 	}
+	if o.MaxBytes <= 0 {
+		o.MaxBytes = DefaultMaxBytes
+	}
 	return o
 }
 
@@ -69,6 +85,20 @@ type Parser struct {
 	c       *crash
 	crashes int
 	names   map[string]string
+	// used is what the parse keeps, against MaxBytes; full is set once
+	// it ran out.
+	used int
+	full bool
+}
+
+// spend takes n bytes of the budget, or reports that there are none left.
+func (p *Parser) spend(n int) bool {
+	if p.used+n > p.o.MaxBytes {
+		p.full = true
+		return false
+	}
+	p.used += n
+	return true
 }
 
 // Crashes is how many crashes the input has started so far: a reader that
@@ -101,11 +131,11 @@ type block struct {
 	system  bool
 	pending *corepipe.Frame // a function line waiting for its file line
 	foreign int             // foreign lines since pending
-	head    int             // frames kept at the front before the tail ring
 	tail    []corepipe.Frame
 	next    int // next slot of the tail ring
 	total   int // frames seen
 	created bool
+	over    bool // no budget was left for the goroutine itself
 }
 
 // NewParser returns a parser with the bounds of o.
@@ -153,7 +183,9 @@ func (p *Parser) Line(l string) {
 	}
 	if c != nil && c.inMessage {
 		if rest, ok := strings.CutPrefix(l, "\t"); ok && !isFileLine(l) {
-			c.message += "\n" + rest
+			if len(c.message)+1+len(rest) <= maxMessage {
+				c.message += "\n" + rest
+			}
 			return
 		}
 		c.inMessage = false
@@ -221,7 +253,7 @@ func (p *Parser) goroutine(id int64, detailed bool, status string) {
 	if detailed {
 		c.detailed = true
 	}
-	b := &block{g: corepipe.Goroutine{ID: id}}
+	b := &block{g: corepipe.Goroutine{ID: id}, over: !p.spend(goroutineCost)}
 	parseStatus(&b.g, status)
 	if c.blocks == 0 && id != 0 && (b.g.Status == "running" || b.g.Status == "syscall") {
 		c.crashing = id
@@ -251,7 +283,7 @@ func (p *Parser) frameLine(l string) {
 		b.pending = nil
 		f.File = p.intern(file)
 		f.Line = line
-		if pc != "" {
+		if pc != "" && p.spend(len(pc)) {
 			f.PC = strings.Clone(pc)
 		}
 		if b.created {
@@ -304,6 +336,10 @@ const maxForeign = 4
 func (p *Parser) add(b *block, f corepipe.Frame) {
 	b.total++
 	half := p.o.MaxFrames / 2
+	if len(b.g.Frames)+len(b.tail) < p.o.MaxFrames && !p.spend(frameCost) {
+		b.g.FramesElided++
+		return
+	}
 	if len(b.g.Frames) < p.o.MaxFrames-half {
 		b.g.Frames = append(b.g.Frames, f)
 		return
@@ -344,7 +380,7 @@ func (p *Parser) flush() {
 		}
 		return
 	}
-	if len(c.goroutines) >= p.o.MaxGoroutines {
+	if len(c.goroutines) >= p.o.MaxGoroutines || b.over {
 		c.dropped++
 		return
 	}
@@ -355,6 +391,9 @@ func (p *Parser) flush() {
 func (p *Parser) intern(s string) string {
 	if v, ok := p.names[s]; ok {
 		return v
+	}
+	if !p.spend(len(s)) {
+		return "?"
 	}
 	s = strings.Clone(s)
 	if len(p.names) < p.o.MaxNames {
@@ -426,7 +465,10 @@ func (c *crash) lacks(p *Parser) []string {
 		out = append(out, fmt.Sprintf("frames beyond %d per goroutine", p.o.MaxFrames))
 	}
 	if c.dropped > 0 {
-		out = append(out, fmt.Sprintf("%d goroutines beyond the first %d", c.dropped, p.o.MaxGoroutines))
+		out = append(out, fmt.Sprintf("%d goroutines beyond the first %d", c.dropped, len(c.goroutines)))
+	}
+	if p.full {
+		out = append(out, fmt.Sprintf("frames and names beyond the parse's %d MiB budget", p.o.MaxBytes>>20))
 	}
 	if c.cut || (len(c.goroutines) == 0 && c.system == nil) {
 		out = append(out, "the end of the traceback: the log stops inside it")

@@ -214,3 +214,27 @@ func TestBounds(t *testing.T) {
 		t.Errorf("lacks %q", r.Lacks)
 	}
 }
+
+// TestMemoryBudget: distinct huge names in every frame cannot make the
+// parse keep more than its budget.
+func TestMemoryBudget(t *testing.T) {
+	p := gotrace.NewParser(gotrace.Options{MaxBytes: 1 << 20})
+	p.Line("panic: boom")
+	p.Line("goroutine 1 [running]:")
+	for i := range 10000 {
+		name := strings.Repeat("x", 10000) + strconv.Itoa(i)
+		p.Line("main." + name + "()")
+		p.Line("\t/src/" + name + ".go:1 +0x1")
+	}
+	r, err := p.Report()
+	if err != nil {
+		t.Fatal(err)
+	}
+	kept := 0
+	for _, f := range r.Goroutines[0].Frames {
+		kept += len(f.Function) + len(f.File)
+	}
+	if kept > 1<<20 || !lacks(r, "frames and names beyond the parse's 1 MiB budget") {
+		t.Errorf("kept %d bytes of names; lacks %q", kept, r.Lacks)
+	}
+}
