@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -207,24 +206,7 @@ func (c crashProgram) build(t *testing.T) string {
 // returns the full report.
 func waitReport(t *testing.T, api string, pid int, timeout time.Duration) *corepipe.Report {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		var list struct {
-			Crashes []corepipe.Report `json:"crashes"`
-		}
-		getJSON(t, api+"/api/v1/crashes?limit=100", &list)
-		for _, c := range list.Crashes {
-			if c.Process.PID != pid || c.Status == corepipe.StatusPending {
-				continue
-			}
-			var full corepipe.Report
-			getJSON(t, api+"/api/v1/crashes/"+url.PathEscape(c.ID), &full)
-			return &full
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Fatalf("no report for pid %d within %v", pid, timeout)
-	return nil
+	return waitReportWhere(t, api, timeout, func(r *corepipe.Report) bool { return r.Process.PID == pid })
 }
 
 func getJSON(t *testing.T, u string, v any) {

@@ -316,7 +316,7 @@ func (p *Parser) frameLine(l string) {
 		b.g.FramesElided += n
 		c.elided = true
 	case isFunctionLine(l):
-		fn, _ := splitArgs(l)
+		fn, _ := SplitArgs(l)
 		b.pending = &corepipe.Frame{Function: p.intern(fn)}
 		b.foreign = 0
 	}

@@ -109,9 +109,10 @@ func isFunctionLine(l string) bool {
 	return true
 }
 
-// splitArgs splits "main.(*T).f(0x1, {0x2, 0x3})" into the function and the
-// text between its outermost argument parentheses.
-func splitArgs(l string) (fn, args string) {
+// SplitArgs splits a frame's function line, "main.(*T).f(0x1, {0x2,
+// 0x3})", into the function and the text between its outermost argument
+// parentheses ("..." for an inlined call).
+func SplitArgs(l string) (fn, args string) {
 	depth := 0
 	for i := len(l) - 1; i >= 0; i-- {
 		switch l[i] {

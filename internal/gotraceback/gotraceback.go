@@ -7,6 +7,7 @@ package gotraceback
 
 import (
 	"fmt"
+	"github.com/corepipe/corepipe/gotrace"
 	"regexp"
 	"strconv"
 	"strings"
@@ -195,7 +196,7 @@ func (p *parser) frame(lines []string, i int) int {
 		g.CreatedBy = m[1]
 		g.CreatedIn, _ = strconv.ParseInt(m[2], 10, 64)
 	case hasFile && strings.HasSuffix(l, ")"):
-		fn, args := splitArgs(l)
+		fn, args := gotrace.SplitArgs(l)
 		g.Frames = append(g.Frames, Frame{Function: fn, File: file, Line: line, Offset: off, Inlined: args == "..."})
 	}
 	if hasFile {
@@ -237,22 +238,4 @@ func parseStatus(g *Goroutine, s string) {
 			g.Locked = true
 		}
 	}
-}
-
-// splitArgs splits "main.(*T).f(0x1, {0x2, 0x3})" into the function and the
-// text between its outermost argument parentheses.
-func splitArgs(l string) (fn, args string) {
-	depth := 0
-	for i := len(l) - 1; i >= 0; i-- {
-		switch l[i] {
-		case ')':
-			depth++
-		case '(':
-			depth--
-			if depth == 0 {
-				return l[:i], l[i+1 : len(l)-1]
-			}
-		}
-	}
-	return l, ""
 }
