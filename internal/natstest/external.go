@@ -26,6 +26,7 @@ type Process struct {
 	bin      string
 	storeDir string
 	logPath  string
+	confPath string // "" when started without a configuration file
 	port     int
 
 	mu     sync.Mutex
@@ -45,6 +46,28 @@ func StartExternal(tb testing.TB) *Process {
 		port:     FreePort(tb),
 	}
 	p.logPath = filepath.Join(p.storeDir, "nats-server.log")
+	p.start()
+	tb.Cleanup(p.Stop)
+	return p
+}
+
+// StartExternalConfig is StartExternal with a nats-server configuration
+// file holding conf (for example an authorization block of users and their
+// permissions). The listen address, port and JetStream store stay the
+// test's: the command line overrides the file.
+func StartExternalConfig(tb testing.TB, conf string) *Process {
+	tb.Helper()
+	p := &Process{
+		tb:       tb,
+		bin:      serverBinary(tb),
+		storeDir: tb.TempDir(),
+		port:     FreePort(tb),
+	}
+	p.logPath = filepath.Join(p.storeDir, "nats-server.log")
+	p.confPath = filepath.Join(tb.TempDir(), "nats-server.conf")
+	if err := os.WriteFile(p.confPath, []byte(conf), 0o600); err != nil {
+		tb.Fatalf("natstest: %v", err)
+	}
 	p.start()
 	tb.Cleanup(p.Stop)
 	return p
@@ -81,7 +104,11 @@ func (p *Process) start() {
 		p.tb.Fatalf("natstest: nats-server log: %v", err)
 	}
 	defer logFile.Close()
-	cmd := exec.Command(p.bin, "-js", "-sd", p.storeDir, "-a", "127.0.0.1", "-p", strconv.Itoa(p.port))
+	args := []string{"-js", "-sd", p.storeDir, "-a", "127.0.0.1", "-p", strconv.Itoa(p.port)}
+	if p.confPath != "" {
+		args = append(args, "-c", p.confPath)
+	}
+	cmd := exec.Command(p.bin, args...)
 	// An *os.File is handed to the child as is: no copying goroutine that
 	// could outlive the test.
 	cmd.Stdout, cmd.Stderr = logFile, logFile

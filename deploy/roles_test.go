@@ -1,0 +1,214 @@
+package deploy_test
+
+// The per-role credentials of the chart, tested against the real servers:
+// each role's NATS permissions and S3 policy (deploy/helm/corepipe/policies)
+// let it do its job through corepipe's own adapters, and refuse it what
+// another role does.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/corepipe/corepipe"
+	"github.com/corepipe/corepipe/internal/natstest"
+	natsq "github.com/corepipe/corepipe/queue/nats"
+)
+
+const policies = "helm/corepipe/policies/"
+
+// natsRoles are the users of the chart's NATS configuration and the
+// permissions file each one gets.
+var natsRoles = map[string]string{
+	"agent":    "nats-agent.json",
+	"analyzer": "nats-analyzer.json",
+	"api":      "nats-reader.json",
+	"notifier": "nats-reader.json",
+}
+
+func policyFile(t *testing.T, name string) string {
+	t.Helper()
+	b, err := os.ReadFile(policies + name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// natsWithRoles starts a real nats-server with one user per role, password
+// "<role>-secret", and returns a URL builder.
+func natsWithRoles(t *testing.T) func(role string) string {
+	t.Helper()
+	var conf strings.Builder
+	conf.WriteString("authorization {\n  users = [\n")
+	for role, file := range natsRoles {
+		fmt.Fprintf(&conf, "    {user: %q, password: %q, permissions: %s}\n", role, role+"-secret", policyFile(t, file))
+	}
+	conf.WriteString("  ]\n}\n")
+	p := natstest.StartExternalConfig(t, conf.String())
+	return func(role string) string {
+		u, err := url.Parse(p.URL())
+		if err != nil {
+			t.Fatal(err)
+		}
+		u.User = url.UserPassword(role, role+"-secret")
+		return u.String()
+	}
+}
+
+// openAs opens the queue as role. A refused request is answered by nothing,
+// so it fails after the request timeout: keep it short.
+func openAs(t *testing.T, urlOf func(string) string, role string) *natsq.Queue {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	q, err := natsq.Open(ctx, urlOf(role), natsq.RequestTimeout(time.Second), natsq.Name("corepipe-"+role))
+	if err != nil {
+		t.Fatalf("open the queue as %s: %v", role, err)
+	}
+	t.Cleanup(func() { _ = q.Close(context.Background()) })
+	return q
+}
+
+func refused(t *testing.T, what string, err error) {
+	t.Helper()
+	if err == nil {
+		t.Errorf("%s: allowed, want refused", what)
+	}
+}
+
+func TestNATSRolePermissions(t *testing.T) {
+	urlOf := natsWithRoles(t)
+	ctx := context.Background()
+	short := func() (context.Context, context.CancelFunc) { return context.WithTimeout(ctx, 2*time.Second) }
+
+	agent := openAs(t, urlOf, "agent")
+	crash := &corepipe.Crash{Schema: 1, ID: corepipe.NewID(time.Now()), Node: "node-1", CapturedAt: time.Now().UTC()}
+	if err := agent.PublishCrash(ctx, crash); err != nil {
+		t.Fatalf("agent: publish a crash: %v", err)
+	}
+
+	analyzer := openAs(t, urlOf, "analyzer")
+	crashes, err := analyzer.Crashes(ctx, "analyzer")
+	if err != nil {
+		t.Fatalf("analyzer: consume crashes: %v", err)
+	}
+	if n, err := crashes.(interface {
+		Pending(context.Context) (uint64, error)
+	}).Pending(ctx); err != nil || n != 1 {
+		t.Errorf("analyzer: %d crashes pending (%v), want 1", n, err)
+	}
+	nctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	msg, err := crashes.Next(nctx)
+	cancel()
+	if err != nil {
+		t.Fatalf("analyzer: next crash: %v", err)
+	}
+	if !strings.Contains(string(msg.Data()), crash.ID) {
+		t.Errorf("analyzer got %s, want crash %s", msg.Data(), crash.ID)
+	}
+	if err := msg.InProgress(ctx); err != nil {
+		t.Errorf("analyzer: in progress: %v", err)
+	}
+	report := &corepipe.Report{Schema: 1, ID: crash.ID, Status: "analyzed"}
+	if err := analyzer.PublishReport(ctx, report); err != nil {
+		t.Fatalf("analyzer: publish the report: %v", err)
+	}
+	if err := msg.Ack(ctx); err != nil {
+		t.Fatalf("analyzer: ack: %v", err)
+	}
+
+	for _, role := range []string{"api", "notifier"} {
+		q := openAs(t, urlOf, role)
+		reports, err := q.Reports(ctx, role)
+		if err != nil {
+			t.Fatalf("%s: consume reports: %v", role, err)
+		}
+		nctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		msg, err := reports.Next(nctx)
+		cancel()
+		if err != nil {
+			t.Fatalf("%s: next report: %v", role, err)
+		}
+		if !strings.Contains(string(msg.Data()), crash.ID) {
+			t.Errorf("%s got %s, want the report of %s", role, msg.Data(), crash.ID)
+		}
+		if err := msg.Ack(ctx); err != nil {
+			t.Errorf("%s: ack: %v", role, err)
+		}
+
+		c, cancel := short()
+		refused(t, role+": publish a crash", q.PublishCrash(c, &corepipe.Crash{ID: corepipe.NewID(time.Now()), Node: "forged"}))
+		cancel()
+		c, cancel = short()
+		refused(t, role+": publish a report", q.PublishReport(c, &corepipe.Report{ID: corepipe.NewID(time.Now()), Status: "analyzed"}))
+		cancel()
+		c, cancel = short()
+		_, err = q.Crashes(c, "analyzer")
+		cancel()
+		refused(t, role+": consume crashes", err)
+	}
+
+	// The agent only adds crashes: it reads nothing back, and announces
+	// no report.
+	c, cancel := short()
+	refused(t, "agent: publish a report", agent.PublishReport(c, &corepipe.Report{ID: corepipe.NewID(time.Now()), Status: "analyzed"}))
+	cancel()
+	for _, durable := range []string{"analyzer", "agent"} {
+		c, cancel = short()
+		_, err = agent.Crashes(c, durable)
+		cancel()
+		refused(t, "agent: consume crashes as "+durable, err)
+	}
+	c, cancel = short()
+	_, err = agent.Reports(c, "api")
+	cancel()
+	refused(t, "agent: consume reports", err)
+
+	// The analyzer does not forge crashes, nor read the reports stream.
+	c, cancel = short()
+	refused(t, "analyzer: publish a crash", analyzer.PublishCrash(c, &corepipe.Crash{ID: corepipe.NewID(time.Now()), Node: "forged"}))
+	cancel()
+	c, cancel = short()
+	_, err = analyzer.Reports(c, "api")
+	cancel()
+	refused(t, "analyzer: consume reports", err)
+
+	// Nobody but the publisher's own stream sees the subjects: a plain
+	// subscription to the messages is refused for every role.
+	for role := range natsRoles {
+		refusedSubscribe(t, urlOf(role), role, "corepipe.>")
+		refusedSubscribe(t, urlOf(role), role, "$JS.API.>")
+	}
+}
+
+// refusedSubscribe checks that the server refuses role a subscription to
+// subject.
+func refusedSubscribe(t *testing.T, u, role, subject string) {
+	t.Helper()
+	errs := make(chan error, 4)
+	nc, err := nats.Connect(u, nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { errs <- err }))
+	if err != nil {
+		t.Fatalf("%s: connect: %v", role, err)
+	}
+	defer nc.Close()
+	if _, err := nc.SubscribeSync(subject); err != nil {
+		t.Fatalf("%s: subscribe: %v", role, err)
+	}
+	_ = nc.Flush()
+	select {
+	case err := <-errs:
+		if !errors.Is(err, nats.ErrPermissionViolation) && !strings.Contains(strings.ToLower(err.Error()), "permissions violation") {
+			t.Errorf("%s: subscribe %s: %v, want a permissions violation", role, subject, err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Errorf("%s: subscribe %s: allowed, want refused", role, subject)
+	}
+}
