@@ -28,6 +28,9 @@ const (
 	RoleNone Role = iota
 	// RoleViewer reads reports, groups and metrics.
 	RoleViewer
+	// RoleTriage also changes groups: resolves, ignores, assigns them. It
+	// sees no more than a viewer: triage needs no secrets.
+	RoleTriage
 	// RoleDebugger also downloads cores and executables, which hold the
 	// crashed process's secrets.
 	RoleDebugger
@@ -37,7 +40,7 @@ const (
 	RoleAdmin
 )
 
-var roleNames = map[Role]string{RoleNone: "none", RoleViewer: "viewer", RoleDebugger: "debugger", RoleAdmin: "admin"}
+var roleNames = map[Role]string{RoleNone: "none", RoleViewer: "viewer", RoleTriage: "triage", RoleDebugger: "debugger", RoleAdmin: "admin"}
 
 func (r Role) String() string { return roleNames[r] }
 
@@ -48,7 +51,7 @@ func ParseRole(s string) (Role, error) {
 			return r, nil
 		}
 	}
-	return RoleNone, fmt.Errorf("%w: role %q: want viewer, debugger or admin", corepipe.ErrInvalid, truncate(s))
+	return RoleNone, fmt.Errorf("%w: role %q: want viewer, triage, debugger or admin", corepipe.ErrInvalid, truncate(s))
 }
 
 // minTokenLen keeps guessable tokens out of auth files.
@@ -79,6 +82,8 @@ type tokenEntry struct {
 	// same time whatever the candidate's length or content.
 	hash [sha256.Size]byte
 	role Role
+	// name is who the token is, for the history of what it changed.
+	name string
 }
 
 // fileStamp tells a changed file from the one read last: a Kubernetes
@@ -98,8 +103,9 @@ func stampOf(fi os.FileInfo) fileStamp {
 	return st
 }
 
-// LoadTokens reads an auth file: one "TOKEN ROLE" per line, roles viewer,
-// debugger or admin; blank lines and lines starting with # are ignored. The
+// LoadTokens reads an auth file: one "TOKEN ROLE [NAME]" per line, roles
+// viewer, triage, debugger or admin, NAME who holds the token (a person, a
+// team, a bot) as group histories name them; blank lines and lines starting with # are ignored. The
 // file is read again when it changes.
 func LoadTokens(path string) (*Tokens, error) {
 	entries, stamp, err := readTokens(path)
@@ -137,8 +143,8 @@ func ParseTokens(r io.Reader) (*Tokens, error) {
 			continue
 		}
 		fields := strings.Fields(line)
-		if len(fields) != 2 {
-			return nil, fmt.Errorf("line %d: want \"TOKEN ROLE\"", n)
+		if len(fields) != 2 && len(fields) != 3 {
+			return nil, fmt.Errorf("line %d: want \"TOKEN ROLE [NAME]\"", n)
 		}
 		if len(fields[0]) < minTokenLen {
 			return nil, fmt.Errorf("line %d: token shorter than %d characters", n, minTokenLen)
@@ -152,7 +158,11 @@ func ParseTokens(r io.Reader) (*Tokens, error) {
 			return nil, fmt.Errorf("line %d: token listed twice", n)
 		}
 		seen[h] = true
-		t.entries = append(t.entries, tokenEntry{hash: h, role: role})
+		e := tokenEntry{hash: h, role: role}
+		if len(fields) == 3 {
+			e.name = fields[2]
+		}
+		t.entries = append(t.entries, e)
 	}
 	if err := sc.Err(); err != nil {
 		return nil, err
@@ -241,6 +251,8 @@ type identity struct {
 	user string
 	// session is the browser session the request presented, if any.
 	session *session
+	// token is the request's token's SHA-256; zero for a proxy's user.
+	token [sha256.Size]byte
 	// proxy is set when an authenticating proxy vouched for the user.
 	proxy bool
 }
@@ -294,7 +306,7 @@ func (s *Server) identify(r *http.Request) (identity, error) {
 		if role == RoleNone {
 			return identity{}, fmt.Errorf("%w: invalid token", corepipe.ErrUnauthorized)
 		}
-		return identity{role: role}, nil
+		return identity{role: role, token: sha256.Sum256([]byte(token))}, nil
 	}
 	if c, err := r.Cookie(sessionCookie); err == nil && c.Value != "" {
 		sess := s.sessions.get(c.Value, s.now())
@@ -307,7 +319,7 @@ func (s *Server) identify(r *http.Request) (identity, error) {
 			s.sessions.remove(c.Value)
 			return identity{}, fmt.Errorf("%w: the session's token was revoked", corepipe.ErrUnauthorized)
 		}
-		return identity{role: role, session: sess}, nil
+		return identity{role: role, session: sess, token: sess.token}, nil
 	}
 	return identity{}, fmt.Errorf("%w: a token is required (Authorization: Bearer TOKEN, or sign in at /login)", corepipe.ErrUnauthorized)
 }

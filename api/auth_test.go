@@ -46,7 +46,7 @@ func TestParseTokens(t *testing.T) {
 		"short token":     "short viewer",
 		"unknown role":    "0123456789abcdefgh root",
 		"no role":         "0123456789abcdefgh",
-		"three fields":    "0123456789abcdefgh viewer extra",
+		"four fields":     "0123456789abcdefgh viewer alice extra",
 		"listed twice":    "0123456789abcdefgh viewer\n0123456789abcdefgh admin",
 		"no tokens":       "# nothing\n\n",
 		"role none":       "0123456789abcdefgh none",

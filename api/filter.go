@@ -25,6 +25,7 @@ func parseFilter(q url.Values, now time.Time) (corepipe.CrashFilter, error) {
 		Exe:       q.Get("exe"),
 		Signature: q.Get("signature"),
 		Status:    q.Get("status"),
+		Query:     q.Get("q"),
 		Cursor:    q.Get("cursor"),
 	}
 	var err error

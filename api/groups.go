@@ -25,6 +25,8 @@ type groupDetail struct {
 	Versions  []corepipe.Share   `json:"versions"`
 	Workloads []corepipe.Share   `json:"workloads"`
 	Crashes   []*corepipe.Report `json:"crashes"`
+	// History is who changed the group's triage, newest first.
+	History []corepipe.TriageEvent `json:"history"`
 }
 
 func (s *Server) listGroups(w http.ResponseWriter, r *http.Request) {
@@ -72,14 +74,17 @@ func (s *Server) groupDetail(ctx context.Context, signature string) (*groupDetai
 	if d.Crashes == nil {
 		d.Crashes = []*corepipe.Report{}
 	}
+	if d.History, err = s.history(ctx, signature); err != nil {
+		return nil, err
+	}
 	return d, nil
 }
 
 // parseGroupFilter reads the groups query of the API and the UI.
 func parseGroupFilter(q url.Values, now time.Time) (corepipe.GroupFilter, error) {
-	f := corepipe.GroupFilter{Status: q.Get("status"), Cursor: q.Get("cursor")}
+	f := corepipe.GroupFilter{Status: q.Get("status"), Assignee: q.Get("assignee"), Cursor: q.Get("cursor")}
 	var err error
-	if err = checkStatus(f.Status, corepipe.GroupNew, corepipe.GroupOngoing, corepipe.GroupRegressed); err == nil {
+	if err = checkGroupStatus(f.Status); err == nil {
 		f.Since, f.Limit, err = parseWindow(q, now)
 	}
 	return f, err

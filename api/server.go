@@ -217,6 +217,7 @@ func (s *Server) Handler() http.Handler {
 	api("/api/v1/crashes/{id}/executable", RoleDebugger, s.getExecutable)
 	api("/api/v1/groups", RoleViewer, s.listGroups)
 	api("/api/v1/groups/{signature...}", RoleViewer, s.getGroup)
+	mux.Handle("PATCH /api/v1/groups/{signature...}", s.guard(RoleTriage, false, s.patchGroup))
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, fmt.Errorf("%w: no API route %s", corepipe.ErrNotFound, truncate(r.URL.Path)))
 	})
@@ -225,6 +226,7 @@ func (s *Server) Handler() http.Handler {
 	ui("/crashes/{id}", RoleViewer, s.uiCrash)
 	ui("/groups", RoleViewer, s.uiGroups)
 	ui("/groups/{signature...}", RoleViewer, s.uiGroup)
+	mux.Handle("POST /groups/{signature...}", s.guard(RoleTriage, true, s.uiTriage))
 	mux.HandleFunc("GET /login", s.loginForm)
 	mux.HandleFunc("POST /login", s.login)
 	mux.HandleFunc("POST /logout", s.logout)

@@ -263,7 +263,7 @@ func (s *Server) uiGroups(w http.ResponseWriter, r *http.Request) {
 	p := groupsPage{
 		Filter:   f,
 		Since:    q.Get("since"),
-		Statuses: []string{corepipe.GroupNew, corepipe.GroupOngoing, corepipe.GroupRegressed},
+		Statuses: groupStatuses,
 		Groups:   groups,
 	}
 	if next != "" {
@@ -277,6 +277,7 @@ type groupPage struct {
 	Chart                       *chart
 	AllURL                      string
 	VersionTable, WorkloadTable shareTable
+	Form                        triageForm
 }
 
 type shareTable struct {
@@ -304,6 +305,7 @@ func (s *Server) uiGroup(w http.ResponseWriter, r *http.Request) {
 		AllURL:        "/?" + url.Values{"signature": {signature}}.Encode(),
 		VersionTable:  shareTable{"Version", d.Versions},
 		WorkloadTable: shareTable{"Workload", d.Workloads},
+		Form:          s.newTriageForm(r, signature),
 	}
 	s.render(w, r, http.StatusOK, s.pages.group, p)
 }

@@ -1,0 +1,250 @@
+// Triage over HTTP: PATCH /api/v1/groups/{signature} for scripts and the
+// CLI, and the group page's form for browsers. Both need RoleTriage, and
+// both record who made the change.
+
+package api
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/corepipe/corepipe"
+)
+
+// Triager is what an index needs for groups to be triaged (sqlite.Index is
+// one). The server asks its Index for it: an index without it, such as a
+// read-only replica, serves groups that cannot be changed.
+type Triager interface {
+	SetTriage(ctx context.Context, signature string, c corepipe.TriageChange, by corepipe.TriageEvent) (*corepipe.Group, error)
+	TriageHistory(ctx context.Context, signature string) ([]corepipe.TriageEvent, error)
+}
+
+var errNoTriage = &corepipe.Error{Code: corepipe.EUNAVAILABLE, Message: "this server's index cannot record triage"}
+
+func (s *Server) triager() (Triager, error) {
+	t, ok := s.index.(Triager)
+	if !ok {
+		return nil, errNoTriage
+	}
+	return t, nil
+}
+
+// triageRequest is the PATCH body. ignore_until is an RFC 3339 time or a
+// duration from now ("24h"), as since is in lists.
+type triageRequest struct {
+	Status      string  `json:"status"`
+	ResolvedIn  string  `json:"resolved_in"`
+	IgnoreUntil string  `json:"ignore_until"`
+	IgnoreCount int64   `json:"ignore_count"`
+	Assignee    *string `json:"assignee"`
+	Comment     string  `json:"comment"`
+}
+
+func (q triageRequest) change(now time.Time) (corepipe.TriageChange, error) {
+	c := corepipe.TriageChange{Status: q.Status, ResolvedIn: strings.TrimSpace(q.ResolvedIn),
+		IgnoreCount: q.IgnoreCount, Comment: strings.TrimSpace(q.Comment)}
+	if q.Assignee != nil {
+		a := strings.TrimSpace(*q.Assignee)
+		c.Assignee = &a
+	}
+	if v := strings.TrimSpace(q.IgnoreUntil); v != "" {
+		t, err := time.Parse(time.RFC3339Nano, v)
+		if err != nil {
+			d, derr := time.ParseDuration(v)
+			if derr != nil || d <= 0 {
+				return c, fmt.Errorf("%w: ignore_until %q: want an RFC 3339 time or a duration such as 24h", corepipe.ErrInvalid, truncate(v))
+			}
+			t = now.Add(d)
+		}
+		c.IgnoreUntil = t.UTC()
+	}
+	return c, nil
+}
+
+// who names the requester in a group's history: the proxy's user, the
+// token's name from the auth file, else a fingerprint of the token (never
+// the token), or "local" with auth off.
+func (s *Server) who(id identity) corepipe.TriageEvent {
+	ev := corepipe.TriageEvent{Role: id.role.String()}
+	switch {
+	case s.tokens == nil:
+		ev.Who = "local"
+	case id.proxy:
+		ev.Who = id.user
+	default:
+		ev.Who = s.tokens.nameOf(id.token)
+	}
+	return ev
+}
+
+// nameOf is the name the auth file gives the token of hash h, else its
+// fingerprint: the first 8 hex digits of its SHA-256.
+func (t *Tokens) nameOf(h [sha256.Size]byte) string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	name := ""
+	for _, e := range t.entries {
+		if subtle.ConstantTimeCompare(h[:], e.hash[:]) == 1 {
+			name = e.name
+		}
+	}
+	if name == "" {
+		name = "token " + hex.EncodeToString(h[:4])
+	}
+	return name
+}
+
+// patchGroup changes a group's triage. A browser session must also send
+// its CSRF token in X-CSRF-Token: the cookie alone never changes anything.
+func (s *Server) patchGroup(w http.ResponseWriter, r *http.Request) {
+	id := identityOf(r)
+	if id.session != nil && !equalSecret(r.Header.Get("X-CSRF-Token"), id.session.csrf) {
+		s.writeError(w, r, errCSRF)
+		return
+	}
+	if err := s.checkOrigin(r); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	var q triageRequest
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&q); err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			s.writeError(w, r, fmt.Errorf("%w: body larger than %d bytes", corepipe.ErrInvalid, tooBig.Limit))
+			return
+		}
+		s.writeError(w, r, fmt.Errorf("%w: body: want a JSON object of status, resolved_in, ignore_until, ignore_count, assignee, comment", corepipe.ErrInvalid))
+		return
+	}
+	c, err := q.change(s.now())
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	d, err := s.triage(r.Context(), r.PathValue("signature"), c, id)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	d.Crashes = redact(r, d.Crashes)
+	writeJSON(w, http.StatusOK, d)
+}
+
+func (s *Server) triage(ctx context.Context, signature string, c corepipe.TriageChange, id identity) (*groupDetail, error) {
+	t, err := s.triager()
+	if err != nil {
+		return nil, err
+	}
+	if _, err := t.SetTriage(ctx, signature, c, s.who(id)); err != nil {
+		return nil, err
+	}
+	return s.groupDetail(ctx, signature)
+}
+
+// history is a group's triage history, empty when the index keeps none.
+func (s *Server) history(ctx context.Context, signature string) ([]corepipe.TriageEvent, error) {
+	t, err := s.triager()
+	if err != nil {
+		return []corepipe.TriageEvent{}, nil
+	}
+	return t.TriageHistory(ctx, signature)
+}
+
+// triageForm is what the group page's form needs.
+type triageForm struct {
+	// Allowed is whether the viewer may triage; the form is shown only then.
+	Allowed bool
+	CSRF    string
+	Action  string
+}
+
+// formCSRF is the CSRF token of the forms on a page for id: its session's,
+// or with auth off one for the whole server, since no cookie names the
+// browser then. A request with a bearer token is no browser's and needs
+// none; it gets no form either.
+func (s *Server) formCSRF(id identity) string {
+	switch {
+	case id.session != nil:
+		return id.session.csrf
+	case s.tokens == nil:
+		return s.loginCSRF("triage form")
+	}
+	return ""
+}
+
+func (s *Server) newTriageForm(r *http.Request, signature string) triageForm {
+	id := identityOf(r)
+	csrf := s.formCSRF(id)
+	return triageForm{Allowed: id.role >= RoleTriage && csrf != "", CSRF: csrf, Action: "/groups/" + signature}
+}
+
+// uiTriage takes the group page's form and shows the page again.
+func (s *Server) uiTriage(w http.ResponseWriter, r *http.Request) {
+	if err := s.parseForm(w, r); err != nil {
+		s.uiError(w, r, err)
+		return
+	}
+	id := identityOf(r)
+	if !equalSecret(r.PostForm.Get("csrf"), s.formCSRF(id)) {
+		s.uiError(w, r, errCSRF)
+		return
+	}
+	f := r.PostForm
+	q := triageRequest{Status: f.Get("status"), Comment: f.Get("comment")}
+	switch q.Status {
+	case corepipe.TriageResolved:
+		q.ResolvedIn = f.Get("resolved_in")
+		if q.ResolvedIn == "version" {
+			q.ResolvedIn = f.Get("version")
+		}
+	case corepipe.TriageIgnored:
+		q.IgnoreUntil = f.Get("ignore_until")
+		if v := strings.TrimSpace(f.Get("ignore_count")); v != "" {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil || n < 1 {
+				s.uiError(w, r, fmt.Errorf("%w: ignore for how many crashes: want a positive number", corepipe.ErrInvalid))
+				return
+			}
+			q.IgnoreCount = n
+		}
+	}
+	if f.Has("assignee") {
+		a := f.Get("assignee")
+		q.Assignee = &a
+	}
+	c, err := q.change(s.now())
+	if err != nil {
+		s.uiError(w, r, err)
+		return
+	}
+	signature := r.PathValue("signature")
+	if _, err := s.triage(r.Context(), signature, c, id); err != nil {
+		s.uiError(w, r, err)
+		return
+	}
+	// Post/redirect/get: reloading the page does not post the form again.
+	http.Redirect(w, r, (&url.URL{Path: "/groups/" + signature}).EscapedPath(), http.StatusSeeOther)
+}
+
+// groupStatuses are the statuses a group list filters by.
+var groupStatuses = []string{corepipe.GroupNew, corepipe.GroupOngoing, corepipe.GroupRegressed, corepipe.GroupResolved, corepipe.GroupIgnored}
+
+func checkGroupStatus(status string) error {
+	if status == "" || slices.Contains(groupStatuses, status) {
+		return nil
+	}
+	return fmt.Errorf("%w: status %q: want %s", corepipe.ErrInvalid, truncate(status), strings.Join(groupStatuses, ", "))
+}
