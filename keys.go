@@ -82,3 +82,19 @@ func truncate(s string, n int) string {
 	}
 	return s[:n]
 }
+
+// DebugInfoPrefix is the prefix of the symbol store: debug files and their
+// metadata.
+const DebugInfoPrefix = "debuginfo/"
+
+// DebugInfoKey is where the debug file of GNU build ID id is stored.
+func DebugInfoKey(id string) string { return DebugInfoPrefix + SafeName(id) }
+
+// DebugInfoGoKey is where the debug file of a program with only a Go build
+// ID (before Go 1.24, or linked with -B none) is stored, and where the
+// metadata of every debug file with that Go build ID points.
+func DebugInfoGoKey(id string) string { return DebugInfoPrefix + "go/" + SafeName(id) }
+
+// DebugInfoMetaKey is where the metadata (JSON) of the debug file stored
+// at key, or pointing at it, is stored.
+func DebugInfoMetaKey(key string) string { return key + ".json" }
