@@ -1,10 +1,10 @@
-// Package collector is corepipe's core_pattern pipe handler and the spool it
-// writes. The kernel starts one collector per crash, as root, while the
-// crashing process waits: it reads what it needs from /proc/<pid>, streams
-// the core from stdin through zstd into a spool entry, captures the
-// executable, and commits the entry with a rename so the node agent (which
-// reads the spool through Spool) never sees half of one. It has no network
-// code: everything leaves the node through the agent.
+// Package collector is corepipe's core_pattern pipe handler: it writes the
+// spool whose format is package spool. The kernel starts one collector per
+// crash, as root, while the crashing process waits: it reads what it needs
+// from /proc/<pid>, streams the core from stdin through zstd into a spool
+// entry, captures the executable, and commits the entry with a rename so the
+// node agent (which reads the spool through spool.Spool) never sees half of
+// one. It has no network code: everything leaves the node through the agent.
 package collector
 
 import (
@@ -22,6 +22,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/corepipe/corepipe"
+	"github.com/corepipe/corepipe/collector/spool"
 )
 
 // DefaultEnvAllowlist are the environment variables kept from the crashed
@@ -109,16 +110,6 @@ func (cfg Config) withDefaults() Config {
 	return cfg
 }
 
-// Dropped reasons recorded in the manifest's core.dropped.
-const (
-	DroppedRlimit      = "rlimit_core=0"
-	DroppedSpoolFull   = "spool_full"
-	DroppedRateLimited = "rate_limited"
-	DroppedWrite       = "write_failed"
-	// DroppedBusy: every collector slot stayed taken (see MaxCollectors).
-	DroppedBusy = "collectors_busy"
-)
-
 // Run captures one crash. args are the kernel's positional arguments
 // (%P %i %I %s %t %c %u %g %d %p [%F]) and stdin is the core as the kernel
 // streams it.
@@ -171,7 +162,7 @@ func Run(ctx context.Context, cfg Config, args []string, stdin io.Reader) (*core
 		return nil, err
 	}
 	defer root.Close()
-	tmp := c.ID + tmpSuffix
+	tmp := c.ID + spool.TmpSuffix
 	if err := root.Mkdir(tmp, 0o700); err != nil {
 		return nil, fmt.Errorf("spool: create entry: %w", err)
 	}
@@ -189,7 +180,7 @@ func Run(ctx context.Context, cfg Config, args []string, stdin io.Reader) (*core
 			// core_pipe_limit slots, and the kernel skips every dump
 			// past them without a trace: give this one up instead.
 			release(stdin)
-			c.Core.Dropped = DroppedBusy
+			c.Core.Dropped = spool.DroppedBusy
 			c.Notes = append(c.Notes, fmt.Sprintf("core dropped: %v; the kernel's stream was closed so its dump slot is free, the manifest is kept", err))
 		case err != nil:
 			// Like the rate limit: a bound that cannot be checked does
@@ -270,7 +261,7 @@ const manifestSlack = 16 << 10
 func manifestSize(c *corepipe.Crash) int64 {
 	b, err := json.MarshalIndent(c, "", "  ")
 	if err != nil {
-		return maxManifestSize
+		return spool.MaxManifestSize
 	}
 	return int64(len(b)) + 1
 }
@@ -285,12 +276,12 @@ func admitCore(cfg Config, root *os.Root, a *kernelArgs, c *corepipe.Crash, q *q
 		a.HasRlimit = false
 	}
 	if q != nil && !q.take(manifestSize(c)+manifestSlack) {
-		c.Core.Dropped = DroppedSpoolFull
+		c.Core.Dropped = spool.DroppedSpoolFull
 		c.Notes = append(c.Notes, fmt.Sprintf("spool full (%s): core dropped; the manifest is written anyway, as the record of the crash", q.why))
 		return false
 	}
 	if a.HasRlimit && a.Rlimit == 0 {
-		c.Core.Dropped = DroppedRlimit
+		c.Core.Dropped = spool.DroppedRlimit
 		c.Notes = append(c.Notes, "RLIMIT_CORE is 0: core not kept; the kernel's stream was closed unread so the process could exit")
 		return false
 	}
@@ -300,7 +291,7 @@ func admitCore(cfg Config, root *os.Root, a *kernelArgs, c *corepipe.Crash, q *q
 		case err != nil:
 			c.Notes = append(c.Notes, fmt.Sprintf("rate limit not checked, core kept: %v", err))
 		case !ok:
-			c.Core.Dropped = DroppedRateLimited
+			c.Core.Dropped = spool.DroppedRateLimited
 			c.Notes = append(c.Notes, fmt.Sprintf("rate limited: crash %d of this executable in the window that began %s; only the first %d per %v keep their core, this one keeps its manifest only",
 				st.Kept+st.Limited, time.Unix(0, st.Start).UTC().Format(time.RFC3339), cfg.RateLimit, cfg.RateWindow))
 			return false
@@ -321,10 +312,10 @@ func captureCore(ctx context.Context, cfg Config, root *os.Root, tmp string, a k
 		limit, reason = int64(a.Rlimit), fmt.Sprintf("RLIMIT_CORE %d", a.Rlimit)
 	}
 
-	name := path.Join(tmp, CoreFile)
+	name := path.Join(tmp, spool.CoreFile)
 	f, err := createExcl(root, name)
 	if err != nil {
-		c.Core.Dropped = DroppedWrite
+		c.Core.Dropped = spool.DroppedWrite
 		c.Notes = append(c.Notes, fmt.Sprintf("core dropped: %v", err))
 		return
 	}
@@ -348,14 +339,14 @@ func captureCore(ctx context.Context, cfg Config, root *os.Root, tmp string, a k
 	}
 	if err == nil && res.SpoolFull && res.Size == 0 {
 		root.Remove(name)
-		c.Core = corepipe.CoreArtifact{Dropped: DroppedSpoolFull}
+		c.Core = corepipe.CoreArtifact{Dropped: spool.DroppedSpoolFull}
 		c.Notes = append(c.Notes, res.Why+": core dropped, manifest kept")
 		return
 	}
 	if err != nil {
 		// A zstd stream cut by a failed write cannot be read back reliably.
 		root.Remove(name)
-		c.Core = corepipe.CoreArtifact{Dropped: DroppedWrite}
+		c.Core = corepipe.CoreArtifact{Dropped: spool.DroppedWrite}
 		c.Notes = append(c.Notes, fmt.Sprintf("core dropped after %d bytes: %v", res.Size, err))
 		return
 	}
@@ -429,7 +420,7 @@ func captureExecutable(ctx context.Context, cfg Config, root *os.Root, tmp strin
 		c.Notes = append(c.Notes, fmt.Sprintf("spool full (%s): executable of %d bytes not copied", q.why, l.size))
 		return
 	}
-	name := path.Join(tmp, ExecutableFile)
+	name := path.Join(tmp, spool.ExecutableFile)
 	f, err := createExcl(root, name)
 	if err != nil {
 		c.Notes = append(c.Notes, fmt.Sprintf("executable not copied: %v", err))
@@ -456,17 +447,17 @@ func captureExecutable(ctx context.Context, cfg Config, root *os.Root, tmp strin
 	}
 }
 
-// markerOf is Spool.ExecutableStored through the collector's root.
-func markerOf(root *os.Root, contentID string) (StoredExe, bool) {
+// markerOf is spool.Spool.ExecutableStored through the collector's root.
+func markerOf(root *os.Root, contentID string) (spool.StoredExe, bool) {
 	if contentID == "" {
-		return StoredExe{}, false
+		return spool.StoredExe{}, false
 	}
-	f, err := root.OpenFile(path.Join(ExecutablesDir, corepipe.SafeName(contentID)), os.O_RDONLY|unix.O_NOFOLLOW, 0)
+	f, err := root.OpenFile(path.Join(spool.ExecutablesDir, corepipe.SafeName(contentID)), os.O_RDONLY|unix.O_NOFOLLOW, 0)
 	if err != nil {
-		return StoredExe{}, false
+		return spool.StoredExe{}, false
 	}
 	defer f.Close()
-	return readMarker(f)
+	return spool.ReadMarker(f)
 }
 
 // hasMarker reports whether the executable of this sha256 is stored under
@@ -484,7 +475,7 @@ func commit(root *os.Root, tmp string, c *corepipe.Crash, q *quota, log *slog.Lo
 	if err != nil {
 		return fmt.Errorf("encode manifest: %w", err)
 	}
-	f, err := createExcl(root, path.Join(tmp, ManifestFile))
+	f, err := createExcl(root, path.Join(tmp, spool.ManifestFile))
 	if err != nil {
 		return fmt.Errorf("write manifest: %w", err)
 	}

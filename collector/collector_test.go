@@ -22,6 +22,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/corepipe/corepipe"
+	"github.com/corepipe/corepipe/collector/spool"
 )
 
 // TestMain checks that no run leaves a goroutine behind (zstd encoders,
@@ -152,18 +153,18 @@ func readCore(t testing.TB, path string) []byte {
 
 // committed returns the only entry in the spool, failing on anything else
 // left behind, .tmp included.
-func committed(t testing.TB, spool string) Entry {
+func committed(t testing.TB, spoolDir string) spool.Entry {
 	t.Helper()
-	entries, err := Spool{Dir: spool}.Entries()
+	entries, err := spool.Spool{Dir: spoolDir}.Entries()
 	if err != nil {
 		t.Fatal(err)
 	}
-	des, _ := os.ReadDir(spool)
+	des, _ := os.ReadDir(spoolDir)
 	if len(entries) != 1 {
 		t.Fatalf("spool has %d committed entries (%v), want 1", len(entries), des)
 	}
 	for _, de := range des {
-		if strings.HasSuffix(de.Name(), tmpSuffix) {
+		if strings.HasSuffix(de.Name(), spool.TmpSuffix) {
 			t.Errorf("left behind: %s", de.Name())
 		}
 	}
@@ -247,7 +248,7 @@ func TestRun(t *testing.T) {
 	if !x.Found || x.Path != exe || x.SHA256 != sha(exeBytes) || x.Size != int64(len(exeBytes)) || x.GoBuildID == "" {
 		t.Errorf("executable = %+v", x)
 	}
-	for _, name := range []string{ManifestFile, CoreFile, ExecutableFile} {
+	for _, name := range []string{spool.ManifestFile, spool.CoreFile, spool.ExecutableFile} {
 		fi, _ := os.Lstat(filepath.Join(e.Dir, name))
 		if fi.Mode().Perm() != 0o600 {
 			t.Errorf("%s mode %v, want 0600", name, fi.Mode())
@@ -266,7 +267,7 @@ func TestRunSecretsNeverStored(t *testing.T) {
 	if _, err := Run(context.Background(), cfg, kernelArgv("0"), strings.NewReader("")); err != nil {
 		t.Fatal(err)
 	}
-	b, err := os.ReadFile(filepath.Join(committed(t, cfg.SpoolDir).Dir, ManifestFile))
+	b, err := os.ReadFile(filepath.Join(committed(t, cfg.SpoolDir).Dir, spool.ManifestFile))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -338,7 +339,7 @@ func TestRunRlimitZero(t *testing.T) {
 	if e.CorePath() != "" || e.ExecutablePath() != "" {
 		t.Errorf("core %q executable %q kept with RLIMIT_CORE 0", e.CorePath(), e.ExecutablePath())
 	}
-	if c.Core.Dropped != DroppedRlimit || c.Core.Size != 0 || c.Process.RlimitCore != "0" || !hasNote(c, "RLIMIT_CORE is 0") {
+	if c.Core.Dropped != spool.DroppedRlimit || c.Core.Size != 0 || c.Process.RlimitCore != "0" || !hasNote(c, "RLIMIT_CORE is 0") {
 		t.Errorf("core %+v rlimit %q notes %q", c.Core, c.Process.RlimitCore, c.Notes)
 	}
 	if c.Executable.GoBuildID == "" || c.Executable.Found {
@@ -392,7 +393,7 @@ func TestRunSpoolFull(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Core.Dropped != DroppedSpoolFull || committed(t, cfg.SpoolDir).CorePath() != "" {
+	if c.Core.Dropped != spool.DroppedSpoolFull || committed(t, cfg.SpoolDir).CorePath() != "" {
 		t.Errorf("core = %+v, notes %q", c.Core, c.Notes)
 	}
 
@@ -476,7 +477,7 @@ func TestRunExecutableMarkerOtherContent(t *testing.T) {
 
 // markStored marks exe stored in spool as the agent does, with the content
 // sum (the file's own when ""), and returns its content ID and sha256.
-func markStored(t testing.TB, spool, exe, sum string) (id, own string) {
+func markStored(t testing.TB, spoolDir, exe, sum string) (id, own string) {
 	t.Helper()
 	f, err := os.Open(exe)
 	if err != nil {
@@ -497,7 +498,7 @@ func markStored(t testing.TB, spool, exe, sum string) (id, own string) {
 		sum = own
 	}
 	id = corepipe.ExeArtifact{BuildID: gnu, GoBuildID: goID}.ContentID()
-	if err := (Spool{Dir: spool}).MarkExecutableStored(id, StoredExe{SHA256: sum, Size: size}); err != nil {
+	if err := (spool.Spool{Dir: spoolDir}).MarkExecutableStored(id, spool.StoredExe{SHA256: sum, Size: size}); err != nil {
 		t.Fatal(err)
 	}
 	return id, own
@@ -678,29 +679,29 @@ func TestRunIgnoreRlimitCore(t *testing.T) {
 }
 
 func TestSettingsRoundTrip(t *testing.T) {
-	spool := t.TempDir()
-	if s, err := LoadSettings(spool); err != nil || !reflect.DeepEqual(s, Settings{}) {
+	spoolDir := t.TempDir()
+	if s, err := spool.LoadSettings(spoolDir); err != nil || !reflect.DeepEqual(s, spool.Settings{}) {
 		t.Fatalf("settings of a fresh spool: %+v, %v", s, err)
 	}
-	want := Settings{MaxCoreSize: 1 << 30, MaxUse: 10 << 30, KeepFree: 1 << 30, EnvAllow: []string{"GOGC"}, IgnoreRlimitCore: true,
+	want := spool.Settings{MaxCoreSize: 1 << 30, MaxUse: 10 << 30, KeepFree: 1 << 30, EnvAllow: []string{"GOGC"}, IgnoreRlimitCore: true,
 		RateLimit: 5, RateWindow: time.Hour}
-	if err := want.Save(spool); err != nil {
+	if err := want.Save(spoolDir); err != nil {
 		t.Fatal(err)
 	}
-	got, err := LoadSettings(spool)
+	got, err := spool.LoadSettings(spoolDir)
 	if err != nil || !reflect.DeepEqual(got, want) {
 		t.Fatalf("LoadSettings = %+v, %v; want %+v", got, err, want)
 	}
 	var cfg Config
-	got.Apply(&cfg)
+	cfg.Apply(got)
 	if cfg.MaxCoreSize != 1<<30 || cfg.SpoolMaxUse != 10<<30 || cfg.SpoolKeepFree != 1<<30 || !cfg.IgnoreRlimitCore || cfg.EnvAllowlist[0] != "GOGC" ||
 		cfg.RateLimit != 5 || cfg.RateWindow != time.Hour {
 		t.Errorf("applied %+v", cfg)
 	}
-	if err := os.WriteFile(filepath.Join(spool, SettingsFile), []byte("{"), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(spoolDir, spool.SettingsFile), []byte("{"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := LoadSettings(spool); err == nil {
+	if _, err := spool.LoadSettings(spoolDir); err == nil {
 		t.Error("a corrupt settings file loaded without error")
 	}
 }

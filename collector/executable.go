@@ -9,13 +9,12 @@ import (
 	"io"
 	"os"
 	"path"
-	"path/filepath"
 	"strconv"
-	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/corepipe/corepipe/buildid"
+	"github.com/corepipe/corepipe/collector/spool"
 	"github.com/corepipe/corepipe/internal/ctxio"
 )
 
@@ -35,14 +34,6 @@ const (
 	maxExtents = 1024
 )
 
-// HashCacheDir holds the sha256 of executables already hashed, by the
-// identity of the file (device, inode, size, mtime, ctime): a node's crashes
-// are mostly of the same few programs, and without it every kept core of one
-// whose marker exists would read the whole executable again. No process can
-// give another file the identity of its own: the inode and device are the
-// kernel's, and ctime changes with any write.
-const HashCacheDir = "exehash"
-
 // identityKey names the cache entry of exe, "" when it cannot be taken.
 func identityKey(exe *os.File) string {
 	var st unix.Stat_t
@@ -59,7 +50,7 @@ func cachedHash(root *os.Root, key string) string {
 	if key == "" {
 		return ""
 	}
-	f, err := root.OpenFile(path.Join(HashCacheDir, key), os.O_RDONLY|unix.O_NOFOLLOW, 0)
+	f, err := root.OpenFile(path.Join(spool.HashCacheDir, key), os.O_RDONLY|unix.O_NOFOLLOW, 0)
 	if err != nil {
 		return ""
 	}
@@ -77,46 +68,21 @@ func cacheHash(root *os.Root, key, sum string) {
 	if key == "" {
 		return
 	}
-	if err := root.Mkdir(HashCacheDir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+	if err := root.Mkdir(spool.HashCacheDir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
 		return
 	}
-	tmp := path.Join(HashCacheDir, key+"."+strconv.Itoa(os.Getpid())+tmpSuffix)
+	tmp := path.Join(spool.HashCacheDir, key+"."+strconv.Itoa(os.Getpid())+spool.TmpSuffix)
 	f, err := createExcl(root, tmp)
 	if err != nil {
 		return
 	}
 	_, err = f.WriteString(sum + "\n")
 	if cerr := f.Close(); err == nil && cerr == nil {
-		err = root.Rename(tmp, path.Join(HashCacheDir, key))
+		err = root.Rename(tmp, path.Join(spool.HashCacheDir, key))
 	}
 	if err != nil {
 		root.Remove(tmp)
 	}
-}
-
-// CleanHashCache removes the cached hashes older than olderThan, so the
-// cache holds only executables that crashed lately; one whose entry is
-// removed is hashed again on its next crash.
-func (s Spool) CleanHashCache(olderThan time.Duration) (int, error) {
-	dir := filepath.Join(s.Dir, HashCacheDir)
-	des, err := os.ReadDir(dir)
-	if errors.Is(err, os.ErrNotExist) {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, fmt.Errorf("clean hash cache: %w", err)
-	}
-	removed := 0
-	for _, de := range des {
-		fi, err := de.Info()
-		if err != nil || !fi.Mode().IsRegular() || time.Since(fi.ModTime()) < olderThan {
-			continue
-		}
-		if os.Remove(filepath.Join(dir, de.Name())) == nil {
-			removed++
-		}
-	}
-	return removed, nil
 }
 
 func isHexString(b []byte) bool {

@@ -17,6 +17,7 @@ import (
 	"github.com/corepipe/corepipe/buildid"
 	"github.com/corepipe/corepipe/collector"
 	"github.com/corepipe/corepipe/collector/agent"
+	"github.com/corepipe/corepipe/collector/spool"
 	"github.com/corepipe/corepipe/internal/crashtest"
 )
 
@@ -42,7 +43,7 @@ func (p *published) PublishCrash(_ context.Context, c *corepipe.Crash) error {
 // the victim's crash is captured whole, with its own executable, which is
 // what a debugger downloads.
 func TestKernelHostileForgedBuildID(t *testing.T) {
-	rig := collector.NewKernelRig(t, collector.Settings{RateLimit: 1, RateWindow: 3600e9})
+	rig := collector.NewKernelRig(t, spool.Settings{RateLimit: 1, RateWindow: 3600e9})
 	victim := crashtest.BuildGo(t, crashtest.Program{Files: map[string]string{"main.go": collector.HolderSource}})
 	f, err := os.Open(victim)
 	if err != nil {
@@ -76,7 +77,7 @@ func TestKernelHostileForgedBuildID(t *testing.T) {
 		t.Fatal(err)
 	}
 	pub := &published{crashes: map[int]*corepipe.Crash{}}
-	ag := agent.New(agent.Config{Spool: collector.Spool{Dir: rig.Spool()}, Blobs: store, Queue: pub})
+	ag := agent.New(agent.Config{Spool: spool.Spool{Dir: rig.Spool()}, Blobs: store, Queue: pub})
 	ship := func() {
 		t.Helper()
 		if _, err := ag.ShipAll(context.Background()); err != nil {
@@ -96,7 +97,7 @@ func TestKernelHostileForgedBuildID(t *testing.T) {
 	if c := pub.crashes[sq1]; c == nil || c.Core.Dropped != "" || c.Executable.Key != corepipe.ExecutableKey(ids.GNU) {
 		t.Fatalf("squatter's first crash: %+v", c)
 	}
-	if c := pub.crashes[sq2]; c == nil || c.Core.Dropped != collector.DroppedRateLimited {
+	if c := pub.crashes[sq2]; c == nil || c.Core.Dropped != spool.DroppedRateLimited {
 		t.Errorf("squatter's second crash not limited by its own budget: %+v", c)
 	}
 	c := pub.crashes[vic]

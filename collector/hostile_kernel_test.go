@@ -22,6 +22,7 @@ import (
 
 	"github.com/corepipe/corepipe"
 	"github.com/corepipe/corepipe/collector/corepattern"
+	"github.com/corepipe/corepipe/collector/spool"
 	"github.com/corepipe/corepipe/internal/crashtest"
 )
 
@@ -36,7 +37,7 @@ type kernelRig struct {
 	dir, bin, spool string
 }
 
-func newKernelRig(t testing.TB, s Settings) *kernelRig {
+func newKernelRig(t testing.TB, s spool.Settings) *kernelRig {
 	t.Helper()
 	crashtest.RequireRoot(t)
 	// The crashing children inherit it: every core is wanted.
@@ -113,16 +114,16 @@ func (h *holderProc) crash(t testing.TB) time.Duration {
 }
 
 // waitEntries waits (bounded) for n committed entries.
-func waitEntries(t testing.TB, spool string, n int) []Entry {
+func waitEntries(t testing.TB, spoolDir string, n int) []spool.Entry {
 	t.Helper()
 	deadline := time.Now().Add(3 * time.Minute)
 	for {
-		entries, _ := Spool{Dir: spool}.Entries()
+		entries, _ := spool.Spool{Dir: spoolDir}.Entries()
 		if len(entries) >= n {
 			return entries
 		}
 		if time.Now().After(deadline) {
-			log, _ := os.ReadFile(filepath.Join(spool, LogFile))
+			log, _ := os.ReadFile(filepath.Join(spoolDir, spool.LogFile))
 			t.Fatalf("%d of %d entries committed after 3 minutes; collector.log:\n%s", len(entries), n, log)
 		}
 		time.Sleep(20 * time.Millisecond)
@@ -130,9 +131,9 @@ func waitEntries(t testing.TB, spool string, n int) []Entry {
 }
 
 // entryOf returns the entry of the crash of pid and its manifest.
-func entryOf(t testing.TB, spool string, pid int) (Entry, *corepipe.Crash) {
+func entryOf(t testing.TB, spoolDir string, pid int) (spool.Entry, *corepipe.Crash) {
 	t.Helper()
-	entries, _ := Spool{Dir: spool}.Entries()
+	entries, _ := spool.Spool{Dir: spoolDir}.Entries()
 	for _, e := range entries {
 		m, err := e.Manifest()
 		if err == nil && m.Process.PID == pid {
@@ -140,17 +141,17 @@ func entryOf(t testing.TB, spool string, pid int) (Entry, *corepipe.Crash) {
 		}
 	}
 	t.Fatalf("no entry for pid %d", pid)
-	return Entry{}, nil
+	return spool.Entry{}, nil
 }
 
 // collectorRSS is the peak RSS, in bytes, that the collector of crash id
 // logged for itself (getrusage of its own process). The collector logs
 // after it commits the entry: wait for the line, bounded.
-func collectorRSS(t testing.TB, spool, id string) int64 {
+func collectorRSS(t testing.TB, spoolDir, id string) int64 {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		b, err := os.ReadFile(filepath.Join(spool, LogFile))
+		b, err := os.ReadFile(filepath.Join(spoolDir, spool.LogFile))
 		if err != nil && !errors.Is(err, os.ErrNotExist) {
 			t.Fatal(err)
 		}
@@ -205,7 +206,7 @@ func bombExecutable(t testing.TB, exe, dst string) {
 // (36 s of hashing before), and the spool must not fill with its holes.
 func TestKernelHostileSparseExecutable(t *testing.T) {
 	// No size limit: the holes alone must be enough to refuse it.
-	r := newKernelRig(t, Settings{MaxExecutableSize: -1})
+	r := newKernelRig(t, spool.Settings{MaxExecutableSize: -1})
 	exe := crashtest.BuildGo(t, crashtest.Program{Files: map[string]string{"main.go": holder}})
 	bomb := filepath.Join(r.dir, "bomb")
 	bombExecutable(t, exe, bomb)
@@ -272,7 +273,7 @@ func TestKernelHostileDelegatedKubepods(t *testing.T) {
 	if root == "" {
 		t.Skip("SKIP: no cgroup v2 hierarchy mounted; TestParseCgroup covers the parser with fixtures")
 	}
-	r := newKernelRig(t, Settings{})
+	r := newKernelRig(t, spool.Settings{})
 	exe := crashtest.BuildGo(t, crashtest.Program{Files: map[string]string{"main.go": holder}})
 	var id [32]byte
 	rand.Read(id[:])
@@ -328,7 +329,7 @@ int main(void) {
 // say so (Process.Dumpable), so that its core goes only to admins and its
 // message never to Slack.
 func TestKernelHostileSetuidDumpable(t *testing.T) {
-	r := newKernelRig(t, Settings{})
+	r := newKernelRig(t, spool.Settings{})
 	exe := crashtest.BuildC(t, setuidCrasher)
 	suid := filepath.Join(r.dir, "suid")
 	b, _ := os.ReadFile(exe)
@@ -417,7 +418,7 @@ func TestKernelHostileBurst(t *testing.T) {
 		slots = 2
 		size  = 1 << 30
 	)
-	r := newKernelRig(t, Settings{MaxCollectors: slots})
+	r := newKernelRig(t, spool.Settings{MaxCollectors: slots})
 	exe := crashtest.BuildGo(t, crashtest.Program{Files: map[string]string{"main.go": zeroHolder}})
 	normal := crashtest.BuildGo(t, crashtest.Program{Files: map[string]string{"main.go": holder}})
 	b, _ := os.ReadFile(exe)
@@ -442,7 +443,7 @@ func TestKernelHostileBurst(t *testing.T) {
 	inodes := map[string]bool{}
 	for i := range slots {
 		var st syscall.Stat_t
-		if err := syscall.Stat(filepath.Join(r.spool, SlotsDir, strconv.Itoa(i)), &st); err != nil {
+		if err := syscall.Stat(filepath.Join(r.spool, spool.SlotsDir, strconv.Itoa(i)), &st); err != nil {
 			t.Fatal(err)
 		}
 		inodes[fmt.Sprintf(":%d ", st.Ino)] = true
@@ -489,7 +490,7 @@ func TestKernelHostileBurst(t *testing.T) {
 		sampler.Wait()
 	})
 	kept, busy := 0, 0
-	entries, _ := Spool{Dir: r.spool}.Entries()
+	entries, _ := spool.Spool{Dir: r.spool}.Entries()
 	for _, e := range entries {
 		m, err := e.Manifest()
 		if err != nil {
@@ -507,7 +508,7 @@ func TestKernelHostileBurst(t *testing.T) {
 			if m.Core.Size < size || m.Core.Truncated {
 				t.Errorf("kept core of %d bytes, truncated %v: %q", m.Core.Size, m.Core.Truncated, m.Notes)
 			}
-		case DroppedBusy:
+		case spool.DroppedBusy:
 			busy++
 			if !hasNote(m, "collector slots stayed busy") {
 				t.Errorf("busy drop without its note: %q", m.Notes)
@@ -576,7 +577,7 @@ func countCollectors() int {
 //
 //	go test -run '^$' -bench KernelHostileHold -benchtime 10x ./collector
 func BenchmarkKernelHostileHold(b *testing.B) {
-	r := newKernelRig(b, Settings{MaxExecutableSize: -1})
+	r := newKernelRig(b, spool.Settings{MaxExecutableSize: -1})
 	exe := crashtest.BuildGo(b, crashtest.Program{Files: map[string]string{"main.go": holder}})
 	bomb := filepath.Join(r.dir, "bomb")
 	bombExecutable(b, exe, bomb)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/corepipe/corepipe"
+	"github.com/corepipe/corepipe/collector/spool"
 )
 
 // sparseCopy writes a file of size bytes whose first bytes are those of
@@ -126,9 +127,9 @@ func TestRateLimitSquatter(t *testing.T) {
 	if err := os.WriteFile(squatter, b, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	spool := filepath.Join(t.TempDir(), "spool")
+	spoolDir := filepath.Join(t.TempDir(), "spool")
 	run := func(exe string, uid int) *Crashed {
-		cfg := Config{SpoolDir: spool, ProcRoot: fixtureProc(t, exe, nil), Hostname: "n", RateLimit: 1, RateWindow: time.Hour}
+		cfg := Config{SpoolDir: spoolDir, ProcRoot: fixtureProc(t, exe, nil), Hostname: "n", RateLimit: 1, RateWindow: time.Hour}
 		argv := kernelArgv("18446744073709551615")
 		argv[6] = strconv.Itoa(uid)
 		c, err := Run(context.Background(), cfg, argv, strings.NewReader("core"))
@@ -140,7 +141,7 @@ func TestRateLimitSquatter(t *testing.T) {
 	if c := run(squatter, 1000); c.Dropped != "" {
 		t.Fatalf("squatter's first crash: %+v", c)
 	}
-	if c := run(squatter, 1000); c.Dropped != DroppedRateLimited {
+	if c := run(squatter, 1000); c.Dropped != spool.DroppedRateLimited {
 		t.Fatalf("squatter's second crash not limited: %+v", c)
 	}
 	if c := run(victim, 1000); c.Dropped != "" {
@@ -180,7 +181,7 @@ func TestRunSlotsBusy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Core.Dropped != DroppedBusy || !hasNote(c, "collector slots stayed busy") || committed(t, cfg.SpoolDir).CorePath() != "" {
+	if c.Core.Dropped != spool.DroppedBusy || !hasNote(c, "collector slots stayed busy") || committed(t, cfg.SpoolDir).CorePath() != "" {
 		t.Errorf("busy slots: core %+v, notes %q", c.Core, c.Notes)
 	}
 	if <-p.done {
@@ -290,15 +291,15 @@ func TestRunExecutableHashCached(t *testing.T) {
 	if c := run(); c.Executable.SHA256 != own || !hasNote(c, "already stored") {
 		t.Fatalf("first crash: %+v, notes %q", c.Executable, c.Notes)
 	}
-	des, _ := os.ReadDir(filepath.Join(cfg.SpoolDir, HashCacheDir))
+	des, _ := os.ReadDir(filepath.Join(cfg.SpoolDir, spool.HashCacheDir))
 	if len(des) != 1 {
 		t.Fatalf("%d cache entries, want 1", len(des))
 	}
 	// Make the cache say something the file does not: only a crash that
 	// reads the cache instead of the file can report it.
 	fake := strings.Repeat("5a", 32)
-	os.WriteFile(filepath.Join(cfg.SpoolDir, HashCacheDir, des[0].Name()), []byte(fake+"\n"), 0o600)
-	(Spool{Dir: cfg.SpoolDir}).MarkExecutableStored(id, StoredExe{SHA256: fake, Size: int64(len(b))})
+	os.WriteFile(filepath.Join(cfg.SpoolDir, spool.HashCacheDir, des[0].Name()), []byte(fake+"\n"), 0o600)
+	(spool.Spool{Dir: cfg.SpoolDir}).MarkExecutableStored(id, spool.StoredExe{SHA256: fake, Size: int64(len(b))})
 	if c := run(); c.Executable.SHA256 != fake {
 		t.Errorf("second crash hashed the file again: %s", c.Executable.SHA256)
 	}
@@ -307,7 +308,7 @@ func TestRunExecutableHashCached(t *testing.T) {
 	if c := run(); c.Executable.SHA256 != own || !c.Executable.Found || hasNote(c, "already stored") {
 		t.Errorf("changed file taken from the cache: %+v, notes %q", c.Executable, c.Notes)
 	}
-	if n, err := (Spool{Dir: cfg.SpoolDir}).CleanHashCache(0); err != nil || n != 2 {
+	if n, err := (spool.Spool{Dir: cfg.SpoolDir}).CleanHashCache(0); err != nil || n != 2 {
 		t.Errorf("CleanHashCache = %d, %v; want both entries", n, err)
 	}
 }
@@ -317,7 +318,7 @@ func TestRunExecutableHashCached(t *testing.T) {
 func TestRunSlotsUnavailable(t *testing.T) {
 	cfg := testConfig(t, fixtureProc(t, testExe(t), nil))
 	os.MkdirAll(cfg.SpoolDir, 0o700)
-	os.WriteFile(filepath.Join(cfg.SpoolDir, SlotsDir), nil, 0o600)
+	os.WriteFile(filepath.Join(cfg.SpoolDir, spool.SlotsDir), nil, 0o600)
 	c, err := Run(context.Background(), cfg, kernelArgv("18446744073709551615"), strings.NewReader("core"))
 	if err != nil {
 		t.Fatal(err)

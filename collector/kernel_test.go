@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/corepipe/corepipe/collector/corepattern"
+	"github.com/corepipe/corepipe/collector/spool"
 	"github.com/corepipe/corepipe/internal/crashtest"
 )
 
@@ -33,7 +34,7 @@ func TestKernelCapturesGoCrash(t *testing.T) {
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	bin := buildCollector(t, dir)
-	spool := filepath.Join(dir, "s")
+	spoolDir := filepath.Join(dir, "s")
 	exe := crashtest.BuildGo(t, crashtest.Program{Files: map[string]string{"main.go": `package main
 
 type server struct{ retries int }
@@ -45,7 +46,7 @@ func main() {
 `}})
 
 	var res crashtest.Result
-	crashtest.WithPattern(t, corepattern.Settings{Pattern: corepattern.Pattern(bin, spool), PipeLimit: 16}, func() {
+	crashtest.WithPattern(t, corepattern.Settings{Pattern: corepattern.Pattern(bin, spoolDir), PipeLimit: 16}, func() {
 		res = crashtest.Run(t, time.Minute, exe, []string{"GOGC=77", "SECRET_TOKEN=hunter2"})
 	})
 	if res.Signal != syscall.SIGABRT {
@@ -54,16 +55,16 @@ func main() {
 
 	// The kernel lets the process go once the collector closes the pipe,
 	// before it commits: poll, bounded.
-	var e Entry
+	var e spool.Entry
 	deadline := time.Now().Add(time.Minute)
 	for {
-		entries, _ := Spool{Dir: spool}.Entries()
+		entries, _ := spool.Spool{Dir: spoolDir}.Entries()
 		if len(entries) == 1 {
 			e = entries[0]
 			break
 		}
 		if time.Now().After(deadline) {
-			log, _ := os.ReadFile(filepath.Join(spool, LogFile))
+			log, _ := os.ReadFile(filepath.Join(spoolDir, spool.LogFile))
 			t.Fatalf("no committed entry after a minute (%d entries); collector.log:\n%s", len(entries), log)
 		}
 		time.Sleep(50 * time.Millisecond)
@@ -167,16 +168,16 @@ func BenchmarkKernelPipeHold(b *testing.B) {
 	if err := unix.Setrlimit(unix.RLIMIT_CORE, &lim); err != nil {
 		b.Fatal(err)
 	}
-	spool := filepath.Join(dir, "s")
+	spoolDir := filepath.Join(dir, "s")
 	// Steady state on a node: the agent has stored the executable already.
-	os.Mkdir(spool, 0o700)
-	markStored(b, spool, exe, "")
+	os.Mkdir(spoolDir, 0o700)
+	markStored(b, spoolDir, exe, "")
 	for _, size := range []int{10 << 20, 1 << 30} {
 		for _, mode := range []string{"pipe", "file"} {
 			b.Run(fmt.Sprintf("%s/%dMiB", mode, size>>20), func(b *testing.B) {
 				s := corepattern.Settings{Pattern: filepath.Join(dir, "core"), PipeLimit: 64}
 				if mode == "pipe" {
-					s.Pattern = corepattern.Pattern(bin, spool)
+					s.Pattern = corepattern.Pattern(bin, spoolDir)
 				}
 				crashtest.WithPattern(b, s, func() {
 					for b.Loop() {
@@ -201,7 +202,7 @@ func BenchmarkKernelPipeHold(b *testing.B) {
 							b.Fatalf("holder did not dump core: %v", err)
 						}
 						os.Remove(filepath.Join(dir, "core"))
-						entries, _ := Spool{Dir: spool}.Entries()
+						entries, _ := spool.Spool{Dir: spoolDir}.Entries()
 						for _, e := range entries {
 							e.Remove()
 						}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/corepipe/corepipe"
+	"github.com/corepipe/corepipe/collector/spool"
 )
 
 // pipedCore feeds core through a pipe the way the kernel does and reports,
@@ -41,10 +42,10 @@ func newPipedCore(core []byte) *pipedCore {
 func TestRunRateLimit(t *testing.T) {
 	exe := testExe(t)
 	procRoot := fixtureProc(t, exe, nil)
-	spool := filepath.Join(t.TempDir(), "spool")
+	spoolDir := filepath.Join(t.TempDir(), "spool")
 	var now atomic.Int64
 	now.Store(time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC).UnixNano())
-	cfg := Config{SpoolDir: spool, ProcRoot: procRoot, Hostname: "node-1", RateLimit: 3, RateWindow: time.Minute,
+	cfg := Config{SpoolDir: spoolDir, ProcRoot: procRoot, Hostname: "node-1", RateLimit: 3, RateWindow: time.Minute,
 		Now: func() time.Time { return time.Unix(0, now.Load()) }}
 	core := genCore(256 << 10)
 
@@ -75,7 +76,7 @@ func TestRunRateLimit(t *testing.T) {
 			if c.Core.Size != int64(len(core)) || !drained[i] {
 				t.Errorf("kept core %+v, drained %v", c.Core, drained[i])
 			}
-		case DroppedRateLimited:
+		case spool.DroppedRateLimited:
 			if !hasNote(c, "rate limited: crash") || !hasNote(c, "only the first 3 per 1m0s") {
 				t.Errorf("rate-limited crash without a note saying so: %q", c.Notes)
 			}
@@ -92,14 +93,14 @@ func TestRunRateLimit(t *testing.T) {
 	if kept != 3 {
 		t.Errorf("%d of %d crashes kept their core, want 3", kept, crashes)
 	}
-	entries, err := Spool{Dir: spool}.Entries()
+	entries, err := spool.Spool{Dir: spoolDir}.Entries()
 	if err != nil || len(entries) != crashes {
 		t.Fatalf("%d entries, %v; want %d", len(entries), err, crashes)
 	}
 
 	// Another executable has its own budget.
 	other := fixtureProc(t, "", nil)
-	c, err := Run(context.Background(), Config{SpoolDir: spool, ProcRoot: other, RateLimit: 3, RateWindow: time.Minute, Now: cfg.Now},
+	c, err := Run(context.Background(), Config{SpoolDir: spoolDir, ProcRoot: other, RateLimit: 3, RateWindow: time.Minute, Now: cfg.Now},
 		kernelArgv("18446744073709551615"), strings.NewReader("core"))
 	if err != nil || c.Core.Dropped != "" {
 		t.Errorf("another executable's crash: %+v, %v", c, err)
@@ -108,7 +109,7 @@ func TestRunRateLimit(t *testing.T) {
 	// Once the window is over, the executable gets its budget back; the
 	// agent's cleaning removes the state of windows that ended.
 	now.Add(int64(time.Minute))
-	if n, err := (Spool{Dir: spool}).CleanRateLimits(time.Unix(0, now.Load())); err != nil || n != 2 {
+	if n, err := (spool.Spool{Dir: spoolDir}).CleanRateLimits(time.Unix(0, now.Load())); err != nil || n != 2 {
 		t.Errorf("CleanRateLimits removed %d, %v; want the 2 ended windows", n, err)
 	}
 	c, err = Run(context.Background(), cfg, kernelArgv("18446744073709551615"), bytes.NewReader(core))
@@ -123,10 +124,10 @@ func TestRunRateLimit(t *testing.T) {
 // valid prefix.
 func TestRunSpoolLedger(t *testing.T) {
 	procRoot := fixtureProc(t, "", nil)
-	spool := filepath.Join(t.TempDir(), "spool")
+	spoolDir := filepath.Join(t.TempDir(), "spool")
 	const maxUse = 6 << 20
-	cfg := Config{SpoolDir: spool, ProcRoot: procRoot, Hostname: "node-1", SpoolMaxUse: maxUse}
-	if err := os.Mkdir(spool, 0o700); err != nil {
+	cfg := Config{SpoolDir: spoolDir, ProcRoot: procRoot, Hostname: "node-1", SpoolMaxUse: maxUse}
+	if err := os.Mkdir(spoolDir, 0o700); err != nil {
 		t.Fatal(err)
 	}
 
@@ -135,7 +136,7 @@ func TestRunSpoolLedger(t *testing.T) {
 	var sampler sync.WaitGroup
 	sampler.Go(func() {
 		for {
-			peak.Store(max(peak.Load(), diskUsage(t, spool)))
+			peak.Store(max(peak.Load(), diskUsage(t, spoolDir)))
 			select {
 			case <-stop:
 				return
@@ -162,12 +163,12 @@ func TestRunSpoolLedger(t *testing.T) {
 	close(stop)
 	sampler.Wait()
 
-	final := diskUsage(t, spool)
+	final := diskUsage(t, spoolDir)
 	t.Logf("peak %d, final %d bytes of %d", peak.Load(), final, maxUse)
 	if peak.Load() > maxUse || final > maxUse {
 		t.Errorf("spool held %d bytes at its peak, %d at the end; max use %d", peak.Load(), final, maxUse)
 	}
-	entries, err := Spool{Dir: spool}.Entries()
+	entries, err := spool.Spool{Dir: spoolDir}.Entries()
 	if err != nil || len(entries) != crashes {
 		t.Fatalf("%d entries, %v; want one per crash", len(entries), err)
 	}
@@ -175,12 +176,12 @@ func TestRunSpoolLedger(t *testing.T) {
 	for i, c := range results {
 		switch {
 		case c == nil:
-		case c.Core.Dropped == DroppedSpoolFull:
+		case c.Core.Dropped == spool.DroppedSpoolFull:
 			dropped++
 		case c.Core.Dropped != "":
 			t.Errorf("core dropped as %q: %q", c.Core.Dropped, c.Notes)
 		default:
-			e := Entry{ID: c.ID, Dir: filepath.Join(spool, c.ID)}
+			e := spool.Entry{ID: c.ID, Dir: filepath.Join(spoolDir, c.ID)}
 			got := readCore(t, e.CorePath())
 			if !bytes.Equal(got, cores[i][:c.Core.Size]) || sha(got) != c.Core.SHA256 {
 				t.Errorf("crash %d: stored core is not the first %d bytes of its core", i, c.Core.Size)
@@ -298,16 +299,16 @@ func TestRateLimitOutOfOrderClock(t *testing.T) {
 func TestLedgerCountsEntryCommittedWhileWalking(t *testing.T) {
 	dir := t.TempDir()
 	id := corepipe.NewID(time.Now())
-	if err := os.Mkdir(filepath.Join(dir, id+tmpSuffix), 0o700); err != nil {
+	if err := os.Mkdir(filepath.Join(dir, id+spool.TmpSuffix), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	os.WriteFile(filepath.Join(dir, id+tmpSuffix, CoreFile), make([]byte, 5000), 0o600)
+	os.WriteFile(filepath.Join(dir, id+spool.TmpSuffix, spool.CoreFile), make([]byte, 5000), 0o600)
 	root, err := os.OpenRoot(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer root.Close()
-	ledgerListed = func() { os.Rename(filepath.Join(dir, id+tmpSuffix), filepath.Join(dir, id)) }
+	ledgerListed = func() { os.Rename(filepath.Join(dir, id+spool.TmpSuffix), filepath.Join(dir, id)) }
 	defer func() { ledgerListed = func() {} }()
 	used, _, err := ledgerUsage(root)
 	if err != nil || used != 5000 {

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/corepipe/corepipe/collector/spool"
 )
 
 // The spool's limits hold under concurrency through a ledger. Collectors
@@ -20,15 +22,13 @@ import (
 // let two of them take the same free bytes. Instead every entry being
 // written holds a reservation, <id>.tmp/reserved, and only ever writes what
 // it reserved. A collector grows its reservation under an exclusive flock
-// of <spool>/spool.lock, after counting what the whole spool holds:
+// of <spool>/spool.lock (spool.LockFile), after counting what the whole spool holds:
 // committed entries by their files, entries being written by the larger of
 // their files and their reservation. The count is a walk of the spool, not
 // a stored total, so an entry the agent removes, or a collector that died
 // (its .tmp entry stays counted until the agent cleans it), needs no
 // bookkeeping to be counted right.
 const (
-	// LockFile is the ledger's lock in the spool.
-	LockFile        = "spool.lock"
 	reservationFile = "reserved"
 	// lockTimeout bounds the wait for a lock: the dying process is waiting
 	// behind the collector. Holders keep a lock for one walk of the spool.
@@ -98,7 +98,7 @@ func (q *quota) rest() int64 {
 // grow raises the reservation to want, or as far as the limits allow, and
 // fails when that is below need.
 func (q *quota) grow(need, want int64) error {
-	lock, err := lockFile(q.root, LockFile, lockTimeout)
+	lock, err := lockFile(q.root, spool.LockFile, lockTimeout)
 	if err != nil {
 		return err
 	}
@@ -180,7 +180,7 @@ func ledgerUsage(root *os.Root) (used, pending int64, err error) {
 			used += entrySize(de)
 		case de.IsDir():
 			des, err := readDir(root, de.Name())
-			if id, ok := strings.CutSuffix(de.Name(), tmpSuffix); ok && errors.Is(err, fs.ErrNotExist) {
+			if id, ok := strings.CutSuffix(de.Name(), spool.TmpSuffix); ok && errors.Is(err, fs.ErrNotExist) {
 				// Committed since the listing, which then holds neither
 				// name: its files count under the new one. (A listing
 				// that holds both only counts it twice, which is safe.)
@@ -198,7 +198,7 @@ func ledgerUsage(root *os.Root) (used, pending int64, err error) {
 					files += entrySize(f)
 				}
 			}
-			if strings.HasSuffix(de.Name(), tmpSuffix) {
+			if strings.HasSuffix(de.Name(), spool.TmpSuffix) {
 				if r := readReservation(root, de.Name()); r > files {
 					pending += r - files
 					files = r

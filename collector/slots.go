@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/corepipe/corepipe/collector/spool"
 )
 
 // The bound on concurrent collectors. The kernel runs one collector per
@@ -25,7 +27,6 @@ import (
 // that finds none free within the slot wait keeps the manifest, closes the
 // kernel's stream and exits, freeing its kernel slot at once.
 const (
-	SlotsDir = "slots"
 	// DefaultMaxCollectors stays well below the core_pipe_limit the agent
 	// installs (64), so the kernel always has slots for the fast path.
 	DefaultMaxCollectors = 4
@@ -41,11 +42,11 @@ var errSlotsBusy = errors.New("collector slots stayed busy")
 // takeSlot takes one of n slot locks, waiting at most wait. Closing the
 // file releases the slot.
 func takeSlot(root *os.Root, n int, wait time.Duration) (*os.File, error) {
-	if err := root.Mkdir(SlotsDir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+	if err := root.Mkdir(spool.SlotsDir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
 		return nil, fmt.Errorf("collector slots: %w", err)
 	}
-	if fi, err := root.Lstat(SlotsDir); err != nil || !fi.IsDir() {
-		return nil, fmt.Errorf("collector slots: %s is not a directory", SlotsDir)
+	if fi, err := root.Lstat(spool.SlotsDir); err != nil || !fi.IsDir() {
+		return nil, fmt.Errorf("collector slots: %s is not a directory", spool.SlotsDir)
 	}
 	files := make([]*os.File, 0, n)
 	defer func() {
@@ -56,7 +57,7 @@ func takeSlot(root *os.Root, n int, wait time.Duration) (*os.File, error) {
 		}
 	}()
 	for i := range n {
-		f, err := root.OpenFile(path.Join(SlotsDir, strconv.Itoa(i)), os.O_RDWR|os.O_CREATE|unix.O_NOFOLLOW, 0o600)
+		f, err := root.OpenFile(path.Join(spool.SlotsDir, strconv.Itoa(i)), os.O_RDWR|os.O_CREATE|unix.O_NOFOLLOW, 0o600)
 		if err != nil {
 			return nil, fmt.Errorf("collector slots: %w", err)
 		}

@@ -19,8 +19,8 @@ import (
 
 	"github.com/corepipe/corepipe"
 	"github.com/corepipe/corepipe/blob"
-	"github.com/corepipe/corepipe/collector"
 	"github.com/corepipe/corepipe/collector/corepattern"
+	"github.com/corepipe/corepipe/collector/spool"
 	"github.com/corepipe/corepipe/internal/crashtest"
 	"github.com/corepipe/corepipe/internal/miniotest"
 	"github.com/corepipe/corepipe/internal/natstest"
@@ -73,9 +73,9 @@ func TestFaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	spool := filepath.Join(dir, "spool")
+	spoolDir := filepath.Join(dir, "spool")
 	metricsAddr := fmt.Sprintf("127.0.0.1:%d", natstest.FreePort(t))
-	agentArgs := []string{"agent", "--spool", spool, "--blob", minio.URL("corepipe-faults"), "--nats", ns.URL(),
+	agentArgs := []string{"agent", "--spool", spoolDir, "--blob", minio.URL("corepipe-faults"), "--nats", ns.URL(),
 		"--install-handler", "--collector", filepath.Join(binDir, "corepipe-collector"),
 		"--install-collector-to", filepath.Join(dir, "hostbin"),
 		"--max-backoff", "2s", "--handler-check", "100ms", "--metrics-listen", metricsAddr, "--rate-limit", "0"}
@@ -102,7 +102,7 @@ func TestFaults(t *testing.T) {
 		crash(big)
 		deadline := time.Now().Add(30 * time.Second)
 		for {
-			if entries, _ := (collector.Spool{Dir: spool}).Entries(); len(entries) > 0 {
+			if entries, _ := (spool.Spool{Dir: spoolDir}).Entries(); len(entries) > 0 {
 				break
 			}
 			if time.Now().After(deadline) {
@@ -119,7 +119,7 @@ func TestFaults(t *testing.T) {
 		crash(small)
 		crash(small)
 		time.Sleep(2 * time.Second)
-		if n := len(spoolEntries(t, spool)); n != 3 {
+		if n := len(spoolEntries(t, spoolDir)); n != 3 {
 			t.Errorf("%d spool entries while MinIO is down, want the 3 crashes", n)
 		}
 		minio.Restart()
@@ -199,9 +199,9 @@ func TestFaults(t *testing.T) {
 	})
 }
 
-func spoolEntries(t *testing.T, spool string) []collector.Entry {
+func spoolEntries(t *testing.T, spoolDir string) []spool.Entry {
 	t.Helper()
-	entries, err := collector.Spool{Dir: spool}.Entries()
+	entries, err := spool.Spool{Dir: spoolDir}.Entries()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,8 +16,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/corepipe/corepipe"
-	"github.com/corepipe/corepipe/collector"
 	"github.com/corepipe/corepipe/collector/corepattern"
+	"github.com/corepipe/corepipe/collector/spool"
 	"github.com/corepipe/corepipe/internal/crashtest"
 )
 
@@ -55,12 +55,12 @@ func main() {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	spool := filepath.Join(dir, "s")
-	if err := os.Mkdir(spool, 0o700); err != nil {
+	spoolDir := filepath.Join(dir, "s")
+	if err := os.Mkdir(spoolDir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	settings := collector.Settings{MaxUse: maxUse, RateLimit: rateLimit, RateWindow: time.Hour}
-	if err := settings.Save(spool); err != nil {
+	settings := spool.Settings{MaxUse: maxUse, RateLimit: rateLimit, RateWindow: time.Hour}
+	if err := settings.Save(spoolDir); err != nil {
 		t.Fatal(err)
 	}
 	lim := unix.Rlimit{Cur: unix.RLIM_INFINITY, Max: unix.RLIM_INFINITY}
@@ -76,7 +76,7 @@ func main() {
 	}
 	t.Cleanup(func() { kernel.Write(prev) })
 	if err := kernel.Write(corepattern.Settings{
-		Pattern:   corepattern.Pattern(filepath.Join(binDir, "corepipe-collector"), spool),
+		Pattern:   corepattern.Pattern(filepath.Join(binDir, "corepipe-collector"), spoolDir),
 		PipeLimit: 64,
 	}); err != nil {
 		t.Fatal(err)
@@ -87,7 +87,7 @@ func main() {
 	var sampler sync.WaitGroup
 	sampler.Go(func() {
 		for {
-			peak.Store(max(peak.Load(), filesSize(spool)))
+			peak.Store(max(peak.Load(), filesSize(spoolDir)))
 			select {
 			case <-stopSampling:
 				return
@@ -130,10 +130,10 @@ func main() {
 	// With core_pipe_limit set the kernel reaps a crash only after its
 	// collector exits, so the entries are committed by now; allow a moment
 	// for a slow rename all the same.
-	var entries []collector.Entry
+	var entries []spool.Entry
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		entries, err = collector.Spool{Dir: spool}.Entries()
+		entries, err = spool.Spool{Dir: spoolDir}.Entries()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -160,11 +160,11 @@ func main() {
 			if e.CorePath() == "" || c.Core.Size == 0 {
 				t.Errorf("crash %s kept a core of %d bytes at %q", c.ID, c.Core.Size, e.CorePath())
 			}
-		case collector.DroppedRateLimited:
+		case spool.DroppedRateLimited:
 			if e.CorePath() != "" || !hasNote(c, "rate limited") {
 				t.Errorf("rate-limited crash %s: core %q, notes %q", c.ID, e.CorePath(), c.Notes)
 			}
-		case collector.DroppedSpoolFull:
+		case spool.DroppedSpoolFull:
 			if e.CorePath() != "" || !hasNote(c, "spool full") {
 				t.Errorf("spool-full crash %s: core %q, notes %q", c.ID, e.CorePath(), c.Notes)
 			}
@@ -182,9 +182,9 @@ func main() {
 		switch c.Core.Dropped {
 		case "":
 			kept++
-		case collector.DroppedRateLimited:
+		case spool.DroppedRateLimited:
 			limited++
-		case collector.DroppedSpoolFull:
+		case spool.DroppedSpoolFull:
 			full++
 		}
 		if hasNote(c, "spool full") {
@@ -205,7 +205,7 @@ func main() {
 		t.Errorf("the spool held %d bytes during the storm, max use %d", p, maxUse)
 	}
 	if len(entries) != crashes {
-		log, _ := os.ReadFile(filepath.Join(spool, collector.LogFile))
+		log, _ := os.ReadFile(filepath.Join(spoolDir, spool.LogFile))
 		t.Errorf("%d entries for %d crashes; collector.log:\n%s", len(entries), crashes, tail(string(log), 20))
 	}
 }

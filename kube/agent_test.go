@@ -18,8 +18,8 @@ import (
 
 	"github.com/corepipe/corepipe"
 	"github.com/corepipe/corepipe/blob/fs"
-	"github.com/corepipe/corepipe/collector"
 	"github.com/corepipe/corepipe/collector/agent"
+	"github.com/corepipe/corepipe/collector/spool"
 	"github.com/corepipe/corepipe/internal/natstest"
 	"github.com/corepipe/corepipe/kube"
 	natsq "github.com/corepipe/corepipe/queue/nats"
@@ -109,16 +109,16 @@ func TestAgentWithWatcher(t *testing.T) {
 	client := fake.NewClientset(pod)
 	cfg := kube.Config{Client: client, Node: node, UIURL: "http://corepipe.shop.svc", Blobs: store, LinkWait: time.Hour}
 
-	spool := collector.Spool{Dir: t.TempDir()}
+	sp := spool.Spool{Dir: t.TempDir()}
 	var w *kube.Watcher
-	ag := agent.New(agent.Config{Spool: spool, Blobs: store, Queue: q, Enricher: enricher{&w}, Observer: observer{&w}})
+	ag := agent.New(agent.Config{Spool: sp, Blobs: store, Queue: q, Enricher: enricher{&w}, Observer: observer{&w}})
 	w, stop := runWatcher(t, cfg, ag)
 
 	// The collector's entry: a SIGABRT core of container run 1.
 	core := &corepipe.Crash{Schema: corepipe.ManifestSchema, ID: corepipe.NewID(now), CapturedAt: now, Node: node,
 		Signal:    corepipe.Signal{Number: 6, Name: "SIGABRT"},
 		Container: &corepipe.Container{ID: runID(1), Runtime: "containerd", PodUID: string(pod.UID)}}
-	writeEntry(t, spool.Dir, core)
+	writeEntry(t, sp.Dir, core)
 	if n, err := ag.ShipAll(ctx); err != nil || n != 1 {
 		t.Fatalf("ShipAll = %d, %v", n, err)
 	}
@@ -216,9 +216,9 @@ type observer struct{ w **kube.Watcher }
 
 func (o observer) Shipped(ctx context.Context, c *corepipe.Crash) { (*o.w).Shipped(ctx, c) }
 
-func writeEntry(t *testing.T, spool string, c *corepipe.Crash) {
+func writeEntry(t *testing.T, spoolDir string, c *corepipe.Crash) {
 	t.Helper()
-	dir := filepath.Join(spool, c.ID)
+	dir := filepath.Join(spoolDir, c.ID)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		t.Fatal(err)
 	}
@@ -226,7 +226,7 @@ func writeEntry(t *testing.T, spool string, c *corepipe.Crash) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, collector.ManifestFile), b, 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, spool.ManifestFile), b, 0o600); err != nil {
 		t.Fatal(err)
 	}
 }

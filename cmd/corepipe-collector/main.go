@@ -25,6 +25,7 @@ import (
 
 	"github.com/corepipe/corepipe"
 	"github.com/corepipe/corepipe/collector"
+	"github.com/corepipe/corepipe/collector/spool"
 	"github.com/corepipe/corepipe/internal/size"
 )
 
@@ -38,7 +39,7 @@ func main() { os.Exit(run(os.Args[1:])) }
 func run(argv []string) int {
 	start := time.Now()
 	flags := flag.NewFlagSet("corepipe-collector", flag.ContinueOnError)
-	spool := flags.String("spool", "", "spool `directory` the node agent reads")
+	spoolDir := flags.String("spool", "", "spool `directory` the node agent reads")
 	maxCore := flags.String("max-core-size", "0", "keep at most this many raw core bytes, a size like 512M or 2G (0: no limit)")
 	maxUse := flags.String("max-use", "0", "size the whole spool may hold (0: no limit)")
 	keepFree := flags.String("keep-free", "0", "size to keep free on the spool's filesystem")
@@ -59,13 +60,13 @@ func run(argv []string) int {
 		}
 		return n
 	}
-	cfg := collector.Config{SpoolDir: *spool, Logger: stderr}
+	cfg := collector.Config{SpoolDir: *spoolDir, Logger: stderr}
 	// The agent's settings in the spool first, then what the command line
 	// says explicitly.
-	if s, err := collector.LoadSettings(*spool); err != nil {
+	if s, err := spool.LoadSettings(*spoolDir); err != nil {
 		warnings = append(warnings, fmt.Sprintf("settings ignored: %v", err))
 	} else {
-		s.Apply(&cfg)
+		cfg.Apply(s)
 	}
 	flags.Visit(func(f *flag.Flag) {
 		switch f.Name {
@@ -103,7 +104,7 @@ func run(argv []string) int {
 			msg += "; removing the unfinished entry hangs, the agent will clean it"
 		}
 		stderr.Error(msg)
-		logLine(*spool, slog.LevelError, msg, "args", strings.Join(flags.Args(), " "))
+		logLine(*spoolDir, slog.LevelError, msg, "args", strings.Join(flags.Args(), " "))
 		os.Exit(1)
 	})
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
@@ -119,14 +120,14 @@ func run(argv []string) int {
 	}
 	for _, w := range warnings {
 		stderr.Warn(w)
-		logLine(*spool, slog.LevelWarn, w, attrs...)
+		logLine(*spoolDir, slog.LevelWarn, w, attrs...)
 	}
 	if err != nil {
 		stderr.Error("crash not captured", append(attrs, "err", err)...)
-		logLine(*spool, slog.LevelError, "crash not captured", append(attrs, "err", err)...)
+		logLine(*spoolDir, slog.LevelError, "crash not captured", append(attrs, "err", err)...)
 		return 1
 	}
-	logLine(*spool, slog.LevelInfo, "crash captured", append(attrs, corepipe.LogKeyCrash, c.ID, "comm", c.Process.Comm,
+	logLine(*spoolDir, slog.LevelInfo, "crash captured", append(attrs, corepipe.LogKeyCrash, c.ID, "comm", c.Process.Comm,
 		"core_size", c.Core.Size, "dropped", c.Core.Dropped, "truncated", c.Core.Truncated)...)
 	return 0
 }
@@ -152,15 +153,15 @@ func kernelPipe() *os.File {
 // built first and written with one O_APPEND write, so collectors running
 // side by side do not interleave; values are quoted by slog, so a newline in
 // a process name cannot forge a line.
-func logLine(spool string, level slog.Level, msg string, attrs ...any) {
-	if spool == "" {
+func logLine(spoolDir string, level slog.Level, msg string, attrs ...any) {
+	if spoolDir == "" {
 		return
 	}
 	// Same rule as the collector: never write through a symlinked spool.
-	if fi, err := os.Lstat(spool); err != nil || !fi.IsDir() {
+	if fi, err := os.Lstat(spoolDir); err != nil || !fi.IsDir() {
 		return
 	}
-	root, err := os.OpenRoot(spool)
+	root, err := os.OpenRoot(spoolDir)
 	if err != nil {
 		return
 	}
@@ -168,10 +169,10 @@ func logLine(spool string, level slog.Level, msg string, attrs ...any) {
 	var buf bytes.Buffer
 	slog.New(slog.NewTextHandler(&buf, nil)).Log(context.Background(), level, msg, attrs...)
 
-	if fi, err := root.Lstat(collector.LogFile); err == nil && fi.Size() > maxLogSize {
-		root.Rename(collector.LogFile, collector.LogFile+".1")
+	if fi, err := root.Lstat(spool.LogFile); err == nil && fi.Size() > maxLogSize {
+		root.Rename(spool.LogFile, spool.LogFile+".1")
 	}
-	f, err := root.OpenFile(collector.LogFile, os.O_WRONLY|os.O_APPEND|os.O_CREATE|unix.O_NOFOLLOW, 0o600)
+	f, err := root.OpenFile(spool.LogFile, os.O_WRONLY|os.O_APPEND|os.O_CREATE|unix.O_NOFOLLOW, 0o600)
 	if err != nil {
 		return
 	}

@@ -15,8 +15,8 @@ import (
 	"github.com/corepipe/corepipe/analyzer"
 	"github.com/corepipe/corepipe/api"
 	"github.com/corepipe/corepipe/blob/fs"
-	"github.com/corepipe/corepipe/collector"
 	"github.com/corepipe/corepipe/collector/agent"
+	"github.com/corepipe/corepipe/collector/spool"
 	"github.com/corepipe/corepipe/internal/size"
 	natsq "github.com/corepipe/corepipe/queue/nats"
 	"github.com/corepipe/corepipe/sqlite"
@@ -31,7 +31,7 @@ type devFlags struct {
 	force        bool
 	collectorBin string
 	analyzer     *analyzerFlags
-	limits       *collector.Settings
+	limits       *spool.Settings
 	notifier     *notifierFlags
 	api          *apiFlags
 	kube         *kubeFlags

@@ -21,6 +21,7 @@ import (
 	"github.com/corepipe/corepipe/collector"
 	"github.com/corepipe/corepipe/collector/agent"
 	"github.com/corepipe/corepipe/collector/corepattern"
+	"github.com/corepipe/corepipe/collector/spool"
 	"github.com/corepipe/corepipe/index"
 	"github.com/corepipe/corepipe/internal/size"
 	"github.com/corepipe/corepipe/sqlite"
@@ -42,8 +43,8 @@ func defaultCollector() string {
 
 // collectorFlagsOf declares the collector's limits; the agent hands them to
 // the collector through the spool.
-func collectorFlagsOf(fset *pflag.FlagSet, ignoreRlimit bool) *collector.Settings {
-	s := &collector.Settings{}
+func collectorFlagsOf(fset *pflag.FlagSet, ignoreRlimit bool) *spool.Settings {
+	s := &spool.Settings{}
 	fset.Var((*size.Value)(&s.MaxCoreSize), "max-core-size", "keep at most this much of each core (0: no limit)")
 	fset.Var((*size.Value)(&s.MaxUse), "max-use", "how much the spool may hold before cores are dropped (0: no limit)")
 	fset.Var((*size.Value)(&s.KeepFree), "keep-free", "how much to keep free on the spool's filesystem (0: no limit)")
@@ -57,7 +58,7 @@ func collectorFlagsOf(fset *pflag.FlagSet, ignoreRlimit bool) *collector.Setting
 
 // installHandler points the kernel's core_pattern at the collector and
 // returns the function that puts the previous settings back.
-func installHandler(log *slog.Logger, collectorPath, spool, stateFile string, force bool, limits collector.Settings) (func(), error) {
+func installHandler(log *slog.Logger, collectorPath, spoolDir, stateFile string, force bool, limits spool.Settings) (func(), error) {
 	collectorPath, err := filepath.Abs(collectorPath)
 	if err != nil {
 		return nil, err
@@ -65,17 +66,17 @@ func installHandler(log *slog.Logger, collectorPath, spool, stateFile string, fo
 	if st, err := os.Stat(collectorPath); err != nil || st.Mode()&0o111 == 0 {
 		return nil, fmt.Errorf("collector %s is not an executable file (build it with make build, or pass --collector)", collectorPath)
 	}
-	if err := os.MkdirAll(spool, 0o700); err != nil {
+	if err := os.MkdirAll(spoolDir, 0o700); err != nil {
 		return nil, fmt.Errorf("spool: %w", err)
 	}
-	spool, err = filepath.Abs(spool)
+	spoolDir, err = filepath.Abs(spoolDir)
 	if err != nil {
 		return nil, err
 	}
-	if err := limits.Save(spool); err != nil {
+	if err := limits.Save(spoolDir); err != nil {
 		return nil, err
 	}
-	g := handlerGuard(collectorPath, spool, stateFile, force)
+	g := handlerGuard(collectorPath, spoolDir, stateFile, force)
 	h, want := g.Handler, g.Want
 	if err := h.Install(want); err != nil {
 		return nil, fmt.Errorf("install crash handler: %w", err)
@@ -90,12 +91,12 @@ func installHandler(log *slog.Logger, collectorPath, spool, stateFile string, fo
 	}, nil
 }
 
-func newAgent(log *slog.Logger, spool string, blobs corepipe.BlobStore, q agent.Publisher, opts ...func(*agent.Config)) (*agent.Agent, error) {
-	if err := os.MkdirAll(spool, 0o700); err != nil {
+func newAgent(log *slog.Logger, spoolDir string, blobs corepipe.BlobStore, q agent.Publisher, opts ...func(*agent.Config)) (*agent.Agent, error) {
+	if err := os.MkdirAll(spoolDir, 0o700); err != nil {
 		return nil, fmt.Errorf("spool: %w", err)
 	}
 	cfg := agent.Config{
-		Spool:  collector.Spool{Dir: spool},
+		Spool:  spool.Spool{Dir: spoolDir},
 		Blobs:  blobs,
 		Queue:  q,
 		Logger: log.With("part", "agent"),

@@ -13,8 +13,8 @@ import (
 	"github.com/corepipe/corepipe/analyzer"
 	"github.com/corepipe/corepipe/api"
 	"github.com/corepipe/corepipe/blob"
-	"github.com/corepipe/corepipe/collector"
 	"github.com/corepipe/corepipe/collector/agent"
+	"github.com/corepipe/corepipe/collector/spool"
 	natsq "github.com/corepipe/corepipe/queue/nats"
 	"github.com/corepipe/corepipe/sqlite"
 )
@@ -47,7 +47,7 @@ type agentCmdFlags struct {
 	force        bool
 	collectorBin string
 	stateFile    string
-	limits       *collector.Settings
+	limits       *spool.Settings
 	kube         *kubeFlags
 	agent        *agentFlags
 	crashOutput  string

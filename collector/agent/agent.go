@@ -20,7 +20,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/corepipe/corepipe"
-	"github.com/corepipe/corepipe/collector"
+	"github.com/corepipe/corepipe/collector/spool"
 )
 
 // Publisher queues a captured crash; the agent needs nothing else of the queue.
@@ -42,7 +42,7 @@ type Observer interface {
 
 // Config is what an Agent needs.
 type Config struct {
-	Spool collector.Spool
+	Spool spool.Spool
 	Blobs corepipe.BlobStore
 	Queue Publisher
 	// Poll is how often the spool is scanned when nothing wakes the agent.
@@ -164,7 +164,7 @@ func (a *Agent) clean() {
 // cause (storage or queue down) would fail the rest too.
 func (a *Agent) ShipAll(ctx context.Context) (int, error) {
 	entries, err := a.cfg.Spool.Entries()
-	if errors.Is(err, collector.ErrSymlink) {
+	if errors.Is(err, spool.ErrSymlink) {
 		// Someone planted a link in the root-owned spool: never follow it,
 		// keep shipping the real entries.
 		a.log.Warn("spool holds symlinks, skipped", "err", err)
@@ -201,7 +201,7 @@ func (a *Agent) ShipAll(ctx context.Context) (int, error) {
 // then removes it from the spool. Every step is idempotent, so an entry whose
 // shipping was interrupted is shipped again whole, and the queue drops the
 // duplicate message by crash ID.
-func (a *Agent) Ship(ctx context.Context, e collector.Entry) error {
+func (a *Agent) Ship(ctx context.Context, e spool.Entry) error {
 	start := time.Now()
 	c, err := e.Manifest()
 	if err != nil {
@@ -279,7 +279,7 @@ func (a *Agent) record(ctx context.Context, c *corepipe.Crash) error {
 // note, so neither the crash nor the debugger that downloads its executable
 // gets the other program. A key that exists is never reason enough to skip
 // an upload.
-func (a *Agent) shipExecutable(ctx context.Context, e collector.Entry, c *corepipe.Crash) error {
+func (a *Agent) shipExecutable(ctx context.Context, e spool.Entry, c *corepipe.Crash) error {
 	x := &c.Executable
 	id := x.ContentID()
 	if id == "" {
@@ -312,13 +312,13 @@ func (a *Agent) shipExecutable(ctx context.Context, e collector.Entry, c *corepi
 	switch {
 	case stored.SHA256 == sum:
 		// Already there, the same bytes.
-	case stored == (collector.StoredExe{}) || id == sum:
+	case stored == (spool.StoredExe{}) || id == sum:
 		// Missing, or a content-addressed key holding other bytes, which
 		// only a damaged store can: (re)write it.
 		if err := a.putFile(ctx, key, p); err != nil {
 			return fmt.Errorf("store executable: %w", err)
 		}
-		stored = collector.StoredExe{SHA256: sum, Size: size}
+		stored = spool.StoredExe{SHA256: sum, Size: size}
 	default:
 		// Another executable holds this build ID.
 		if err := a.cfg.Spool.MarkExecutableStored(id, stored); err != nil {
@@ -336,7 +336,7 @@ func (a *Agent) shipExecutable(ctx context.Context, e collector.Entry, c *corepi
 				return fmt.Errorf("store executable: %w", err)
 			}
 		}
-		stored = collector.StoredExe{SHA256: sum, Size: size}
+		stored = spool.StoredExe{SHA256: sum, Size: size}
 	}
 	if err := a.cfg.Spool.MarkExecutableStored(id, stored); err != nil {
 		return err
@@ -348,27 +348,27 @@ func (a *Agent) shipExecutable(ctx context.Context, e collector.Entry, c *corepi
 // storedContent returns the sha256 and size of the object at key, the zero
 // StoredExe when there is none. An object of another size than want is not
 // read: it differs, and its hash is recorded as unknown.
-func (a *Agent) storedContent(ctx context.Context, key string, want int64) (collector.StoredExe, error) {
+func (a *Agent) storedContent(ctx context.Context, key string, want int64) (spool.StoredExe, error) {
 	size, err := a.cfg.Blobs.Stat(ctx, key)
 	if errors.Is(err, corepipe.ErrNotFound) {
-		return collector.StoredExe{}, nil
+		return spool.StoredExe{}, nil
 	}
 	if err != nil {
-		return collector.StoredExe{}, err
+		return spool.StoredExe{}, err
 	}
 	if size != want {
-		return collector.StoredExe{Size: size, SHA256: "unknown"}, nil
+		return spool.StoredExe{Size: size, SHA256: "unknown"}, nil
 	}
 	r, err := a.cfg.Blobs.Get(ctx, key)
 	if err != nil {
-		return collector.StoredExe{}, err
+		return spool.StoredExe{}, err
 	}
 	defer r.Close()
 	h := sha256.New()
 	if _, err := io.Copy(h, r); err != nil {
-		return collector.StoredExe{}, fmt.Errorf("read %s: %w", key, err)
+		return spool.StoredExe{}, fmt.Errorf("read %s: %w", key, err)
 	}
-	return collector.StoredExe{SHA256: hex.EncodeToString(h.Sum(nil)), Size: size}, nil
+	return spool.StoredExe{SHA256: hex.EncodeToString(h.Sum(nil)), Size: size}, nil
 }
 
 // hashFile returns the sha256 and size of a spool file, never through a link.

@@ -13,7 +13,7 @@ import (
 
 	"github.com/corepipe/corepipe"
 	"github.com/corepipe/corepipe/blob/fs"
-	"github.com/corepipe/corepipe/collector"
+	"github.com/corepipe/corepipe/collector/spool"
 	"github.com/corepipe/corepipe/internal/natstest"
 	natsq "github.com/corepipe/corepipe/queue/nats"
 )
@@ -51,7 +51,7 @@ func newCrash(pid int) *corepipe.Crash {
 }
 
 type rig struct {
-	spool collector.Spool
+	spool spool.Spool
 	blobs *fs.Store
 	queue *natsq.Queue
 	agent *Agent
@@ -72,7 +72,7 @@ func newRig(t *testing.T, blobs corepipe.BlobStore) *rig {
 	if blobs == nil {
 		blobs = store
 	}
-	r := &rig{spool: collector.Spool{Dir: t.TempDir()}, blobs: store, queue: q}
+	r := &rig{spool: spool.Spool{Dir: t.TempDir()}, blobs: store, queue: q}
 	r.agent = New(Config{Spool: r.spool, Blobs: blobs, Queue: q})
 	return r
 }
@@ -274,7 +274,7 @@ func TestCorruptEntryIsQuarantined(t *testing.T) {
 	if ids := r.queued(t); len(ids) != 1 || ids[0] != good.ID {
 		t.Errorf("queued %v, want the good crash behind the broken one", ids)
 	}
-	if _, err := os.Stat(filepath.Join(r.spool.Dir, collector.QuarantineDir, bad, "manifest.json")); err != nil {
+	if _, err := os.Stat(filepath.Join(r.spool.Dir, spool.QuarantineDir, bad, "manifest.json")); err != nil {
 		t.Errorf("broken entry not kept in quarantine: %v", err)
 	}
 	if entries, _ := r.spool.Entries(); len(entries) != 0 {
@@ -294,7 +294,7 @@ func TestRecordStoresManifestOnlyOncePublished(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := New(Config{Spool: collector.Spool{Dir: t.TempDir()}, Blobs: store, Queue: downQueue{}})
+	a := New(Config{Spool: spool.Spool{Dir: t.TempDir()}, Blobs: store, Queue: downQueue{}})
 	c := newCrash(3)
 	c.Core.Dropped = "no core: OOMKilled"
 	if err := a.ShipRecord(context.Background(), c); !errors.Is(err, corepipe.ErrUnavailable) {

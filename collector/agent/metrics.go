@@ -7,7 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
-	"github.com/corepipe/corepipe/collector"
+	"github.com/corepipe/corepipe/collector/spool"
 )
 
 // metrics are the agent's Prometheus metrics. They are always counted;
@@ -74,7 +74,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Spool entries that could not be shipped (no or a corrupt manifest) and were moved to the spool's quarantine directory.",
 		}),
 	}
-	for _, reason := range []string{collector.DroppedRlimit, collector.DroppedSpoolFull, collector.DroppedRateLimited, collector.DroppedWrite, collector.DroppedBusy} {
+	for _, reason := range []string{spool.DroppedRlimit, spool.DroppedSpoolFull, spool.DroppedRateLimited, spool.DroppedWrite, spool.DroppedBusy} {
 		m.dropped.WithLabelValues(reason)
 	}
 	return m
@@ -83,7 +83,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 // observe counts the entries seen for the first time, from their manifests.
 // seen is the set of IDs counted before; it is
 // replaced by the IDs present now, so it never outgrows the spool.
-func (a *Agent) observe(entries []collector.Entry) {
+func (a *Agent) observe(entries []spool.Entry) {
 	seen := make(map[string]bool, len(entries))
 	for _, e := range entries {
 		seen[e.ID] = true
@@ -108,7 +108,7 @@ func (a *Agent) observe(entries []collector.Entry) {
 
 // waiting sets the spool gauges from the entries still waiting, oldest
 // first.
-func (a *Agent) waiting(entries []collector.Entry, now time.Time) {
+func (a *Agent) waiting(entries []spool.Entry, now time.Time) {
 	a.m.waiting.Set(float64(len(entries)))
 	a.m.oldest.Set(0)
 	if len(entries) > 0 {

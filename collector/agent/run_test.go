@@ -16,8 +16,8 @@ import (
 
 	"github.com/corepipe/corepipe"
 	"github.com/corepipe/corepipe/blob/fs"
-	"github.com/corepipe/corepipe/collector"
 	"github.com/corepipe/corepipe/collector/corepattern"
+	"github.com/corepipe/corepipe/collector/spool"
 )
 
 // run starts a.Run and returns its stop.
@@ -84,8 +84,8 @@ func TestMetrics(t *testing.T) {
 
 	kept, limited, full := newCrash(1), newCrash(2), newCrash(3)
 	kept.Core.Truncated = true
-	limited.Core.Dropped = collector.DroppedRateLimited
-	full.Core.Dropped = collector.DroppedSpoolFull
+	limited.Core.Dropped = spool.DroppedRateLimited
+	full.Core.Dropped = spool.DroppedSpoolFull
 	kept.CapturedAt = time.Now().Add(-time.Hour)
 	kept.ID = corepipe.NewID(kept.CapturedAt)
 	writeEntry(t, r.spool.Dir, kept, []byte("core bytes"), []byte("exe"))
@@ -105,8 +105,8 @@ func TestMetrics(t *testing.T) {
 		}
 	}
 	check("captured", 3, r.agent.m.captured)
-	check("dropped rate_limited", 1, r.agent.m.dropped.WithLabelValues(collector.DroppedRateLimited))
-	check("dropped spool_full", 1, r.agent.m.dropped.WithLabelValues(collector.DroppedSpoolFull))
+	check("dropped rate_limited", 1, r.agent.m.dropped.WithLabelValues(spool.DroppedRateLimited))
+	check("dropped spool_full", 1, r.agent.m.dropped.WithLabelValues(spool.DroppedSpoolFull))
 	check("truncated", 1, r.agent.m.truncated)
 	check("retries", 2, r.agent.m.retries)
 	check("waiting", 3, r.agent.m.waiting)

@@ -1,4 +1,4 @@
-package collector
+package spool
 
 import (
 	"encoding/json"
@@ -37,7 +37,7 @@ func TestSpoolEntries(t *testing.T) {
 	older, newer, writing := corepipe.NewID(t0), corepipe.NewID(t0.Add(time.Second)), corepipe.NewID(t0.Add(2*time.Second))
 	writeEntry(t, dir, newer, newer, CoreFile)
 	writeEntry(t, dir, older, older, CoreFile, ExecutableFile)
-	writeEntry(t, dir, writing+tmpSuffix, writing, CoreFile)
+	writeEntry(t, dir, writing+TmpSuffix, writing, CoreFile)
 	// Junk the agent must never pick up.
 	writeEntry(t, dir, "not-an-id", "not-an-id")
 	os.Mkdir(filepath.Join(dir, ExecutablesDir), 0o700)
@@ -151,12 +151,12 @@ func TestCleanStaleAndUsage(t *testing.T) {
 	dir := t.TempDir()
 	s := Spool{Dir: dir}
 	stale, fresh, done := corepipe.NewID(time.Now()), corepipe.NewID(time.Now()), corepipe.NewID(time.Now())
-	writeEntry(t, dir, stale+tmpSuffix, stale, CoreFile)
-	writeEntry(t, dir, fresh+tmpSuffix, fresh, CoreFile)
+	writeEntry(t, dir, stale+TmpSuffix, stale, CoreFile)
+	writeEntry(t, dir, fresh+TmpSuffix, fresh, CoreFile)
 	writeEntry(t, dir, done, done, CoreFile)
 	writeEntry(t, dir, "junk.tmp", "junk")
 	old := time.Now().Add(-2 * time.Hour)
-	for _, n := range []string{stale + tmpSuffix, done, "junk.tmp"} {
+	for _, n := range []string{stale + TmpSuffix, done, "junk.tmp"} {
 		os.Chtimes(filepath.Join(dir, n), old, old)
 	}
 
@@ -168,7 +168,7 @@ func TestCleanStaleAndUsage(t *testing.T) {
 	if err != nil || n != 1 {
 		t.Fatalf("CleanStale = %d, %v; want 1", n, err)
 	}
-	for name, want := range map[string]bool{stale + tmpSuffix: false, fresh + tmpSuffix: true, done: true, "junk.tmp": true} {
+	for name, want := range map[string]bool{stale + TmpSuffix: false, fresh + TmpSuffix: true, done: true, "junk.tmp": true} {
 		if _, err := os.Lstat(filepath.Join(dir, name)); (err == nil) != want {
 			t.Errorf("%s present = %v, want %v", name, err == nil, want)
 		}
