@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/url"
 	"os"
 	"strings"
@@ -18,6 +19,8 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/corepipe/corepipe"
+	"github.com/corepipe/corepipe/blob/s3"
+	"github.com/corepipe/corepipe/internal/miniotest"
 	"github.com/corepipe/corepipe/internal/natstest"
 	natsq "github.com/corepipe/corepipe/queue/nats"
 )
@@ -211,4 +214,140 @@ func refusedSubscribe(t *testing.T, u, role, subject string) {
 	case <-time.After(5 * time.Second):
 		t.Errorf("%s: subscribe %s: allowed, want refused", role, subject)
 	}
+}
+
+// s3Roles are the chart's S3 users and the policy each one gets.
+var s3Roles = map[string]string{
+	"agent":    "s3-agent.json",
+	"analyzer": "s3-analyzer.json",
+	"api":      "s3-api.json",
+}
+
+// s3Policy is a role's policy document for bucket, as the chart renders it.
+func s3Policy(t *testing.T, role, bucket string) string {
+	t.Helper()
+	return strings.ReplaceAll(policyFile(t, s3Roles[role]), "BUCKET", bucket)
+}
+
+func TestS3RolePolicies(t *testing.T) {
+	srv := miniotest.Start(t)
+	const bucket = "corepipe"
+	u, err := url.Parse(srv.URL(bucket))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	// The chart's setup job makes the bucket with the root credentials:
+	// no role may create one.
+	root, rootSecret := srv.Credentials()
+	if _, err := s3.Open(ctx, u, s3.WithCredentials(root, rootSecret)); err != nil {
+		t.Fatalf("open as root: %v", err)
+	}
+	stores := map[string]*s3.Store{}
+	for role := range s3Roles {
+		srv.AddUser("corepipe-"+role, role+"-secret-key", s3Policy(t, role, bucket))
+		st, err := s3.Open(ctx, u, s3.WithCredentials("corepipe-"+role, role+"-secret-key"))
+		if err != nil {
+			t.Fatalf("open the blob store as %s: %v", role, err)
+		}
+		stores[role] = st
+	}
+	agent, analyzer, api := stores["agent"], stores["analyzer"], stores["api"]
+
+	crash := &corepipe.Crash{ID: corepipe.NewID(time.Now()), Node: "node-1", CapturedAt: time.Now().UTC()}
+	core, manifest, exe, report := corepipe.CoreKey(crash), corepipe.ManifestKey(crash), corepipe.ExecutableKey("0123abcd"), corepipe.ReportKey(crash.ID)
+
+	// The agent: dedup checks of executables and of recorded terminations
+	// must see "not found", not "denied".
+	for _, key := range []string{exe, manifest} {
+		if _, err := agent.Stat(ctx, key); !errors.Is(err, corepipe.ErrNotFound) {
+			t.Errorf("agent: stat missing %s: %v, want not found", key, err)
+		}
+	}
+	for key, body := range map[string]string{core: "core", manifest: "{}", corepipe.LogKey(crash): "panic: x", exe: "\x7fELF"} {
+		put(t, "agent", agent, key, body, true)
+	}
+	get(t, "agent", agent, exe, true)
+	if n, err := agent.Stat(ctx, manifest); err != nil || n != 2 {
+		t.Errorf("agent: stat its manifest: %d, %v", n, err)
+	}
+
+	// The analyzer reads what the agent stored and writes the report.
+	for _, key := range []string{core, corepipe.LogKey(crash), manifest, exe} {
+		get(t, "analyzer", analyzer, key, true)
+	}
+	put(t, "analyzer", analyzer, report, `{"schema":1}`, true)
+
+	// The API reads everything, and lists the reports to rebuild its index.
+	for _, key := range []string{report, core, exe} {
+		get(t, "api", api, key, true)
+	}
+	var listed []string
+	if err := api.List(ctx, corepipe.ReportsPrefix, func(key string) error { listed = append(listed, key); return nil }); err != nil || len(listed) != 1 || listed[0] != report {
+		t.Errorf("api: list reports: %v, %v", listed, err)
+	}
+
+	// What each must not do.
+	get(t, "agent", agent, core, false)
+	get(t, "agent", agent, report, false)
+	put(t, "agent", agent, report, "{}", false)
+	put(t, "agent", agent, "symbols/x", "x", false)
+	put(t, "analyzer", analyzer, core, "forged", false)
+	put(t, "analyzer", analyzer, exe, "forged", false)
+	put(t, "analyzer", analyzer, manifest, "forged", false)
+	for _, key := range []string{report, core, exe, "other/x"} {
+		put(t, "api", api, key, "forged", false)
+	}
+	get(t, "analyzer", analyzer, "other/x", false)
+	// The refused writes changed nothing.
+	rootStore, err := s3.Open(ctx, u, s3.WithCredentials(root, rootSecret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for key, want := range map[string]string{core: "core", exe: "\x7fELF", report: `{"schema":1}`} {
+		if got := read(t, rootStore, key); got != want {
+			t.Errorf("%s holds %q, want %q", key, got, want)
+		}
+	}
+}
+
+func put(t *testing.T, role string, st *s3.Store, key, body string, allowed bool) {
+	t.Helper()
+	err := st.Put(context.Background(), key, strings.NewReader(body), int64(len(body)))
+	check(t, role+": put "+key, err, allowed)
+}
+
+func get(t *testing.T, role string, st *s3.Store, key string, allowed bool) {
+	t.Helper()
+	rc, err := st.Get(context.Background(), key)
+	if err == nil {
+		rc.Close()
+	}
+	check(t, role+": get "+key, err, allowed)
+}
+
+func check(t *testing.T, what string, err error, allowed bool) {
+	t.Helper()
+	switch {
+	case allowed && err != nil:
+		t.Errorf("%s: %v", what, err)
+	case !allowed && err == nil:
+		t.Errorf("%s: allowed, want refused", what)
+	case !allowed && !strings.Contains(err.Error(), "AccessDenied"):
+		t.Errorf("%s: %v, want AccessDenied", what, err)
+	}
+}
+
+func read(t *testing.T, st *s3.Store, key string) string {
+	t.Helper()
+	rc, err := st.Get(context.Background(), key)
+	if err != nil {
+		t.Fatalf("get %s: %v", key, err)
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(io.LimitReader(rc, 1<<20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
