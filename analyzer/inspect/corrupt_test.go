@@ -15,8 +15,13 @@ import (
 	"testing"
 
 	"github.com/corepipe/corepipe"
+	"github.com/corepipe/corepipe/analyzer/corefile"
 	"github.com/corepipe/corepipe/internal/crashtest"
 )
+
+// brokenDir is where -update-broken writes the heads of the broken cores:
+// package corefile's pre-check tests and fuzz corpus.
+const brokenDir = "../corefile/testdata/broken"
 
 var updateBroken = flag.Bool("update-broken", false, "rewrite "+brokenDir+" from a fresh core (root)")
 
@@ -89,11 +94,11 @@ func findNote(t *testing.T, core []byte, l coreLayout, typ uint32) (off, size ui
 	off, end := l.notesOff, l.notesOff+l.notesSize
 	for off+12 <= end {
 		namesz, descsz, ntype := binary.LittleEndian.Uint32(core[off:]), binary.LittleEndian.Uint32(core[off+4:]), binary.LittleEndian.Uint32(core[off+8:])
-		desc := off + 12 + align4(uint64(namesz))
+		desc := off + 12 + (uint64(namesz)+3)&^3
 		if ntype == typ {
 			return desc, uint64(descsz)
 		}
-		off = desc + align4(uint64(descsz))
+		off = desc + (uint64(descsz)+3)&^3
 	}
 	t.Fatalf("no note of type %#x", typ)
 	return 0, 0
@@ -131,8 +136,8 @@ func TestBrokenCores(t *testing.T) {
 	u32 := func(v uint32) []byte { return binary.LittleEndian.AppendUint32(nil, v) }
 	u64 := func(v uint64) []byte { return binary.LittleEndian.AppendUint64(nil, v) }
 	mid := l.loads[len(l.loads)/2]
-	fileNote, _ := findNote(t, core, l, ntFile)
-	auxv, auxvSize := findNote(t, core, l, ntAuxv)
+	fileNote, _ := findNote(t, core, l, corefile.NTFile)
+	auxv, auxvSize := findNote(t, core, l, corefile.NTAuxv)
 	phdr := func(i int, field uint64) uint64 { return l.phoff + l.loadIndex[i]*l.phentsize + field }
 
 	for _, tc := range []struct {

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/corepipe/corepipe"
+	"github.com/corepipe/corepipe/analyzer/corefile"
 	"github.com/corepipe/corepipe/internal/crashtest"
 )
 
@@ -205,7 +206,7 @@ func TestReplacedExecutable(t *testing.T) {
 	wantPanic(t, r, corepipe.PanicKindPanic, "runtime error: index out of range [5] with length 3")
 
 	_, err := Inspect(context.Background(), core, exe, Options{})
-	if !errors.Is(err, corepipe.ErrInvalid) || !errors.Is(err, errWrongExe) || strings.Contains(err.Error(), "\n") {
+	if !errors.Is(err, corepipe.ErrInvalid) || !errors.Is(err, corefile.ErrWrongExe) || strings.Contains(err.Error(), "\n") {
 		t.Fatalf("Inspect with the replaced executable = %v; want one line wrapping ErrInvalid and the wrong-executable error", err)
 	}
 	t.Log(err)

@@ -23,6 +23,7 @@ import (
 	"github.com/go-delve/delve/pkg/proc/core"
 
 	"github.com/corepipe/corepipe"
+	"github.com/corepipe/corepipe/analyzer/corefile"
 )
 
 // Options tune an analysis. The zero value is ready to use.
@@ -36,6 +37,10 @@ type Options struct {
 	MaxGoroutines int
 	// Logger receives what the analysis had to guess or skip.
 	Logger *slog.Logger
+	// DebugInfoDirs are where delve looks for the separate debug file of
+	// an executable without DWARF: <dir>/.build-id/xx/rest.debug, then
+	// <dir>/<executable's name>.debug.
+	DebugInfoDirs []string
 }
 
 const defaultMaxFrames = 1000
@@ -69,22 +74,22 @@ func Inspect(ctx context.Context, corePath, exePath string, opts Options) (rep *
 	if exePath == "" {
 		// The kernel names the files it mapped: the executable is the one
 		// mapped at the program's entry point.
-		p, _, ok := c.mainMapping()
+		p, _, ok := c.MainMapping()
 		if !ok {
 			return nil, fmt.Errorf("%w: core %s names no executable: give it explicitly", corepipe.ErrInvalid, corePath)
 		}
 		exePath = p
 	}
-	exe, err := readExe(exePath)
+	exe, err := corefile.ReadExe(exePath)
 	if err != nil {
 		return nil, err
 	}
-	if err := c.checkExe(exe); err != nil {
+	if err := c.CheckExe(exe); err != nil {
 		return nil, err
 	}
 
 	r := &corepipe.Report{Schema: corepipe.ReportSchema, Status: corepipe.StatusAnalyzed}
-	if sig := c.killSignal(); sig != 0 {
+	if sig := c.KillSignal(); sig != 0 {
 		r.Signal = &corepipe.Signal{Number: sig, Name: corepipe.SignalName(sig)}
 	}
 	r.Go = goInfo(exePath, exe)
@@ -100,7 +105,7 @@ func Inspect(ctx context.Context, corePath, exePath string, opts Options) (rep *
 			rep, err = nil, fmt.Errorf("analyse core %s: delve panicked: %v", corePath, p)
 		}
 	}()
-	tg, err := core.OpenCore(corePath, exePath, nil)
+	tg, err := core.OpenCore(corePath, exePath, opts.DebugInfoDirs)
 	if err != nil {
 		if r.Go == nil {
 			// delve needs DWARF; a stripped C program still has the
@@ -109,20 +114,20 @@ func Inspect(ctx context.Context, corePath, exePath string, opts Options) (rep *
 			c.fillNative(r, nil, exePath)
 			return r, nil
 		}
-		if c.truncated != nil {
+		if c.Truncated != nil {
 			return c.notesOnly(r, exePath, err), nil
 		}
 		return nil, fmt.Errorf("open core %s with %s: %w", corePath, exePath, err)
 	}
 	defer tg.Detach(false)
 
-	a := newAnalysis(ctx, tg.Selected, opts, c.size)
+	a := newAnalysis(ctx, tg.Selected, opts, c.Size)
 	a.reopen = func() (*analysis, func(), error) {
-		tg2, err := core.OpenCore(corePath, exePath, nil)
+		tg2, err := core.OpenCore(corePath, exePath, opts.DebugInfoDirs)
 		if err != nil {
 			return nil, nil, err
 		}
-		b := newAnalysis(ctx, tg2.Selected, opts, c.size)
+		b := newAnalysis(ctx, tg2.Selected, opts, c.Size)
 		if err := b.scopeFrom(a); err != nil {
 			tg2.Detach(false)
 			return nil, nil, err
@@ -134,30 +139,21 @@ func Inspect(ctx context.Context, corePath, exePath string, opts Options) (rep *
 		return r, nil
 	}
 	if err := a.run(r); err != nil {
-		if c.truncated != nil {
+		if c.Truncated != nil {
 			partial := &corepipe.Report{Schema: r.Schema, Status: r.Status, Signal: r.Signal, Go: r.Go}
 			return c.notesOnly(partial, exePath, err), nil
 		}
 		return nil, fmt.Errorf("analyse core %s: %w", corePath, err)
 	}
-	if c.truncated != nil {
+	if c.Truncated != nil {
 		c.noteTruncated(r, nil)
 	}
 	return r, nil
 }
 
-// killSignal is the signal the kernel dumped the core for: the dumping
-// thread's NT_SIGINFO, else its NT_PRSTATUS.
-func (c *coreFile) killSignal() int {
-	if c.siginfo != nil && c.siginfo.signo > 0 {
-		return c.siginfo.signo
-	}
-	return c.threads[0].cursig
-}
-
 // goInfo reads the Go build information of exe, or returns nil when exe is
 // not a Go program.
-func goInfo(path string, exe *exeInfo) *corepipe.GoInfo {
+func goInfo(path string, exe *corefile.Exe) *corepipe.GoInfo {
 	bi, err := buildinfo.ReadFile(path)
 	if err != nil {
 		return nil
@@ -166,7 +162,7 @@ func goInfo(path string, exe *exeInfo) *corepipe.GoInfo {
 		Version:     bi.GoVersion,
 		MainModule:  bi.Main.Path,
 		MainVersion: bi.Main.Version,
-		BuildID:     exe.goBuildID,
+		BuildID:     exe.GoBuildID,
 	}
 	for _, s := range bi.Settings {
 		if s.Key == "vcs.revision" {
@@ -179,16 +175,16 @@ func goInfo(path string, exe *exeInfo) *corepipe.GoInfo {
 // fillNative reports a non-Go program: no goroutines, the threads as the
 // stack source, the fault from the kernel's siginfo.
 func (c *coreFile) fillNative(r *corepipe.Report, t *proc.Target, exePath string) {
-	sig := c.killSignal()
-	dying := c.threads[0]
-	if c.siginfo != nil && isFault(sig) {
+	sig := c.KillSignal()
+	dying := c.Threads[0]
+	if c.Siginfo != nil && isFault(sig) {
 		r.Fault = &corepipe.Fault{
 			Signal:   sig,
 			Name:     corepipe.SignalName(sig),
-			Code:     c.siginfo.code,
-			CodeName: corepipe.SignalCodeName(sig, c.siginfo.code),
-			Address:  hex(c.siginfo.addr),
-			PC:       hex(dying.pc),
+			Code:     c.Siginfo.Code,
+			CodeName: corepipe.SignalCodeName(sig, c.Siginfo.Code),
+			Address:  hex(c.Siginfo.Addr),
+			PC:       hex(dying.PC),
 		}
 	}
 	if sig != 0 {
@@ -198,8 +194,8 @@ func (c *coreFile) fillNative(r *corepipe.Report, t *proc.Target, exePath string
 		r.Threads = threads(t)
 		threadStacks(t, r.Threads)
 	} else {
-		for _, th := range c.threads {
-			r.Threads = append(r.Threads, corepipe.Thread{ID: th.tid, PC: hex(th.pc), SP: hex(th.sp)})
+		for _, th := range c.Threads {
+			r.Threads = append(r.Threads, corepipe.Thread{ID: th.TID, PC: hex(th.PC), SP: hex(th.SP)})
 		}
 	}
 	c.scanStacks(r.Threads, exePath)

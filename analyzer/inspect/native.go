@@ -8,6 +8,7 @@ import (
 	"sort"
 
 	"github.com/corepipe/corepipe"
+	"github.com/corepipe/corepipe/analyzer/corefile"
 )
 
 // Stack scanning bounds: how much of a thread's stack is searched for
@@ -25,7 +26,7 @@ type native struct {
 	f    *elf.File
 	bias uint64 // load address minus link address (PIE)
 	syms []elf.Symbol
-	exe  []mapping // where the executable is mapped
+	exe  []corefile.Mapping // where the executable is mapped
 }
 
 // newNative reads the executable's symbols; it returns nil when exePath
@@ -36,12 +37,12 @@ func (c *coreFile) newNative(exePath string) *native {
 		return nil
 	}
 	n := &native{c: c, f: f}
-	if path, base, ok := c.mainMapping(); ok {
+	if path, base, ok := c.MainMapping(); ok {
 		if f.Type == elf.ET_DYN {
 			n.bias = base - firstLoad(f)
 		}
-		for _, m := range c.mappings {
-			if m.path == path {
+		for _, m := range c.Mappings {
+			if m.Path == path {
 				n.exe = append(n.exe, m)
 			}
 		}
@@ -73,7 +74,7 @@ func firstLoad(f *elf.File) uint64 {
 // stack returns the frames of a thread stopped at pc with stack pointer sp.
 func (n *native) stack(pc, sp uint64) []corepipe.Frame {
 	frames := []corepipe.Frame{n.frame(pc)}
-	mem := n.c.readMemory(sp, scanBytes)
+	mem := n.c.ReadMemory(sp, scanBytes)
 	for off := 0; off+8 <= len(mem) && len(frames) < threadFrames; off += 8 {
 		ret := binary.LittleEndian.Uint64(mem[off:])
 		if n.afterCall(ret) {
@@ -91,10 +92,10 @@ func (n *native) frame(pc uint64) corepipe.Frame {
 		f.Function = s.Name
 		return f
 	}
-	for _, m := range n.c.mappings {
-		if pc >= m.start && pc < m.end {
-			f.Function = fmt.Sprintf("%s+%#x", filepath.Base(m.path), pc-m.start+m.off)
-			f.File = m.path
+	for _, m := range n.c.Mappings {
+		if pc >= m.Start && pc < m.End {
+			f.Function = fmt.Sprintf("%s+%#x", filepath.Base(m.Path), pc-m.Start+m.Off)
+			f.File = m.Path
 			return f
 		}
 	}
@@ -105,7 +106,7 @@ func (n *native) frame(pc uint64) corepipe.Frame {
 func (n *native) symbol(pc uint64) *elf.Symbol {
 	mapped := len(n.exe) == 0 // without NT_FILE, trust the symbol table
 	for _, m := range n.exe {
-		mapped = mapped || pc >= m.start && pc < m.end
+		mapped = mapped || pc >= m.Start && pc < m.End
 	}
 	if !mapped {
 		return nil
@@ -173,9 +174,9 @@ func (n *native) code(addr uint64, size int) []byte {
 // scan.
 func (c *coreFile) scanStacks(threads []corepipe.Thread, exePath string) {
 	var n *native
-	regs := map[int]coreThread{}
-	for _, th := range c.threads {
-		regs[th.tid] = th
+	regs := map[int]corefile.Thread{}
+	for _, th := range c.Threads {
+		regs[th.TID] = th
 	}
 	for i := range threads {
 		th := &threads[i]
@@ -192,7 +193,7 @@ func (c *coreFile) scanStacks(threads []corepipe.Thread, exePath string) {
 			}
 			defer n.Close()
 		}
-		th.Frames = n.stack(ct.pc, ct.sp)
+		th.Frames = n.stack(ct.PC, ct.SP)
 		if th.Function == "" {
 			th.Function = th.Frames[0].Function
 		}

@@ -1,4 +1,4 @@
-package inspect
+package corefile
 
 import (
 	"debug/elf"
@@ -14,8 +14,9 @@ import (
 )
 
 // brokenDir holds small broken cores cut from a real one (see
-// TestBrokenCores and -update-broken): the seed corpus of FuzzPrecheck and
-// the inputs of TestCommittedBrokenCores, which run without root.
+// inspect.TestBrokenCores and -update-broken): the seed corpus of
+// FuzzPrecheck and the inputs of TestCommittedBrokenCores, which run
+// without root.
 const brokenDir = "testdata/broken"
 
 // synthCore builds a minimal amd64 core: one PT_NOTE with the given notes,
@@ -64,17 +65,17 @@ func note(name string, typ uint32, desc []byte) []byte {
 // point, and the executable's first page mapped and dumped at 0x400000.
 func synthSeed() []byte {
 	le := binary.LittleEndian
-	prstatus := make([]byte, prstatusMinLen+8)
-	le.PutUint16(prstatus[prstatusCursig:], 6)
-	le.PutUint32(prstatus[prstatusPid:], 42)
-	auxv := le.AppendUint64(le.AppendUint64(nil, atEntry), 0x401000)
+	prstatus := make([]byte, PrstatusMinLen+8)
+	le.PutUint16(prstatus[PrstatusCursig:], 6)
+	le.PutUint32(prstatus[PrstatusPid:], 42)
+	auxv := le.AppendUint64(le.AppendUint64(nil, ATEntry), 0x401000)
 	file := le.AppendUint64(le.AppendUint64(nil, 1), 4096)
 	file = le.AppendUint64(le.AppendUint64(le.AppendUint64(file, 0x400000), 0x402000), 0)
 	file = append(file, "/bin/prog\x00"...)
 	var notes []byte
-	notes = append(notes, note("CORE", ntPrstatus, prstatus)...)
-	notes = append(notes, note("CORE", ntAuxv, auxv)...)
-	notes = append(notes, note("CORE", ntFile, file)...)
+	notes = append(notes, note("CORE", NTPrstatus, prstatus)...)
+	notes = append(notes, note("CORE", NTAuxv, auxv)...)
+	notes = append(notes, note("CORE", NTFile, file)...)
 	return synthCore(notes, 0x400000, make([]byte, 4096))
 }
 
@@ -103,18 +104,18 @@ func FuzzPrecheck(f *testing.F) {
 		}
 		var before, after runtime.MemStats
 		runtime.ReadMemStats(&before)
-		c, err := openCore(path)
-		checkPrecheckErr(t, "openCore", err)
+		c, err := Open(path)
+		checkPrecheckErr(t, "Open", err)
 		if err == nil {
-			c.killSignal()
-			exe := &exeInfo{path: "exe", typ: elf.ET_EXEC, entry: 0x401000, firstVaddr: 0x400000, head: data[:min(len(data), headSize)]}
-			checkPrecheckErr(t, "checkExe", c.checkExe(exe))
-			exe.typ = elf.ET_DYN
-			checkPrecheckErr(t, "checkExe of a PIE", c.checkExe(exe))
+			c.KillSignal()
+			exe := &Exe{Path: "exe", Type: elf.ET_EXEC, Entry: 0x401000, FirstVaddr: 0x400000, Head: data[:min(len(data), HeadSize)]}
+			checkPrecheckErr(t, "CheckExe", c.CheckExe(exe))
+			exe.Type = elf.ET_DYN
+			checkPrecheckErr(t, "CheckExe of a PIE", c.CheckExe(exe))
 			c.Close()
 		}
-		_, err = readExe(path)
-		checkPrecheckErr(t, "readExe", err)
+		_, err = ReadExe(path)
+		checkPrecheckErr(t, "ReadExe", err)
 		runtime.ReadMemStats(&after)
 		// debug/elf reads a table or section that the headers claim in
 		// steps of at most 10 MiB (internal/saferio), stopping at the end
@@ -148,19 +149,19 @@ func TestCommittedBrokenCores(t *testing.T) {
 	}
 	for _, e := range entries {
 		t.Run(e.Name(), func(t *testing.T) {
-			c, err := openCore(filepath.Join(brokenDir, e.Name()))
+			c, err := Open(filepath.Join(brokenDir, e.Name()))
 			if strings.HasPrefix(e.Name(), "truncated-memory") {
-				if err != nil || c.truncated == nil {
-					t.Fatalf("openCore = %v, %v; want a core marked truncated", c, err)
+				if err != nil || c.Truncated == nil {
+					t.Fatalf("Open = %v, %v; want a core marked truncated", c, err)
 				}
 				c.Close()
 				return
 			}
 			if err == nil {
 				c.Close()
-				t.Fatal("openCore accepted a broken core")
+				t.Fatal("Open accepted a broken core")
 			}
-			checkPrecheckErr(t, "openCore", err)
+			checkPrecheckErr(t, "Open", err)
 			t.Log(err)
 		})
 	}
