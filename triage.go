@@ -273,12 +273,6 @@ func (t *Triage) regresses(v string) bool {
 	}
 }
 
-// Silenced reports whether the notifier keeps quiet about the group's
-// crashes: it is ignored, or resolved and the crash did not regress it.
-func (t *Triage) Silenced() bool {
-	return t != nil && (t.Status == TriageIgnored || t.Status == TriageResolved)
-}
-
 // GroupStatus is the status a group shows: observed (new, ongoing,
 // regressed from the crashes alone) unless triage says otherwise. An
 // ignore whose time has passed shows as the crashes say.

@@ -15,8 +15,12 @@ const (
 	// KindNew announces the first crash of a group.
 	KindNew Kind = "new"
 	// KindRegressed announces a group seen again in a newer build after it
-	// was quiet for corepipe.QuietPeriod.
+	// was quiet for corepipe.QuietPeriod, or a resolved group crashing in a
+	// version at or past its fix (Group.Triage says which).
 	KindRegressed Kind = "regressed"
+	// KindReopened announces an ignored group whose ignore ran out: it
+	// crashed again after its time, or as many times as it was ignored for.
+	KindReopened Kind = "reopened"
 	// KindSpike announces a group crashing faster than the spike rate.
 	KindSpike Kind = "spike"
 	// KindFollowUp summarises, in the thread of a group's message, the

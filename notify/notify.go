@@ -33,7 +33,10 @@ type Config struct {
 	Consumer corepipe.Consumer
 	Sender   Sender
 	// Store is the notifier's memory; the Notifier closes it.
-	Store  Store
+	Store Store
+	// Triage is what people decided about groups: ignored groups stay
+	// silent, resolved ones speak when they regress. Nil: no triage.
+	Triage TriageSource
 	Policy Policy
 	// Now is the clock of cool-downs and digests; default time.Now.
 	Now func() time.Time
@@ -91,7 +94,7 @@ func Open(cfg Config) (*Notifier, error) {
 		cfg:    cfg,
 		policy: cfg.Policy.withDefaults(),
 		log:    log,
-		state:  &state{store: cfg.Store},
+		state:  &state{store: cfg.Store, triage: cfg.Triage},
 		m:      m,
 		wake:   make(chan struct{}, 1),
 	}, nil

@@ -156,6 +156,8 @@ type harness struct {
 	clock    *clock
 	logs     *syncBuffer
 	bot      bool
+	// triage, when set, is the notifier's source of triage decisions.
+	triage notify.TriageSource
 }
 
 func newHarness(t *testing.T, bot bool) *harness {
@@ -235,6 +237,7 @@ func (h *harness) start(wrap func(corepipe.Consumer) corepipe.Consumer) *notifie
 		Consumer:   cons,
 		Sender:     sender,
 		Store:      store,
+		Triage:     h.triage,
 		Policy:     notify.Policy{Cooldown: time.Hour, SpikeCount: 20, SpikeWindow: 10 * time.Minute, DigestInterval: time.Hour},
 		Now:        h.clock.Now,
 		Poll:       10 * time.Millisecond,

@@ -70,6 +70,9 @@ type groupState struct {
 	// Pending counts crashes since the last alert that no follow-up or
 	// digest has covered yet.
 	Pending Summary `json:"pending"`
+	// Triage is the notifier's copy of people's decision about the group,
+	// with the crashes since folded in; nil when there is none.
+	Triage *corepipe.Triage `json:"triage,omitempty"`
 }
 
 // Reasons a crash was not announced on its own, the label of the
@@ -82,16 +85,50 @@ const (
 	reasonCooldown = "cooldown"
 	// reasonStale: older than MaxAge.
 	reasonStale = "stale"
+	// reasonIgnored: people ignore the group; not even a digest counts it.
+	reasonIgnored = "ignored"
+	// reasonResolved: a resolved group crashed in a version older than
+	// its fix; it stays resolved and quiet.
+	reasonResolved = "resolved"
 )
 
 // decide folds crash r into gs and says whether it is announced (kind) or
 // why not (reason). now is the notifier's clock, for the cool-down; the
 // spike window runs on capture times, so a replay decides the same.
-func (p Policy) decide(gs *groupState, r *corepipe.Report, now time.Time) (kind Kind, reason string) {
+// decision is what people decided about the group, nil for nothing: a new
+// decision replaces the notifier's copy, which then folds the crashes as
+// the index's copy does.
+func (p Policy) decide(gs *groupState, r *corepipe.Report, now time.Time, decision *corepipe.Triage) (kind Kind, reason string) {
+	switch {
+	case decision == nil:
+		gs.Triage = nil
+	case gs.Triage == nil || gs.Triage.Rev != decision.Rev:
+		t := *decision
+		t.Versions = append([]string(nil), decision.Versions...)
+		gs.Triage = &t
+	}
 	status := gs.Group.Observe(r)
 	spike := p.countSpike(gs, r.CapturedAt)
+	var transition string
+	if gs.Triage != nil {
+		transition = gs.Triage.Observe(r)
+	}
 	if now.Sub(r.CapturedAt) > p.MaxAge {
 		return "", reasonStale
+	}
+	switch {
+	case transition == corepipe.TransitionRegressed:
+		// Once: the group is no longer resolved. No cool-down holds it
+		// back, since someone said it was fixed.
+		gs.NotifiedAt = now
+		return KindRegressed, ""
+	case transition == corepipe.TransitionUnignored:
+		gs.NotifiedAt = now
+		return KindReopened, ""
+	case gs.Triage != nil && gs.Triage.Status == corepipe.TriageIgnored:
+		return "", reasonIgnored
+	case gs.Triage != nil && gs.Triage.Status == corepipe.TriageResolved:
+		return "", reasonResolved
 	}
 	switch {
 	case status == corepipe.GroupNew, gs.NotifiedAt.IsZero():

@@ -63,7 +63,7 @@ func TestDecide(t *testing.T) {
 				if ver == "" {
 					ver = "v1"
 				}
-				kind, reason := p.decide(gs, crash(s.at, ver), t0.Add(now))
+				kind, reason := p.decide(gs, crash(s.at, ver), t0.Add(now), nil)
 				if kind != s.kind || reason != s.reason {
 					t.Fatalf("step %d: (%q, %q), want (%q, %q)", i, kind, reason, s.kind, s.reason)
 				}

@@ -13,7 +13,8 @@ import (
 
 // state is the notifier's decisions over its Store.
 type state struct {
-	store Store
+	store  Store
+	triage TriageSource
 }
 
 // Keys of the store's meta records.
@@ -35,6 +36,16 @@ type outcome struct {
 // crash and any message in one transaction.
 func (s *state) handle(ctx context.Context, p Policy, r *corepipe.Report, now time.Time) (outcome, error) {
 	var out outcome
+	// Read before the transaction: the decision lives in another file, and
+	// a retry of the transaction sees the same one.
+	var decision *corepipe.Triage
+	if s.triage != nil && r.Signature != "" {
+		d, err := s.triage.Triage(ctx, r.Signature)
+		if err != nil {
+			return outcome{}, fmt.Errorf("read triage of %s: %w", r.Signature, err)
+		}
+		decision = d
+	}
 	err := s.store.Update(ctx, func(tx StoreTx) error {
 		out = outcome{}
 		found, signed, err := tx.Handled(r.ID)
@@ -63,7 +74,7 @@ func (s *state) handle(ctx context.Context, p Policy, r *corepipe.Report, now ti
 		if err != nil {
 			return err
 		}
-		out.kind, out.reason = p.decide(gs, r, now)
+		out.kind, out.reason = p.decide(gs, r, now, decision)
 		if err := saveGroup(tx, gs); err != nil {
 			return err
 		}
@@ -71,6 +82,10 @@ func (s *state) handle(ctx context.Context, p Policy, r *corepipe.Report, now ti
 			return nil
 		}
 		g := gs.Group
+		if gs.Triage != nil {
+			t := *gs.Triage
+			g.Triage, g.Assignee = &t, t.Assignee
+		}
 		m := &Message{Kind: out.kind, Report: r, Group: &g}
 		if out.kind == KindSpike {
 			m.Spike = &Spike{Count: p.SpikeCount, Window: p.SpikeWindow}

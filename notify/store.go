@@ -3,6 +3,8 @@ package notify
 import (
 	"context"
 	"time"
+
+	"github.com/corepipe/corepipe"
 )
 
 // Store is the notifier's durable memory: the groups, the crashes already
@@ -44,6 +46,14 @@ type StoreTx interface {
 	// AddMeta adds n to the integer value of key, 0 when it is unset.
 	AddMeta(key string, n int64) error
 	DeleteMeta(key string) error
+}
+
+// TriageSource is where the notifier reads what people decided about a
+// group (sqlite.Index is one). Nil means nobody triages: every group is
+// open.
+type TriageSource interface {
+	// Triage returns the decision about a group, nil when there is none.
+	Triage(ctx context.Context, signature string) (*corepipe.Triage, error)
 }
 
 // Stored is one message of the outbox as the store keeps it.

@@ -140,7 +140,7 @@ func runDev(ctx context.Context, stdout io.Writer, log *slog.Logger, f *devFlags
 		}
 		defer restore()
 	}
-	notifier, err := devNotifier(log, f.notifier, q, dir, ln.Addr().String(), reg)
+	notifier, err := devNotifier(log, f.notifier, q, dir, ln.Addr().String(), idx, reg)
 	if err != nil {
 		return err
 	}

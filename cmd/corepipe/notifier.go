@@ -53,6 +53,7 @@ type notifierCmdFlags struct {
 	state         string
 	durable       string
 	metricsListen string
+	index         string
 }
 
 func notifierCmd(log *slog.Logger) *cobra.Command {
@@ -79,7 +80,9 @@ Run one replica.`,
 	fset.StringVar(&f.state, "state", "", "SQLite `file` of the notifier's groups, handled crashes and unsent messages (required; keep it on a persistent volume)")
 	fset.StringVar(&f.durable, "durable", "notifier", "`name` of the notifier's position in the reports stream")
 	fset.StringVar(&f.metricsListen, "metrics-listen", "", "`address` to serve /metrics and /healthz on (default: none)")
+	fset.StringVar(&f.index, "index", "", "the API's SQLite index `file` (its --db), read for triage: ignored groups stay silent, resolved ones speak when they regress (default: no triage)")
 	nf = notifierFlagsOf(fset)
+	cmd.MarkFlagFilename("index")
 	cmd.MarkFlagFilename("state")
 	return cmd
 }
@@ -100,16 +103,25 @@ func runNotifier(ctx context.Context, log *slog.Logger, f notifierCmdFlags, nf *
 	}
 	defer q.Close(context.Background())
 	reg := newRegistry()
-	part, err := notifierPart(log, nf, q, f.state, f.durable, reg)
+	var triage notify.TriageSource
+	if f.index != "" {
+		idx, err := sqlite.Open(f.index)
+		if err != nil {
+			return err
+		}
+		defer idx.Close()
+		triage = idx
+	}
+	part, err := notifierPart(log, nf, q, f.state, f.durable, triage, reg)
 	if err != nil {
 		return err
 	}
 	return runAll(ctx, part, func(ctx context.Context) error { return serveMetrics(ctx, f.metricsListen, reg) })
 }
 
-// notifierPart announces crashes from the reports stream to Slack. reg may
-// be nil.
-func notifierPart(log *slog.Logger, f *notifierFlags, q reportsQueue, statePath, durable string, reg prometheus.Registerer) (func(context.Context) error, error) {
+// notifierPart announces crashes from the reports stream to Slack. triage
+// and reg may be nil.
+func notifierPart(log *slog.Logger, f *notifierFlags, q reportsQueue, statePath, durable string, triage notify.TriageSource, reg prometheus.Registerer) (func(context.Context) error, error) {
 	log = log.With("part", "notifier")
 	cfg := slack.Config{WebhookURL: f.webhook, Token: f.token, Channel: f.channel, UIURL: f.uiURL, Logger: log, Registerer: reg}
 	sender, err := slack.New(cfg)
@@ -129,6 +141,7 @@ func notifierPart(log *slog.Logger, f *notifierFlags, q reportsQueue, statePath,
 			Consumer:   cons,
 			Sender:     sender,
 			Store:      store,
+			Triage:     triage,
 			Policy:     f.policy,
 			Logger:     log,
 			Registerer: reg,
@@ -146,12 +159,12 @@ func notifierPart(log *slog.Logger, f *notifierFlags, q reportsQueue, statePath,
 // directory, links to dev's own UI unless --ui-url says otherwise, metrics
 // on the API's /metrics. Without Slack settings it is a part that does
 // nothing.
-func devNotifier(log *slog.Logger, f *notifierFlags, q reportsQueue, dataDir, uiAddr string, reg prometheus.Registerer) (func(context.Context) error, error) {
+func devNotifier(log *slog.Logger, f *notifierFlags, q reportsQueue, dataDir, uiAddr string, triage notify.TriageSource, reg prometheus.Registerer) (func(context.Context) error, error) {
 	if !f.enabled() {
 		return func(ctx context.Context) error { <-ctx.Done(); return nil }, nil
 	}
 	if f.uiURL == "" {
 		f.uiURL = "http://" + uiAddr
 	}
-	return notifierPart(log, f, q, filepath.Join(dataDir, "notifier.db"), "notifier", reg)
+	return notifierPart(log, f, q, filepath.Join(dataDir, "notifier.db"), "notifier", triage, reg)
 }

@@ -67,7 +67,7 @@ type renderer struct {
 
 func (rd renderer) render(m *notify.Message) (*payload, error) {
 	switch m.Kind {
-	case notify.KindNew, notify.KindRegressed, notify.KindSpike:
+	case notify.KindNew, notify.KindRegressed, notify.KindSpike, notify.KindReopened:
 		if m.Report == nil || m.Group == nil {
 			return nil, fmt.Errorf("%w: %s message without its crash", corepipe.ErrInvalid, m.Kind)
 		}
@@ -90,6 +90,7 @@ var alertHeadings = map[notify.Kind]string{
 	notify.KindNew:       "New crash",
 	notify.KindRegressed: "Regressed",
 	notify.KindSpike:     "Crash spike",
+	notify.KindReopened:  "No longer ignored",
 }
 
 // alert is the message people act on: what broke, where, how often, the
@@ -107,8 +108,14 @@ func (rd renderer) alert(m *notify.Message) *payload {
 	var what []string
 	switch m.Kind {
 	case notify.KindRegressed:
+		if t := g.Triage; t != nil && t.Status == corepipe.TriageRegressed {
+			what = append(what, fmt.Sprintf("Resolved %s, crashed again in %s.", resolvedWhen(t), orUnknown(r.Version())))
+			break
+		}
 		what = append(what, fmt.Sprintf("Back in %s after a quiet period; first seen %s in %s.",
 			orUnknown(g.LastVersion), when(g.FirstSeen), orUnknown(g.FirstVersion)))
+	case notify.KindReopened:
+		what = append(what, "It was ignored; that has run out, and it crashed again.")
 	case notify.KindSpike:
 		if s := m.Spike; s != nil {
 			what = append(what, fmt.Sprintf("More than %d crashes within %s.", s.Count, s.Window))
@@ -366,4 +373,15 @@ func truncateRunes(s string, n int) string {
 		n--
 	}
 	return s
+}
+
+// resolvedWhen says how a group was resolved, as the group page does.
+func resolvedWhen(t *corepipe.Triage) string {
+	switch t.ResolvedIn {
+	case "":
+		return when(t.DecidedAt)
+	case corepipe.ResolvedNextRelease:
+		return "in the release after " + orUnknown(t.Baseline)
+	}
+	return "in " + t.ResolvedIn
 }
