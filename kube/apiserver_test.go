@@ -146,6 +146,11 @@ func TestRealServerEnrich(t *testing.T) {
 		cart := c.createPod(t, newPod("cart", 3))
 		got := make(chan *corepipe.Crash)
 		go func() { got <- enrich(t, w, cid(5)) }()
+		select {
+		case crash := <-got:
+			t.Fatalf("Enrich returned before the status named the container: %+v, notes %q", crash.Container, crash.Notes)
+		case <-time.After(100 * time.Millisecond):
+		}
 		c.setStatuses(t, cart, running("containerd://"+cid(5)))
 		if crash := <-got; crash.Container.Pod != cart.Name || crash.Container.Container != "app" || len(crash.Notes) != 0 {
 			t.Errorf("container %+v, notes %q", crash.Container, crash.Notes)
