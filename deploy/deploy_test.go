@@ -178,7 +178,12 @@ func TestChartRenders(t *testing.T) {
 		kinds  map[string]int
 	}{
 		{"default", nil, map[string]int{
-			"DaemonSet": 1, "Deployment": 2, "StatefulSet": 2, "Service": 3, "Secret": 2,
+			"DaemonSet": 1, "Deployment": 2, "StatefulSet": 2, "Service": 3,
+			// MinIO's root, the API's tokens, and the agent's, analyzer's
+			// and API's own MinIO and NATS users.
+			"Secret": 5,
+			// NATS's users, and the job that makes MinIO's.
+			"ConfigMap": 2, "Job": 1,
 			"ServiceAccount": 2, "ClusterRole": 1, "ClusterRoleBinding": 1,
 		}},
 		{"custom", []string{custom}, map[string]int{

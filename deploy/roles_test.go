@@ -8,7 +8,6 @@ package deploy_test
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"net/url"
 	"os"
@@ -17,6 +16,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	corev1 "k8s.io/api/core/v1"
 
 	"github.com/corepipe/corepipe"
 	"github.com/corepipe/corepipe/blob/s3"
@@ -27,14 +27,11 @@ import (
 
 const policies = "helm/corepipe/policies/"
 
-// natsRoles are the users of the chart's NATS configuration and the
-// permissions file each one gets.
-var natsRoles = map[string]string{
-	"agent":    "nats-agent.json",
-	"analyzer": "nats-analyzer.json",
-	"api":      "nats-reader.json",
-	"notifier": "nats-reader.json",
-}
+// natsRoles are the parts that have a NATS user of their own.
+var natsRoles = []string{"agent", "analyzer", "api", "notifier"}
+
+// withNotifier renders every part, the notifier included.
+const withNotifier = "notifier:\n  enabled: true\n  slack:\n    webhook: https://hooks.slack.com/x\n"
 
 func policyFile(t *testing.T, name string) string {
 	t.Helper()
@@ -45,24 +42,62 @@ func policyFile(t *testing.T, name string) string {
 	return string(b)
 }
 
-// natsWithRoles starts a real nats-server with one user per role, password
-// "<role>-secret", and returns a URL builder.
+// natsWithRoles runs a real nats-server with the configuration the chart
+// renders for its bundled NATS, given the environment the chart gives it,
+// and returns each part's URL from the Secret the chart gives that part,
+// pointed at this server.
 func natsWithRoles(t *testing.T) func(role string) string {
 	t.Helper()
-	var conf strings.Builder
-	conf.WriteString("authorization {\n  users = [\n")
-	for role, file := range natsRoles {
-		fmt.Fprintf(&conf, "    {user: %q, password: %q, permissions: %s}\n", role, role+"-secret", policyFile(t, file))
-	}
-	conf.WriteString("  ]\n}\n")
-	p := natstest.StartExternalConfig(t, conf.String())
-	return func(role string) string {
-		u, err := url.Parse(p.URL())
-		if err != nil {
-			t.Fatal(err)
+	objs := renderObjects(t, withNotifier)
+	var conf string
+	for _, cm := range ofType[*corev1.ConfigMap](objs) {
+		if cm.Name == release+"-corepipe-nats" {
+			conf = cm.Data["nats.conf"]
 		}
-		u.User = url.UserPassword(role, role+"-secret")
-		return u.String()
+	}
+	if conf == "" {
+		t.Fatal("no NATS configuration rendered")
+	}
+	secrets := map[string]*corev1.Secret{}
+	for _, s := range ofType[*corev1.Secret](objs) {
+		secrets[s.Name] = s
+	}
+	server := workloads(objs)["nats"].pod.Spec.Containers[0]
+	for _, e := range server.Env {
+		ref := e.ValueFrom.SecretKeyRef
+		s, ok := secrets[ref.Name]
+		if !ok {
+			t.Fatalf("NATS's %s is from Secret %s, which is not rendered", e.Name, ref.Name)
+		}
+		t.Setenv(e.Name, s.StringData[ref.Key])
+	}
+	p := natstest.StartExternalConfig(t, conf)
+	server0, err := url.Parse(p.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	urls := map[string]string{}
+	for component, w := range workloads(objs) {
+		for _, e := range w.pod.Spec.Containers[0].Env {
+			if e.Name != "COREPIPE_NATS" {
+				continue
+			}
+			ref := e.ValueFrom.SecretKeyRef
+			u, err := url.Parse(secrets[ref.Name].StringData[ref.Key])
+			if err != nil {
+				t.Fatalf("%s: NATS URL: %v", component, err)
+			}
+			u.Host = server0.Host
+			urls[component] = u.String()
+		}
+	}
+	return func(role string) string {
+		t.Helper()
+		u, ok := urls[role]
+		if !ok {
+			t.Fatalf("the chart gives %s no NATS URL of its own", role)
+		}
+		return u
 	}
 }
 
@@ -186,7 +221,7 @@ func TestNATSRolePermissions(t *testing.T) {
 
 	// Nobody but the publisher's own stream sees the subjects: a plain
 	// subscription to the messages is refused for every role.
-	for role := range natsRoles {
+	for _, role := range natsRoles {
 		refusedSubscribe(t, urlOf(role), role, "corepipe.>")
 		refusedSubscribe(t, urlOf(role), role, "$JS.API.>")
 	}

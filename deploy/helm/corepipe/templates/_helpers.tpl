@@ -46,34 +46,92 @@ s3://{{ .Values.minio.bucket }}/?endpoint={{ include "corepipe.fullname" . }}-mi
 {{- end -}}
 {{- end -}}
 
-{{/* --nats=URL, unless the URL is a secret (then COREPIPE_NATS, see corepipe.natsEnv). */}}
-{{- define "corepipe.natsArg" -}}
-{{- if .Values.nats.enabled -}}
-- {{ printf "--nats=nats://%s-nats:4222" (include "corepipe.fullname" .) | quote }}
-{{- else if not .Values.nats.existingSecret -}}
-- {{ printf "--nats=%s" (required "nats.url or nats.existingSecret is required without the bundled NATS (nats.enabled)" .Values.nats.url) | quote }}
+{{/* The parts that talk to the queue, each as its own NATS user. */}}
+{{- define "corepipe.natsRoles" -}}
+agent analyzer api{{ if .Values.notifier.enabled }} notifier{{ end }}
+{{- end -}}
+
+{{/* The NATS permissions file of a role, in policies/. */}}
+{{- define "corepipe.natsPermissions" -}}
+{{- if or (eq . "api") (eq . "notifier") -}}
+policies/nats-reader.json
+{{- else -}}
+policies/nats-{{ . }}.json
 {{- end -}}
 {{- end -}}
 
-{{/* The environment every part that talks to the blob store and queue gets. */}}
-{{- define "corepipe.storageEnv" -}}
-- name: AWS_ACCESS_KEY_ID
-  valueFrom:
-    secretKeyRef: {name: {{ include "corepipe.s3Secret" . }}, key: AWS_ACCESS_KEY_ID}
-- name: AWS_SECRET_ACCESS_KEY
-  valueFrom:
-    secretKeyRef: {name: {{ include "corepipe.s3Secret" . }}, key: AWS_SECRET_ACCESS_KEY}
-{{- with include "corepipe.natsEnv" . }}
-{{ . }}
-{{- end }}
+{{/* The Secret of a role's own credentials that the chart makes:
+     include "corepipe.roleSecret" (list . "agent") */}}
+{{- define "corepipe.roleSecret" -}}
+{{ include "corepipe.fullname" (index . 0) }}-{{ index . 1 }}-credentials
+{{- end -}}
+
+{{/* The Secret of the NATS URL of a role, with its credentials: the
+     chart's user of the bundled NATS, or a given Secret. Empty: no
+     credentials, the URL is a flag. */}}
+{{- define "corepipe.natsSecret" -}}
+{{- $ctx := index . 0 -}}
+{{- $role := index . 1 -}}
+{{- $own := (index $ctx.Values.nats $role | default dict).existingSecret -}}
+{{- if and $ctx.Values.nats.enabled $ctx.Values.nats.perRoleUsers -}}
+{{ include "corepipe.roleSecret" . }}
+{{- else if $own -}}
+{{ $own }}
+{{- else if and (not $ctx.Values.nats.enabled) $ctx.Values.nats.existingSecret -}}
+{{ $ctx.Values.nats.existingSecret }}
+{{- end -}}
+{{- end -}}
+
+{{/* --nats=URL, unless the URL holds credentials (then COREPIPE_NATS from a
+     Secret, see corepipe.natsEnv): include "corepipe.natsArg" (list . "api") */}}
+{{- define "corepipe.natsArg" -}}
+{{- $ctx := index . 0 -}}
+{{- if not (include "corepipe.natsSecret" .) -}}
+{{- if $ctx.Values.nats.enabled -}}
+- {{ printf "--nats=nats://%s-nats:4222" (include "corepipe.fullname" $ctx) | quote }}
+{{- else -}}
+- {{ printf "--nats=%s" (required "nats.url or nats.existingSecret is required without the bundled NATS (nats.enabled)" $ctx.Values.nats.url) | quote }}
+{{- end -}}
+{{- end -}}
 {{- end -}}
 
 {{- define "corepipe.natsEnv" -}}
-{{- if and (not .Values.nats.enabled) .Values.nats.existingSecret -}}
+{{- with include "corepipe.natsSecret" . -}}
 - name: COREPIPE_NATS
   valueFrom:
-    secretKeyRef: {name: {{ .Values.nats.existingSecret }}, key: url}
+    secretKeyRef: {name: {{ . }}, key: url}
 {{- end -}}
+{{- end -}}
+
+{{/* The Secret with a role's S3 keys: its own (given, or the chart's user
+     of the bundled MinIO, or made from s3.<role>.accessKey), else the
+     shared one. */}}
+{{- define "corepipe.s3RoleSecret" -}}
+{{- $ctx := index . 0 -}}
+{{- $role := index . 1 -}}
+{{- $own := index $ctx.Values.s3 $role | default dict -}}
+{{- if $own.existingSecret -}}
+{{ $own.existingSecret }}
+{{- else if or $ctx.Values.minio.enabled $own.accessKey -}}
+{{ include "corepipe.roleSecret" . }}
+{{- else -}}
+{{ include "corepipe.s3Secret" $ctx }}
+{{- end -}}
+{{- end -}}
+
+{{/* The environment of a part that talks to the blob store and the queue:
+     include "corepipe.storageEnv" (list . "analyzer") */}}
+{{- define "corepipe.storageEnv" -}}
+{{- $secret := include "corepipe.s3RoleSecret" . -}}
+- name: AWS_ACCESS_KEY_ID
+  valueFrom:
+    secretKeyRef: {name: {{ $secret }}, key: AWS_ACCESS_KEY_ID}
+- name: AWS_SECRET_ACCESS_KEY
+  valueFrom:
+    secretKeyRef: {name: {{ $secret }}, key: AWS_SECRET_ACCESS_KEY}
+{{- with include "corepipe.natsEnv" . }}
+{{ . }}
+{{- end }}
 {{- end -}}
 
 {{/* The security context of the non-root parts. */}}
