@@ -66,6 +66,9 @@ type Config struct {
 	// serves no /metrics.
 	Registerer prometheus.Registerer
 	Gatherer   prometheus.Gatherer
+	// MaxSymbolSize bounds an uploaded debug file (0:
+	// symbols.DefaultMaxSize).
+	MaxSymbolSize int64
 }
 
 // Web is how people reach the server through a browser, and how far an
@@ -130,6 +133,8 @@ type Server struct {
 	gather  prometheus.Gatherer
 	pages   pages
 
+	maxSymbolSize int64
+
 	publicURL  *url.URL
 	proxies    []netip.Prefix
 	groupRoles map[string]Role
@@ -152,6 +157,8 @@ func New(cfg Config) (*Server, error) {
 		pending: cfg.Pending,
 		gather:  cfg.Gatherer,
 		pages:   parsePages(),
+
+		maxSymbolSize: cfg.MaxSymbolSize,
 
 		proxies:    cfg.TrustedProxies,
 		groupRoles: cfg.GroupRoles,
@@ -217,6 +224,7 @@ func (s *Server) Handler() http.Handler {
 	api("/api/v1/crashes/{id}/executable", RoleDebugger, s.getExecutable)
 	api("/api/v1/groups", RoleViewer, s.listGroups)
 	api("/api/v1/groups/{signature...}", RoleViewer, s.getGroup)
+	s.symbolRoutes(mux, api)
 	mux.Handle("PATCH /api/v1/groups/{signature...}", s.guard(RoleTriage, false, s.patchGroup))
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, fmt.Errorf("%w: no API route %s", corepipe.ErrNotFound, truncate(r.URL.Path)))
@@ -235,13 +243,16 @@ func (s *Server) Handler() http.Handler {
 	return securityHeaders(s.checkHost(limitBody(s.metrics.instrument(mux))))
 }
 
-// maxBody bounds every request body; the largest the server reads is a
-// sign-in form (maxFormBody).
+// maxBody bounds every request body but a symbol upload's, which the
+// symbol store bounds; the largest other the server reads is a sign-in
+// form (maxFormBody).
 const maxBody = 64 << 10
 
 func limitBody(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+		if !symbolUpload(r) {
+			r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+		}
 		next.ServeHTTP(w, r)
 	})
 }
