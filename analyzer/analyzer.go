@@ -237,6 +237,11 @@ func (a *Analyzer) heartbeat(ctx context.Context, msg corepipe.Message) (stop fu
 // analyse returns the report of c; for a core, the goroutines are in body,
 // still in the inspector's report file.
 func (a *Analyzer) analyse(ctx context.Context, c *corepipe.Crash) (r *corepipe.Report, body *reportFile, err error) {
+	if c.Console != nil && c.Console.Key != "" {
+		// A node's kernel died: its console log is the evidence.
+		r, err := a.analyseKernel(ctx, c)
+		return r, nil, err
+	}
 	if c.Core.Key == "" && c.Log != nil && c.Log.Key != "" && (c.Termination == nil || c.Termination.CoreID == "") {
 		// Most Go crashes in a pod leave no core (PID 1 ignores the
 		// runtime's SIGABRT; GOTRACEBACK is rarely crash): the traceback

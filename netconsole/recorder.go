@@ -1,0 +1,173 @@
+package netconsole
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"time"
+
+	"github.com/corepipe/corepipe"
+	"github.com/corepipe/corepipe/kernlog"
+)
+
+// Publisher queues crashes; corepipe.Queue is one.
+type Publisher interface {
+	PublishCrash(ctx context.Context, c *corepipe.Crash) error
+}
+
+// PodLister names the pods known to have run on a node up to a time.
+type PodLister interface {
+	PodsOn(ctx context.Context, node string, at time.Time) ([]corepipe.PodRef, error)
+}
+
+// Recorder turns a capture into a crash: the console log stored next to
+// the manifest, the crash published with an ID derived from the panic
+// itself.
+type Recorder struct {
+	Blobs corepipe.BlobStore
+	Queue Publisher
+	// Pods, when set, names the pods the panic took down.
+	Pods   PodLister
+	Logger *slog.Logger
+}
+
+// Crash is the manifest of capture c, without storing anything.
+func Crash(c *Capture) *corepipe.Crash {
+	node := c.Node
+	if node == "" {
+		// Without userdata the sender's address is all that names it;
+		// the port is the kernel's fixed local one.
+		node = c.Sender
+		if ap, err := netip.ParseAddrPort(c.Sender); err == nil {
+			node = ap.Addr().String()
+		} else if h, _, err := net.SplitHostPort(c.Sender); err == nil {
+			node = h
+		}
+	}
+	k, err := kernlog.Parse(bytes.NewReader(c.Log))
+	if err != nil {
+		// The receiver saw a panic line the parser did not take for one
+		// (a line cut mid-word): the log itself is the content.
+		sum := sha256.Sum256(c.Log)
+		k = &corepipe.KernelPanic{Message: fmt.Sprintf("%x", sum[:8])}
+	}
+	cr := &corepipe.Crash{
+		Schema:     corepipe.ManifestSchema,
+		ID:         corepipe.KernelPanicID(node, k),
+		CapturedAt: c.PanicAt.UTC(),
+		Node:       node,
+		Console: &corepipe.ConsoleArtifact{
+			Source: corepipe.SourceNetconsole, Sender: c.Sender, Size: int64(len(c.Log)),
+			Gaps: c.Gaps, MissingFragments: c.MissingFragments, Dropped: c.Dropped,
+		},
+	}
+	cr.Console.Key = corepipe.ConsoleKey(cr)
+	if c.RateLimited > 0 {
+		cr.Notes = append(cr.Notes, fmt.Sprintf("%d datagrams over the sender's rate limit were dropped", c.RateLimited))
+	}
+	if !c.Ended {
+		cr.Notes = append(cr.Notes, fmt.Sprintf("handed over after the sender was quiet since %s", c.LastAt.UTC().Format(time.RFC3339)))
+	}
+	return cr
+}
+
+// Record stores and publishes capture c and returns its crash. It is
+// idempotent: the same panic makes the same ID and keys, and the queue
+// drops the duplicate.
+func (r *Recorder) Record(ctx context.Context, c *Capture) (*corepipe.Crash, error) {
+	cr := Crash(c)
+	if r.Pods != nil {
+		pods, err := r.Pods.PodsOn(ctx, cr.Node, cr.CapturedAt)
+		if err != nil {
+			r.logger().Warn("netconsole: pods of the node unknown", corepipe.LogKeyCrash, cr.ID, "node", cr.Node, "err", err)
+		}
+		cr.Pods = pods
+	}
+	if err := r.Blobs.Put(ctx, cr.Console.Key, bytes.NewReader(c.Log), int64(len(c.Log))); err != nil {
+		return nil, fmt.Errorf("store console log: %w", err)
+	}
+	manifest, err := json.Marshal(cr)
+	if err != nil {
+		return nil, fmt.Errorf("encode manifest: %w", err)
+	}
+	if err := r.Queue.PublishCrash(ctx, cr); err != nil {
+		return nil, fmt.Errorf("queue: %w", err)
+	}
+	if err := r.Blobs.Put(ctx, corepipe.ManifestKey(cr), bytes.NewReader(manifest), int64(len(manifest))); err != nil {
+		return nil, fmt.Errorf("store manifest: %w", err)
+	}
+	r.logger().Info("kernel panic recorded", corepipe.LogKeyCrash, cr.ID, "node", cr.Node, "sender", c.Sender)
+	return cr, nil
+}
+
+func (r *Recorder) logger() *slog.Logger {
+	if r.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return r.Logger
+}
+
+// Run receives on pc with cfg and records every capture with rec until
+// ctx is done. Recording happens off the receiving goroutine, retried
+// with backoff, so a slow store does not cost other senders' datagrams.
+func Run(ctx context.Context, pc net.PacketConn, cfg Config, rec *Recorder) error {
+	caps := make(chan *Capture, 64)
+	recv, err := New(cfg, func(c *Capture) {
+		select {
+		case caps <- c:
+			return
+		default:
+		}
+		select {
+		case caps <- c:
+		case <-ctx.Done():
+			rec.logger().Error("netconsole: kernel panic lost: shutting down with the recorder busy", "sender", c.Sender, "node", c.Node)
+		}
+	})
+	if err != nil {
+		pc.Close()
+		return err
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for c := range caps {
+			rec.recordRetrying(ctx, c)
+		}
+	}()
+	err = recv.Serve(ctx, pc)
+	close(caps)
+	<-done
+	return err
+}
+
+// recordRetrying records c with backoff. The capture exists nowhere else,
+// so it outlives a shutdown by a few seconds.
+func (r *Recorder) recordRetrying(ctx context.Context, c *Capture) {
+	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancel()
+	stop := context.AfterFunc(ctx, func() { time.AfterFunc(10*time.Second, cancel) })
+	defer stop()
+	delay := 500 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		_, err := r.Record(rctx, c)
+		if err == nil {
+			return
+		}
+		if attempt == 8 || rctx.Err() != nil {
+			r.logger().Error("netconsole: kernel panic lost: cannot record it", "sender", c.Sender, "node", c.Node, "err", err)
+			return
+		}
+		r.logger().Warn("netconsole: record kernel panic, will retry", "sender", c.Sender, "err", err, "retry_in", delay)
+		select {
+		case <-time.After(delay):
+		case <-rctx.Done():
+		}
+		delay = min(2*delay, 10*time.Second)
+	}
+}
