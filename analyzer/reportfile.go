@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"reflect"
 	"slices"
 	"strings"
 
@@ -32,6 +33,7 @@ const (
 var (
 	streamed      = [...]string{"goroutine_groups", "goroutines"}
 	streamedLimit = [...]int{maxHead, maxGoroutine}
+	streamedShape = [...]*shape{shapeOf(reflect.TypeFor[corepipe.GoroutineGroup]()), shapeOf(reflect.TypeFor[corepipe.Goroutine]())}
 )
 
 // reportFile is what grows with the goroutines in a report file the
@@ -111,7 +113,7 @@ func readReport(f file) (*corepipe.Report, *reportFile, error) {
 			if streamed[i] != "goroutines" {
 				keep = nil
 			}
-			if err := rf.sections[i].scan(s, streamedLimit[i], keep); err != nil {
+			if err := rf.sections[i].scan(s, i, keep); err != nil {
 				return nil, nil, fmt.Errorf("%s: %w", streamed[i], err)
 			}
 			continue
@@ -146,14 +148,14 @@ func readReport(f file) (*corepipe.Report, *reportFile, error) {
 	return &r, rf, nil
 }
 
-// scan validates the array of objects at s and records where its elements
-// lie; with first, it keeps a copy of the first element there.
-func (sec *section) scan(s *scanner, limit int, first *[]byte) error {
+// scan validates the array at s, of streamed[i]'s elements, and records
+// where they lie; with first, it keeps a copy of the first one there.
+func (sec *section) scan(s *scanner, i int, first *[]byte) error {
 	if err := s.expect('['); err != nil {
 		return err
 	}
 	sec.start = s.off
-	err := eachElement(s, limit, func(elem []byte) error {
+	err := eachElement(s, i, func(elem []byte) error {
 		if sec.n == 0 && first != nil {
 			*first = bytes.Clone(elem)
 		}
@@ -169,10 +171,10 @@ func (sec *section) scan(s *scanner, limit int, first *[]byte) error {
 
 // write writes the section's elements from f, validated again as they are
 // read: the file is the child's, and it is read a second time.
-func (sec *section) write(w io.Writer, f io.ReaderAt, limit int) error {
+func (sec *section) write(w io.Writer, f io.ReaderAt, i int) error {
 	s := newScanner(io.NewSectionReader(f, sec.start, sec.end-sec.start+1))
 	n := 0
-	err := eachElement(s, limit, func(elem []byte) error {
+	err := eachElement(s, i, func(elem []byte) error {
 		if n > 0 {
 			if _, err := w.Write(comma); err != nil {
 				return err
@@ -188,10 +190,10 @@ func (sec *section) write(w io.Writer, f io.ReaderAt, limit int) error {
 	return err
 }
 
-// eachElement calls fn with each element of the array whose '[' s has just
-// read, each a valid JSON object, and consumes the closing ']'. elem is
-// only valid during the call.
-func eachElement(s *scanner, limit int, fn func(elem []byte) error) error {
+// eachElement calls fn with each element of the array of streamed[sec]
+// whose '[' s has just read, each a JSON object that decodes into its
+// type, and consumes the closing ']'. elem is only valid during the call.
+func eachElement(s *scanner, sec int, fn func(elem []byte) error) error {
 	for i := 0; ; i++ {
 		b, err := s.more()
 		if err != nil {
@@ -206,12 +208,15 @@ func eachElement(s *scanner, limit int, fn func(elem []byte) error) error {
 				return err
 			}
 		}
-		elem, err := s.value(limit)
+		elem, err := s.value(streamedLimit[sec])
 		if err != nil {
 			return err
 		}
 		if elem[0] != '{' {
 			return invalidf("an element is %.20s, not an object", elem)
+		}
+		if err := streamedShape[sec].validate(elem); err != nil {
+			return invalidf("%v", err)
 		}
 		if err := fn(elem); err != nil {
 			return err
@@ -241,7 +246,7 @@ func writeReport(w io.Writer, r *corepipe.Report, rf *reportFile) error {
 			continue
 		}
 		fmt.Fprintf(bw, `,"%s":[`, streamed[i])
-		if err := sec.write(bw, rf.f, streamedLimit[i]); err != nil {
+		if err := sec.write(bw, rf.f, i); err != nil {
 			return err
 		}
 		bw.WriteByte(']')

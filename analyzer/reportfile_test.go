@@ -124,6 +124,8 @@ func TestReportFileHostile(t *testing.T) {
 		{"bad member", `{"schema":1,"title":"a",}`, "malformed"},
 		{"bad value", `{"schema":1,"title":tru}`, "report JSON"},
 		{"wrong type", `{"schema":"one"}`, "cannot unmarshal"},
+		{"goroutine of the wrong type", `{"schema":1,"goroutines":[{"id":"one"}]}`, "goroutines: element 0: invalid: json: cannot unmarshal string"},
+		{"group of the wrong type", `{"schema":1,"goroutine_groups":[{"top_frAmes":""}]}`, "goroutine_groups: element 0: invalid: json: cannot unmarshal string"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, out, err := roundTrip(fileOf(t, tc.text))
