@@ -1,0 +1,240 @@
+package api
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/corepipe/corepipe"
+)
+
+const triageToken = "triage-token-0123456789"
+
+// triageEnv is an env whose auth file also has a triage token named
+// alice, and one crash.
+func triageEnv(t *testing.T) (*env, *corepipe.Report) {
+	t.Helper()
+	tokens, err := ParseTokens(strings.NewReader(fmt.Sprintf("%s viewer\n%s triage alice\n%s debugger\n", viewerToken, triageToken, debuggerToken)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnvWith(t, func(c *Config) { c.Tokens = tokens })
+	r := newReport(time.Minute)
+	e.add(r, true)
+	return e, r
+}
+
+func bearerHeader(token string) http.Header {
+	h := http.Header{"Content-Type": {"application/json"}}
+	if token != "" {
+		h.Set("Authorization", "Bearer "+token)
+	}
+	return h
+}
+
+func (e *env) patch(sig string, h http.Header, body string) (*http.Response, []byte) {
+	e.t.Helper()
+	return e.do("PATCH", "/api/v1/groups/"+sig, h, strings.NewReader(body))
+}
+
+func TestPatchGroupAuth(t *testing.T) {
+	e, r := triageEnv(t)
+	resolve := `{"status": "resolved", "resolved_in": "next", "comment": "fixed by #42"}`
+	for _, tc := range []struct {
+		token  string
+		status int
+	}{
+		{"", http.StatusUnauthorized},
+		{"not-a-token-0123456789", http.StatusUnauthorized},
+		{viewerToken, http.StatusForbidden},
+		{triageToken, http.StatusOK},
+		{debuggerToken, http.StatusOK},
+	} {
+		resp, body := e.patch(r.Signature, bearerHeader(tc.token), resolve)
+		if resp.StatusCode != tc.status {
+			t.Errorf("token %q: %s %s, want %d", tc.token, resp.Status, body, tc.status)
+		}
+	}
+	var d groupDetail
+	_, body := e.patch(r.Signature, bearerHeader(triageToken), `{"status": "ignored", "ignore_until": "24h", "assignee": "team-payments"}`)
+	if err := json.Unmarshal(body, &d); err != nil {
+		t.Fatalf("%v: %s", err, body)
+	}
+	if d.Group.Status != corepipe.GroupIgnored || d.Group.Assignee != "team-payments" || d.Group.Triage.IgnoreUntil.Before(time.Now().Add(23*time.Hour)) {
+		t.Errorf("after ignoring: %+v %+v", d.Group, d.Group.Triage)
+	}
+	if len(d.History) != 3 {
+		t.Fatalf("history %+v", d.History)
+	}
+	last, first := d.History[0], d.History[2]
+	if last.Who != "alice" || last.Role != "triage" || !strings.HasPrefix(last.Change, "ignored until ") || !strings.HasSuffix(last.Change, ", assigned to team-payments") {
+		t.Errorf("newest change %+v", last)
+	}
+	if first.Who != "alice" || first.Change != "resolved in the next release" || first.Comment != "fixed by #42" {
+		t.Errorf("oldest change %+v", first)
+	}
+	// The debugger's token has no name in the auth file: a fingerprint,
+	// never the token.
+	if who := d.History[1].Who; !strings.HasPrefix(who, "token ") || strings.Contains(who, debuggerToken[:8]) {
+		t.Errorf("an unnamed token is %q", who)
+	}
+	for _, tc := range []struct {
+		sig, body string
+		status    int
+	}{
+		{r.Signature, `{"status": "fixed"}`, http.StatusBadRequest},
+		{r.Signature, `{"status": "resolved", "ignore_count": 3}`, http.StatusBadRequest},
+		{r.Signature, `{"statu": "open"}`, http.StatusBadRequest},
+		{r.Signature, `{"status": "ignored", "ignore_until": "soon"}`, http.StatusBadRequest},
+		{r.Signature, `not json`, http.StatusBadRequest},
+		{r.Signature, `{}`, http.StatusBadRequest},
+		{"gocrash/v1:unknown", `{"status": "open"}`, http.StatusNotFound},
+	} {
+		resp, body := e.patch(tc.sig, bearerHeader(triageToken), tc.body)
+		if resp.StatusCode != tc.status || !strings.Contains(string(body), `"error"`) {
+			t.Errorf("%s %s: %s %s, want %d", tc.sig, tc.body, resp.Status, body, tc.status)
+		}
+	}
+	if g := e.groupStatus(r.Signature); g != corepipe.GroupIgnored {
+		t.Errorf("bad requests changed the group: %s", g)
+	}
+}
+
+func (e *env) groupStatus(sig string) string {
+	e.t.Helper()
+	g, err := e.index.Group(e.t.Context(), sig)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return g.Status
+}
+
+// TestPatchGroupSessionNeedsCSRF: a browser's session cookie alone changes
+// nothing, whatever a page on another site makes the browser send.
+func TestPatchGroupSessionNeedsCSRF(t *testing.T) {
+	e, r := triageEnv(t)
+	session := e.signIn(triageToken)
+	_, page := e.do("GET", "/groups/"+r.Signature, session, nil)
+	csrf := csrfOf(page)
+	h := session.Clone()
+	h.Set("Content-Type", "application/json")
+	if resp, body := e.patch(r.Signature, h, `{"status": "resolved"}`); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("PATCH with a session and no CSRF token: %s %s", resp.Status, body)
+	}
+	h.Set("X-CSRF-Token", csrf)
+	if resp, body := e.patch(r.Signature, h, `{"status": "resolved"}`); resp.StatusCode != http.StatusOK {
+		t.Errorf("PATCH with a session and its CSRF token: %s %s", resp.Status, body)
+	}
+}
+
+func TestUITriageForm(t *testing.T) {
+	e, r := triageEnv(t)
+	path := "/groups/" + r.Signature
+	viewer := e.signIn(viewerToken)
+	if _, page := e.do("GET", path, viewer, nil); strings.Contains(string(page), `name="resolved_in"`) {
+		t.Error("a viewer is offered the triage form")
+	}
+	viewerCookie := &http.Cookie{Name: sessionCookie, Value: strings.TrimPrefix(viewer.Get("Cookie"), sessionCookie+"=")}
+	if resp, _ := e.post(path, []*http.Cookie{viewerCookie}, url.Values{"status": {"resolved"}, "csrf": {csrfOf(mustGet(e, path, viewer))}}); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("a viewer's form: %s", resp.Status)
+	}
+
+	session := e.signIn(triageToken)
+	cookie := &http.Cookie{Name: sessionCookie, Value: strings.TrimPrefix(session.Get("Cookie"), sessionCookie+"=")}
+	page := mustGet(e, path, session)
+	if !strings.Contains(string(page), `name="resolved_in"`) {
+		t.Fatalf("no triage form for the triage role: %.600s", page)
+	}
+	form := url.Values{"status": {"resolved"}, "resolved_in": {"version"}, "version": {"v2.0.0"}, "assignee": {"bob"}, "comment": {"fixed in <b>v2</b>"}}
+	if resp, _ := e.post(path, []*http.Cookie{cookie}, form); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("a form without its CSRF token: %s", resp.Status)
+	}
+	form.Set("csrf", csrfOf(page))
+	h := http.Header{"Content-Type": {"application/x-www-form-urlencoded"}, "Origin": {"https://evil.example"}, "Cookie": {session.Get("Cookie")}}
+	if resp, _ := e.do("POST", path, h, strings.NewReader(form.Encode())); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("a form from another site: %s", resp.Status)
+	}
+	if s := e.groupStatus(r.Signature); s == corepipe.GroupResolved {
+		t.Fatal("a refused form changed the group")
+	}
+	resp, _ := e.post(path, []*http.Cookie{cookie}, form)
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != path {
+		t.Fatalf("the form: %s to %q", resp.Status, resp.Header.Get("Location"))
+	}
+	page = mustGet(e, path, session)
+	for _, want := range []string{`gstatus-resolved`, `in <span class="mono">v2.0.0</span>`, `>bob</a>`, "alice", "resolved in v2.0.0, assigned to bob", "fixed in &lt;b&gt;v2&lt;/b&gt;"} {
+		if !strings.Contains(string(page), want) {
+			t.Errorf("the group page lacks %q", want)
+		}
+	}
+	if _, list := e.do("GET", "/groups?assignee=bob", session, nil); !strings.Contains(string(list), r.Signature) {
+		t.Error("the groups of bob do not list it")
+	}
+	if _, list := e.do("GET", "/groups?assignee=carol", session, nil); strings.Contains(string(list), r.Signature) {
+		t.Error("the groups of carol list it")
+	}
+}
+
+func mustGet(e *env, path string, h http.Header) []byte {
+	e.t.Helper()
+	resp, body := e.do("GET", path, h, nil)
+	if resp.StatusCode != http.StatusOK {
+		e.t.Fatalf("GET %s: %s %.300s", path, resp.Status, body)
+	}
+	return body
+}
+
+// TestUITriageWithoutAuth: with auth off anyone on this machine may triage,
+// but a page on another site still cannot make their browser do it.
+func TestUITriageWithoutAuth(t *testing.T) {
+	e := newEnv(t)
+	r := newReport(time.Minute)
+	e.add(r, true)
+	path := "/groups/" + r.Signature
+	_, page := e.getOK(path)
+	csrf := csrfOf(page)
+	if csrf == "" {
+		t.Fatal("no CSRF token in the form")
+	}
+	form := url.Values{"status": {"ignored"}, "ignore_count": {"10"}}
+	if resp, _ := e.post(path, nil, form); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("without the CSRF token: %s", resp.Status)
+	}
+	form.Set("csrf", csrf)
+	if resp, _ := e.post(path, nil, form); resp.StatusCode != http.StatusSeeOther {
+		t.Errorf("with it: %s", resp.Status)
+	}
+	if s := e.groupStatus(r.Signature); s != corepipe.GroupIgnored {
+		t.Errorf("status %s", s)
+	}
+}
+
+func TestSearchCrashes(t *testing.T) {
+	e := newEnv(t)
+	a := newReport(2 * time.Minute)
+	b := newReport(time.Minute)
+	b.Title, b.Panic = "concurrent map writes in main.store", &corepipe.Panic{Kind: corepipe.PanicKindFatal, Message: "concurrent map writes"}
+	b.Goroutines[1].Frames = []corepipe.Frame{{Function: "main.(*cache).put"}}
+	b.Signature = "gocrash/v1:bbbb"
+	e.add(a, true)
+	e.add(b, true)
+	for q, want := range map[string][]string{
+		"q=retries":             {a.ID},
+		"q=nil+pointer":         {a.ID},
+		"q=cache":               {b.ID},
+		"q=main&node=node-a":    {b.ID, a.ID},
+		"q=main&node=elsewhere": nil,
+		"q=main&limit=1":        {b.ID},
+	} {
+		if got, _ := e.list(q); fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("%s: %v, want %v", q, got, want)
+		}
+	}
+	if _, body := e.getOK("/?q=cache"); !strings.Contains(string(body), b.ID) || strings.Contains(string(body), a.ID) || !strings.Contains(string(body), `name="q" value="cache"`) {
+		t.Error("the UI's search box does not search")
+	}
+}
