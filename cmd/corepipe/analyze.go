@@ -20,7 +20,7 @@ func (invalidInput) ExitCode() int { return exitInvalid }
 
 func analyzeCmd() *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "analyze CORE | --log FILE",
+		Use:   "analyze CORE | --log FILE | --kernel-log FILE",
 		Short: "analyse one local core, or a log with a Go crash, and print its report",
 		Long: `Analyse one core dump on this machine and print its report: JSON for
 programs, or text for people. Without --exe, the executable is the one the
@@ -28,7 +28,11 @@ core says was mapped.
 
 With --log, read a Go crash from a container log (CRI or docker json-file)
 or plain stderr instead, "-" for standard input: the report of a crash that
-left no core (source "log").`,
+left no core (source "log").
+
+With --kernel-log, read a kernel panic from a console log, a netconsole
+capture, a pstore record (/sys/fs/pstore/dmesg-*) or a kdump dmesg: a
+report of kind "kernel_panic".`,
 		Example: `  corepipe analyze core.1234 --exe ./myprog            # the report as JSON
   corepipe analyze core.1234 --exe ./myprog -o text    # for people
   kubectl logs web-7d9f --previous | corepipe analyze --log - -o text
