@@ -284,6 +284,10 @@ func (a *Analyzer) analyse(ctx context.Context, c *corepipe.Crash) (r *corepipe.
 	if err := a.fetch(ctx, c.Executable.Key, exePath, nil); err != nil {
 		return nil, nil, fmt.Errorf("fetch executable: %w", err)
 	}
+	lacks, err := a.fetchDebugInfo(ctx, exePath, dir)
+	if err != nil {
+		return nil, nil, err
+	}
 	out, err := os.OpenFile(filepath.Join(dir, "report.json"), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return nil, nil, fmt.Errorf("report file for the analysis: %w", err)
@@ -305,6 +309,9 @@ func (a *Analyzer) analyse(ctx context.Context, c *corepipe.Crash) (r *corepipe.
 	// taken from the manifest, not from the child.
 	r = corepipe.NewReport(c)
 	merge(r, found)
+	if lacks != "" {
+		r.Lacks = append(r.Lacks, lacks)
+	}
 	return r, body, nil
 }
 

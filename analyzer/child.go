@@ -73,6 +73,11 @@ func (c Child) Inspect(ctx context.Context, crash *corepipe.Crash, corePath, exe
 		defer os.Remove(manifest)
 		args = append(args, "--manifest", manifest)
 	}
+	// The analyzer leaves the debug file it found in the symbol store
+	// beside the core, as it does the manifest.
+	if debug := filepath.Join(filepath.Dir(corePath), DebugDir); dirExists(debug) {
+		args = append(args, "--debug-dir", debug)
+	}
 	args = append(args, "--exe", exePath, corePath)
 	// The child starts as this same program in its trampoline mode
 	// (ChildInit), which sets the limits on itself and then execs the
