@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"fmt"
+	"io"
 	"strings"
 
 	"github.com/oklog/ulid/v2"
@@ -260,4 +261,51 @@ func KernelPanicID(node string, k *KernelPanic) string {
 	sum := h.Sum(nil)
 	ms := uint64(sum[0])<<40 | uint64(sum[1])<<32 | uint64(sum[2])<<24 | uint64(sum[3])<<16 | uint64(sum[4])<<8 | uint64(sum[5])
 	return ulid.MustNew(ms&ulid.MaxTime(), bytes.NewReader(sum[6:16])).String()
+}
+
+// writeKernelText is the kernel section of a report's text form.
+func writeKernelText(w io.Writer, k *KernelPanic) {
+	p := func(format string, args ...any) { fmt.Fprintf(w, format, args...) }
+	p("kernel:    %s\n", orUnknown(k.Release))
+	p("panic:     %s\n", k.Message)
+	if k.FirstBug != "" {
+		p("cause:     %s\n", k.FirstBug)
+	}
+	if t := k.Task; t != nil {
+		p("task:      CPU %d PID %d %s", t.CPU, t.PID, t.Comm)
+		if len(t.Taints) > 0 {
+			p(" (tainted: %s)", strings.Join(t.Taints, ", "))
+		}
+		p("\n")
+	}
+	if k.Hardware != "" {
+		p("hardware:  %s\n", k.Hardware)
+	}
+	if k.RIP != "" {
+		where := "kernel"
+		if k.RIPUser {
+			where = "user space"
+		}
+		p("RIP:       %s (%s)\n", k.RIP, where)
+	}
+	for _, pod := range k.Pods {
+		p("pod:       %s/%s\n", pod.Namespace, pod.Pod)
+	}
+	if len(k.CallTrace) > 0 {
+		p("\ncall trace:\n")
+		for _, f := range k.CallTrace {
+			mark := "  "
+			if f.Unreliable {
+				mark = "? "
+			}
+			p("  %s%s+%s/%s", mark, f.Function, f.Offset, f.Size)
+			if f.Module != "" {
+				p(" [%s]", f.Module)
+			}
+			p("\n")
+		}
+	}
+	if len(k.Modules) > 0 {
+		p("\nmodules:   %s\n", strings.Join(k.Modules, " "))
+	}
 }

@@ -83,6 +83,9 @@ func (r *Report) WriteText(w io.Writer) error {
 	for _, d := range r.Diagnosis {
 		p("%-10s %s\n", d.Severity+":", d.Message)
 	}
+	if r.Kernel != nil {
+		writeKernelText(bw, r.Kernel)
+	}
 
 	if cg := r.CrashingGoroutineReport(); cg != nil {
 		p("\n")

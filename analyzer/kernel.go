@@ -78,7 +78,7 @@ func FromKernelLog(r *corepipe.Report, k *corepipe.KernelPanic, console *corepip
 		r.Arch = "arm64"
 	}
 	k.Pods = pods
-	if len(pods) == 0 {
+	if len(pods) == 0 && r.Node != "" {
 		r.Lacks = append(r.Lacks, "the pods on the node: none known when the panic was recorded")
 	}
 	if !k.Complete {

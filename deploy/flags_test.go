@@ -17,7 +17,7 @@ func TestChartFlagsExist(t *testing.T) {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	objs := renderObjects(t, "uiURL: https://crashes.example.com\nnotifier:\n  enabled: true\n  slack:\n    webhook: https://hooks.slack.com/x\n")
-	flagLine := regexp.MustCompile(`(?m)^\s+-([a-z][a-z0-9-]*)`)
+	flagLine := regexp.MustCompile(`(?m)^\s+(?:-[a-z], )?--?([a-z][a-z0-9-]*)`)
 	for component, w := range workloads(objs) {
 		if component == "nats" || component == "minio" {
 			continue

@@ -36,11 +36,18 @@ report of kind "kernel_panic".`,
 		Example: `  corepipe analyze core.1234 --exe ./myprog            # the report as JSON
   corepipe analyze core.1234 --exe ./myprog -o text    # for people
   kubectl logs web-7d9f --previous | corepipe analyze --log - -o text
-  corepipe analyze --log /var/log/pods/shop_web-7d9f_0b8c/app/3.log`,
+  corepipe analyze --log /var/log/pods/shop_web-7d9f_0b8c/app/3.log
+  corepipe analyze --kernel-log /sys/fs/pstore/dmesg-ramoops-0 -o text`,
 	}
 	logPath := cmd.Flags().String("log", "", "read the crash from this log (CRI, docker json-file or plain stderr; - for stdin) instead of a core")
 	cmd.MarkFlagFilename("log")
+	kernelLog := cmd.Flags().String("kernel-log", "", "read a kernel panic from this console log, pstore record or kdump dmesg (- for stdin) instead of a core")
+	cmd.MarkFlagFilename("kernel-log")
+	cmd.MarkFlagsMutuallyExclusive("log", "kernel-log")
 	cmd.Args = func(cmd *cobra.Command, args []string) error {
+		if *kernelLog != "" {
+			return exactArgs(0, "no core with --kernel-log")(cmd, args)
+		}
 		if *logPath != "" {
 			return exactArgs(0, "no core with --log")(cmd, args)
 		}
@@ -54,6 +61,9 @@ report of kind "kernel_panic".`,
 	manifest := cmd.Flags().String("manifest", "", "the crash manifest (JSON) the analyzer has for this core")
 	cmd.Flags().MarkHidden("manifest")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		if *kernelLog != "" {
+			return analyzeKernelLog(cmd, *kernelLog, output)
+		}
 		if *logPath != "" {
 			return analyzeLog(cmd, *logPath, output)
 		}

@@ -54,7 +54,7 @@ Sizes are bytes or take a unit of 1024: 512M, 2G, 1.5G, 64KiB.{{end}}
 		&cobra.Group{ID: "local", Title: "On this machine:"},
 		&cobra.Group{ID: "client", Title: "Clients of the API (at --server or COREPIPE_SERVER, token from COREPIPE_TOKEN):"},
 	)
-	for _, c := range []*cobra.Command{devCmd(log), agentCmd(log), analyzerCmd(log), apiCmd(log), notifierCmd(log)} {
+	for _, c := range []*cobra.Command{devCmd(log), agentCmd(log), analyzerCmd(log), apiCmd(log), notifierCmd(log), kpanicCmd(log)} {
 		c.GroupID = "parts"
 		root.AddCommand(c)
 	}

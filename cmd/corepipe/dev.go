@@ -36,6 +36,8 @@ type devFlags struct {
 	api          *apiFlags
 	kube         *kubeFlags
 	crashOutput  string
+	netconsole   string
+	receiver     *netconsoleFlags
 }
 
 func devCmd(log *slog.Logger) *cobra.Command {
@@ -70,6 +72,8 @@ the previous one is put back.`,
 	f.api = apiFlagsOf(fset)
 	f.kube = kubeFlagsOf(fset, &f.notifier.uiURL)
 	fset.StringVar(&f.crashOutput, "crash-output-dir", "", "`directory` whose crash files (from services importing package crashout) become reports (default <data>/crash-output)")
+	fset.StringVar(&f.netconsole, "netconsole", "", "`ADDR:PORT` to receive nodes' kernel logs on over netconsole (UDP), recording their panics (default: none)")
+	f.receiver = netconsoleFlagsOf(fset)
 	cmd.MarkFlagDirname("data")
 	cmd.MarkFlagFilename("collector")
 	return cmd
@@ -148,7 +152,11 @@ func runDev(ctx context.Context, stdout io.Writer, log *slog.Logger, f *devFlags
 	if f.crashOutput == "" {
 		f.crashOutput = filepath.Join(dir, "crash-output")
 	}
-	return runAll(ctx, ag.Run, runWatcher(pods, ag), crashOutputs(log, f.crashOutput, f.kube.node, blobs, ag, pods), an.Run, apiPart(log, ln, idx, blobs, q, "api", apiSetup{tokens: tokens, web: f.api.web, metrics: reg}), notifier)
+	kpanic, err := kpanicPart(log, f.netconsole, f.receiver, blobs, q, idx)
+	if err != nil {
+		return err
+	}
+	return runAll(ctx, kpanic, ag.Run, runWatcher(pods, ag), crashOutputs(log, f.crashOutput, f.kube.node, blobs, ag, pods), an.Run, apiPart(log, ln, idx, blobs, q, "api", apiSetup{tokens: tokens, web: f.api.web, metrics: reg}), notifier)
 }
 
 func analyzerFlagsOf(fset *pflag.FlagSet) *analyzerFlags {
