@@ -48,7 +48,7 @@ func (c *Client) Crashes(ctx context.Context, f corepipe.CrashFilter) ([]*corepi
 	q := url.Values{}
 	for k, v := range map[string]string{
 		"node": f.Node, "namespace": f.Namespace, "pod": f.Pod, "exe": f.Exe,
-		"signature": f.Signature, "status": f.Status, "cursor": f.Cursor,
+		"signature": f.Signature, "status": f.Status, "cursor": f.Cursor, "q": f.Query,
 	} {
 		if v != "" {
 			q.Set(k, v)

@@ -63,6 +63,7 @@ func lsCmd() *cobra.Command {
 		Short: "list crashes, newest first",
 		Example: `  corepipe ls --since 24h --namespace prod
   corepipe ls --signature gocrash/v1:3f2a… --limit 10
+  corepipe ls --q "index out of range" --namespace prod
   corepipe ls --status failed --json | jq -r .id`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return listCrashes(cmd.Context(), cmd.OutOrStdout(), f) },
@@ -75,6 +76,7 @@ func lsCmd() *cobra.Command {
 	fset.StringVar(&f.filter.Exe, "exe", "", "only crashes of this executable (path or base name)")
 	fset.StringVar(&f.filter.Status, "status", "", "analyzed, failed or pending")
 	fset.StringVar(&f.filter.Signature, "signature", "", "only crashes of this group")
+	fset.StringVar(&f.filter.Query, "q", "", "only crashes whose title, panic message or crashing functions have these words")
 	fset.StringVar(&f.since, "since", "", "only crashes since this RFC 3339 time or this long ago (24h)")
 	fset.IntVar(&f.limit, "limit", 50, "at most this many crashes")
 	fset.BoolVar(&f.json, "json", false, "print the summaries as JSON, one per line")

@@ -1,0 +1,87 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/corepipe/corepipe"
+)
+
+// Groups lists the groups matching f, most recently seen first, and the
+// cursor of the next page ("" after the last).
+func (c *Client) Groups(ctx context.Context, f corepipe.GroupFilter) ([]*corepipe.Group, string, error) {
+	q := url.Values{}
+	for k, v := range map[string]string{"status": f.Status, "assignee": f.Assignee, "cursor": f.Cursor} {
+		if v != "" {
+			q.Set(k, v)
+		}
+	}
+	if !f.Since.IsZero() {
+		q.Set("since", f.Since.UTC().Format(time.RFC3339Nano))
+	}
+	if f.Limit > 0 {
+		q.Set("limit", strconv.Itoa(f.Limit))
+	}
+	var out struct {
+		Groups     []*corepipe.Group `json:"groups"`
+		NextCursor string            `json:"next_cursor"`
+	}
+	if err := c.getJSON(ctx, "/api/v1/groups?"+q.Encode(), &out); err != nil {
+		return nil, "", err
+	}
+	return out.Groups, out.NextCursor, nil
+}
+
+// TriageRequest is the body of PATCH /api/v1/groups/{signature}; empty
+// fields keep what the group had. IgnoreUntil is an RFC 3339 time or a
+// duration from now ("24h").
+type TriageRequest struct {
+	Status      string  `json:"status,omitempty"`
+	ResolvedIn  string  `json:"resolved_in,omitempty"`
+	IgnoreUntil string  `json:"ignore_until,omitempty"`
+	IgnoreCount int64   `json:"ignore_count,omitempty"`
+	Assignee    *string `json:"assignee,omitempty"`
+	Comment     string  `json:"comment,omitempty"`
+}
+
+// Triage changes the group of signature (resolves, ignores, reopens,
+// assigns it) and returns it as it now stands. It needs the triage role.
+func (c *Client) Triage(ctx context.Context, signature string, t TriageRequest) (*corepipe.Group, error) {
+	body, err := json.Marshal(t)
+	if err != nil {
+		return nil, err
+	}
+	path := (&url.URL{Path: "/api/v1/groups/" + signature}).EscapedPath()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPatch, c.base.String()+path, bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", corepipe.ErrUnavailable, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, responseError(resp)
+	}
+	var out struct {
+		Group *corepipe.Group `json:"group"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		return nil, fmt.Errorf("PATCH %s: decode response: %w", path, err)
+	}
+	if out.Group == nil {
+		return nil, fmt.Errorf("PATCH %s: the response has no group", path)
+	}
+	return out.Group, nil
+}
