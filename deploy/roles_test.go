@@ -11,6 +11,8 @@ import (
 	"io"
 	"net/url"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -22,6 +24,7 @@ import (
 	"github.com/corepipe/corepipe/blob/s3"
 	"github.com/corepipe/corepipe/internal/miniotest"
 	"github.com/corepipe/corepipe/internal/natstest"
+	"github.com/corepipe/corepipe/internal/toolcache"
 	natsq "github.com/corepipe/corepipe/queue/nats"
 )
 
@@ -385,4 +388,88 @@ func read(t *testing.T, st *s3.Store, key string) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// TestChartMinIOSetup runs the chart's MinIO setup script, with the real mc,
+// against a real MinIO, twice (an install, then an upgrade), and checks that
+// each part's rendered credentials then work, with its policy.
+func TestChartMinIOSetup(t *testing.T) {
+	mc := toolcache.Find(t, "mc", toolcache.McVersion)
+	objs := renderObjects(t)
+	srv := miniotest.Start(t)
+	dir := t.TempDir()
+	var script string
+	for _, cm := range ofType[*corev1.ConfigMap](objs) {
+		if cm.Name != release+"-corepipe-minio-setup" {
+			continue
+		}
+		if err := os.Mkdir(filepath.Join(dir, "setup"), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		for name, data := range cm.Data {
+			if err := os.WriteFile(filepath.Join(dir, "setup", name), []byte(data), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		script = cm.Data["setup.sh"]
+	}
+	if script == "" {
+		t.Fatal("no setup script rendered")
+	}
+	secrets := map[string]*corev1.Secret{}
+	for _, s := range ofType[*corev1.Secret](objs) {
+		secrets[s.Name] = s
+	}
+	for _, role := range []string{"agent", "analyzer", "api"} {
+		d := filepath.Join(dir, "credentials", role)
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		key := secrets[release+"-corepipe-"+role+"-credentials"].StringData["AWS_SECRET_ACCESS_KEY"]
+		if err := os.WriteFile(filepath.Join(d, "AWS_SECRET_ACCESS_KEY"), []byte(key), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The job's paths and the Service's address, here.
+	script = strings.NewReplacer(
+		"/setup/", dir+"/setup/",
+		"/credentials/", dir+"/credentials/",
+		release+"-corepipe-minio:9000", srv.Endpoint(),
+	).Replace(script)
+	root, rootSecret := srv.Credentials()
+	for _, run := range []string{"install", "upgrade"} {
+		cmd := exec.Command("/bin/sh", "-c", script)
+		cmd.Env = []string{
+			"PATH=" + filepath.Dir(mc) + ":/usr/bin:/bin",
+			"HOME=" + t.TempDir(),
+			"MINIO_ROOT_USER=" + root,
+			"MINIO_ROOT_PASSWORD=" + rootSecret,
+		}
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("setup script, %s: %v\n%s", run, err, out)
+		}
+	}
+
+	u, err := url.Parse(srv.URL("corepipe"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	stores := map[string]*s3.Store{}
+	for _, role := range []string{"agent", "analyzer", "api"} {
+		s := secrets[release+"-corepipe-"+role+"-credentials"].StringData
+		st, err := s3.Open(ctx, u, s3.WithCredentials(s["AWS_ACCESS_KEY_ID"], s["AWS_SECRET_ACCESS_KEY"]))
+		if err != nil {
+			t.Fatalf("open the blob store as %s with its rendered credentials: %v", role, err)
+		}
+		stores[role] = st
+	}
+	crash := &corepipe.Crash{ID: corepipe.NewID(time.Now()), Node: "node-1", CapturedAt: time.Now().UTC()}
+	core, report := corepipe.CoreKey(crash), corepipe.ReportKey(crash.ID)
+	put(t, "agent", stores["agent"], core, "core", true)
+	put(t, "agent", stores["agent"], report, "{}", false)
+	get(t, "analyzer", stores["analyzer"], core, true)
+	put(t, "analyzer", stores["analyzer"], report, "{}", true)
+	get(t, "api", stores["api"], report, true)
+	put(t, "api", stores["api"], report, "forged", false)
 }

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs what the tests need and a fresh machine lacks: MinIO,
+# Installs what the tests need and a fresh machine lacks: MinIO, mc,
 # nats-server, helm, etcd and kube-apiserver built from the Go module proxy
 # at pinned versions, each into $COREPIPE_CACHE/<name>-<version>/ (default
 # ~/.cache/corepipe, shared by every clone; internal/toolcache finds them
@@ -10,6 +10,7 @@ export COREPIPE_CACHE="${COREPIPE_CACHE:-$HOME/.cache/corepipe}"
 
 # Keep in step with internal/toolcache.
 helm_version=v3.22.0
+mc_version=v0.0.0-20250313080218-cf909e1063a9
 
 # ensure NAME VERSION DESCRIPTION COMMAND…: runs COMMAND, which writes the
 # binary to $out, unless $COREPIPE_CACHE/NAME-VERSION/NAME is there. It
@@ -46,6 +47,16 @@ build_helm() {
 	rmdir "$gobin"
 }
 ensure helm "$helm_version" "chart tests" build_helm
+
+# deploy's tests run the chart's MinIO setup script with it.
+build_mc() {
+	local gobin
+	gobin=$(mktemp -d "$COREPIPE_CACHE/mc-build.XXXXXX")
+	GOBIN=$gobin go install "github.com/minio/mc@$mc_version"
+	mv "$gobin/mc" "$out"
+	rmdir "$gobin"
+}
+ensure mc "$mc_version" "the chart's MinIO setup script" build_mc
 
 scripts/install-kube.sh
 

@@ -1,5 +1,5 @@
 // Package toolcache finds the programs that scripts/install-tools.sh builds
-// for the tests (MinIO, nats-server, helm, etcd, kube-apiserver). Each lives
+// for the tests (MinIO, mc, nats-server, helm, etcd, kube-apiserver). Each lives
 // in $COREPIPE_CACHE/<name>-<version>/<name>: outside the clone, so every
 // clone on a machine (a CI runner's fresh checkout too) shares the builds,
 // and keyed by version, so a clone only ever runs the version it pins.
@@ -18,6 +18,8 @@ const (
 	HelmVersion          = "v3.22.0"
 	EtcdVersion          = "v3.7.3"
 	KubeAPIServerVersion = "v1.37.2"
+	// mc runs the chart's MinIO setup script in deploy's tests.
+	McVersion = "v0.0.0-20250313080218-cf909e1063a9"
 )
 
 // Dir is the cache: $COREPIPE_CACHE, else $HOME/.cache/corepipe, as the

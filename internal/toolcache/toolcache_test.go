@@ -16,6 +16,7 @@ func TestPinsMatchScripts(t *testing.T) {
 	for _, tc := range []struct{ script, variable, want string }{
 		{"install-minio.sh", "minio_version", MinioVersion},
 		{"install-tools.sh", "helm_version", HelmVersion},
+		{"install-tools.sh", "mc_version", McVersion},
 		{"install-kube.sh", "etcd_version", EtcdVersion},
 		{"install-kube.sh", "kube_version", KubeAPIServerVersion},
 	} {
