@@ -219,9 +219,10 @@ type Diagnosis struct {
 
 // Artifacts describes the stored core and executable.
 type Artifacts struct {
-	Core       CoreArtifact `json:"core"`
-	Executable ExeArtifact  `json:"executable"`
-	Log        *LogArtifact `json:"log,omitempty"`
+	Core       CoreArtifact     `json:"core"`
+	Executable ExeArtifact      `json:"executable"`
+	Log        *LogArtifact     `json:"log,omitempty"`
+	Console    *ConsoleArtifact `json:"console,omitempty"`
 }
 
 // CrashingGoroutineReport returns the crashing goroutine, or nil.
@@ -344,7 +345,7 @@ func NewReport(c *Crash) *Report {
 		Container:    c.Container,
 		Termination:  c.Termination,
 		CgroupLimits: c.CgroupLimits,
-		Artifacts:    Artifacts{Core: c.Core, Executable: c.Executable, Log: c.Log},
+		Artifacts:    Artifacts{Core: c.Core, Executable: c.Executable, Log: c.Log, Console: c.Console},
 		Go:           c.Go,
 		Arch:         c.Arch,
 		Timings:      c.Timings,

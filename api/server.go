@@ -222,6 +222,7 @@ func (s *Server) Handler() http.Handler {
 	api("/api/v1/crashes/{id}", RoleViewer, s.getCrash)
 	api("/api/v1/crashes/{id}/core", RoleDebugger, s.getCore)
 	api("/api/v1/crashes/{id}/executable", RoleDebugger, s.getExecutable)
+	api("/api/v1/crashes/{id}/console", RoleDebugger, s.getConsole)
 	api("/api/v1/groups", RoleViewer, s.listGroups)
 	api("/api/v1/groups/{signature...}", RoleViewer, s.getGroup)
 	s.symbolRoutes(mux, api)
