@@ -17,7 +17,7 @@ import (
 
 	"github.com/corepipe/corepipe"
 	"github.com/corepipe/corepipe/blob/fs"
-	"github.com/corepipe/corepipe/internal/natstest"
+	"github.com/corepipe/corepipe/internal/testkit/pipetest"
 	natsq "github.com/corepipe/corepipe/queue/nats"
 )
 
@@ -53,17 +53,8 @@ type rig struct {
 
 func newRig(t *testing.T) *rig {
 	t.Helper()
-	srv := natstest.StartEmbedded(t)
-	q, err := natsq.Open(context.Background(), srv.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { q.Close(context.Background()) })
-	blobs, err := fs.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &rig{blobs: blobs, queue: q}
+	p := pipetest.Start(t)
+	return &rig{blobs: p.Blobs, queue: p.Queue}
 }
 
 // stored puts a crash's core and executable in the blob store and queues it.

@@ -3,11 +3,11 @@ package analyzer
 import (
 	"testing"
 
-	"go.uber.org/goleak"
+	"github.com/corepipe/corepipe/internal/testkit"
 )
 
 func TestMain(m *testing.M) {
 	// The test binary is the trampoline of the children the tests start.
 	ChildInit()
-	goleak.VerifyTestMain(m)
+	testkit.VerifyTestMain(m)
 }

@@ -20,14 +20,14 @@ import (
 	"time"
 
 	"github.com/klauspost/compress/zstd"
-	"go.uber.org/goleak"
 
 	"github.com/corepipe/corepipe"
 	"github.com/corepipe/corepipe/blob/fs"
+	"github.com/corepipe/corepipe/internal/testkit"
 	"github.com/corepipe/corepipe/sqlite"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(withBenchCleanup{m}) }
+func TestMain(m *testing.M) { testkit.VerifyTestMain(withBenchCleanup{m}) }
 
 type env struct {
 	t     *testing.T

@@ -19,15 +19,15 @@ import (
 	"time"
 
 	"github.com/klauspost/compress/zstd"
-	"go.uber.org/goleak"
 
 	"github.com/corepipe/corepipe"
 	"github.com/corepipe/corepipe/collector/spool"
+	"github.com/corepipe/corepipe/internal/testkit"
 )
 
 // TestMain checks that no run leaves a goroutine behind (zstd encoders,
 // deadline watchers).
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { testkit.VerifyTestMain(m) }
 
 // fixtureProc copies testdata/proc into a temporary procfs, with
 // <pid>/exe linked to exe as the kernel's magic link would be, and returns

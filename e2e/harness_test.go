@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bufio"
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -11,7 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -19,6 +17,7 @@ import (
 	"github.com/corepipe/corepipe"
 	"github.com/corepipe/corepipe/collector/corepattern"
 	"github.com/corepipe/corepipe/internal/crashtest"
+	"github.com/corepipe/corepipe/internal/testkit"
 )
 
 // binDir holds corepipe and corepipe-collector built for this test run. Its
@@ -87,14 +86,14 @@ func holdCorePattern(t *testing.T) {
 type proc struct {
 	name string
 	cmd  *exec.Cmd
-	out  *syncBuffer
+	out  *testkit.SyncBuffer
 	url  chan string
 	done chan struct{}
 }
 
 func start(t *testing.T, env []string, args ...string) *proc {
 	t.Helper()
-	p := &proc{name: args[0], out: &syncBuffer{}, url: make(chan string, 1), done: make(chan struct{})}
+	p := &proc{name: args[0], out: &testkit.SyncBuffer{}, url: make(chan string, 1), done: make(chan struct{})}
 	p.cmd = exec.Command(filepath.Join(binDir, "corepipe"), args...)
 	p.cmd.Env = append(os.Environ(), env...)
 	p.cmd.Stderr = p.out
@@ -237,23 +236,6 @@ func get(t *testing.T, u string) (int, []byte) {
 		t.Fatalf("GET %s: %v", u, err)
 	}
 	return resp.StatusCode, body
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func tail(s string, n int) string {

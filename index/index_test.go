@@ -10,17 +10,16 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
-
 	"github.com/corepipe/corepipe"
 	"github.com/corepipe/corepipe/blob/fs"
 	"github.com/corepipe/corepipe/index"
-	"github.com/corepipe/corepipe/internal/natstest"
+	"github.com/corepipe/corepipe/internal/testkit"
+	"github.com/corepipe/corepipe/internal/testkit/pipetest"
 	natsq "github.com/corepipe/corepipe/queue/nats"
 	"github.com/corepipe/corepipe/sqlite"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { testkit.VerifyTestMain(m) }
 
 var base = time.Date(2026, 3, 1, 8, 0, 0, 0, time.UTC)
 
@@ -125,17 +124,9 @@ func counts(s snapshot) map[string]int64 {
 // follower on the same file, and rebuilds a second index from the blob
 // store alone: no report is counted twice, and both indexes agree.
 func TestFollowRestartRebuild(t *testing.T) {
-	srv := natstest.StartEmbedded(t)
-	q, err := natsq.Open(context.Background(), srv.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer q.Close(context.Background())
+	p := pipetest.Start(t)
+	q, blobs := p.Queue, p.Blobs
 	dir := t.TempDir()
-	blobs, err := fs.Open(filepath.Join(dir, "blobs"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	sigs := []string{"gocrash/v1:aa", "gocrash/v1:bb"}
 	for i := range 20 {
 		stored(t, blobs, q, i, sigs[i%2], "v1")

@@ -23,6 +23,7 @@ import (
 	"github.com/corepipe/corepipe/internal/natstest"
 	"github.com/corepipe/corepipe/kube"
 	natsq "github.com/corepipe/corepipe/queue/nats"
+	"github.com/corepipe/corepipe/internal/testkit"
 )
 
 // messages collects the log messages of a watcher.
@@ -46,17 +47,6 @@ func (m *messages) count(msg string) int {
 	return m.got[msg]
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // runWatcher runs a watcher recording through ag until the returned stop.
 func runWatcher(t *testing.T, cfg kube.Config, ag *agent.Agent) (*kube.Watcher, func()) {
 	t.Helper()
@@ -72,7 +62,7 @@ func runWatcher(t *testing.T, cfg kube.Config, ag *agent.Agent) (*kube.Watcher, 
 	}()
 	stop := func() { cancel(); <-done }
 	t.Cleanup(stop)
-	waitFor(t, "the pod informer to sync", w.Synced)
+	testkit.WaitFor(t, "the pod informer to sync", w.Synced)
 	return w, sync.OnceFunc(stop)
 }
 
@@ -126,7 +116,7 @@ func TestAgentWithWatcher(t *testing.T) {
 	if c := stored.Container; c.Pod != "db-0" || c.Container != "postgres" || c.Owner == nil || *c.Owner != (corepipe.Owner{Kind: "StatefulSet", Name: "db"}) {
 		t.Errorf("stored core manifest container %+v", c)
 	}
-	waitFor(t, "the pod annotation", func() bool {
+	testkit.WaitFor(t, "the pod annotation", func() bool {
 		p, err := client.CoreV1().Pods("shop").Get(ctx, "db-0", metav1.GetOptions{})
 		return err == nil && p.Annotations[kube.AnnotationCrashID] == core.ID
 	})
@@ -183,14 +173,14 @@ func TestAgentWithWatcher(t *testing.T) {
 	}
 	// The record is published before its manifest is stored: a stored
 	// manifest means a published record, not the other way round.
-	waitFor(t, "the OOM record's manifest", func() bool {
+	testkit.WaitFor(t, "the OOM record's manifest", func() bool {
 		_, err := store.Stat(ctx, corepipe.ManifestKey(oom))
 		return err == nil
 	})
 	if m := manifest(t, store, oom); m.ID != oom.ID || m.Core.Dropped == "" {
 		t.Errorf("stored OOM manifest %+v", m)
 	}
-	waitFor(t, "the OOM annotation", func() bool {
+	testkit.WaitFor(t, "the OOM annotation", func() bool {
 		p, err := client.CoreV1().Pods("shop").Get(ctx, "db-0", metav1.GetOptions{})
 		return err == nil && p.Annotations[kube.AnnotationCrashID] == oom.ID
 	})
@@ -200,7 +190,7 @@ func TestAgentWithWatcher(t *testing.T) {
 	log := &messages{got: map[string]int{}}
 	cfg.Logger = slog.New(log)
 	runWatcher(t, cfg, ag)
-	waitFor(t, "the restarted watcher to find the record", func() bool { return log.count("termination already recorded") == 1 })
+	testkit.WaitFor(t, "the restarted watcher to find the record", func() bool { return log.count("termination already recorded") == 1 })
 	if c := next(500 * time.Millisecond); c != nil {
 		t.Errorf("recorded again after a restart: %+v", c)
 	}

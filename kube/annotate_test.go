@@ -13,6 +13,7 @@ import (
 	ktesting "k8s.io/client-go/testing"
 
 	"github.com/corepipe/corepipe"
+	"github.com/corepipe/corepipe/internal/testkit"
 )
 
 // patches returns the bodies of the pod patches the watcher sent.
@@ -48,7 +49,7 @@ func TestAnnotatesPodOfCoreCrash(t *testing.T) {
 	c.Signal = corepipe.Signal{Number: 6, Name: "SIGABRT"}
 	w.Enrich(context.Background(), c)
 	w.Shipped(context.Background(), c)
-	eventually(t, "the event", func() bool { return len(events(t, w, "shop")) == 1 })
+	testkit.WaitFor(t, "the event", func() bool { return len(events(t, w, "shop")) == 1 })
 
 	url := "https://corepipe.example/crashes/" + c.ID
 	want := `{"metadata":{"annotations":{"corepipe.dev/last-crash-id":"` + c.ID + `","corepipe.dev/last-crash-url":"` + url + `"},"uid":"` + string(pod.UID) + `"}}`
@@ -77,7 +78,7 @@ func TestAnnotatesPodOfCoreCrash(t *testing.T) {
 	// Announcing the same crash again (a re-shipped spool entry) makes no
 	// second event.
 	w.Shipped(context.Background(), c)
-	eventually(t, "the second patch", func() bool { return len(patches(t, client.Actions())) == 2 })
+	testkit.WaitFor(t, "the second patch", func() bool { return len(patches(t, client.Actions())) == 2 })
 	if n := len(events(t, w, "shop")); n != 1 {
 		t.Errorf("%d events after announcing twice", n)
 	}
@@ -90,7 +91,7 @@ func TestAnnotatesPodOfTermination(t *testing.T) {
 	// No UI URL: the annotation of an earlier link is removed, not left stale.
 	w := startAt(t, Config{Client: client}, rec)
 	c := rec.next(t)
-	eventually(t, "the event", func() bool { return len(events(t, w, "shop")) == 1 })
+	testkit.WaitFor(t, "the event", func() bool { return len(events(t, w, "shop")) == 1 })
 	var patch struct {
 		Metadata struct {
 			Annotations map[string]any `json:"annotations"`
@@ -125,7 +126,7 @@ func TestLinkedTerminationLeavesCoreAnnotation(t *testing.T) {
 	core := crashIn(cid(1), "")
 	w.Enrich(context.Background(), core)
 	w.Shipped(context.Background(), core)
-	eventually(t, "the core's event", func() bool { return len(events(t, w, "shop")) == 1 })
+	testkit.WaitFor(t, "the core's event", func() bool { return len(events(t, w, "shop")) == 1 })
 	if got := patches(t, client.Actions()); len(got) != 1 || !strings.Contains(got[0], core.ID) {
 		t.Errorf("patches %q", got)
 	}

@@ -22,6 +22,7 @@ import (
 
 	"github.com/corepipe/corepipe"
 	"github.com/corepipe/corepipe/internal/kubetest"
+	"github.com/corepipe/corepipe/internal/testkit"
 )
 
 // cluster is a real API server with namespace "shop", an admin client for
@@ -162,7 +163,7 @@ func TestRealServerEnrich(t *testing.T) {
 		if err := c.kubelet.CoreV1().Pods("shop").Delete(context.Background(), web.Name, *metav1.NewDeleteOptions(0)); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, "the deletion to reach the cache", func() bool {
+		testkit.WaitFor(t, "the deletion to reach the cache", func() bool {
 			_, ok, _ := w.pods.GetStore().GetByKey("shop/" + web.Name)
 			return !ok
 		})
@@ -195,7 +196,7 @@ func recordedCrash(t *testing.T, rec *recorder, pod *corev1.Pod, id string, exit
 func drained(t *testing.T, w *Watcher, rec *recorder) {
 	t.Helper()
 	w.kick()
-	eventually(t, "the pending terminations to drain", func() bool {
+	testkit.WaitFor(t, "the pending terminations to drain", func() bool {
 		w.mu.Lock()
 		defer w.mu.Unlock()
 		return len(w.pending) == 0
@@ -222,12 +223,12 @@ func TestRealServerRecordsTermination(t *testing.T) {
 
 	// The agent points the pod at the record: an annotation (a merge patch
 	// with the pod's UID as precondition) and an event the server accepts.
-	eventually(t, "the pod's annotation", func() bool {
+	testkit.WaitFor(t, "the pod's annotation", func() bool {
 		p, err := c.kubelet.CoreV1().Pods("shop").Get(ctx, web.Name, metav1.GetOptions{})
 		return err == nil && p.Annotations[AnnotationCrashID] == rec1.ID &&
 			p.Annotations[AnnotationCrashURL] == "https://crashes.example/crashes/"+rec1.ID
 	})
-	eventually(t, "the pod's event", func() bool {
+	testkit.WaitFor(t, "the pod's event", func() bool {
 		evs, err := c.kubelet.CoreV1().Events("shop").List(ctx, metav1.ListOptions{
 			FieldSelector: fields.OneTermEqualSelector("involvedObject.uid", string(web.UID)).String()})
 		if err != nil {
@@ -314,7 +315,7 @@ func TestRealServerDownAndBack(t *testing.T) {
 	if r := got[cid(5)]; r == nil || r.Container.Pod != cart.Name || r.Container.PodUID != string(cart.UID) || r.Termination.ExitCode != 1 {
 		t.Errorf("cart's crash: %+v", r)
 	}
-	eventually(t, "the deletion to reach the cache", func() bool {
+	testkit.WaitFor(t, "the deletion to reach the cache", func() bool {
 		_, ok, _ := w.pods.GetStore().GetByKey("shop/" + gone.Name)
 		return !ok
 	})
@@ -341,7 +342,7 @@ func TestRealServerStartsWhileDown(t *testing.T) {
 	}
 
 	c.s.Restart()
-	eventually(t, "the pod informer to sync", w.Synced)
+	testkit.WaitFor(t, "the pod informer to sync", w.Synced)
 	recordedCrash(t, rec, web, cid(1), 2, 1, finished)
 	if got := enrich(t, w, cid(2)).Container; got.Pod != web.Name {
 		t.Errorf("after the first listing: %+v", got)
@@ -395,7 +396,7 @@ func TestRealServerAgentRBAC(t *testing.T) {
 		t.Errorf("termination links core %q, want %s", term.Termination.CoreID, core.ID)
 	}
 
-	eventually(t, "the core's event", func() bool {
+	testkit.WaitFor(t, "the core's event", func() bool {
 		evs, err := c.kubelet.CoreV1().Events("shop").List(ctx, metav1.ListOptions{
 			FieldSelector: fields.OneTermEqualSelector("reason", ReasonCoreDumped).String()})
 		return err == nil && len(evs.Items) == 1 && strings.Contains(evs.Items[0].Message, core.ID)
@@ -431,10 +432,10 @@ func TestRealServerAnnotationSkipsReplacedPod(t *testing.T) {
 		t.Fatal(err)
 	}
 	replaced := c.createPod(t, pod, running("containerd://"+cid(2)))
-	eventually(t, "the new pod in the cache", func() bool { return w.podByUID(string(replaced.UID)) != nil })
+	testkit.WaitFor(t, "the new pod in the cache", func() bool { return w.podByUID(string(replaced.UID)) != nil })
 	w.Shipped(ctx, core)
 
-	eventually(t, "the event on the old pod", func() bool {
+	testkit.WaitFor(t, "the event on the old pod", func() bool {
 		evs, err := c.kubelet.CoreV1().Events("shop").List(ctx, metav1.ListOptions{
 			FieldSelector: fields.OneTermEqualSelector("involvedObject.uid", string(old.UID)).String()})
 		return err == nil && len(evs.Items) == 1

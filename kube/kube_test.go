@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -19,12 +18,13 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/corepipe/corepipe"
+	"github.com/corepipe/corepipe/internal/testkit"
 )
 
 func TestMain(m *testing.M) {
 	// client-go reports the unreachable API servers of the tests on klog.
 	klog.SetSlogLogger(slog.New(slog.DiscardHandler))
-	goleak.VerifyTestMain(m)
+	testkit.VerifyTestMain(m)
 }
 
 const testNode = "node-a"
@@ -159,18 +159,6 @@ func (s *logSink) count(msg string) int {
 	return n
 }
 
-// eventually polls cond until it holds; the bound only catches a hang.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // start runs a watcher of client until the test ends and waits for its
 // first listing (unless the API server is meant to be down).
 func start(t *testing.T, cfg Config, rec *recorder, waitSync bool) *Watcher {
@@ -195,7 +183,7 @@ func start(t *testing.T, cfg Config, rec *recorder, waitSync bool) *Watcher {
 	}()
 	t.Cleanup(func() { cancel(); <-done })
 	if waitSync {
-		eventually(t, "the pod informer to sync", w.Synced)
+		testkit.WaitFor(t, "the pod informer to sync", w.Synced)
 	}
 	return w
 }

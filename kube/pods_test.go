@@ -18,6 +18,7 @@ import (
 	ktesting "k8s.io/client-go/testing"
 
 	"github.com/corepipe/corepipe"
+	"github.com/corepipe/corepipe/internal/testkit"
 )
 
 func TestParseContainerID(t *testing.T) {
@@ -115,7 +116,7 @@ func TestEnrichKeepsDeletedPods(t *testing.T) {
 	if err := client.CoreV1().Pods(pod.Namespace).Delete(context.Background(), pod.Name, metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the deletion to reach the cache", func() bool { return len(w.pods.GetStore().List()) == 0 })
+	testkit.WaitFor(t, "the deletion to reach the cache", func() bool { return len(w.pods.GetStore().List()) == 0 })
 	c := crashIn(cid(1), "")
 	w.Enrich(context.Background(), c)
 	if c.Container.Pod != pod.Name || c.Container.Container != "app" {
@@ -243,7 +244,7 @@ func TestEnrichAPIServerDown(t *testing.T) {
 			return true, live, nil
 		})
 		w := start(t, Config{Client: client, LookupWait: wait}, nil, true)
-		eventually(t, "the watch", func() bool { return len(client.Actions()) >= 2 })
+		testkit.WaitFor(t, "the watch", func() bool { return len(client.Actions()) >= 2 })
 		close(down)
 		live.Stop()
 
@@ -294,7 +295,7 @@ func TestWatchesOnlyItsNode(t *testing.T) {
 func TestSaysWhenListed(t *testing.T) {
 	sink := &logSink{}
 	start(t, Config{Client: fakeClient(newPod("web", 1, running("containerd://"+cid(1)))), Logger: slogOf(sink)}, nil, true)
-	eventually(t, "the log line", func() bool { return sink.count("watching the pods of this node") == 1 })
+	testkit.WaitFor(t, "the log line", func() bool { return sink.count("watching the pods of this node") == 1 })
 }
 
 func TestEnrichByPodUIDAlone(t *testing.T) {

@@ -12,6 +12,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/corepipe/corepipe"
+	"github.com/corepipe/corepipe/internal/testkit"
 )
 
 // freshClock starts the watcher's clock a few seconds after t0: the
@@ -40,7 +41,7 @@ func startAt(t *testing.T, cfg Config, rec *recorder) *Watcher {
 		w.Run(ctx, rec)
 	}()
 	t.Cleanup(func() { cancel(); <-done })
-	eventually(t, "the pod informer to sync", w.Synced)
+	testkit.WaitFor(t, "the pod informer to sync", w.Synced)
 	return w
 }
 
@@ -87,9 +88,9 @@ func TestOOMKilledRecordedOnce(t *testing.T) {
 	if _, err := client.CoreV1().Pods(pod.Namespace).Update(context.Background(), touched, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "resyncs", func() bool { return seen() >= 3 })
+	testkit.WaitFor(t, "resyncs", func() bool { return seen() >= 3 })
 	w.kick()
-	eventually(t, "the pending terminations to drain", func() bool {
+	testkit.WaitFor(t, "the pending terminations to drain", func() bool {
 		w.mu.Lock()
 		defer w.mu.Unlock()
 		return len(w.pending) == 0
@@ -140,7 +141,7 @@ func TestTerminationLinksItsCore(t *testing.T) {
 		pod := newPod("web", 1, restarted(running("containerd://"+cid(2)), "containerd://"+cid(1), 134, "Error", t0))
 		rec := newRecorder()
 		w := startAt(t, Config{Client: fakeClient(pod), LinkWait: time.Hour}, rec)
-		eventually(t, "the termination to wait for its core", func() bool {
+		testkit.WaitFor(t, "the termination to wait for its core", func() bool {
 			w.mu.Lock()
 			defer w.mu.Unlock()
 			return len(w.pending) == 1
@@ -195,7 +196,7 @@ func TestRecordRetriedWhileQueueDown(t *testing.T) {
 	done := make(chan struct{})
 	go func() { defer close(done); w.Run(ctx, rec) }()
 	defer func() { cancel(); <-done }()
-	eventually(t, "the failed attempt", func() bool { return sink.count("record termination") == 1 })
+	testkit.WaitFor(t, "the failed attempt", func() bool { return sink.count("record termination") == 1 })
 	if c := rec.next(t); c.Termination.Reason != "OOMKilled" {
 		t.Errorf("termination %+v", c.Termination)
 	}

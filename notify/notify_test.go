@@ -1,7 +1,6 @@
 package notify_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -16,10 +15,10 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"go.uber.org/goleak"
 
 	"github.com/corepipe/corepipe"
 	"github.com/corepipe/corepipe/internal/natstest"
+	"github.com/corepipe/corepipe/internal/testkit"
 	"github.com/corepipe/corepipe/notify"
 	"github.com/corepipe/corepipe/notify/slack"
 	natsq "github.com/corepipe/corepipe/queue/nats"
@@ -29,11 +28,7 @@ import (
 // TestMain fails the package when a goroutine outlives the tests: every
 // notifier, queue and server is stopped by then.
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m,
-		goleak.IgnoreTopFunction("net/http.(*persistConn).readLoop"),
-		goleak.IgnoreTopFunction("net/http.(*persistConn).writeLoop"),
-		goleak.IgnoreTopFunction("internal/poll.runtime_pollWait"),
-	)
+	testkit.VerifyTestMain(m)
 }
 
 const (
@@ -126,24 +121,6 @@ func (c *clock) Advance(d time.Duration) time.Time {
 	return c.t
 }
 
-// syncBuffer collects the log of every notifier of a test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // harness is one deployment: a NATS server, Slack, a state file and a
 // clock that outlive restarts of the notifier.
 type harness struct {
@@ -154,7 +131,7 @@ type harness struct {
 	slackURL string
 	state    string
 	clock    *clock
-	logs     *syncBuffer
+	logs     *testkit.SyncBuffer
 	bot      bool
 	// triage, when set, is the notifier's source of triage decisions.
 	triage notify.TriageSource
@@ -168,7 +145,7 @@ func newHarness(t *testing.T, bot bool) *harness {
 		slack: &fakeSlack{},
 		state: filepath.Join(t.TempDir(), "notifier.db"),
 		clock: &clock{t: t0},
-		logs:  &syncBuffer{},
+		logs:  &testkit.SyncBuffer{},
 		bot:   bot,
 	}
 	srv := httptest.NewServer(h.slack)
@@ -302,28 +279,15 @@ func (n *notifier) metric(name string, labels ...string) float64 {
 	return sum
 }
 
-// waitFor polls cond; the deadline only bounds a test that would otherwise
-// hang.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // settle advances the clock past a digest interval and waits until the
 // digest has been made and everything queued has been delivered.
 func (h *harness) settle(n *notifier) {
 	h.t.Helper()
 	now := h.clock.Advance(time.Hour)
-	waitFor(h.t, "the digest", func() bool {
+	testkit.WaitFor(h.t, "the digest", func() bool {
 		return n.metric("corepipe_notifier_last_digest_timestamp_seconds") == float64(now.UnixNano())/1e9
 	})
-	waitFor(h.t, "an empty outbox", func() bool { return n.metric("corepipe_notifier_outbox_messages") == 0 })
+	testkit.WaitFor(h.t, "an empty outbox", func() bool { return n.metric("corepipe_notifier_outbox_messages") == 0 })
 }
 
 // report is a nil dereference in build version of the workload, captured
@@ -406,7 +370,7 @@ func TestNewGroupIsOneMessage(t *testing.T) {
 	n := h.start(nil)
 	r := report(t0.Add(-time.Minute), sigA, "v1.2.3")
 	h.publish(r)
-	waitFor(t, "the alert", func() bool { return len(h.slack.got()) == 1 })
+	testkit.WaitFor(t, "the alert", func() bool { return len(h.slack.got()) == 1 })
 	h.settle(n)
 	n.stop()
 
@@ -454,7 +418,7 @@ func TestCrashLoopIsOneMessageAndOneSummary(t *testing.T) {
 				rs = append(rs, r)
 			}
 			h.publish(rs...)
-			waitFor(t, "50 crashes handled", func() bool {
+			testkit.WaitFor(t, "50 crashes handled", func() bool {
 				return n.metric("corepipe_notifier_crashes_suppressed_total") == 49
 			})
 			// The 21st crash within ten minutes was a spike, held back by
@@ -502,7 +466,7 @@ func TestRetryAfterDeliversOnce(t *testing.T) {
 	h.slack.setScript(http.StatusTooManyRequests, http.StatusServiceUnavailable)
 	n := h.start(nil)
 	h.publish(report(t0, sigA, "v1"))
-	waitFor(t, "the alert", func() bool { return len(h.slack.got()) == 1 })
+	testkit.WaitFor(t, "the alert", func() bool { return len(h.slack.got()) == 1 })
 	h.settle(n)
 	n.stop()
 	if len(h.slack.got()) != 1 || h.slack.requestCount() != 3 {
@@ -526,7 +490,7 @@ func TestCrashTextIsEscaped(t *testing.T) {
 	r.Title, r.Panic.Message, r.Container.Pod = evil, evil, evil
 	r.Goroutines[0].Frames[2].Function = "main.```<!here>"
 	h.publish(r)
-	waitFor(t, "the alert", func() bool { return len(h.slack.got()) == 1 })
+	testkit.WaitFor(t, "the alert", func() bool { return len(h.slack.got()) == 1 })
 	n.stop()
 
 	p := h.slack.got()[0]
@@ -570,22 +534,22 @@ func TestRestartSendsNothingTwice(t *testing.T) {
 	h := newHarness(t, false)
 	first := h.start(func(c corepipe.Consumer) corepipe.Consumer { return ackless{c} })
 	h.publish(report(t0, sigA, "v1"), report(t0.Add(time.Second), sigA, "v1"), report(t0.Add(2*time.Second), sigB, "v1"))
-	waitFor(t, "both alerts", func() bool { return len(h.slack.got()) == 2 })
-	waitFor(t, "redeliveries", func() bool { return first.metric("corepipe_notifier_reports_duplicate_total") >= 3 })
+	testkit.WaitFor(t, "both alerts", func() bool { return len(h.slack.got()) == 2 })
+	testkit.WaitFor(t, "redeliveries", func() bool { return first.metric("corepipe_notifier_reports_duplicate_total") >= 3 })
 	first.stop()
 
 	// Slack fails while the second run handles a new group: the decision
 	// is kept, the report acked, the message waits.
 	h.slack.setScript(500, 500, 500, 500, 500, 500, 500, 500, 500, 500)
 	second := h.start(nil)
-	waitFor(t, "the unacked reports again", func() bool { return second.metric("corepipe_notifier_reports_duplicate_total") >= 3 })
+	testkit.WaitFor(t, "the unacked reports again", func() bool { return second.metric("corepipe_notifier_reports_duplicate_total") >= 3 })
 	h.publish(report(t0.Add(3*time.Second), "gocrash/v1:cccc", "v1"))
-	waitFor(t, "the third alert queued", func() bool { return second.metric("corepipe_notifier_outbox_messages") == 1 })
+	testkit.WaitFor(t, "the third alert queued", func() bool { return second.metric("corepipe_notifier_outbox_messages") == 1 })
 	second.stop()
 	h.slack.setScript()
 
 	third := h.start(nil)
-	waitFor(t, "the queued alert", func() bool { return len(h.slack.got()) == 3 })
+	testkit.WaitFor(t, "the queued alert", func() bool { return len(h.slack.got()) == 3 })
 	h.settle(third)
 	third.stop()
 
@@ -620,10 +584,10 @@ func TestRegressionAfterQuietPeriod(t *testing.T) {
 	h := newHarness(t, false)
 	n := h.start(nil)
 	h.publish(report(t0, sigA, "v1.0.0"))
-	waitFor(t, "the alert", func() bool { return len(h.slack.got()) == 1 })
+	testkit.WaitFor(t, "the alert", func() bool { return len(h.slack.got()) == 1 })
 	later := h.clock.Advance(3 * 24 * time.Hour)
 	h.publish(report(later.Add(-time.Minute), sigA, "v1.1.0"))
-	waitFor(t, "the regression", func() bool { return len(h.slack.got()) == 2 })
+	testkit.WaitFor(t, "the regression", func() bool { return len(h.slack.got()) == 2 })
 	n.stop()
 
 	p := h.slack.got()[1]

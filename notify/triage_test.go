@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/corepipe/corepipe"
+	"github.com/corepipe/corepipe/internal/testkit"
 )
 
 // decisions is a TriageSource people change while the notifier runs.
@@ -47,20 +48,20 @@ func TestIgnoredForCrashesIsSilentThenSpeaks(t *testing.T) {
 	h.triage = src
 	n := h.start(nil)
 	h.publish(report(t0, sigA, "v1.0.0"))
-	waitFor(t, "the alert", func() bool { return len(h.slack.got()) == 1 })
+	testkit.WaitFor(t, "the alert", func() bool { return len(h.slack.got()) == 1 })
 	now := h.clock.Advance(2 * time.Hour)
 	src.decide(t, sigA, corepipe.TriageChange{Status: corepipe.TriageIgnored, IgnoreCount: 3}, &corepipe.Group{LastVersion: "v1.0.0"}, now)
 
 	// Two hours on, past the cool-down: without the ignore the first
 	// would be a spike or a follow-up, never silence.
 	h.publish(report(now.Add(time.Second), sigA, "v1.0.0"), report(now.Add(2*time.Second), sigA, "v1.0.0"))
-	waitFor(t, "two ignored crashes", func() bool { return n.metric("corepipe_notifier_crashes_suppressed_total", "reason", "ignored") == 2 })
+	testkit.WaitFor(t, "two ignored crashes", func() bool { return n.metric("corepipe_notifier_crashes_suppressed_total", "reason", "ignored") == 2 })
 	h.settle(n)
 	if got := len(h.slack.got()); got != 1 {
 		t.Fatalf("%d messages while ignored, want the first alert only (not even a digest)", got)
 	}
 	h.publish(report(now.Add(3*time.Second), sigA, "v1.0.0"))
-	waitFor(t, "the end of the ignore", func() bool { return len(h.slack.got()) == 2 })
+	testkit.WaitFor(t, "the end of the ignore", func() bool { return len(h.slack.got()) == 2 })
 	if hd := header(h.slack.got()[1]); !strings.HasPrefix(hd, "No longer ignored: ") {
 		t.Errorf("header %q", hd)
 	}
@@ -72,15 +73,15 @@ func TestIgnoredUntilIsSilentThenSpeaks(t *testing.T) {
 	h.triage = src
 	n := h.start(nil)
 	h.publish(report(t0, sigA, "v1.0.0"))
-	waitFor(t, "the alert", func() bool { return len(h.slack.got()) == 1 })
+	testkit.WaitFor(t, "the alert", func() bool { return len(h.slack.got()) == 1 })
 	now := h.clock.Advance(2 * time.Hour)
 	until := now.Add(30 * time.Minute)
 	src.decide(t, sigA, corepipe.TriageChange{Status: corepipe.TriageIgnored, IgnoreUntil: until}, &corepipe.Group{LastVersion: "v1.0.0"}, now)
 	h.publish(report(until.Add(-time.Minute), sigA, "v1.0.0"))
-	waitFor(t, "an ignored crash", func() bool { return n.metric("corepipe_notifier_crashes_suppressed_total", "reason", "ignored") == 1 })
+	testkit.WaitFor(t, "an ignored crash", func() bool { return n.metric("corepipe_notifier_crashes_suppressed_total", "reason", "ignored") == 1 })
 	h.clock.Advance(time.Hour)
 	h.publish(report(until.Add(time.Minute), sigA, "v1.0.0"))
-	waitFor(t, "the end of the ignore", func() bool { return len(h.slack.got()) == 2 })
+	testkit.WaitFor(t, "the end of the ignore", func() bool { return len(h.slack.got()) == 2 })
 	if hd := header(h.slack.got()[1]); !strings.HasPrefix(hd, "No longer ignored: ") {
 		t.Errorf("header %q", hd)
 	}
@@ -92,16 +93,16 @@ func TestResolvedRegressesOnceInANewerVersion(t *testing.T) {
 	h.triage = src
 	n := h.start(nil)
 	h.publish(report(t0, sigA, "v1.2.0"))
-	waitFor(t, "the alert", func() bool { return len(h.slack.got()) == 1 })
+	testkit.WaitFor(t, "the alert", func() bool { return len(h.slack.got()) == 1 })
 	now := h.clock.Advance(2 * time.Hour)
 	src.decide(t, sigA, corepipe.TriageChange{Status: corepipe.TriageResolved, ResolvedIn: corepipe.ResolvedNextRelease}, &corepipe.Group{LastVersion: "v1.2.0"}, now)
 	// Old builds still running: v1.2.0 is the release it was resolved
 	// after, v1.1.9 older still.
 	h.publish(report(now.Add(time.Second), sigA, "v1.2.0"), report(now.Add(2*time.Second), sigA, "v1.1.9"))
-	waitFor(t, "crashes of the resolved group", func() bool { return n.metric("corepipe_notifier_crashes_suppressed_total", "reason", "resolved") == 2 })
+	testkit.WaitFor(t, "crashes of the resolved group", func() bool { return n.metric("corepipe_notifier_crashes_suppressed_total", "reason", "resolved") == 2 })
 	h.publish(report(now.Add(3*time.Second), sigA, "v1.10.0"), report(now.Add(4*time.Second), sigA, "v1.10.0"))
-	waitFor(t, "the regression", func() bool { return len(h.slack.got()) == 2 })
-	waitFor(t, "the crash after it", func() bool { return n.metric("corepipe_notifier_crashes_suppressed_total", "reason", "summarised") == 1 })
+	testkit.WaitFor(t, "the regression", func() bool { return len(h.slack.got()) == 2 })
+	testkit.WaitFor(t, "the crash after it", func() bool { return n.metric("corepipe_notifier_crashes_suppressed_total", "reason", "summarised") == 1 })
 	if got := len(h.slack.got()); got != 2 {
 		t.Fatalf("%d messages, want the alert and one regression", got)
 	}

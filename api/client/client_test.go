@@ -3,7 +3,6 @@ package client_test
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -13,17 +12,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/klauspost/compress/zstd"
-	"go.uber.org/goleak"
-
 	"github.com/corepipe/corepipe"
-	"github.com/corepipe/corepipe/api"
 	"github.com/corepipe/corepipe/api/client"
-	"github.com/corepipe/corepipe/blob/fs"
-	"github.com/corepipe/corepipe/sqlite"
+	"github.com/corepipe/corepipe/internal/testkit"
+	"github.com/corepipe/corepipe/internal/testkit/apitest"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { testkit.VerifyTestMain(m) }
 
 const (
 	viewer   = "viewer-token-0123456789"
@@ -42,33 +37,8 @@ type server struct {
 // one without artifacts, behind tokens.
 func start(t *testing.T) *server {
 	t.Helper()
-	dir := t.TempDir()
-	idx, err := sqlite.Open(filepath.Join(dir, "index.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	blobs, err := fs.Open(filepath.Join(dir, "blobs"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tokens, err := api.ParseTokens(strings.NewReader(viewer + " viewer\n" + debugger + " debugger\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := api.New(api.Config{Index: idx, Blobs: blobs, Tokens: tokens})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts := httptest.NewServer(srv.Handler())
-	t.Cleanup(func() { ts.Close(); idx.Close() })
-
-	s := &server{url: ts.URL, core: bytes.Repeat([]byte("core bytes "), 100_000), exe: []byte("\x7fELF executable")}
-	ctx := context.Background()
-	put := func(key string, b []byte) {
-		if err := blobs.Put(ctx, key, bytes.NewReader(b), int64(len(b))); err != nil {
-			t.Fatal(err)
-		}
-	}
+	srv := apitest.Start(t, viewer+" viewer\n"+debugger+" debugger\n")
+	s := &server{url: srv.URL, core: bytes.Repeat([]byte("core bytes "), 100_000), exe: []byte("\x7fELF executable")}
 	at := time.Now().UTC().Truncate(time.Millisecond)
 	for i, age := range []time.Duration{time.Hour, time.Minute} {
 		r := &corepipe.Report{
@@ -80,22 +50,11 @@ func start(t *testing.T) *server {
 				{Function: "main.handle", File: "/src/main.go", Line: 12}}}},
 		}
 		if i == 1 {
-			var z bytes.Buffer
-			enc, _ := zstd.NewWriter(&z)
-			enc.Write(s.core)
-			enc.Close()
-			r.Artifacts.Core.Key = corepipe.CoreKey(&corepipe.Crash{ID: r.ID, CapturedAt: r.CapturedAt, Node: r.Node})
-			put(r.Artifacts.Core.Key, z.Bytes())
-			r.Artifacts.Executable = corepipe.ExeArtifact{Path: "/usr/bin/server", Found: true, Key: corepipe.ExecutableKey("abc")}
-			put(r.Artifacts.Executable.Key, s.exe)
+			srv.Add(t, r, s.core, s.exe, "abc")
 			s.crash = r
 		} else {
+			srv.Add(t, r, nil, nil, "")
 			s.older = r
-		}
-		b, _ := json.Marshal(r)
-		put(corepipe.ReportKey(r.ID), b)
-		if err := idx.Upsert(ctx, r); err != nil {
-			t.Fatal(err)
 		}
 	}
 	return s

@@ -3,14 +3,11 @@ package s3_test
 import (
 	"testing"
 
-	"go.uber.org/goleak"
+	"github.com/corepipe/corepipe/internal/testkit"
 )
 
 // Idle keep-alive connections of minio-go's transport outlive a test by
 // design; anything else left running is a leak.
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m,
-		goleak.IgnoreTopFunction("net/http.(*persistConn).readLoop"),
-		goleak.IgnoreTopFunction("net/http.(*persistConn).writeLoop"),
-	)
+	testkit.VerifyTestMain(m)
 }

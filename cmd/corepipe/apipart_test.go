@@ -14,9 +14,7 @@ import (
 	"time"
 
 	"github.com/corepipe/corepipe"
-	"github.com/corepipe/corepipe/blob/fs"
-	"github.com/corepipe/corepipe/internal/natstest"
-	natsq "github.com/corepipe/corepipe/queue/nats"
+	"github.com/corepipe/corepipe/internal/testkit/pipetest"
 	"github.com/corepipe/corepipe/sqlite"
 )
 
@@ -26,17 +24,9 @@ import (
 func TestAPIPartRebuild(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	srv := natstest.StartEmbedded(t)
-	q, err := natsq.Open(ctx, srv.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer q.Close(context.Background())
+	p := pipetest.Start(t)
+	q, blobs := p.Queue, p.Blobs
 	dir := t.TempDir()
-	blobs, err := fs.Open(filepath.Join(dir, "blobs"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	idx, err := sqlite.Open(filepath.Join(dir, "index.db"))
 	if err != nil {
 		t.Fatal(err)

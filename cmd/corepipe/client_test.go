@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -13,12 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/klauspost/compress/zstd"
-
 	"github.com/corepipe/corepipe"
-	"github.com/corepipe/corepipe/api"
-	"github.com/corepipe/corepipe/blob/fs"
-	"github.com/corepipe/corepipe/sqlite"
+	"github.com/corepipe/corepipe/internal/testkit/apitest"
 )
 
 const cliToken = "cli-debugger-token-0123"
@@ -27,33 +22,8 @@ const cliToken = "cli-debugger-token-0123"
 // behind a debugger token that the commands read from COREPIPE_TOKEN.
 func cliServer(t *testing.T) (url string, newer, older *corepipe.Report, core []byte) {
 	t.Helper()
-	dir := t.TempDir()
-	idx, err := sqlite.Open(filepath.Join(dir, "index.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	blobs, err := fs.Open(filepath.Join(dir, "blobs"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tokens, err := api.ParseTokens(strings.NewReader(cliToken + " debugger"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := api.New(api.Config{Index: idx, Blobs: blobs, Tokens: tokens})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts := httptest.NewServer(srv.Handler())
-	t.Cleanup(func() { ts.Close(); idx.Close() })
+	srv := apitest.Start(t, cliToken+" debugger")
 	t.Setenv("COREPIPE_TOKEN", cliToken)
-
-	ctx := context.Background()
-	put := func(key string, b []byte) {
-		if err := blobs.Put(ctx, key, bytes.NewReader(b), int64(len(b))); err != nil {
-			t.Fatal(err)
-		}
-	}
 	core = bytes.Repeat([]byte{0x7f, 'E', 'L', 'F'}, 50_000)
 	at := time.Now().UTC().Truncate(time.Millisecond)
 	var rs []*corepipe.Report
@@ -69,23 +39,13 @@ func cliServer(t *testing.T) (url string, newer, older *corepipe.Report, core []
 				{Function: "main.lookup", File: "/src/payments/main.go", Line: 31}}}},
 		}
 		if i == 1 {
-			var z bytes.Buffer
-			enc, _ := zstd.NewWriter(&z)
-			enc.Write(core)
-			enc.Close()
-			r.Artifacts.Core.Key = corepipe.CoreKey(&corepipe.Crash{ID: r.ID, CapturedAt: r.CapturedAt, Node: node})
-			put(r.Artifacts.Core.Key, z.Bytes())
-			r.Artifacts.Executable = corepipe.ExeArtifact{Path: r.Process.Exe, Found: true, Key: corepipe.ExecutableKey("beef")}
-			put(r.Artifacts.Executable.Key, []byte("\x7fELF payments"))
-		}
-		b, _ := json.Marshal(r)
-		put(corepipe.ReportKey(r.ID), b)
-		if err := idx.Upsert(ctx, r); err != nil {
-			t.Fatal(err)
+			srv.Add(t, r, core, []byte("\x7fELF payments"), "beef")
+		} else {
+			srv.Add(t, r, nil, nil, "")
 		}
 		rs = append(rs, r)
 	}
-	return ts.URL, rs[1], rs[0], core
+	return srv.URL, rs[1], rs[0], core
 }
 
 func TestLs(t *testing.T) {

@@ -14,7 +14,7 @@ import (
 	"github.com/corepipe/corepipe"
 	"github.com/corepipe/corepipe/blob/fs"
 	"github.com/corepipe/corepipe/collector/spool"
-	"github.com/corepipe/corepipe/internal/natstest"
+	"github.com/corepipe/corepipe/internal/testkit/pipetest"
 	natsq "github.com/corepipe/corepipe/queue/nats"
 )
 
@@ -59,21 +59,12 @@ type rig struct {
 
 func newRig(t *testing.T, blobs corepipe.BlobStore) *rig {
 	t.Helper()
-	srv := natstest.StartEmbedded(t)
-	q, err := natsq.Open(context.Background(), srv.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { q.Close(context.Background()) })
-	store, err := fs.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := pipetest.Start(t)
 	if blobs == nil {
-		blobs = store
+		blobs = p.Blobs
 	}
-	r := &rig{spool: spool.Spool{Dir: t.TempDir()}, blobs: store, queue: q}
-	r.agent = New(Config{Spool: r.spool, Blobs: blobs, Queue: q})
+	r := &rig{spool: spool.Spool{Dir: t.TempDir()}, blobs: p.Blobs, queue: p.Queue}
+	r.agent = New(Config{Spool: r.spool, Blobs: blobs, Queue: p.Queue})
 	return r
 }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/corepipe/corepipe/blob/fs"
 	"github.com/corepipe/corepipe/collector/corepattern"
 	"github.com/corepipe/corepipe/collector/spool"
+	"github.com/corepipe/corepipe/internal/testkit"
 )
 
 // run starts a.Run and returns its stop.
@@ -33,17 +34,6 @@ func run(t *testing.T, a *Agent) func() {
 	return func() { cancel(); wg.Wait() }
 }
 
-// eventually polls cond for up to ten seconds.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within 10s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
 
 // TestRunWakesOnCommit commits an entry the way the collector does, by
 // renaming it into place, to an agent whose poll never comes: only the
@@ -62,7 +52,7 @@ func TestRunWakesOnCommit(t *testing.T) {
 	if err := os.Rename(filepath.Join(tmp, c.ID), filepath.Join(r.spool.Dir, c.ID)); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "entry shipped after its commit", func() bool {
+	testkit.WaitFor(t, "entry shipped after its commit", func() bool {
 		entries, _ := r.spool.Entries()
 		return len(entries) == 0
 	})
@@ -179,7 +169,7 @@ func TestGuardReinstalls(t *testing.T) {
 	defer stop()
 
 	write("core_pattern", "/var/crash/core.%p")
-	eventually(t, "handler re-installed", func() bool {
+	testkit.WaitFor(t, "handler re-installed", func() bool {
 		s, err := h.Kernel.Read()
 		return err == nil && s == want
 	})

@@ -15,18 +15,13 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
-
 	"github.com/corepipe/corepipe"
+	"github.com/corepipe/corepipe/internal/testkit"
 	"github.com/corepipe/corepipe/notify"
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m,
-		goleak.IgnoreTopFunction("net/http.(*persistConn).readLoop"),
-		goleak.IgnoreTopFunction("net/http.(*persistConn).writeLoop"),
-		goleak.IgnoreTopFunction("internal/poll.runtime_pollWait"),
-	)
+	testkit.VerifyTestMain(m)
 }
 
 // fakeTime is the Client's clock: sleeping advances it at once and is

@@ -10,10 +10,10 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"go.uber.org/goleak"
 
 	"github.com/corepipe/corepipe"
 	"github.com/corepipe/corepipe/internal/natstest"
+	"github.com/corepipe/corepipe/internal/testkit"
 	natsq "github.com/corepipe/corepipe/queue/nats"
 )
 
@@ -21,7 +21,7 @@ import (
 // Queue is closed and every server shut down by then, so a leftover is a
 // leak of the adapter (or of a server's shutdown).
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	testkit.VerifyTestMain(m)
 }
 
 func open(t *testing.T, url string, opts ...natsq.Option) *natsq.Queue {

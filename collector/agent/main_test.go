@@ -1,0 +1,10 @@
+package agent
+
+import (
+	"testing"
+
+	"github.com/corepipe/corepipe/internal/testkit"
+)
+
+// TestMain fails the package when a goroutine outlives its tests: an agent's watcher, shippers and heartbeats end with Run.
+func TestMain(m *testing.M) { testkit.VerifyTestMain(m) }
