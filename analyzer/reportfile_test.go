@@ -98,6 +98,11 @@ func TestReportFileRoundTrip(t *testing.T) {
 	if !reflect.DeepEqual(&got, want) {
 		t.Errorf("the stored report differs from the child's")
 	}
+	var compact bytes.Buffer
+	want.WriteJSON(&compact, false)
+	if len(out) != compact.Len() {
+		t.Errorf("stored %d bytes, want the compact report's %d", len(out), compact.Len())
+	}
 	// A report without goroutines (a C program's) keeps none.
 	_, out, err = roundTrip(writeFile(t, &corepipe.Report{Schema: 1, ID: "x", Threads: []corepipe.Thread{{ID: 3}}}))
 	if err != nil || bytes.Contains(out, []byte("goroutines")) || !json.Valid(out) {
