@@ -2,6 +2,7 @@ package api
 
 import (
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -40,5 +41,24 @@ func TestGetConsole(t *testing.T) {
 	e.add(r, false)
 	if resp, _ := e.do("GET", "/api/v1/crashes/"+r.ID+"/console", as(debuggerToken), nil); resp.StatusCode == http.StatusOK {
 		t.Errorf("a console key outside cores/: %d", resp.StatusCode)
+	}
+}
+
+// The crash page of a kernel panic shows its message, task and trace.
+func TestCrashPageKernel(t *testing.T) {
+	e := newEnv(t)
+	r := newReport(time.Minute)
+	r.Kind = corepipe.KindKernelPanic
+	r.Kernel = &corepipe.KernelPanic{Release: "6.1.0-57-amd64", Message: "Fatal exception", FirstBug: "BUG: kernel NULL pointer dereference, address: 0000000000000008",
+		Task:      &corepipe.KernelTask{CPU: 3, PID: 4181, Comm: "kworker/3:2", Taints: []string{"out-of-tree module loaded"}},
+		CallTrace: []corepipe.KernelFrame{{Function: "page_fault_oops", Offset: "0xd2", Size: "0x2b0", Unreliable: true}, {Function: "mydrv_work", Offset: "0x41", Size: "0x80", Module: "mydrv"}},
+		Pods:      []corepipe.PodRef{{Namespace: "shop", Pod: "web-1"}}}
+	e.add(r, true)
+	_, body := e.getOK("/crashes/" + r.ID)
+	for _, want := range []string{"Kernel panic - not syncing: Fatal exception", "BUG: kernel NULL pointer dereference", "kworker/3:2", "out-of-tree module loaded",
+		"? page_fault_oops+0xd2/0x2b0", "mydrv_work+0x41/0x80 [mydrv]", "shop/web-1", "6.1.0-57-amd64"} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("page lacks %q", want)
+		}
 	}
 }
