@@ -39,20 +39,11 @@ type Process struct {
 // module's own nats-server dependency on first use.
 func StartExternal(tb testing.TB) *Process {
 	tb.Helper()
-	p := &Process{
-		tb:       tb,
-		bin:      serverBinary(tb),
-		storeDir: tb.TempDir(),
-		port:     FreePort(tb),
-	}
-	p.logPath = filepath.Join(p.storeDir, "nats-server.log")
-	p.start()
-	tb.Cleanup(p.Stop)
-	return p
+	return StartExternalConfig(tb, "")
 }
 
 // StartExternalConfig is StartExternal with a nats-server configuration
-// file holding conf (for example an authorization block of users and their
+// file holding conf, none when it is "" (for example an authorization block of users and their
 // permissions). The listen address, port and JetStream store stay the
 // test's: the command line overrides the file.
 func StartExternalConfig(tb testing.TB, conf string) *Process {
@@ -64,9 +55,11 @@ func StartExternalConfig(tb testing.TB, conf string) *Process {
 		port:     FreePort(tb),
 	}
 	p.logPath = filepath.Join(p.storeDir, "nats-server.log")
-	p.confPath = filepath.Join(tb.TempDir(), "nats-server.conf")
-	if err := os.WriteFile(p.confPath, []byte(conf), 0o600); err != nil {
-		tb.Fatalf("natstest: %v", err)
+	if conf != "" {
+		p.confPath = filepath.Join(tb.TempDir(), "nats-server.conf")
+		if err := os.WriteFile(p.confPath, []byte(conf), 0o600); err != nil {
+			tb.Fatalf("natstest: %v", err)
+		}
 	}
 	p.start()
 	tb.Cleanup(p.Stop)
