@@ -87,6 +87,9 @@ type Web struct {
 	// SessionTTL is how long a browser stays signed in; 0 is
 	// DefaultSessionTTL.
 	SessionTTL time.Duration
+	// SourceLinks link the crash page's frames to their source; nil links
+	// only GitHub, GitLab and Codeberg modules.
+	SourceLinks *corepipe.SourceLinks
 }
 
 // ParseWeb reads the web settings as flags spell them: a public URL,
@@ -142,6 +145,9 @@ type Server struct {
 	sessionTTL time.Duration
 	csrfKey    [32]byte
 	now        func() time.Time
+
+	// sourceLinks may be nil: SourceLinks.Link handles it.
+	sourceLinks *corepipe.SourceLinks
 }
 
 // New builds a Server and registers its metrics. It parses the UI
@@ -165,6 +171,8 @@ func New(cfg Config) (*Server, error) {
 		sessions:   newSessions(),
 		sessionTTL: cfg.SessionTTL,
 		now:        cfg.Now,
+
+		sourceLinks: cfg.SourceLinks,
 	}
 	var err error
 	if s.publicURL, err = parsePublicURL(cfg.PublicURL); err != nil {

@@ -238,3 +238,22 @@ func TestSearchCrashes(t *testing.T) {
 		t.Error("the UI's search box does not search")
 	}
 }
+
+func TestCrashPageSourceLinks(t *testing.T) {
+	links, err := corepipe.ParseSourceLinks([]string{"example.com/=https://git.example.com/{repo}/blob/{rev}/{path}#L{line}"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnvWith(t, func(c *Config) { c.SourceLinks = links })
+	r := newReport(time.Minute)
+	e.add(r, true)
+	_, page := e.getOK("/crashes/" + r.ID)
+	for _, want := range []string{
+		`<a class="loc" rel="noreferrer" href="https://git.example.com/server/blob/abc123/server.go#L88">/src/server/server.go:88</a>`,
+		`<a class="loc" rel="noreferrer" href="https://git.example.com/server/blob/abc123/server.go#L61">/src/server/server.go:61</a>`,
+	} {
+		if !strings.Contains(string(page), want) {
+			t.Errorf("the crash page lacks %s", want)
+		}
+	}
+}

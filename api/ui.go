@@ -83,7 +83,11 @@ func workload(r *corepipe.Report) string {
 // template engine for each field of each frame made a page of 200
 // goroutines cost tens of milliseconds; every string still goes through
 // the HTML escaper.
-func frameList(frames []corepipe.Frame) template.HTML {
+func frameList(frames []corepipe.Frame) template.HTML { return linkedFrameList(frames, nil) }
+
+// linkedFrameList is frameList with each location linked to link(frame),
+// when that is not "".
+func linkedFrameList(frames []corepipe.Frame, link func(corepipe.Frame) string) template.HTML {
 	var b strings.Builder
 	b.WriteString(`<ol class="frames">`)
 	for _, f := range frames {
@@ -91,11 +95,25 @@ func frameList(frames []corepipe.Frame) template.HTML {
 		b.WriteString(template.HTMLEscapeString(f.Function))
 		b.WriteString(`</span>`)
 		if f.File != "" {
-			b.WriteString(`<span class="loc">`)
+			href := ""
+			if link != nil {
+				href = link(f)
+			}
+			if href != "" {
+				b.WriteString(`<a class="loc" rel="noreferrer" href="`)
+				b.WriteString(template.HTMLEscapeString(href))
+				b.WriteString(`">`)
+			} else {
+				b.WriteString(`<span class="loc">`)
+			}
 			b.WriteString(template.HTMLEscapeString(f.File))
 			b.WriteString(":")
 			b.WriteString(strconv.Itoa(f.Line))
-			b.WriteString(`</span>`)
+			if href != "" {
+				b.WriteString(`</a>`)
+			} else {
+				b.WriteString(`</span>`)
+			}
 		}
 		b.WriteString(`</li>`)
 	}
@@ -173,6 +191,9 @@ type crashPage struct {
 	Pending bool
 	// Debug is the command that opens this crash in delve.
 	Debug string
+	// CrashingFrames is the crashing goroutine's stack, its frames linked
+	// to their source.
+	CrashingFrames template.HTML
 }
 
 func (s *Server) uiCrash(w http.ResponseWriter, r *http.Request) {
@@ -196,6 +217,9 @@ func (s *Server) uiCrash(w http.ResponseWriter, r *http.Request) {
 		rep = rep.Redacted()
 	}
 	p := crashPage{Report: rep, Crashing: rep.CrashingGoroutineReport(), Debug: debug}
+	if p.Crashing != nil {
+		p.CrashingFrames = linkedFrameList(p.Crashing.Frames, func(f corepipe.Frame) string { return s.sourceLinks.Link(rep, f) })
+	}
 	for _, g := range rep.Goroutines {
 		if p.Crashing != nil && g.ID == p.Crashing.ID {
 			continue

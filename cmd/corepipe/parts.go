@@ -152,15 +152,17 @@ type apiFlags struct {
 	publicURL, trustedProxies, proxyGroupRoles string
 	sessionTTL                                 time.Duration
 	web                                        api.Web
+	sourceLinks                                []string
 }
 
 func apiFlagsOf(fset *pflag.FlagSet) *apiFlags {
 	f := &apiFlags{}
-	fset.StringVar(&f.authFile, "auth-file", "", `bearer tokens, one "TOKEN ROLE" per line (roles viewer, debugger, admin); without it the API listens on loopback only`)
+	fset.StringVar(&f.authFile, "auth-file", "", `bearer tokens, one "TOKEN ROLE [NAME]" per line (roles viewer, triage, debugger, admin; NAME is who group histories say changed them); without it the API listens on loopback only`)
 	fset.StringVar(&f.publicURL, "public-url", "", "where people reach the UI, e.g. https://crashes.example.com behind a TLS proxy (https makes cookies Secure)")
 	fset.StringVar(&f.trustedProxies, "trusted-proxies", "", "addresses or CIDRs of an authenticating proxy (oauth2-proxy) whose X-Forwarded-User/-Email/-Groups/-Proto are believed; needs --auth-file")
 	fset.StringVar(&f.proxyGroupRoles, "proxy-group-roles", "", "GROUP=ROLE,… for users the trusted proxy signs in (* = any user), e.g. sre=admin,dev=debugger,*=viewer")
 	fset.DurationVar(&f.sessionTTL, "session-ttl", api.DefaultSessionTTL, "how long a browser stays signed in")
+	fset.StringArrayVar(&f.sourceLinks, "source-link", nil, "link frames of modules under PREFIX to their source: PREFIX=URL with {repo}, {path}, {rev} and {line}, e.g. 'git.acme.com/=https://git.acme.com/{repo}/src/{rev}/{path}#L{line}' (repeatable; GitHub, GitLab and Codeberg need none)")
 	return f
 }
 
@@ -169,6 +171,9 @@ func apiFlagsOf(fset *pflag.FlagSet) *apiFlags {
 func (f *apiFlags) tokens() (*api.Tokens, error) {
 	web, err := api.ParseWeb(f.publicURL, f.trustedProxies, f.proxyGroupRoles, f.sessionTTL)
 	if err != nil {
+		return nil, err
+	}
+	if web.SourceLinks, err = corepipe.ParseSourceLinks(f.sourceLinks); err != nil {
 		return nil, err
 	}
 	f.web = web
