@@ -69,3 +69,33 @@ if [ ! -x /usr/bin/chromium ]; then
 	echo "install-tools: installing chromium (the web UI's browser test)"
 	apt-get update -qq && apt-get install -y -qq chromium >/dev/null
 fi
+
+if ! command -v qemu-system-x86_64 >/dev/null; then
+	echo "install-tools: installing qemu-system-x86 (the real-kernel netconsole test)"
+	apt-get update -qq && apt-get install -y -qq --no-install-recommends qemu-system-x86 >/dev/null
+fi
+
+# Debian's own kernel and busybox for that test's VM, unpacked, not
+# installed: the kernel, the modules its initramfs loads (netconsole and its
+# configfs, the e1000 NIC, all =m in Debian), and a static busybox.
+kernel_dir=$COREPIPE_CACHE/qemu-kernel
+if [ ! -f "$kernel_dir/vmlinuz" ]; then
+	kpkg=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-/ {print $2; exit}')
+	if [ -z "$kpkg" ]; then
+		apt-get update -qq
+		kpkg=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-/ {print $2; exit}')
+	fi
+	echo "install-tools: unpacking $kpkg and busybox-static into $kernel_dir"
+	work=$(mktemp -d)
+	(cd "$work" && apt-get download -qq "$kpkg" busybox-static)
+	dpkg-deb -x "$work"/linux-image-*.deb "$work/k"
+	dpkg-deb -x "$work"/busybox-static_*.deb "$work/b"
+	mkdir -p "$kernel_dir.tmp$$"
+	cp "$work"/k/boot/vmlinuz-* "$kernel_dir.tmp$$/vmlinuz"
+	for m in netconsole configfs e1000; do
+		find "$work/k/lib/modules" -name "$m.ko*" -exec cp {} "$kernel_dir.tmp$$/" \;
+	done
+	cp "$work/b/bin/busybox" "$kernel_dir.tmp$$/busybox"
+	rm -rf "$work" "$kernel_dir"
+	mv "$kernel_dir.tmp$$" "$kernel_dir"
+fi
