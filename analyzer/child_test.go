@@ -213,6 +213,7 @@ func TestChildEnvironmentIsScrubbed(t *testing.T) {
 		t.Setenv(k, v)
 	}
 	t.Setenv("GOTRACEBACK", "crash")
+	t.Setenv("DEBUGINFOD_URLS", "http://127.0.0.1:8002")
 	report := newReportFile(t)
 	if err := (Child{Command: []string{bin, "env"}}).Inspect(context.Background(), nil, scratchCore(t), "exe", report); err != nil {
 		t.Fatal(err)
@@ -226,7 +227,7 @@ func TestChildEnvironmentIsScrubbed(t *testing.T) {
 	if strings.Contains(env, limitsEnv) {
 		t.Errorf("the trampoline's own variable reached the child")
 	}
-	for _, want := range []string{"PATH=" + os.Getenv("PATH"), "GOTRACEBACK=system"} {
+	for _, want := range []string{"PATH=" + os.Getenv("PATH"), "GOTRACEBACK=system", "DEBUGINFOD_URLS=http://127.0.0.1:8002"} {
 		if !strings.Contains("\n"+env+"\n", "\n"+want+"\n") {
 			t.Errorf("the child's environment lacks %s:\n%s", want, env)
 		}
