@@ -19,10 +19,11 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/util/retry"
 
 	"github.com/corepipe/corepipe"
-	"github.com/corepipe/corepipe/internal/kubetest"
 	"github.com/corepipe/corepipe/internal/testkit"
+	"github.com/corepipe/corepipe/internal/testkit/kubetest"
 )
 
 // cluster is a real API server with namespace "shop", an admin client for
@@ -66,22 +67,28 @@ func (c *cluster) createPod(t *testing.T, pod *corev1.Pod, statuses ...corev1.Co
 }
 
 // setStatuses writes the container statuses of pod through the status
-// subresource, as the kubelet does.
+// subresource, as the kubelet does, again on a conflict: the agent's
+// annotation can change the pod between the read and the write.
 func (c *cluster) setStatuses(t *testing.T, pod *corev1.Pod, statuses ...corev1.ContainerStatus) *corev1.Pod {
 	t.Helper()
 	ctx := context.Background()
-	cur, err := c.kubelet.CoreV1().Pods(pod.Namespace).Get(ctx, pod.Name, metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cur.Status.Phase = corev1.PodRunning
-	cur.Status.ContainerStatuses = statuses
-	for _, cs := range statuses {
-		if cs.State.Terminated != nil && cur.Spec.RestartPolicy == corev1.RestartPolicyNever {
-			cur.Status.Phase = corev1.PodFailed
+	pods := c.kubelet.CoreV1().Pods(pod.Namespace)
+	var updated *corev1.Pod
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		cur, err := pods.Get(ctx, pod.Name, metav1.GetOptions{})
+		if err != nil {
+			return err
 		}
-	}
-	updated, err := c.kubelet.CoreV1().Pods(pod.Namespace).UpdateStatus(ctx, cur, metav1.UpdateOptions{})
+		cur.Status.Phase = corev1.PodRunning
+		cur.Status.ContainerStatuses = statuses
+		for _, cs := range statuses {
+			if cs.State.Terminated != nil && cur.Spec.RestartPolicy == corev1.RestartPolicyNever {
+				cur.Status.Phase = corev1.PodFailed
+			}
+		}
+		updated, err = pods.UpdateStatus(ctx, cur, metav1.UpdateOptions{})
+		return err
+	})
 	if err != nil {
 		t.Fatalf("update status of pod %s: %v", pod.Name, err)
 	}
