@@ -3,7 +3,7 @@ package corepipe_test
 import (
 	"testing"
 
-	"github.com/corepipe/corepipe/internal/deptest"
+	"github.com/corepipe/corepipe/internal/testkit/deptest"
 )
 
 // TestImportDirection holds the layout's lines. (The collector's own test

@@ -48,8 +48,9 @@ type Triage struct {
 	IgnoreUntil time.Time `json:"ignore_until,omitzero"`
 	IgnoreCount int64     `json:"ignore_count,omitempty"`
 	Assignee    string    `json:"assignee,omitempty"`
-	// Rev counts the decisions people made; Observe never changes it, so
-	// a copy with an older Rev is a copy of an older decision.
+	// Rev counts the decisions people made about the status; Observe,
+	// assigning and commenting never change it, so a copy with an older
+	// Rev is a copy of an older decision.
 	Rev       int64     `json:"rev"`
 	DecidedAt time.Time `json:"decided_at"`
 	// Since counts the crashes captured after DecidedAt.
@@ -110,17 +111,20 @@ func (t *Triage) Apply(c TriageChange, g *Group, versions []string, now time.Tim
 	if err := c.check(); err != nil {
 		return nil, "", err
 	}
-	next := Triage{Status: TriageOpen}
+	next := Triage{Status: TriageOpen, DecidedAt: now}
 	if t != nil {
 		next = *t
 	}
-	next.Rev++
-	next.DecidedAt = now
-	next.Since = 0
-	next.ReopenedBy = ""
-	next.Versions = boundVersions(versions, g.LastVersion)
 	var said []string
 	if c.Status != "" {
+		// A new decision: crashes count towards it from now. Assigning or
+		// commenting alone is no new decision, and keeps the count of an
+		// ignore going.
+		next.Rev++
+		next.DecidedAt = now
+		next.Since = 0
+		next.ReopenedBy = ""
+		next.Versions = boundVersions(versions, g.LastVersion)
 		next.Status, next.ResolvedIn, next.Baseline = c.Status, "", ""
 		next.IgnoreUntil, next.IgnoreCount = time.Time{}, 0
 		switch c.Status {

@@ -14,8 +14,8 @@ import (
 	"github.com/corepipe/corepipe/analyzer/inspect"
 	"github.com/corepipe/corepipe/containerlog"
 	"github.com/corepipe/corepipe/gotrace"
-	"github.com/corepipe/corepipe/internal/crashtest"
-	"github.com/corepipe/corepipe/internal/gotraceback"
+	"github.com/corepipe/corepipe/internal/testkit/crashtest"
+	"github.com/corepipe/corepipe/internal/testkit/gotraceback"
 )
 
 func buildKinds(t *testing.T) string {

@@ -14,7 +14,7 @@ import (
 	"testing"
 
 	"github.com/corepipe/corepipe/buildid"
-	"github.com/corepipe/corepipe/internal/crashtest"
+	"github.com/corepipe/corepipe/internal/testkit/crashtest"
 )
 
 // debugBuild is a Go program split as the README's recipe does: the

@@ -10,7 +10,7 @@ import (
 
 	"github.com/corepipe/corepipe"
 	"github.com/corepipe/corepipe/blob"
-	"github.com/corepipe/corepipe/internal/miniotest"
+	"github.com/corepipe/corepipe/internal/testkit/miniotest"
 )
 
 func roundTrip(t *testing.T, s corepipe.BlobStore) {

@@ -3,7 +3,7 @@ package collector
 import (
 	"testing"
 
-	"github.com/corepipe/corepipe/internal/deptest"
+	"github.com/corepipe/corepipe/internal/testkit/deptest"
 )
 
 // TestNoNetworkImports holds the line the design draws: the collector runs

@@ -18,7 +18,7 @@ import (
 	"github.com/corepipe/corepipe/collector"
 	"github.com/corepipe/corepipe/collector/agent"
 	"github.com/corepipe/corepipe/collector/spool"
-	"github.com/corepipe/corepipe/internal/crashtest"
+	"github.com/corepipe/corepipe/internal/testkit/crashtest"
 )
 
 // published records what the agent queued.

@@ -23,7 +23,7 @@ import (
 	"github.com/corepipe/corepipe"
 	"github.com/corepipe/corepipe/collector/corepattern"
 	"github.com/corepipe/corepipe/collector/spool"
-	"github.com/corepipe/corepipe/internal/crashtest"
+	"github.com/corepipe/corepipe/internal/testkit/crashtest"
 )
 
 // The hostile-process suite: real programs crash under the real kernel with

@@ -19,7 +19,7 @@ import (
 
 	"github.com/corepipe/corepipe/collector/corepattern"
 	"github.com/corepipe/corepipe/collector/spool"
-	"github.com/corepipe/corepipe/internal/crashtest"
+	"github.com/corepipe/corepipe/internal/testkit/crashtest"
 )
 
 // TestKernelCapturesGoCrash installs the real collector binary as the

@@ -15,9 +15,9 @@ import (
 
 	"github.com/corepipe/corepipe/containerlog"
 	"github.com/corepipe/corepipe/gotrace"
-	"github.com/corepipe/corepipe/internal/crashtest"
-	"github.com/corepipe/corepipe/internal/crilog"
-	"github.com/corepipe/corepipe/internal/gotraceback"
+	"github.com/corepipe/corepipe/internal/testkit/crashtest"
+	"github.com/corepipe/corepipe/internal/testkit/crilog"
+	"github.com/corepipe/corepipe/internal/testkit/gotraceback"
 )
 
 func decodeAll(t *testing.T, in string) []containerlog.Line {

@@ -13,7 +13,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/yaml"
 
-	"github.com/corepipe/corepipe/internal/kubetest"
+	"github.com/corepipe/corepipe/internal/testkit/kubetest"
 )
 
 const coreCaptureOn = "coreCapture:\n  admissionPolicy:\n    enabled: true\n"

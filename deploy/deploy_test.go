@@ -22,7 +22,7 @@ import (
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/kubernetes/scheme"
 
-	"github.com/corepipe/corepipe/internal/toolcache"
+	"github.com/corepipe/corepipe/internal/testkit/toolcache"
 )
 
 const (

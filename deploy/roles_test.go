@@ -22,9 +22,9 @@ import (
 
 	"github.com/corepipe/corepipe"
 	"github.com/corepipe/corepipe/blob/s3"
-	"github.com/corepipe/corepipe/internal/miniotest"
-	"github.com/corepipe/corepipe/internal/natstest"
-	"github.com/corepipe/corepipe/internal/toolcache"
+	"github.com/corepipe/corepipe/internal/testkit/miniotest"
+	"github.com/corepipe/corepipe/internal/testkit/natstest"
+	"github.com/corepipe/corepipe/internal/testkit/toolcache"
 	natsq "github.com/corepipe/corepipe/queue/nats"
 )
 

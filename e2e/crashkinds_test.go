@@ -8,8 +8,8 @@ import (
 
 	"github.com/corepipe/corepipe"
 	"github.com/corepipe/corepipe/analyzer/diagnose"
-	"github.com/corepipe/corepipe/internal/crashtest"
-	"github.com/corepipe/corepipe/internal/gotraceback"
+	"github.com/corepipe/corepipe/internal/testkit/crashtest"
+	"github.com/corepipe/corepipe/internal/testkit/gotraceback"
 )
 
 // TestCrashKindsDev crashes programs that die in different ways through

@@ -21,9 +21,9 @@ import (
 	"github.com/corepipe/corepipe/blob"
 	"github.com/corepipe/corepipe/collector/corepattern"
 	"github.com/corepipe/corepipe/collector/spool"
-	"github.com/corepipe/corepipe/internal/crashtest"
-	"github.com/corepipe/corepipe/internal/miniotest"
-	"github.com/corepipe/corepipe/internal/natstest"
+	"github.com/corepipe/corepipe/internal/testkit/crashtest"
+	"github.com/corepipe/corepipe/internal/testkit/miniotest"
+	"github.com/corepipe/corepipe/internal/testkit/natstest"
 	natsq "github.com/corepipe/corepipe/queue/nats"
 )
 

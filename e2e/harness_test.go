@@ -16,8 +16,8 @@ import (
 
 	"github.com/corepipe/corepipe"
 	"github.com/corepipe/corepipe/collector/corepattern"
-	"github.com/corepipe/corepipe/internal/crashtest"
 	"github.com/corepipe/corepipe/internal/testkit"
+	"github.com/corepipe/corepipe/internal/testkit/crashtest"
 )
 
 // binDir holds corepipe and corepipe-collector built for this test run. Its

@@ -17,9 +17,9 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/corepipe/corepipe"
-	"github.com/corepipe/corepipe/internal/crilog"
-	"github.com/corepipe/corepipe/internal/gotraceback"
-	"github.com/corepipe/corepipe/internal/kubetest"
+	"github.com/corepipe/corepipe/internal/testkit/crilog"
+	"github.com/corepipe/corepipe/internal/testkit/gotraceback"
+	"github.com/corepipe/corepipe/internal/testkit/kubetest"
 )
 
 // The crashes of this file are the ones most Go services in Kubernetes

@@ -15,10 +15,10 @@ import (
 	"time"
 
 	"github.com/corepipe/corepipe"
-	"github.com/corepipe/corepipe/internal/crashtest"
-	"github.com/corepipe/corepipe/internal/gotraceback"
-	"github.com/corepipe/corepipe/internal/miniotest"
-	"github.com/corepipe/corepipe/internal/natstest"
+	"github.com/corepipe/corepipe/internal/testkit/crashtest"
+	"github.com/corepipe/corepipe/internal/testkit/gotraceback"
+	"github.com/corepipe/corepipe/internal/testkit/miniotest"
+	"github.com/corepipe/corepipe/internal/testkit/natstest"
 )
 
 var programs = []crashProgram{{name: "nilderef"}, {name: "custompanic"}, {name: "cgosegv", cgo: true}}

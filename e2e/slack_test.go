@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/corepipe/corepipe/internal/crashtest"
+	"github.com/corepipe/corepipe/internal/testkit/crashtest"
 )
 
 // TestDevSlack crashes a real program under `corepipe dev` with a Slack

@@ -18,7 +18,7 @@ import (
 	"github.com/corepipe/corepipe"
 	"github.com/corepipe/corepipe/collector/corepattern"
 	"github.com/corepipe/corepipe/collector/spool"
-	"github.com/corepipe/corepipe/internal/crashtest"
+	"github.com/corepipe/corepipe/internal/testkit/crashtest"
 )
 
 // TestCrashStorm crashes one small program 200 times, eight at a time,

@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	"github.com/corepipe/corepipe/gotrace"
-	"github.com/corepipe/corepipe/internal/crashtest"
+	"github.com/corepipe/corepipe/internal/testkit/crashtest"
 )
 
 // parked is a program that parks n goroutines, three stacks deep, then

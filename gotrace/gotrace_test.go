@@ -13,8 +13,8 @@ import (
 
 	"github.com/corepipe/corepipe"
 	"github.com/corepipe/corepipe/gotrace"
-	"github.com/corepipe/corepipe/internal/crashtest"
-	"github.com/corepipe/corepipe/internal/gotraceback"
+	"github.com/corepipe/corepipe/internal/testkit/crashtest"
+	"github.com/corepipe/corepipe/internal/testkit/gotraceback"
 )
 
 // kinds builds the crash-kind corpus the core tests use.

@@ -20,10 +20,10 @@ import (
 	"github.com/corepipe/corepipe/blob/fs"
 	"github.com/corepipe/corepipe/collector/agent"
 	"github.com/corepipe/corepipe/collector/spool"
-	"github.com/corepipe/corepipe/internal/natstest"
+	"github.com/corepipe/corepipe/internal/testkit"
+	"github.com/corepipe/corepipe/internal/testkit/natstest"
 	"github.com/corepipe/corepipe/kube"
 	natsq "github.com/corepipe/corepipe/queue/nats"
-	"github.com/corepipe/corepipe/internal/testkit"
 )
 
 // messages collects the log messages of a watcher.

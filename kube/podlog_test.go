@@ -11,7 +11,7 @@ import (
 	"github.com/corepipe/corepipe"
 	"github.com/corepipe/corepipe/blob/fs"
 	"github.com/corepipe/corepipe/containerlog"
-	"github.com/corepipe/corepipe/internal/crilog"
+	"github.com/corepipe/corepipe/internal/testkit/crilog"
 )
 
 // goPanic is what the runtime prints for a nil dereference with GOTRACEBACK

@@ -17,8 +17,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/corepipe/corepipe"
-	"github.com/corepipe/corepipe/internal/natstest"
 	"github.com/corepipe/corepipe/internal/testkit"
+	"github.com/corepipe/corepipe/internal/testkit/natstest"
 	"github.com/corepipe/corepipe/notify"
 	"github.com/corepipe/corepipe/notify/slack"
 	natsq "github.com/corepipe/corepipe/queue/nats"

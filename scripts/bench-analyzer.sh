@@ -22,6 +22,6 @@ if [ ! -x "$dlv" ]; then
 	GOBIN="$(dirname "$dlv")" go install "github.com/go-delve/delve/cmd/dlv@$dlv_version"
 fi
 go build -o bin/corepipe ./cmd/corepipe
-go build -o bin/bench-analyzer ./internal/benchtool/cmd/bench-analyzer
+go build -o bin/bench-analyzer ./internal/testkit/benchtool/cmd/bench-analyzer
 
 bin/bench-analyzer -corepipe bin/corepipe -dlv "$dlv" -dir "${BENCH_DIR:-/var/tmp}" "$@"

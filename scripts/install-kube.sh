@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the real Kubernetes API server and the etcd it stores into, at
-# pinned versions, into $COREPIPE_CACHE (internal/kubetest finds them there):
+# pinned versions, into $COREPIPE_CACHE (internal/testkit/kubetest finds them there):
 #   $COREPIPE_CACHE/kube-apiserver-<version>/kube-apiserver
 #   $COREPIPE_CACHE/etcd-<version>/etcd
 # Each is built from the Go module proxy in a scratch module of its own under
@@ -9,7 +9,7 @@
 # 8 minutes, etcd 1.5.
 set -euo pipefail
 
-# Keep in step with internal/toolcache.
+# Keep in step with internal/testkit/toolcache.
 kube_version=v1.37.2
 etcd_version=v3.7.3
 

@@ -1,10 +1,10 @@
 #!/bin/sh
 # Installs the pinned MinIO server that the blob store tests run against
-# into $COREPIPE_CACHE/minio-<version>/minio (internal/miniotest finds it
+# into $COREPIPE_CACHE/minio-<version>/minio (internal/testkit/miniotest finds it
 # there). Does nothing when it is installed.
 set -eu
 
-# Keep in step with internal/toolcache.
+# Keep in step with internal/testkit/toolcache.
 minio_version=v0.0.0-20260212201848-7aac2a2c5b7c
 
 cache=${COREPIPE_CACHE:-$HOME/.cache/corepipe}

@@ -2,13 +2,13 @@
 # Installs what the tests need and a fresh machine lacks: MinIO, mc,
 # nats-server, helm, etcd and kube-apiserver built from the Go module proxy
 # at pinned versions, each into $COREPIPE_CACHE/<name>-<version>/ (default
-# ~/.cache/corepipe, shared by every clone; internal/toolcache finds them
+# ~/.cache/corepipe, shared by every clone; internal/testkit/toolcache finds them
 # there); gcc and chromium from apt. Idempotent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export COREPIPE_CACHE="${COREPIPE_CACHE:-$HOME/.cache/corepipe}"
 
-# Keep in step with internal/toolcache.
+# Keep in step with internal/testkit/toolcache.
 helm_version=v3.22.0
 mc_version=v0.0.0-20250313080218-cf909e1063a9
 

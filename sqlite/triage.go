@@ -60,7 +60,15 @@ func (x *Index) SetTriage(ctx context.Context, signature string, c corepipe.Tria
 	if _, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO triage (signature, decision) VALUES (?, ?)`, signature, raw); err != nil {
 		return nil, fmt.Errorf("triage %s: %w", signature, FormatError(err))
 	}
-	g.Status, g.Triage = observed, d
+	g.Status = observed
+	if c.Status == "" && g.Triage != nil {
+		// The same decision with another owner: the group's copy keeps
+		// what its crashes have done to it.
+		folded := *g.Triage
+		folded.Assignee = d.Assignee
+		d = &folded
+	}
+	g.Triage = d
 	if err := saveGroup(ctx, tx, g); err != nil {
 		return nil, err
 	}

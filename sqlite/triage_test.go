@@ -110,9 +110,18 @@ func TestIgnoreAndAssign(t *testing.T) {
 	if g := group(t, x, sig); g.Status != corepipe.GroupIgnored || g.Assignee != team {
 		t.Fatalf("after 1 of 2 crashes: %s, owner %q", g.Status, g.Assignee)
 	}
+	// Handing it to another team is no new decision: the count goes on.
+	team = "team-checkout"
+	if g := setTriage(t, x, sig, corepipe.TriageChange{Assignee: &team, Comment: "theirs"}); g.Status != corepipe.GroupIgnored || g.Triage.Since != 1 {
+		t.Fatalf("after reassigning: %s, %d crashes counted", g.Status, g.Triage.Since)
+	}
 	upsert(t, x, liveReport(sig, 2*time.Second, "v1"))
 	if g := group(t, x, sig); g.Status != corepipe.GroupOngoing {
 		t.Fatalf("after 2 of 2 crashes: %s", g.Status)
+	}
+	want := []string{"corepipe: no longer ignored: crashed 2 more times", "alice: assigned to team-checkout", "alice: ignored for 2 more crashes, assigned to team-payments"}
+	if h := history(t, x, sig); !slices.Equal(h, want) {
+		t.Errorf("history %q, want %q", h, want)
 	}
 	owned, _, err := x.Groups(context.Background(), corepipe.GroupFilter{Assignee: team})
 	if err != nil || len(owned) != 1 || owned[0].Signature != sig {

@@ -15,7 +15,7 @@ import (
 	"github.com/corepipe/corepipe"
 	"github.com/corepipe/corepipe/blob/fs"
 	"github.com/corepipe/corepipe/buildid"
-	"github.com/corepipe/corepipe/internal/crashtest"
+	"github.com/corepipe/corepipe/internal/testkit/crashtest"
 	"github.com/corepipe/corepipe/symbols"
 )
 

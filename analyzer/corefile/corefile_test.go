@@ -8,7 +8,7 @@ import (
 	"runtime"
 	"testing"
 
-	"github.com/corepipe/corepipe/internal/deptest"
+	"github.com/corepipe/corepipe/internal/testkit/deptest"
 )
 
 // TestNoDelve holds the line between this package and package inspect:

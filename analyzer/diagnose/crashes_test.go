@@ -11,7 +11,7 @@ import (
 	"github.com/corepipe/corepipe/analyzer/diagnose"
 	"github.com/corepipe/corepipe/analyzer/inspect"
 	"github.com/corepipe/corepipe/analyzer/signature"
-	"github.com/corepipe/corepipe/internal/crashtest"
+	"github.com/corepipe/corepipe/internal/testkit/crashtest"
 )
 
 // TestRealCrashes runs the checks on real crashes of the inspect package's

@@ -4,8 +4,8 @@ import (
 	"context"
 	"testing"
 
-	"github.com/corepipe/corepipe/internal/benchtool"
-	"github.com/corepipe/corepipe/internal/crashtest"
+	"github.com/corepipe/corepipe/internal/testkit/benchtool"
+	"github.com/corepipe/corepipe/internal/testkit/crashtest"
 )
 
 // BenchmarkInspectParked analyses a core of 10 000 parked goroutines, the

@@ -16,7 +16,7 @@ import (
 
 	"github.com/corepipe/corepipe"
 	"github.com/corepipe/corepipe/analyzer/corefile"
-	"github.com/corepipe/corepipe/internal/crashtest"
+	"github.com/corepipe/corepipe/internal/testkit/crashtest"
 )
 
 // brokenDir is where -update-broken writes the heads of the broken cores:

@@ -8,8 +8,8 @@ import (
 	"testing"
 
 	"github.com/corepipe/corepipe"
-	"github.com/corepipe/corepipe/internal/crashtest"
-	"github.com/corepipe/corepipe/internal/gotraceback"
+	"github.com/corepipe/corepipe/internal/testkit/crashtest"
+	"github.com/corepipe/corepipe/internal/testkit/gotraceback"
 )
 
 // crashExe crashes exe with args under the real kernel, analyses the core,

@@ -13,7 +13,7 @@ import (
 
 	"github.com/corepipe/corepipe"
 	"github.com/corepipe/corepipe/analyzer/corefile"
-	"github.com/corepipe/corepipe/internal/crashtest"
+	"github.com/corepipe/corepipe/internal/testkit/crashtest"
 )
 
 func kindsProgram(t *testing.T, flags ...string) crashtest.Program {

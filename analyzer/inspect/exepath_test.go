@@ -4,7 +4,7 @@ import (
 	"context"
 	"testing"
 
-	"github.com/corepipe/corepipe/internal/crashtest"
+	"github.com/corepipe/corepipe/internal/testkit/crashtest"
 )
 
 // TestExecutableFromCore: without an executable given, the one the kernel

@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"github.com/corepipe/corepipe"
-	"github.com/corepipe/corepipe/internal/crashtest"
-	"github.com/corepipe/corepipe/internal/gotraceback"
+	"github.com/corepipe/corepipe/internal/testkit/crashtest"
+	"github.com/corepipe/corepipe/internal/testkit/gotraceback"
 )
 
 // nilDerefProgram is the shape delve gets wrong: a nil dereference in an

@@ -4,9 +4,9 @@ import (
 	"context"
 	"testing"
 
-	"github.com/corepipe/corepipe/internal/benchtool"
-	"github.com/corepipe/corepipe/internal/crashtest"
-	"github.com/corepipe/corepipe/internal/gotraceback"
+	"github.com/corepipe/corepipe/internal/testkit/benchtool"
+	"github.com/corepipe/corepipe/internal/testkit/crashtest"
+	"github.com/corepipe/corepipe/internal/testkit/gotraceback"
 )
 
 // TestManyGoroutinesReadInParallel: a core with enough goroutines is read

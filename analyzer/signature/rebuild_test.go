@@ -7,7 +7,7 @@ import (
 	"github.com/corepipe/corepipe"
 	"github.com/corepipe/corepipe/analyzer/inspect"
 	"github.com/corepipe/corepipe/analyzer/signature"
-	"github.com/corepipe/corepipe/internal/crashtest"
+	"github.com/corepipe/corepipe/internal/testkit/crashtest"
 )
 
 const indexBug = `package main

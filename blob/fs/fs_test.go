@@ -10,7 +10,7 @@ import (
 
 	"github.com/corepipe/corepipe"
 	"github.com/corepipe/corepipe/blob/fs"
-	"github.com/corepipe/corepipe/internal/blobtest"
+	"github.com/corepipe/corepipe/internal/testkit/blobtest"
 )
 
 func open(t *testing.T, dir string) *fs.Store {

@@ -14,8 +14,8 @@ import (
 
 	"github.com/corepipe/corepipe"
 	"github.com/corepipe/corepipe/blob/s3"
-	"github.com/corepipe/corepipe/internal/blobtest"
-	"github.com/corepipe/corepipe/internal/miniotest"
+	"github.com/corepipe/corepipe/internal/testkit/blobtest"
+	"github.com/corepipe/corepipe/internal/testkit/miniotest"
 )
 
 var buckets atomic.Int64

@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/corepipe/corepipe"
-	"github.com/corepipe/corepipe/internal/crashtest"
+	"github.com/corepipe/corepipe/internal/testkit/crashtest"
 )
 
 // TestAnalyzeExeAfterCore types the command as people do, the flags after

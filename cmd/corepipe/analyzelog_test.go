@@ -12,9 +12,9 @@ import (
 	"testing"
 
 	"github.com/corepipe/corepipe"
-	"github.com/corepipe/corepipe/internal/crashtest"
-	"github.com/corepipe/corepipe/internal/crilog"
-	"github.com/corepipe/corepipe/internal/gotraceback"
+	"github.com/corepipe/corepipe/internal/testkit/crashtest"
+	"github.com/corepipe/corepipe/internal/testkit/crilog"
+	"github.com/corepipe/corepipe/internal/testkit/gotraceback"
 )
 
 const noisyService = `package main

@@ -16,7 +16,7 @@ import (
 	"github.com/corepipe/corepipe"
 	"github.com/corepipe/corepipe/blob/fs"
 	"github.com/corepipe/corepipe/gotrace"
-	"github.com/corepipe/corepipe/internal/gotraceback"
+	"github.com/corepipe/corepipe/internal/testkit/gotraceback"
 )
 
 type records struct {

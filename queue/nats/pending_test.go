@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/corepipe/corepipe"
-	"github.com/corepipe/corepipe/internal/natstest"
+	"github.com/corepipe/corepipe/internal/testkit/natstest"
 )
 
 // TestPending counts what a reports consumer has not acknowledged: messages

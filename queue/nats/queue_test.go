@@ -12,8 +12,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/corepipe/corepipe"
-	"github.com/corepipe/corepipe/internal/natstest"
 	"github.com/corepipe/corepipe/internal/testkit"
+	"github.com/corepipe/corepipe/internal/testkit/natstest"
 	natsq "github.com/corepipe/corepipe/queue/nats"
 )
 

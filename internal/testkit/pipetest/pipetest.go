@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/corepipe/corepipe/blob/fs"
-	"github.com/corepipe/corepipe/internal/natstest"
+	"github.com/corepipe/corepipe/internal/testkit/natstest"
 	natsq "github.com/corepipe/corepipe/queue/nats"
 )
 

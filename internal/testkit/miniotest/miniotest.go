@@ -22,7 +22,7 @@ import (
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
 
-	"github.com/corepipe/corepipe/internal/toolcache"
+	"github.com/corepipe/corepipe/internal/testkit/toolcache"
 )
 
 // readyTimeout bounds a start; MinIO is usually live in a second or two.

@@ -34,7 +34,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
-	"github.com/corepipe/corepipe/internal/toolcache"
+	"github.com/corepipe/corepipe/internal/testkit/toolcache"
 )
 
 // readyTimeout bounds a start; here etcd is ready in well under a second

@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/corepipe/corepipe/internal/toolcache"
+	"github.com/corepipe/corepipe/internal/testkit/toolcache"
 )
 
 // Process is a nats-server running as a separate process, with JetStream on

@@ -23,7 +23,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/corepipe/corepipe/internal/benchtool"
+	"github.com/corepipe/corepipe/internal/testkit/benchtool"
 )
 
 func main() {

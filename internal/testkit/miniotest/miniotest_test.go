@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/corepipe/corepipe/internal/miniotest"
+	"github.com/corepipe/corepipe/internal/testkit/miniotest"
 )
 
 func live(s *miniotest.Server) bool {

@@ -37,7 +37,7 @@ func TestViolations(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	self := "github.com/corepipe/corepipe/internal/deptest"
+	self := "github.com/corepipe/corepipe/internal/testkit/deptest"
 	want := []string{self + " depends on encoding/json: decodes", self + " depends on os/exec: runs programs"}
 	for _, w := range want {
 		if !slices.Contains(vs, w) {
