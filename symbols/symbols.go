@@ -102,6 +102,13 @@ var gnuPattern = regexp.MustCompile(`^[0-9a-f]{2,128}$`)
 // ValidGNU reports whether id is a GNU build ID in lowercase hex.
 func ValidGNU(id string) bool { return len(id)%2 == 0 && gnuPattern.MatchString(id) }
 
+var goPattern = regexp.MustCompile(`^[A-Za-z0-9_\-/+=]{1,256}$`)
+
+// ValidID reports whether id can be a build ID: GNU in lowercase hex, or
+// what the Go toolchain writes (base64url segments separated by '/'; never
+// '.', so that no ID names a path's parent).
+func ValidID(id string) bool { return ValidGNU(id) || goPattern.MatchString(id) }
+
 // Store keeps debug files in a blob store.
 type Store struct {
 	Blobs corepipe.BlobStore
