@@ -57,6 +57,8 @@ report of kind "kernel_panic".`,
 	var output string
 	choiceVarP(cmd, &output, "output", "o", "output format", "json", "text")
 	cmd.MarkFlagFilename("exe")
+	debugDirs := cmd.Flags().StringArray("debug-dir", nil, "a `directory` of separate debug files (.build-id/xx/rest.debug) for an executable without DWARF (repeatable)")
+	cmd.MarkFlagDirname("debug-dir")
 	// The analyzer's child gets the crash's manifest, for the diagnosis.
 	manifest := cmd.Flags().String("manifest", "", "the crash manifest (JSON) the analyzer has for this core")
 	cmd.Flags().MarkHidden("manifest")
@@ -75,7 +77,7 @@ report of kind "kernel_panic".`,
 				return err
 			}
 		}
-		r, err := inspect.Inspect(cmd.Context(), args[0], *exe, inspect.Options{})
+		r, err := inspect.Inspect(cmd.Context(), args[0], *exe, inspect.Options{DebugInfoDirs: *debugDirs})
 		if err != nil {
 			if errors.Is(err, corepipe.ErrInvalid) || errors.Is(err, corepipe.ErrNotFound) {
 				return invalidInput{err}

@@ -1,0 +1,128 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/corepipe/corepipe"
+	"github.com/corepipe/corepipe/buildid"
+	"github.com/corepipe/corepipe/internal/testkit/crashtest"
+	"github.com/corepipe/corepipe/internal/testkit/gotraceback"
+)
+
+// parkedCrasher dies of a nil dereference three calls deep with goroutines
+// parked in the common ways, so that a report without DWARF (no goroutines)
+// and one with it differ in everything that matters.
+const parkedCrasher = `package main
+
+import (
+	"os"
+	"sync"
+	"time"
+)
+
+type config struct{ retries int }
+
+type server struct{ cfg *config }
+
+func (s *server) retries() int { return s.cfg.retries }
+
+//go:noinline
+func handle(s *server) int { return s.retries() + 1 }
+
+//go:noinline
+func serve(s *server) int { return handle(s) * 2 }
+
+func main() {
+	var mu sync.Mutex
+	mu.Lock()
+	ch := make(chan int)
+	for range 3 {
+		go func() { <-ch }()
+	}
+	go func() { select {} }()
+	go func() { mu.Lock() }()
+	go func() { time.Sleep(time.Hour) }()
+	time.Sleep(50 * time.Millisecond)
+	os.Exit(serve(&server{}))
+}
+`
+
+// splitBuild builds the crasher and splits it as the README's recipe does:
+// the debug file to upload and the stripped binary to ship.
+func splitBuild(t *testing.T) (exe, debug, shipped string) {
+	t.Helper()
+	exe = crashtest.BuildGo(t, crashtest.Program{Files: map[string]string{"main.go": parkedCrasher}})
+	debug, shipped = exe+".debug", filepath.Join(t.TempDir(), "crasher")
+	for _, args := range [][]string{{"--only-keep-debug", exe, debug}, {"--strip-all", exe, shipped}} {
+		if out, err := exec.Command("objcopy", args...).CombinedOutput(); err != nil {
+			t.Skipf("SKIP: objcopy %v: %v\n%s", args, err, out)
+		}
+	}
+	return exe, debug, shipped
+}
+
+func gnuID(t *testing.T, path string) string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	ids, err := buildid.Read(f)
+	if err != nil || ids.GNU == "" {
+		t.Fatalf("%s: no GNU build ID: %v", path, err)
+	}
+	return ids.GNU
+}
+
+// TestAnalyzeStrippedWithDebugDir: the core of an objcopy-stripped binary,
+// dumped by the kernel, is analysed in full once delve is given the debug
+// file in a .build-id tree, and every goroutine matches the runtime's own
+// traceback.
+func TestAnalyzeStrippedWithDebugDir(t *testing.T) {
+	_, debug, shipped := splitBuild(t)
+	core, res := crashtest.Core(t, shipped, nil)
+
+	stdout, stderr, status := runMain(t, nil, "analyze", core, "--exe", shipped)
+	var degraded corepipe.Report
+	if err := json.Unmarshal([]byte(stdout), &degraded); status != 0 || err != nil {
+		t.Fatalf("analyze without debug info: status %d, %v\n%s", status, err, stderr)
+	}
+	if len(degraded.Goroutines) > 0 || len(degraded.Threads) == 0 {
+		t.Fatalf("without debug info: %d goroutines and %d threads, want thread stacks only", len(degraded.Goroutines), len(degraded.Threads))
+	}
+	dir := t.TempDir()
+	id := gnuID(t, shipped)
+	dst := filepath.Join(dir, ".build-id", id[:2], id[2:]+".debug")
+	os.MkdirAll(filepath.Dir(dst), 0o755)
+	b, err := os.ReadFile(debug)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dst, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	stdout, stderr, status = runMain(t, nil, "analyze", core, "--exe", shipped, "--debug-dir", dir)
+	if status != 0 {
+		t.Fatalf("analyze --debug-dir: status %d\n%s", status, stderr)
+	}
+	var r corepipe.Report
+	if err := json.Unmarshal([]byte(stdout), &r); err != nil {
+		t.Fatalf("no report: %v\n%s", err, stdout)
+	}
+	dump, err := gotraceback.Parse(res.Stderr)
+	if err != nil {
+		t.Fatalf("parse the runtime's traceback: %v\n%s", err, res.Stderr)
+	}
+	for _, m := range gotraceback.Compare(&r, dump) {
+		t.Errorf("report differs from the runtime's traceback: %s", m)
+	}
+	if len(r.Goroutines) < 7 || !strings.Contains(r.Title, "main.(*server).retries") {
+		t.Errorf("%d goroutines, title %q", len(r.Goroutines), r.Title)
+	}
+}

@@ -1,0 +1,84 @@
+package e2e
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/corepipe/corepipe/buildid"
+	"github.com/corepipe/corepipe/internal/testkit/crashtest"
+)
+
+// TestStrippedCrashThenUpload follows the README's recipe on a real
+// pipeline: a production-style binary (objcopy --strip-all) crashes and
+// gets a degraded report that says which symbols it lacks; once the debug
+// file split from the same build is uploaded with `corepipe symbols
+// upload`, the next crash's report matches the runtime goroutine for
+// goroutine. A -s -w build is warned about and refused.
+func TestStrippedCrashThenUpload(t *testing.T) {
+	holdCorePattern(t)
+	_, api := startDev(t, nil)
+	prog := crashProgram{name: "nilderef"}
+	exe := prog.build(t)
+	debug, shipped := exe+".debug", filepath.Join(t.TempDir(), "crasher")
+	for _, args := range [][]string{{"--only-keep-debug", exe, debug}, {"--strip-all", exe, shipped}} {
+		if out, err := exec.Command("objcopy", args...).CombinedOutput(); err != nil {
+			t.Skipf("SKIP: objcopy %v: %v\n%s", args, err, out)
+		}
+	}
+	f, err := os.Open(shipped)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids, err := buildid.Read(f)
+	f.Close()
+	if err != nil || ids.GNU == "" {
+		t.Fatalf("shipped binary has no GNU build ID: %v", err)
+	}
+	corepipe := func(args ...string) (string, error) {
+		out, err := exec.Command(filepath.Join(binDir, "corepipe"), args...).CombinedOutput()
+		return string(out), err
+	}
+
+	res := crashtest.Run(t, time.Minute, shipped, nil)
+	r := waitReport(t, api, res.PID, 2*time.Minute)
+	if want := "symbols missing: gnu:" + ids.GNU; !slices.Contains(r.Lacks, want) {
+		t.Errorf("report of the stripped binary lacks %q, want %q", r.Lacks, want)
+	}
+	if len(r.Goroutines) > 0 || len(r.Threads) == 0 {
+		t.Errorf("report without symbols: %d goroutines, %d threads; want thread stacks only", len(r.Goroutines), len(r.Threads))
+	}
+	if out, err := corepipe("symbols", "check", "--server", api, shipped); err == nil || !strings.Contains(out, "NOT symbolised") {
+		t.Errorf("symbols check before the upload: %v\n%s", err, out)
+	}
+
+	if out, err := corepipe("symbols", "upload", "--server", api, debug); err != nil || !strings.Contains(out, "uploaded gnu:"+ids.GNU) {
+		t.Fatalf("symbols upload: %v\n%s", err, out)
+	}
+	if out, err := corepipe("symbols", "upload", "--server", api, debug); err != nil || !strings.Contains(out, "already stored") {
+		t.Errorf("symbols upload again: %v\n%s", err, out)
+	}
+	if out, err := corepipe("symbols", "check", "--server", api, shipped); err != nil || !strings.Contains(out, "fully symbolised") {
+		t.Errorf("symbols check after the upload: %v\n%s", err, out)
+	}
+	if out, err := corepipe("symbols", "ls", "--server", api); err != nil || !strings.Contains(out, ids.GNU) {
+		t.Errorf("symbols ls: %v\n%s", err, out)
+	}
+
+	res = crashtest.Run(t, time.Minute, shipped, nil)
+	r = waitReport(t, api, res.PID, 2*time.Minute)
+	if len(r.Lacks) > 0 {
+		t.Errorf("report after the upload still lacks %q", r.Lacks)
+	}
+	checkReport(t, api, prog, r, res)
+
+	sw := crashtest.BuildGo(t, crashtest.Program{Files: map[string]string{"main.go": "package main\n\nfunc main() {}\n"}, Flags: []string{"-ldflags=-s -w"}})
+	out, err := corepipe("symbols", "upload", "--server", api, sw)
+	if err == nil || !strings.Contains(out, "warning: "+sw+" was built with -ldflags=-s or -w") || !strings.Contains(out, "no DWARF") {
+		t.Errorf("symbols upload of a -s -w build: %v\n%s", err, out)
+	}
+}
