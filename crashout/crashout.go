@@ -47,6 +47,7 @@ const DirEnv = "COREPIPE_CRASH_DIR"
 var (
 	once sync.Once
 	file *os.File
+	path string
 	err  error
 )
 
@@ -65,10 +66,7 @@ func Enable() error {
 
 // Path is the crash file of this process, "" when there is none.
 func Path() string {
-	if file == nil {
-		return ""
-	}
-	return file.Name()
+	return path
 }
 
 func enable() error {
@@ -79,14 +77,17 @@ func enable() error {
 	now := time.Now()
 	host, _ := os.Hostname()
 	name := strconv.FormatInt(now.UnixNano(), 10) + "-" + strconv.Itoa(os.Getpid()) + crashfile.Suffix
-	f, e := os.OpenFile(filepath.Join(dir, name), os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
+	// The file gets its name only once it is locked and has its header:
+	// the agent takes an unlocked *.crash file for a dead program's.
+	tmp := filepath.Join(dir, "."+name+".tmp")
+	f, e := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
 	if e != nil {
 		return fmt.Errorf("crash file: %w", e)
 	}
 	// Held until the process dies: the agent collects only unlocked files.
 	if e := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); e != nil {
 		f.Close()
-		os.Remove(f.Name())
+		os.Remove(tmp)
 		return fmt.Errorf("lock crash file: %w", e)
 	}
 	h := crashfile.Header{
@@ -105,16 +106,21 @@ func enable() error {
 	}
 	if e := crashfile.Write(f, h); e != nil {
 		f.Close()
-		os.Remove(f.Name())
+		os.Remove(tmp)
 		return fmt.Errorf("crash file header: %w", e)
+	}
+	if e := os.Rename(tmp, filepath.Join(dir, name)); e != nil {
+		f.Close()
+		os.Remove(tmp)
+		return fmt.Errorf("crash file: %w", e)
 	}
 	debug.SetTraceback("all")
 	if e := debug.SetCrashOutput(f, debug.CrashOptions{}); e != nil {
 		f.Close()
-		os.Remove(f.Name())
+		os.Remove(filepath.Join(dir, name))
 		return fmt.Errorf("set crash output: %w", e)
 	}
 	// SetCrashOutput duplicated the descriptor; this one keeps the lock.
-	file = f
+	file, path = f, filepath.Join(dir, name)
 	return nil
 }

@@ -18,19 +18,19 @@ func TestWritesHeaderAndLock(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer file.Close()
-	fi, err := os.Stat(file.Name())
+	fi, err := os.Stat(Path())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if fi.Mode().Perm() != 0o600 || filepath.Dir(file.Name()) != dir {
-		t.Errorf("crash file %s mode %v", file.Name(), fi.Mode())
+	if fi.Mode().Perm() != 0o600 || filepath.Dir(Path()) != dir {
+		t.Errorf("crash file %s mode %v", Path(), fi.Mode())
 	}
-	b, _ := os.ReadFile(file.Name())
+	b, _ := os.ReadFile(Path())
 	if !strings.HasPrefix(string(b), "# corepipe-crashout/1 {") || !strings.Contains(string(b), `"pod":"web-1"`) {
 		t.Errorf("header %q", b)
 	}
 	// flock(1) in another process cannot take the lock while we live.
-	if err := exec.Command("flock", "--nonblock", file.Name(), "true").Run(); err == nil {
+	if err := exec.Command("flock", "--nonblock", Path(), "true").Run(); err == nil {
 		t.Error("the crash file is not locked by its live writer")
 	}
 }
@@ -48,7 +48,7 @@ func BenchmarkEnable(b *testing.B) {
 		}
 		b.StopTimer()
 		file.Close()
-		os.Remove(file.Name())
+		os.Remove(Path())
 		b.StartTimer()
 	}
 }
