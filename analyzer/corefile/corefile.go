@@ -15,7 +15,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"runtime"
 
 	"github.com/corepipe/corepipe"
 	"github.com/corepipe/corepipe/buildid"
@@ -80,6 +79,8 @@ type Core struct {
 	Siginfo  *Siginfo
 	Mappings []Mapping
 	Entry    uint64 // AT_ENTRY: where the kernel started the executable
+	// Machine is the core's architecture, one of those Arch names.
+	Machine elf.Machine
 	// Truncated is set when the file ends inside the memory segments.
 	Truncated *Truncation
 	f         *elf.File
@@ -140,13 +141,13 @@ func readCore(fh *os.File, path string) (*Core, error) {
 	if err != nil {
 		return nil, fmt.Errorf("core %s has malformed ELF headers (%v): %w", path, err, corepipe.ErrInvalid)
 	}
-	if want := HostMachine(); f.Machine != want {
-		return nil, fmt.Errorf("core %s is for %s, this analyzer reads %s cores: %w", path, f.Machine, want, corepipe.ErrInvalid)
+	if Arch(f.Machine) == "" {
+		return nil, fmt.Errorf("core %s is for %s: corepipe reads linux/amd64 and linux/arm64 cores: %w", path, f.Machine, corepipe.ErrInvalid)
 	}
 	if f.Type != elf.ET_CORE {
 		return nil, fmt.Errorf("%s is an ELF %s, not a core dump: %w", path, f.Type, corepipe.ErrInvalid)
 	}
-	c := &Core{Path: path, Size: st.Size(), f: f, file: fh}
+	c := &Core{Path: path, Size: st.Size(), Machine: f.Machine, f: f, file: fh}
 	if err := c.checkLayout(size); err != nil {
 		return nil, fmt.Errorf("core %s %w", path, err)
 	}
@@ -219,15 +220,16 @@ func (c *Core) KillSignal() int {
 	return c.Threads[0].Cursig
 }
 
-// HostMachine is the architecture whose cores and executables are read: the
-// analyzer's own.
-func HostMachine() elf.Machine {
-	switch runtime.GOARCH {
-	case "arm64":
-		return elf.EM_AARCH64
-	default:
-		return elf.EM_X86_64
+// Arch is the GOARCH of the cores of machine m that the analyzer reads
+// (delve reads both on either), "" for any other.
+func Arch(m elf.Machine) string {
+	switch m {
+	case elf.EM_X86_64:
+		return "amd64"
+	case elf.EM_AARCH64:
+		return "arm64"
 	}
+	return ""
 }
 
 // readNotes parses every PT_NOTE segment. Each is read whole, so its size is
@@ -266,8 +268,8 @@ func (c *Core) readNotes() error {
 
 // regOffsets gives where the stack pointer and program counter are in
 // pr_reg: user_regs_struct on amd64, user_pt_regs (x0-x30, sp, pc) on arm64.
-func regOffsets() (sp, pc int) {
-	if HostMachine() == elf.EM_AARCH64 {
+func regOffsets(m elf.Machine) (sp, pc int) {
+	if m == elf.EM_AARCH64 {
 		return 31 * 8, 32 * 8
 	}
 	return regRSP, regRIP
@@ -278,10 +280,10 @@ func (c *Core) note(typ uint32, desc []byte) error {
 	switch typ {
 	case NTPrstatus:
 		// Delve decodes the same note and fails less clearly.
-		if len(desc) < PrstatusMinLen {
-			return fmt.Errorf("malformed NT_PRSTATUS note: %d bytes, want at least %d: %w", len(desc), PrstatusMinLen, corepipe.ErrInvalid)
+		sp, pc := regOffsets(c.Machine)
+		if need := max(PrstatusMinLen, prstatusRegs+pc+8); len(desc) < need {
+			return fmt.Errorf("malformed NT_PRSTATUS note: %d bytes, want at least %d as the core is for %s: %w", len(desc), need, c.Machine, corepipe.ErrInvalid)
 		}
-		sp, pc := regOffsets()
 		c.Threads = append(c.Threads, Thread{
 			TID:    int(int32(le.Uint32(desc[PrstatusPid:]))),
 			Cursig: int(le.Uint16(desc[PrstatusCursig:])),
@@ -399,9 +401,10 @@ func (c *Core) MainMapping() (path string, base uint64, ok bool) {
 
 // Exe is what identifies an executable.
 type Exe struct {
-	Path  string
-	Type  elf.Type
-	Entry uint64
+	Path    string
+	Type    elf.Type
+	Machine elf.Machine
+	Entry   uint64
 	// FirstVaddr is where the segment holding the start of the file is
 	// linked: 0 for a PIE, 0x400000 for a classic amd64 executable.
 	FirstVaddr uint64
@@ -428,10 +431,10 @@ func ReadExe(path string) (*Exe, error) {
 	if f.Type != elf.ET_EXEC && f.Type != elf.ET_DYN {
 		return nil, fmt.Errorf("executable %s is an ELF %s, not a program: %w", path, f.Type, corepipe.ErrInvalid)
 	}
-	if want := HostMachine(); f.Machine != want {
-		return nil, fmt.Errorf("executable %s is for %s, not %s: %w", path, f.Machine, want, corepipe.ErrInvalid)
+	if Arch(f.Machine) == "" {
+		return nil, fmt.Errorf("executable %s is for %s: corepipe reads linux/amd64 and linux/arm64 programs: %w", path, f.Machine, corepipe.ErrInvalid)
 	}
-	e := &Exe{Path: path, Type: f.Type, Entry: f.Entry, Head: make([]byte, HeadSize)}
+	e := &Exe{Path: path, Type: f.Type, Machine: f.Machine, Entry: f.Entry, Head: make([]byte, HeadSize)}
 	n, _ := fh.ReadAt(e.Head, 0)
 	e.Head = e.Head[:n]
 	// The same bounded reader that keyed the executable's storage.
@@ -459,6 +462,9 @@ var ErrWrongExe = errors.New("executable does not match the core")
 // NT_FILE, or, without it, from the executable's own program headers moved
 // by the load bias that AT_ENTRY implies.
 func (c *Core) CheckExe(exe *Exe) error {
+	if exe.Machine != c.Machine {
+		return fmt.Errorf("%w: core %s is for %s, %s for %s: %w", ErrWrongExe, c.Path, c.Machine, exe.Path, exe.Machine, corepipe.ErrInvalid)
+	}
 	if c.Entry == 0 {
 		return fmt.Errorf("core %s has no entry point (NT_AUXV AT_ENTRY), so nothing tells whether %s dumped it: %w", c.Path, exe.Path, corepipe.ErrInvalid)
 	}

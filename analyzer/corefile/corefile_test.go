@@ -43,7 +43,7 @@ func TestReadsSynthCore(t *testing.T) {
 	if p, base, ok := c.MainMapping(); !ok || p != "/bin/prog" || base != 0x400000 {
 		t.Errorf("MainMapping = %q, %#x, %v", p, base, ok)
 	}
-	exe := &Exe{Path: "prog", Type: elf.ET_EXEC, Entry: 0x401000, FirstVaddr: 0x400000, Head: make([]byte, HeadSize)}
+	exe := &Exe{Path: "prog", Type: elf.ET_EXEC, Machine: elf.EM_X86_64, Entry: 0x401000, FirstVaddr: 0x400000, Head: make([]byte, HeadSize)}
 	if err := c.CheckExe(exe); err != nil {
 		t.Errorf("CheckExe of the program that dumped the core: %v", err)
 	}

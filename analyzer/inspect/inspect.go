@@ -15,7 +15,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"runtime"
 	"runtime/debug"
 	"strings"
 
@@ -93,8 +92,7 @@ func Inspect(ctx context.Context, corePath, exePath string, opts Options) (rep *
 		r.Signal = &corepipe.Signal{Number: sig, Name: corepipe.SignalName(sig)}
 	}
 	r.Go = goInfo(exePath, exe)
-	// The pre-check admits only cores of the analyzer's own architecture.
-	r.Arch, r.Kind = runtime.GOARCH, corepipe.KindNative
+	r.Arch, r.Kind = corefile.Arch(c.Machine), corepipe.KindNative
 	if r.Go != nil {
 		r.Kind = corepipe.KindGo
 	}

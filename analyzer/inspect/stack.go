@@ -137,6 +137,9 @@ func cutCrash(frames []proc.Stackframe) []proc.Stackframe {
 // dereference in leaf handle called by serve shows handle → main). Starting
 // again at the interrupted PC and SP makes delve use DWARF for that frame.
 func (a *analysis) fixInjected(g *proc.G, frames []proc.Stackframe, depth int) []proc.Stackframe {
+	if a.t.BinInfo().Arch.Name == "arm64" {
+		return a.fixSigpanicLR(g, frames, depth)
+	}
 	for i := 0; i+1 < len(frames); i++ {
 		f := frames[i]
 		if f.Inlined {
@@ -154,6 +157,42 @@ func (a *analysis) fixInjected(g *proc.G, frames []proc.Stackframe, depth int) [
 			continue
 		}
 		frames = append(frames[:i+1:i+1], rest...)
+	}
+	return frames
+}
+
+// fixSigpanicLR is fixInjected for arm64, where the return address of a
+// function that faulted is in the link register, not on the stack. The
+// signal handler pushes that register 16 bytes below the faulting
+// function's SP before it makes the function look as if it called sigpanic.
+// Delve reads a frameless leaf's return address at its SP instead, which is
+// its caller's own saved one: a nil dereference in leaf handle called by
+// serve shows handle → main. The pushed register is the one to unwind from.
+func (a *analysis) fixSigpanicLR(g *proc.G, frames []proc.Stackframe, depth int) []proc.Stackframe {
+	for i := 0; i+1 < len(frames); i++ {
+		if frames[i].Inlined || callName(frames[i]) != "runtime.sigpanic" {
+			continue
+		}
+		j := i + 1
+		for j+1 < len(frames) && frames[j].Inlined {
+			j++
+		}
+		leaf := frames[j]
+		sp := leaf.Regs.SP()
+		if uint64(leaf.Regs.CFA) != sp || sp < 16 {
+			continue // a function with a frame saved its return address where delve reads it
+		}
+		buf := make([]byte, 8)
+		if _, err := a.t.Memory().ReadMemory(buf, sp-16); err != nil {
+			continue
+		}
+		rest, err := a.restart(g, binary.LittleEndian.Uint64(buf), sp, leaf.Regs.BP(), depth)
+		if err != nil || len(rest) == 0 {
+			a.opts.Logger.Warn("cannot unwind from the link register sigpanic saved; keeping delve's frames", "goroutine", g.ID, "err", err)
+			continue
+		}
+		a.fixReturnLine(rest)
+		frames = append(frames[:j+1:j+1], rest...)
 	}
 	return frames
 }
