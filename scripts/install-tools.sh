@@ -65,6 +65,16 @@ if ! command -v gcc >/dev/null; then
 	apt-get update -qq && apt-get install -y -qq gcc >/dev/null
 fi
 
+if ! command -v debuginfod-find >/dev/null || ! command -v debuginfod >/dev/null; then
+	echo "install-tools: installing debuginfod (elfutils' client and server, against the API's debuginfod endpoint)"
+	apt-get update -qq && apt-get install -y -qq debuginfod >/dev/null
+fi
+
+if ! command -v qemu-aarch64 >/dev/null; then
+	echo "install-tools: installing qemu-user (linux/arm64 Go cores for the cross-architecture tests)"
+	apt-get update -qq && apt-get install -y -qq --no-install-recommends qemu-user >/dev/null
+fi
+
 if [ ! -x /usr/bin/chromium ]; then
 	echo "install-tools: installing chromium (the web UI's browser test)"
 	apt-get update -qq && apt-get install -y -qq chromium >/dev/null
