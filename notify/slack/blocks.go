@@ -182,6 +182,8 @@ func fields(r *corepipe.Report, g *corepipe.Group) []*textObj {
 	}
 	add("Version", r.Version())
 	add("Count", fmt.Sprintf("%d, first seen %s", g.Count, when(g.FirstSeen)))
+	// Plain text, like every field: an owner named "@here" pings nobody.
+	add("Owner", g.Assignee)
 	return fs
 }
 

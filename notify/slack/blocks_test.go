@@ -113,12 +113,18 @@ func TestAlertKinds(t *testing.T) {
 	reg.Group.FirstVersion, reg.Group.LastVersion = "v1.0.0", "v1.2.3"
 	spike := alertOf(notify.KindSpike, r)
 	spike.Spike = &notify.Spike{Count: 20, Window: 10 * time.Minute}
+	resolved := alertOf(notify.KindRegressed, r)
+	resolved.Group.Triage = &corepipe.Triage{Status: corepipe.TriageRegressed, ResolvedIn: "v1.2.0"}
+	resolved.Group.Assignee = "team-payments"
+	reopened := alertOf(notify.KindReopened, r)
 	for _, tc := range []struct {
 		m            *notify.Message
 		header, what string
 	}{
 		{reg, "Regressed: ", "Back in v1.2.3 after a quiet period; first seen 2026-11-03 14:05 UTC in v1.0.0."},
 		{spike, "Crash spike: ", "More than 20 crashes within 10m0s."},
+		{resolved, "Regressed: ", "Resolved in v1.2.0, crashed again in v1.2.3."},
+		{reopened, "No longer ignored: ", "It was ignored; that has run out, and it crashed again."},
 	} {
 		p := render(t, tc.m)
 		if !strings.HasPrefix(p.Blocks[0].Text.Text, tc.header) || !strings.HasPrefix(p.Text, tc.header) {
@@ -127,6 +133,13 @@ func TestAlertKinds(t *testing.T) {
 		if got := p.Blocks[1].Text.Text; !strings.HasPrefix(got, tc.what+"\n") {
 			t.Errorf("%s: first section %q, want it to start with %q", tc.m.Kind, got, tc.what)
 		}
+	}
+	var owner bool
+	for _, f := range render(t, resolved).Blocks[2].Fields {
+		owner = owner || f.Text == "Owner: team-payments"
+	}
+	if !owner {
+		t.Error("the alert does not name the group's owner")
 	}
 }
 
