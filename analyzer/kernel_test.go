@@ -78,8 +78,8 @@ func TestHandleKernelPanic(t *testing.T) {
 	if len(k.CallTrace) < 10 || rep.Title != "kernel panic: sysrq triggered crash in sysrq_handle_crash" || rep.Node != "127.0.0.1" {
 		t.Errorf("title %q node %q, %d frames", rep.Title, rep.Node, len(k.CallTrace))
 	}
-	// The capture lacks 13 numbered records: the report says so.
-	if k.Complete || !strings.Contains(strings.Join(k.Incomplete, ";"), "13 console records never arrived") {
+	// The capture lacks 124 numbered records: the report says so.
+	if k.Complete || !strings.Contains(strings.Join(k.Incomplete, ";"), "124 console records never arrived") {
 		t.Errorf("complete %v: %q", k.Complete, k.Incomplete)
 	}
 	if !strings.HasPrefix(rep.Signature, KernelSignatureVersion+":") || len(rep.Diagnosis) == 0 || rep.Diagnosis[0].Code != CodeKernelSysrq {

@@ -87,10 +87,10 @@ func TestQemuCaptures(t *testing.T) {
 			send, got := serve(t, Config{Quiet: 200 * time.Millisecond})
 			replay(t, "testdata/qemu-sysrq-"+name+".jsonl", send)
 			c := await(t, got, 5*time.Second)
-			// The kernel never sent 13 of the extended records' numbers
-			// (14-15, 70-71, 250-252, 265, 357-361): netpoll drops what
+			// The kernel never sent 124 of the extended records'
+			// numbers, most of the boot's early ones: netpoll drops what
 			// its queue cannot take while the target replays the boot.
-			wantGaps := map[string]int{"ext": 13, "plain": 0}[name]
+			wantGaps := map[string]int{"ext": 124, "plain": 0}[name]
 			if c.Extended != (name == "ext") || c.Gaps != wantGaps || c.Dropped != 0 {
 				t.Errorf("extended %v gaps %d dropped %d", c.Extended, c.Gaps, c.Dropped)
 			}
@@ -101,8 +101,10 @@ func TestQemuCaptures(t *testing.T) {
 			if k.Message != "sysrq triggered crash" || k.Release != "6.1.0-57-amd64" || k.Task == nil || k.Task.Comm != "init" || len(k.CallTrace) < 10 {
 				t.Errorf("kernel %+v", k)
 			}
-			if name == "plain" && !strings.Contains(string(c.Log), "corepipe-test: "+strings.Repeat("x", 960)+"\n") {
-				t.Error("the 991-byte line is not intact")
+			// Over 1000 bytes: in fragments (ncfrag) when extended, in
+			// two datagrams when plain.
+			if !strings.Contains(string(c.Log), "corepipe-test: "+strings.Repeat("x", 975)+"\n") {
+				t.Error("the long line is not intact")
 			}
 			select {
 			case c := <-got:
