@@ -34,7 +34,6 @@ func run(t *testing.T, a *Agent) func() {
 	return func() { cancel(); wg.Wait() }
 }
 
-
 // TestRunWakesOnCommit commits an entry the way the collector does, by
 // renaming it into place, to an agent whose poll never comes: only the
 // inotify watch can make it ship.
