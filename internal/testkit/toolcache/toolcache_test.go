@@ -20,7 +20,7 @@ func TestPinsMatchScripts(t *testing.T) {
 		{"install-kube.sh", "etcd_version", EtcdVersion},
 		{"install-kube.sh", "kube_version", KubeAPIServerVersion},
 	} {
-		b, err := os.ReadFile(filepath.Join("..", "..", "scripts", tc.script))
+		b, err := os.ReadFile(filepath.Join(moduleRoot(t), "scripts", tc.script))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -32,6 +32,25 @@ func TestPinsMatchScripts(t *testing.T) {
 		if got := string(m[1]); got != tc.want {
 			t.Errorf("%s builds %s %s, the Go helpers look for %s", tc.script, tc.variable, got, tc.want)
 		}
+	}
+}
+
+// moduleRoot walks up from the package's directory to go.mod's.
+func moduleRoot(t *testing.T) string {
+	t.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			t.Fatal("no go.mod above the working directory")
+		}
+		dir = parent
 	}
 }
 
