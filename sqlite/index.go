@@ -220,7 +220,11 @@ func (x *Index) Crashes(ctx context.Context, f corepipe.CrashFilter) ([]*corepip
 			return nil, "", fmt.Errorf("index list: %w", err)
 		}
 		if match != "" {
-			where = append(where, "rowid IN (SELECT rowid FROM crashes_text WHERE crashes_text MATCH ?)")
+			term, err := x.matchTerm(ctx, match)
+			if err != nil {
+				return nil, "", fmt.Errorf("index list: %w", err)
+			}
+			where = append(where, term)
 			args = append(args, match)
 		}
 	}

@@ -302,3 +302,27 @@ func backfillText(ctx context.Context, tx *sql.Tx) error {
 		after = cursorKey{at: unixNanos(last.CapturedAt), key: last.ID}
 	}
 }
+
+// fewMatches is how many matching crashes are few enough to fetch and sort
+// by time; with more, walking the time index until the page is full is
+// cheaper. A variable for the tests, which take both ways.
+var fewMatches = 2000
+
+// matchTerm is the WHERE term of a search, chosen by how many crashes the
+// search matches. SQLite's planner, left alone, always fetches every match
+// and sorts them: 0.3 s for a word that 100 000 crashes have. The unary +
+// keeps it from driving the query by rowid, so that it walks the time
+// index and checks each crash against the matches instead, which fills a
+// page of a common word at once. Counting stops at fewMatches+1.
+func (x *Index) matchTerm(ctx context.Context, match string) (string, error) {
+	var n int
+	err := x.db.QueryRowContext(ctx, `SELECT count(*) FROM (SELECT rowid FROM crashes_text WHERE crashes_text MATCH ? LIMIT ?)`,
+		match, fewMatches+1).Scan(&n)
+	if err != nil {
+		return "", FormatError(err)
+	}
+	if n <= fewMatches {
+		return "rowid IN (SELECT rowid FROM crashes_text WHERE crashes_text MATCH ?)", nil
+	}
+	return "+rowid IN (SELECT rowid FROM crashes_text WHERE crashes_text MATCH ?)", nil
+}

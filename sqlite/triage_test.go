@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -153,6 +154,16 @@ func searchReport(i int, title, message string, functions ...string) *corepipe.R
 }
 
 func TestSearch(t *testing.T) {
+	for _, few := range []int{fewMatches, 0} {
+		t.Run(fmt.Sprintf("few=%d", few), func(t *testing.T) {
+			defer func(was int) { fewMatches = was }(fewMatches)
+			fewMatches = few
+			testSearch(t)
+		})
+	}
+}
+
+func testSearch(t *testing.T) {
 	x, _ := openTest(t)
 	a := searchReport(1, "nil pointer dereference in main.(*server).retries", "runtime error: invalid memory address or nil pointer dereference",
 		"runtime.sigpanic", "main.(*server).retries", "main.handle_request")
