@@ -226,7 +226,7 @@ func (s *Server) debuginfodSection(w http.ResponseWriter, r *http.Request) {
 func (s *Server) serveDebuginfod(w http.ResponseWriter, r *http.Request, src io.Reader, size int64, name string) {
 	h := w.Header()
 	h.Set("X-DEBUGINFOD-SIZE", strconv.FormatInt(size, 10))
-	h.Set("X-DEBUGINFOD-FILE", "/"+corepipe.SafeName(name))
+	h.Set("X-DEBUGINFOD-FILE", corepipe.SafeName(name))
 	h.Set("Content-Length", strconv.FormatInt(size, 10))
 	s.stream(w, r, src, "application/octet-stream", "")
 }

@@ -164,7 +164,7 @@ func TestDebuginfodRoutes(t *testing.T) {
 	if !bytes.Equal(body, want) {
 		t.Errorf("debuginfo: %d bytes, not the uploaded %d", len(body), len(want))
 	}
-	if resp.Header.Get("X-DEBUGINFOD-SIZE") != strconv.Itoa(len(want)) || resp.Header.Get("X-DEBUGINFOD-FILE") != "/"+filepath.Base(b.debug) {
+	if resp.Header.Get("X-DEBUGINFOD-SIZE") != strconv.Itoa(len(want)) || resp.Header.Get("X-DEBUGINFOD-FILE") != filepath.Base(b.debug) {
 		t.Errorf("headers %v", resp.Header)
 	}
 
