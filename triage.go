@@ -410,3 +410,17 @@ func cmpInt(a, b int64) int {
 	}
 	return 0
 }
+
+// maxVersionShown is as long as a version gets where versions are listed:
+// a Go build ID (80 characters, no spaces) widens any table it is in past a
+// laptop's screen.
+const maxVersionShown = 20
+
+// ShortVersion is v as lists show it: a release as it is, a VCS revision or
+// build ID cut to its first 12 characters, which still tell builds apart.
+func ShortVersion(v string) string {
+	if _, ok := parseSemver(v); ok || len(v) <= maxVersionShown {
+		return v
+	}
+	return v[:12] + "…"
+}

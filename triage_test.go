@@ -147,3 +147,18 @@ func TestTriageGroupStatus(t *testing.T) {
 		}
 	}
 }
+
+func TestShortVersion(t *testing.T) {
+	buildID := "Rz3Hk0lXbJd9mPq2vWcN/aBcDeFgHiJkLmNoPqRs/tUvWxYz0123456789ab/cDeFgHiJkLmNoPqRsTuV"
+	for v, want := range map[string]string{
+		"v1.2.3":                                   "v1.2.3",
+		"v0.0.0-20261101120000-abcdefabcdef":       "v0.0.0-20261101120000-abcdefabcdef",
+		"0123456789abcdef0123456789abcdef01234567": "0123456789ab…",
+		buildID: "Rz3Hk0lXbJd9…",
+		"":      "",
+	} {
+		if got := ShortVersion(v); got != want {
+			t.Errorf("ShortVersion(%q) = %q, want %q", v, got, want)
+		}
+	}
+}

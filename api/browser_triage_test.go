@@ -88,26 +88,38 @@ func TestBrowserTriage(t *testing.T) {
 		}
 	}
 
-	for _, width := range []int64{1400, 800} {
-		err := chromedp.Do(ctx,
-			chromedp.EmulateViewport(width, 900),
-			chromedp.Reload(),
-			chromedp.WaitVisible(chromedp.CSS(`table.history`)),
-		)
-		if err != nil {
-			t.Fatal(err)
+	// A build without a version or revision is known by its 80-character
+	// Go build ID, which once widened the groups table past the screen.
+	noVersion := newReport(30 * time.Minute)
+	noVersion.Signature = "gocrash/v1:b1d"
+	noVersion.Go = &corepipe.GoInfo{BuildID: "Rz3Hk0lXbJd9mPq2vWcN/aBcDeFgHiJkLmNoPqRs/tUvWxYz0123456789ab/cDeFgHiJkLmNoPqRsTuV"}
+	e.add(noVersion, true)
+	for _, page := range []struct{ name, url, ready string }{
+		{"group", group, `table.history`},
+		{"groups", e.url + "/groups", `table.groups`},
+		{"group-build-id", e.url + "/groups/" + noVersion.Signature, `table.shares`},
+	} {
+		for _, width := range []int64{1400, 800} {
+			err := chromedp.Do(ctx,
+				chromedp.EmulateViewport(width, 900),
+				chromedp.Navigate(page.url),
+				chromedp.WaitVisible(chromedp.CSS(page.ready)),
+			)
+			if err != nil {
+				t.Fatal(err)
+			}
+			overflow, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll('table')].filter(t => t.getBoundingClientRect().right > document.documentElement.clientWidth + 1).map(t => t.className + ' ' + Math.round(t.getBoundingClientRect().right))`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(overflow) > 0 {
+				t.Errorf("%s at %d px: tables wider than the window: %v", page.name, width, overflow)
+			}
+			shot, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+			if err != nil {
+				t.Fatal(err)
+			}
+			saveArtifact(t, fmt.Sprintf("browser-triage-%s-%d.png", page.name, width), shot)
 		}
-		overflow, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll('table')].filter(t => t.getBoundingClientRect().right > document.documentElement.clientWidth + 1).map(t => t.className + ' ' + Math.round(t.getBoundingClientRect().right))`))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(overflow) > 0 {
-			t.Errorf("at %d px, tables wider than the window: %v", width, overflow)
-		}
-		shot, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
-		if err != nil {
-			t.Fatal(err)
-		}
-		saveArtifact(t, fmt.Sprintf("browser-triage-%d.png", width), shot)
 	}
 }

@@ -51,6 +51,7 @@ func parsePages() pages {
 		"ids":        goroutineIDs,
 		"frames":     frameList,
 		"own":        corepipe.OwnFrame,
+		"version":    corepipe.ShortVersion,
 	}
 	parse := func(page string) *template.Template {
 		return template.Must(template.New("layout.html").Funcs(funcs).ParseFS(ui, "ui/layout.html", "ui/parts.html", "ui/"+page))
