@@ -105,11 +105,12 @@ func (t *Tokens) nameOf(h [sha256.Size]byte) string {
 	return name
 }
 
-// patchGroup changes a group's triage. A browser session must also send
-// its CSRF token in X-CSRF-Token: the cookie alone never changes anything.
+// patchGroup changes a group's triage. A browser, signed in by a session
+// or by the proxy, must also send its CSRF token in X-CSRF-Token: what the
+// browser sends by itself (a cookie, the proxy's) never changes anything.
 func (s *Server) patchGroup(w http.ResponseWriter, r *http.Request) {
 	id := identityOf(r)
-	if id.session != nil && !equalSecret(r.Header.Get("X-CSRF-Token"), id.session.csrf) {
+	if (id.session != nil || id.proxy) && !equalSecret(r.Header.Get("X-CSRF-Token"), s.formCSRF(id)) {
 		s.writeError(w, r, errCSRF)
 		return
 	}
@@ -171,14 +172,17 @@ type triageForm struct {
 	Action  string
 }
 
-// formCSRF is the CSRF token of the forms on a page for id: its session's,
-// or with auth off one for the whole server, since no cookie names the
-// browser then. A request with a bearer token is no browser's and needs
-// none; it gets no form either.
+// formCSRF is the CSRF token of the forms on a page for id: its session's;
+// for a user the proxy signed in, a MAC of their name (the proxy's own
+// cookie is what a forged form would carry); with auth off one for the
+// whole server, since nothing names the browser then. A request with a
+// bearer token is no browser's and needs none; it gets no form either.
 func (s *Server) formCSRF(id identity) string {
 	switch {
 	case id.session != nil:
 		return id.session.csrf
+	case id.proxy:
+		return s.loginCSRF("triage form of " + id.user)
 	case s.tokens == nil:
 		return s.loginCSRF("triage form")
 	}

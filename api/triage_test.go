@@ -257,3 +257,53 @@ func TestCrashPageSourceLinks(t *testing.T) {
 		}
 	}
 }
+
+// TestUITriageBehindProxy: a user the proxy signed in triages from the
+// page, and is who the history names; the proxy's word alone, without the
+// form's CSRF token, changes nothing.
+func TestUITriageBehindProxy(t *testing.T) {
+	prefixes, err := ParseTrustedProxies("127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	roles, err := ParseGroupRoles("oncall=triage,*=viewer")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnvWith(t, func(c *Config) { c.Tokens = testTokens(t); c.TrustedProxies = prefixes; c.GroupRoles = roles })
+	r := newReport(time.Minute)
+	e.add(r, true)
+	path := "/groups/" + r.Signature
+	as := http.Header{"X-Forwarded-Email": {"dana@example.com"}, "X-Forwarded-Groups": {"oncall"}}
+	page := mustGet(e, path, as)
+	csrf := between(string(page), `name="csrf" value="`, `"`)
+	if csrf == "" {
+		t.Fatalf("no triage form for a triager behind the proxy: %.400s", page)
+	}
+	post := func(form url.Values) *http.Response {
+		h := as.Clone()
+		h.Set("Content-Type", "application/x-www-form-urlencoded")
+		h.Set("Origin", e.url)
+		resp, _ := e.do("POST", path, h, strings.NewReader(form.Encode()))
+		return resp
+	}
+	if resp := post(url.Values{"status": {"resolved"}}); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("without the CSRF token: %s", resp.Status)
+	}
+	if resp := post(url.Values{"status": {"resolved"}, "csrf": {csrf}}); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("with it: %s", resp.Status)
+	}
+	h := as.Clone()
+	h.Set("Content-Type", "application/json")
+	if resp, _ := e.patch(r.Signature, h, `{"status": "open"}`); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("PATCH on the proxy's word alone: %s", resp.Status)
+	}
+	h.Set("X-CSRF-Token", csrf)
+	if resp, body := e.patch(r.Signature, h, `{"status": "open"}`); resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `"who":"dana@example.com"`) {
+		t.Errorf("PATCH with the token: %s %s", resp.Status, body)
+	}
+	viewer := http.Header{"X-Forwarded-Email": {"eve@example.com"}}
+	if page := mustGet(e, path, viewer); strings.Contains(string(page), `name="resolved_in"`) {
+		t.Error("a viewer behind the proxy is offered the form")
+	}
+}
