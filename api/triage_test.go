@@ -307,3 +307,24 @@ func TestUITriageBehindProxy(t *testing.T) {
 		t.Error("a viewer behind the proxy is offered the form")
 	}
 }
+
+func TestCrashPageFoldsLibraryFrames(t *testing.T) {
+	e := newEnv(t)
+	r := newReport(time.Minute)
+	r.Goroutines[1].Frames = append([]corepipe.Frame{
+		{Function: "panic", File: "/usr/local/go/src/runtime/panic.go", Line: 115},
+		{Function: "runtime.sigpanic", File: "/usr/local/go/src/runtime/signal_unix.go", Line: 925},
+	}, append(r.Goroutines[1].Frames, corepipe.Frame{Function: "net/http.HandlerFunc.ServeHTTP", File: "/usr/local/go/src/net/http/server.go", Line: 2294})...)
+	e.add(r, true)
+	_, page := e.getOK("/crashes/" + r.ID)
+	crashing := between(string(page), `class="goroutine crashing"`, `</section>`)
+	for _, want := range []string{
+		`<li class="folded"><details><summary>2 frames of the runtime and libraries</summary><ol class="frames"><li class="lib"><span class="fn">panic</span>`,
+		`<li class="app"><span class="fn">main.(*server).retries</span>`,
+		`<li class="lib"><span class="fn">net/http.HandlerFunc.ServeHTTP</span>`, // one frame alone is not folded
+	} {
+		if !strings.Contains(crashing, want) {
+			t.Errorf("the crashing goroutine lacks %s:\n%s", want, crashing)
+		}
+	}
+}

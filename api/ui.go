@@ -84,42 +84,77 @@ func workload(r *corepipe.Report) string {
 // template engine for each field of each frame made a page of 200
 // goroutines cost tens of milliseconds; every string still goes through
 // the HTML escaper.
-func frameList(frames []corepipe.Frame) template.HTML { return linkedFrameList(frames, nil) }
+func frameList(frames []corepipe.Frame) template.HTML { return stackList(frames, nil, nil) }
 
-// linkedFrameList is frameList with each location linked to link(frame),
-// when that is not "".
-func linkedFrameList(frames []corepipe.Frame, link func(corepipe.Frame) string) template.HTML {
+// stackList is frameList with each location linked to link(frame), when
+// that is not "", and, when inApp is set, the application's frames marked
+// and every run of two or more other frames (the runtime's, the standard
+// library's, other modules') folded into a closed <details>.
+func stackList(frames []corepipe.Frame, link func(corepipe.Frame) string, inApp func(corepipe.Frame) bool) template.HTML {
 	var b strings.Builder
 	b.WriteString(`<ol class="frames">`)
-	for _, f := range frames {
-		b.WriteString(`<li><span class="fn">`)
-		b.WriteString(template.HTMLEscapeString(f.Function))
-		b.WriteString(`</span>`)
-		if f.File != "" {
-			href := ""
-			if link != nil {
-				href = link(f)
-			}
-			if href != "" {
-				b.WriteString(`<a class="loc" rel="noreferrer" href="`)
-				b.WriteString(template.HTMLEscapeString(href))
-				b.WriteString(`">`)
-			} else {
-				b.WriteString(`<span class="loc">`)
-			}
-			b.WriteString(template.HTMLEscapeString(f.File))
-			b.WriteString(":")
-			b.WriteString(strconv.Itoa(f.Line))
-			if href != "" {
-				b.WriteString(`</a>`)
-			} else {
-				b.WriteString(`</span>`)
-			}
+	for i := 0; i < len(frames); {
+		if inApp == nil {
+			writeFrame(&b, frames[i], link, "")
+			i++
+			continue
 		}
-		b.WriteString(`</li>`)
+		if inApp(frames[i]) {
+			writeFrame(&b, frames[i], link, "app")
+			i++
+			continue
+		}
+		j := i
+		for j < len(frames) && !inApp(frames[j]) {
+			j++
+		}
+		if j-i == 1 {
+			writeFrame(&b, frames[i], link, "lib")
+			i = j
+			continue
+		}
+		fmt.Fprintf(&b, `<li class="folded"><details><summary>%d frames of the runtime and libraries</summary><ol class="frames">`, j-i)
+		for _, f := range frames[i:j] {
+			writeFrame(&b, f, link, "lib")
+		}
+		b.WriteString(`</ol></details></li>`)
+		i = j
 	}
 	b.WriteString(`</ol>`)
 	return template.HTML(b.String())
+}
+
+func writeFrame(b *strings.Builder, f corepipe.Frame, link func(corepipe.Frame) string, class string) {
+	if class != "" {
+		b.WriteString(`<li class="` + class + `">`)
+	} else {
+		b.WriteString(`<li>`)
+	}
+	b.WriteString(`<span class="fn">`)
+	b.WriteString(template.HTMLEscapeString(f.Function))
+	b.WriteString(`</span>`)
+	if f.File != "" {
+		href := ""
+		if link != nil {
+			href = link(f)
+		}
+		if href != "" {
+			b.WriteString(`<a class="loc" rel="noreferrer" href="`)
+			b.WriteString(template.HTMLEscapeString(href))
+			b.WriteString(`">`)
+		} else {
+			b.WriteString(`<span class="loc">`)
+		}
+		b.WriteString(template.HTMLEscapeString(f.File))
+		b.WriteString(":")
+		b.WriteString(strconv.Itoa(f.Line))
+		if href != "" {
+			b.WriteString(`</a>`)
+		} else {
+			b.WriteString(`</span>`)
+		}
+	}
+	b.WriteString(`</li>`)
 }
 
 func goroutineIDs(ids []int64) string {
@@ -219,7 +254,7 @@ func (s *Server) uiCrash(w http.ResponseWriter, r *http.Request) {
 	}
 	p := crashPage{Report: rep, Crashing: rep.CrashingGoroutineReport(), Debug: debug}
 	if p.Crashing != nil {
-		p.CrashingFrames = linkedFrameList(p.Crashing.Frames, func(f corepipe.Frame) string { return s.sourceLinks.Link(rep, f) })
+		p.CrashingFrames = stackList(p.Crashing.Frames, func(f corepipe.Frame) string { return s.sourceLinks.Link(rep, f) }, rep.InApp)
 	}
 	for _, g := range rep.Goroutines {
 		if p.Crashing != nil && g.ID == p.Crashing.ID {
