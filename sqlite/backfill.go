@@ -29,7 +29,7 @@ func backfillGroups(ctx context.Context, tx *sql.Tx) error {
 				return fmt.Errorf("backfill groups: %s: %w", r.ID, err)
 			}
 			if r.Signature != "" {
-				if err := observe(ctx, tx, r); err != nil {
+				if err := observe(ctx, tx, r, nil); err != nil {
 					return fmt.Errorf("backfill groups: %w", err)
 				}
 			}

@@ -21,7 +21,7 @@ const maxShares = 50
 const MaxBuckets = 1000
 
 // observe folds r into its group, creating the group on its first crash.
-func observe(ctx context.Context, tx *sql.Tx, r *corepipe.Report) error {
+func observe(ctx context.Context, tx *sql.Tx, r *corepipe.Report, owners *corepipe.OwnerRules) error {
 	g, observed, err := loadGroupRow(ctx, tx, r.Signature)
 	if err != nil && !errors.Is(err, corepipe.ErrNotFound) {
 		return err
@@ -37,18 +37,24 @@ func observe(ctx context.Context, tx *sql.Tx, r *corepipe.Report) error {
 	} else {
 		g.Status = observed
 	}
-	if err := fold(ctx, tx, g, r); err != nil {
+	if err := fold(ctx, tx, g, r, owners); err != nil {
 		return err
 	}
 	return saveGroup(ctx, tx, g)
 }
 
 // fold is Group.Observe, which starts a first crash's group afresh, keeping
-// the group's triage, then folds r into the triage too.
-func fold(ctx context.Context, tx *sql.Tx, g *corepipe.Group, r *corepipe.Report) error {
-	t := g.Triage
+// the group's triage and owner, then folds r into the triage too. A group
+// nobody assigned is owned as the owners rules say of its latest crash.
+func fold(ctx context.Context, tx *sql.Tx, g *corepipe.Group, r *corepipe.Report, owners *corepipe.OwnerRules) error {
+	t, assignee := g.Triage, g.Assignee
 	g.Observe(r)
-	g.Triage = t
+	g.Triage, g.Assignee = t, assignee
+	if t == nil || t.Assignee == "" {
+		if o := owners.Owner(r); o != "" {
+			g.Assignee = o
+		}
+	}
 	return foldTriage(ctx, tx, t, r)
 }
 
@@ -57,7 +63,7 @@ func fold(ctx context.Context, tx *sql.Tx, g *corepipe.Group, r *corepipe.Report
 // take a crash back, and a crash moves between groups only when it is
 // re-analysed, so the cost of a full fold is paid rarely. The fold streams
 // the rows: memory stays constant whatever the group's size.
-func regroup(ctx context.Context, tx *sql.Tx, signature string) error {
+func regroup(ctx context.Context, tx *sql.Tx, signature string, owners *corepipe.OwnerRules) error {
 	rows, err := tx.QueryContext(ctx, `SELECT summary FROM crashes WHERE signature = ? ORDER BY captured_at, id`, signature)
 	if err != nil {
 		return fmt.Errorf("regroup %s: %w", signature, FormatError(err))
@@ -77,7 +83,7 @@ func regroup(ctx context.Context, tx *sql.Tx, signature string) error {
 		if err := json.Unmarshal(summary, &r); err != nil {
 			return fmt.Errorf("regroup %s: decode summary: %w", signature, err)
 		}
-		if err := fold(ctx, tx, &g, &r); err != nil {
+		if err := fold(ctx, tx, &g, &r, owners); err != nil {
 			return fmt.Errorf("regroup %s: %w", signature, err)
 		}
 	}
@@ -133,7 +139,10 @@ func saveGroup(ctx context.Context, tx *sql.Tx, g *corepipe.Group) error {
 		if triage, err = json.Marshal(g.Triage); err != nil {
 			return fmt.Errorf("save group %s: %w", g.Signature, err)
 		}
-		g.Assignee = g.Triage.Assignee
+		if g.Triage.Assignee != "" {
+			// People's say wins over the owners rules.
+			g.Assignee = g.Triage.Assignee
+		}
 	}
 	// g.Status is what the crashes say; the status column is what the
 	// group shows, which lists filter on.

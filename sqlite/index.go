@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"path"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/corepipe/corepipe"
@@ -28,6 +29,8 @@ const (
 // concurrent use, and several processes may open the same file.
 type Index struct {
 	db *DB
+	// owners name the owner of groups nobody assigned; nil names none.
+	owners atomic.Pointer[corepipe.OwnerRules]
 }
 
 var _ corepipe.Index = (*Index)(nil)
@@ -62,7 +65,7 @@ func (x *Index) Upsert(ctx context.Context, r *corepipe.Report) error {
 		return fmt.Errorf("index upsert: %w", FormatError(err))
 	}
 	defer tx.Rollback()
-	if err := upsertTx(ctx, tx, r); err != nil {
+	if err := upsertTx(ctx, tx, r, x.owners.Load()); err != nil {
 		return err
 	}
 	if err := tx.Commit(); err != nil {
@@ -71,7 +74,7 @@ func (x *Index) Upsert(ctx context.Context, r *corepipe.Report) error {
 	return nil
 }
 
-func upsertTx(ctx context.Context, tx *sql.Tx, r *corepipe.Report) error {
+func upsertTx(ctx context.Context, tx *sql.Tx, r *corepipe.Report, owners *corepipe.OwnerRules) error {
 	if err := corepipe.CheckID(r.ID); err != nil {
 		return fmt.Errorf("index upsert: %w", err)
 	}
@@ -120,12 +123,12 @@ func upsertTx(ctx context.Context, tx *sql.Tx, r *corepipe.Report) error {
 		return nil
 	}
 	if exists && prevSignature != "" {
-		if err := regroup(ctx, tx, prevSignature); err != nil {
+		if err := regroup(ctx, tx, prevSignature, owners); err != nil {
 			return fmt.Errorf("index upsert %s: move out of its old group: %w", r.ID, err)
 		}
 	}
 	if r.Signature != "" {
-		if err := observe(ctx, tx, r); err != nil {
+		if err := observe(ctx, tx, r, owners); err != nil {
 			return fmt.Errorf("index upsert %s: %w", r.ID, err)
 		}
 	}
@@ -145,7 +148,8 @@ func (x *Index) Rebuild(ctx context.Context, fill func(put func(*corepipe.Report
 	if _, err := tx.ExecContext(ctx, `DELETE FROM crashes; DELETE FROM groups; DELETE FROM crashes_text;`); err != nil {
 		return fmt.Errorf("index rebuild: empty: %w", FormatError(err))
 	}
-	if err := fill(func(r *corepipe.Report) error { return upsertTx(ctx, tx, r) }); err != nil {
+	owners := x.owners.Load()
+	if err := fill(func(r *corepipe.Report) error { return upsertTx(ctx, tx, r, owners) }); err != nil {
 		return fmt.Errorf("index rebuild: %w", err)
 	}
 	if err := tx.Commit(); err != nil {

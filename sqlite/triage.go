@@ -61,6 +61,11 @@ func (x *Index) SetTriage(ctx context.Context, signature string, c corepipe.Tria
 		return nil, fmt.Errorf("triage %s: %w", signature, FormatError(err))
 	}
 	g.Status = observed
+	if c.Assignee != nil {
+		// Unassigned by people: the owners rules name the owner again
+		// from the next crash.
+		g.Assignee = *c.Assignee
+	}
 	if c.Status == "" && g.Triage != nil {
 		// The same decision with another owner: the group's copy keeps
 		// what its crashes have done to it.
@@ -326,3 +331,7 @@ func (x *Index) matchTerm(ctx context.Context, match string) (string, error) {
 	}
 	return "+rowid IN (SELECT rowid FROM crashes_text WHERE crashes_text MATCH ?)", nil
 }
+
+// SetOwners makes o the rules that own the groups nobody assigned, from
+// their next crash on (a rebuild applies them to all); nil removes them.
+func (x *Index) SetOwners(o *corepipe.OwnerRules) { x.owners.Store(o) }

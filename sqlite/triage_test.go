@@ -268,3 +268,40 @@ func TestMigrateFromV2(t *testing.T) {
 		t.Errorf("resolving the old group: %+v", g)
 	}
 }
+
+func TestOwnersRules(t *testing.T) {
+	x, _ := openTest(t)
+	rules, err := corepipe.ParseOwners(strings.NewReader("main. team-api\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	x.SetOwners(rules)
+	const sig = "gocrash/v1:0a0a"
+	crash := func(at time.Duration) *corepipe.Report {
+		r := liveReport(sig, at, "v1")
+		r.CrashingGoroutine = 1
+		r.Goroutines = []corepipe.Goroutine{{ID: 1, Frames: []corepipe.Frame{{Function: "main.handle"}}}}
+		return r
+	}
+	upsert(t, x, crash(-time.Hour))
+	if g := group(t, x, sig); g.Assignee != "team-api" {
+		t.Fatalf("owned by %q, want the rule's team-api", g.Assignee)
+	}
+	if owned, _, err := x.Groups(context.Background(), corepipe.GroupFilter{Assignee: "team-api"}); err != nil || len(owned) != 1 {
+		t.Errorf("groups of team-api: %d %v", len(owned), err)
+	}
+	bob := "bob"
+	setTriage(t, x, sig, corepipe.TriageChange{Assignee: &bob})
+	upsert(t, x, crash(time.Second))
+	if g := group(t, x, sig); g.Assignee != "bob" {
+		t.Fatalf("after people assigned it: owned by %q", g.Assignee)
+	}
+	nobody := ""
+	if g := setTriage(t, x, sig, corepipe.TriageChange{Assignee: &nobody}); g.Assignee != "" {
+		t.Fatalf("unassigned: owned by %q", g.Assignee)
+	}
+	upsert(t, x, crash(2*time.Second))
+	if g := group(t, x, sig); g.Assignee != "team-api" {
+		t.Errorf("unassigned, then a crash: owned by %q, want the rule's again", g.Assignee)
+	}
+}

@@ -153,6 +153,9 @@ type apiFlags struct {
 	sessionTTL                                 time.Duration
 	web                                        api.Web
 	sourceLinks                                []string
+	ownersFile                                 string
+	// owners are the rules read from ownersFile by tokens; nil without.
+	owners *corepipe.OwnerRules
 }
 
 func apiFlagsOf(fset *pflag.FlagSet) *apiFlags {
@@ -162,6 +165,7 @@ func apiFlagsOf(fset *pflag.FlagSet) *apiFlags {
 	fset.StringVar(&f.trustedProxies, "trusted-proxies", "", "addresses or CIDRs of an authenticating proxy (oauth2-proxy) whose X-Forwarded-User/-Email/-Groups/-Proto are believed; needs --auth-file")
 	fset.StringVar(&f.proxyGroupRoles, "proxy-group-roles", "", "GROUP=ROLE,… for users the trusted proxy signs in (* = any user), e.g. sre=admin,dev=debugger,*=viewer")
 	fset.DurationVar(&f.sessionTTL, "session-ttl", api.DefaultSessionTTL, "how long a browser stays signed in")
+	fset.StringVar(&f.ownersFile, "owners", "", "`file` of \"PATTERN OWNER\" rules that assign crash groups nobody assigned, like CODEOWNERS (see the README)")
 	fset.StringArrayVar(&f.sourceLinks, "source-link", nil, "link frames of modules under PREFIX to their source: PREFIX=URL with {repo}, {path}, {rev} and {line}, e.g. 'git.acme.com/=https://git.acme.com/{repo}/src/{rev}/{path}#L{line}' (repeatable; GitHub, GitLab and Codeberg need none)")
 	return f
 }
@@ -175,6 +179,17 @@ func (f *apiFlags) tokens() (*api.Tokens, error) {
 	}
 	if web.SourceLinks, err = corepipe.ParseSourceLinks(f.sourceLinks); err != nil {
 		return nil, err
+	}
+	if f.ownersFile != "" {
+		file, err := os.Open(f.ownersFile)
+		if err != nil {
+			return nil, fmt.Errorf("--owners: %w", err)
+		}
+		f.owners, err = corepipe.ParseOwners(file)
+		file.Close()
+		if err != nil {
+			return nil, fmt.Errorf("--owners %s: %w", f.ownersFile, err)
+		}
 	}
 	f.web = web
 	if f.authFile == "" {
@@ -194,6 +209,8 @@ type apiSetup struct {
 	// stream.
 	rebuild bool
 	metrics *prometheus.Registry
+	// owners assign the groups nobody assigned; nil assigns none.
+	owners *corepipe.OwnerRules
 }
 
 // apiPart feeds the index from the reports stream and serves HTTP on ln.
@@ -204,6 +221,7 @@ func apiPart(log *slog.Logger, ln net.Listener, idx *sqlite.Index, blobs corepip
 		if err != nil {
 			return fmt.Errorf("api: %w", err)
 		}
+		idx.SetOwners(setup.owners)
 		ilog := log.With("part", "index")
 		follower := &index.Follower{Consumer: cons, Index: idx, Logger: ilog}
 		srv, err := api.New(api.Config{

@@ -4,9 +4,13 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/spf13/pflag"
 
 	"github.com/corepipe/corepipe"
 	"github.com/corepipe/corepipe/internal/testkit/apitest"
@@ -67,5 +71,31 @@ func TestTriageCommands(t *testing.T) {
 		if _, err := run(args...); err == nil {
 			t.Errorf("%v: no error", args)
 		}
+	}
+}
+
+func TestOwnersFlag(t *testing.T) {
+	dir := t.TempDir()
+	good, bad := filepath.Join(dir, "owners"), filepath.Join(dir, "bad")
+	os.WriteFile(good, []byte("# owners\nmain. team-api\n"), 0o600)
+	os.WriteFile(bad, []byte("main.\n"), 0o600)
+	parse := func(args ...string) (*apiFlags, error) {
+		fset := pflag.NewFlagSet("api", pflag.ContinueOnError)
+		f := apiFlagsOf(fset)
+		if err := fset.Parse(args); err != nil {
+			return nil, err
+		}
+		_, err := f.tokens()
+		return f, err
+	}
+	f, err := parse("--owners", good)
+	if err != nil || f.owners.Owner(&corepipe.Report{TopFrames: []corepipe.Frame{{Function: "main.handle"}}}) != "team-api" {
+		t.Fatalf("--owners %s: %v", good, err)
+	}
+	if _, err := parse("--owners", bad); err == nil || !strings.Contains(err.Error(), "line 1") {
+		t.Errorf("--owners of a bad file: %v", err)
+	}
+	if _, err := parse("--owners", filepath.Join(dir, "missing")); err == nil {
+		t.Error("--owners of a missing file: no error")
 	}
 }
