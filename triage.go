@@ -2,6 +2,7 @@ package corepipe
 
 import (
 	"fmt"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -48,6 +49,8 @@ type Triage struct {
 	IgnoreUntil time.Time `json:"ignore_until,omitzero"`
 	IgnoreCount int64     `json:"ignore_count,omitempty"`
 	Assignee    string    `json:"assignee,omitempty"`
+	// IssueURL is the tracker's issue about the group.
+	IssueURL string `json:"issue_url,omitempty"`
 	// Rev counts the decisions people made about the status; Observe,
 	// assigning and commenting never change it, so a copy with an older
 	// Rev is a copy of an older decision.
@@ -72,6 +75,8 @@ type TriageChange struct {
 	IgnoreCount int64     `json:"ignore_count,omitempty"`
 	// Assignee nil keeps the owner, "" unassigns.
 	Assignee *string `json:"assignee,omitempty"`
+	// IssueURL nil keeps the linked issue, "" unlinks it.
+	IssueURL *string `json:"issue_url,omitempty"`
 	// Comment is why, for the history.
 	Comment string `json:"comment,omitempty"`
 }
@@ -102,6 +107,7 @@ const (
 	maxTriageVersions = 200
 	maxTriageText     = 200
 	MaxTriageComment  = 2000
+	maxIssueURL       = 2000
 )
 
 // Apply makes the decision c on top of t (nil for a group never triaged)
@@ -166,6 +172,14 @@ func (t *Triage) Apply(c TriageChange, g *Group, versions []string, now time.Tim
 			said = append(said, "assigned to "+next.Assignee)
 		}
 	}
+	if c.IssueURL != nil && *c.IssueURL != next.IssueURL {
+		next.IssueURL = *c.IssueURL
+		if next.IssueURL == "" {
+			said = append(said, "unlinked its issue")
+		} else {
+			said = append(said, "linked to "+next.IssueURL)
+		}
+	}
 	if len(said) == 0 {
 		if c.Comment == "" {
 			return nil, "", fmt.Errorf("%w: triage: nothing to change", ErrInvalid)
@@ -195,6 +209,12 @@ func (c TriageChange) check() error {
 	}
 	if c.Assignee != nil && !printable(*c.Assignee, maxTriageText) {
 		return fmt.Errorf("%w: assignee: want a name of at most %d printable characters", ErrInvalid, maxTriageText)
+	}
+	if c.IssueURL != nil && *c.IssueURL != "" {
+		u, err := url.Parse(*c.IssueURL)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || len(*c.IssueURL) > maxIssueURL || !printable(*c.IssueURL, maxIssueURL) {
+			return fmt.Errorf("%w: issue_url: want an http(s) URL of at most %d characters", ErrInvalid, maxIssueURL)
+		}
 	}
 	if len(c.Comment) > MaxTriageComment || strings.ContainsFunc(c.Comment, func(r rune) bool { return unicode.IsControl(r) && r != '\n' && r != '\t' }) {
 		return fmt.Errorf("%w: comment: want at most %d characters of text", ErrInvalid, MaxTriageComment)

@@ -90,6 +90,10 @@ type Web struct {
 	// SourceLinks link the crash page's frames to their source; nil links
 	// only GitHub, GitLab and Codeberg modules.
 	SourceLinks *corepipe.SourceLinks
+	// IssueTemplate is the URL of a tracker's new-issue form, with
+	// {title}, {body} and {signature}: a group page's "Create issue" link.
+	// "" shows none.
+	IssueTemplate string
 }
 
 // ParseWeb reads the web settings as flags spell them: a public URL,
@@ -147,7 +151,8 @@ type Server struct {
 	now        func() time.Time
 
 	// sourceLinks may be nil: SourceLinks.Link handles it.
-	sourceLinks *corepipe.SourceLinks
+	sourceLinks   *corepipe.SourceLinks
+	issueTemplate string
 }
 
 // New builds a Server and registers its metrics. It parses the UI
@@ -172,7 +177,11 @@ func New(cfg Config) (*Server, error) {
 		sessionTTL: cfg.SessionTTL,
 		now:        cfg.Now,
 
-		sourceLinks: cfg.SourceLinks,
+		sourceLinks:   cfg.SourceLinks,
+		issueTemplate: cfg.IssueTemplate,
+	}
+	if err := checkIssueTemplate(cfg.IssueTemplate); err != nil {
+		return nil, err
 	}
 	var err error
 	if s.publicURL, err = parsePublicURL(cfg.PublicURL); err != nil {

@@ -48,6 +48,7 @@ type triageRequest struct {
 	IgnoreUntil string  `json:"ignore_until"`
 	IgnoreCount int64   `json:"ignore_count"`
 	Assignee    *string `json:"assignee"`
+	IssueURL    *string `json:"issue_url"`
 	Comment     string  `json:"comment"`
 }
 
@@ -57,6 +58,10 @@ func (q triageRequest) change(now time.Time) (corepipe.TriageChange, error) {
 	if q.Assignee != nil {
 		a := strings.TrimSpace(*q.Assignee)
 		c.Assignee = &a
+	}
+	if q.IssueURL != nil {
+		u := strings.TrimSpace(*q.IssueURL)
+		c.IssueURL = &u
 	}
 	if v := strings.TrimSpace(q.IgnoreUntil); v != "" {
 		t, err := time.Parse(time.RFC3339Nano, v)
@@ -127,7 +132,7 @@ func (s *Server) patchGroup(w http.ResponseWriter, r *http.Request) {
 			s.writeError(w, r, fmt.Errorf("%w: body larger than %d bytes", corepipe.ErrInvalid, tooBig.Limit))
 			return
 		}
-		s.writeError(w, r, fmt.Errorf("%w: body: want a JSON object of status, resolved_in, ignore_until, ignore_count, assignee, comment", corepipe.ErrInvalid))
+		s.writeError(w, r, fmt.Errorf("%w: body: want a JSON object of status, resolved_in, ignore_until, ignore_count, assignee, issue_url, comment", corepipe.ErrInvalid))
 		return
 	}
 	c, err := q.change(s.now())
@@ -229,6 +234,10 @@ func (s *Server) uiTriage(w http.ResponseWriter, r *http.Request) {
 		a := f.Get("assignee")
 		q.Assignee = &a
 	}
+	if f.Has("issue_url") {
+		u := f.Get("issue_url")
+		q.IssueURL = &u
+	}
 	c, err := q.change(s.now())
 	if err != nil {
 		s.uiError(w, r, err)
@@ -251,4 +260,67 @@ func checkGroupStatus(status string) error {
 		return nil
 	}
 	return fmt.Errorf("%w: status %q: want %s", corepipe.ErrInvalid, truncate(status), strings.Join(groupStatuses, ", "))
+}
+
+// checkIssueTemplate accepts "" or an http(s) URL with the placeholders
+// filled in.
+func checkIssueTemplate(tmpl string) error {
+	if tmpl == "" {
+		return nil
+	}
+	u, err := url.Parse(fillIssue(tmpl, "t", "b", "s"))
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return fmt.Errorf("%w: issue template %q: want an http(s) URL with {title}, {body} and {signature}", corepipe.ErrInvalid, truncate(tmpl))
+	}
+	return nil
+}
+
+func fillIssue(tmpl, title, body, signature string) string {
+	q := url.QueryEscape
+	return strings.NewReplacer("{title}", q(title), "{body}", q(body), "{signature}", q(signature)).Replace(tmpl)
+}
+
+// maxIssueFrames is how much of the stack an issue's body quotes.
+const maxIssueFrames = 10
+
+// issueLink is the tracker's new-issue form for the group of d, prefilled
+// with its title, signature, top frames and a link back.
+func (s *Server) issueLink(r *http.Request, d *groupDetail) string {
+	if s.issueTemplate == "" {
+		return ""
+	}
+	g := d.Group
+	title := g.Title
+	if title == "" {
+		title = g.Signature
+	}
+	var body strings.Builder
+	fmt.Fprintf(&body, "Crash group %s: %d crashes from %s to %s, versions %s to %s.\n\n",
+		g.Signature, g.Count, g.FirstSeen.UTC().Format(time.RFC3339), g.LastSeen.UTC().Format(time.RFC3339),
+		corepipe.ShortVersion(g.FirstVersion), corepipe.ShortVersion(g.LastVersion))
+	if len(d.Crashes) > 0 {
+		body.WriteString("```\n")
+		for i, f := range d.Crashes[0].TopFrames {
+			if i == maxIssueFrames {
+				break
+			}
+			fmt.Fprintf(&body, "%s\n\t%s:%d\n", f.Function, f.File, f.Line)
+		}
+		body.WriteString("```\n\n")
+	}
+	body.WriteString(s.siteURL(r) + (&url.URL{Path: "/groups/" + g.Signature}).EscapedPath() + "\n")
+	return fillIssue(s.issueTemplate, title, body.String(), g.Signature)
+}
+
+// siteURL is where people reach this server: its public URL, else the
+// host the request named.
+func (s *Server) siteURL(r *http.Request) string {
+	if s.publicURL != nil {
+		return s.publicURL.Scheme + "://" + s.publicURL.Host
+	}
+	scheme := "http"
+	if s.secure(r) {
+		scheme = "https"
+	}
+	return scheme + "://" + r.Host
 }

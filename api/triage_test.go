@@ -3,6 +3,7 @@ package api
 import (
 	"encoding/json"
 	"fmt"
+	"html"
 	"net/http"
 	"net/url"
 	"strings"
@@ -326,5 +327,46 @@ func TestCrashPageFoldsLibraryFrames(t *testing.T) {
 		if !strings.Contains(crashing, want) {
 			t.Errorf("the crashing goroutine lacks %s:\n%s", want, crashing)
 		}
+	}
+}
+
+func TestIssueLinks(t *testing.T) {
+	tokens, err := ParseTokens(strings.NewReader(triageToken + " triage alice\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnvWith(t, func(c *Config) {
+		c.Tokens = tokens
+		c.IssueTemplate = "https://github.com/acme/shop/issues/new?title={title}&body={body}&labels=crash"
+	})
+	r := newReport(time.Minute)
+	e.add(r, true)
+	session := e.signIn(triageToken)
+	page := string(mustGet(e, "/groups/"+r.Signature, session))
+	link := html.UnescapeString(between(page, `class="create-issue" rel="noreferrer" target="_blank" href="`, `"`))
+	u, err := url.Parse(link)
+	if err != nil || u.Host != "github.com" || u.Query().Get("title") != r.Title || u.Query().Get("labels") != "crash" {
+		t.Fatalf("create-issue link %q: %v", link, err)
+	}
+	body := u.Query().Get("body")
+	for _, want := range []string{r.Signature, "main.(*server).retries\n\t/src/server/server.go:88", e.url + "/groups/" + r.Signature} {
+		if !strings.Contains(body, want) {
+			t.Errorf("the issue's body lacks %q:\n%s", want, body)
+		}
+	}
+	resp, b := e.patch(r.Signature, bearerHeader(triageToken), `{"issue_url": "https://github.com/acme/shop/issues/412"}`)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(b), `"issue_url":"https://github.com/acme/shop/issues/412"`) {
+		t.Fatalf("linking the issue: %s %s", resp.Status, b)
+	}
+	if page := string(mustGet(e, "/groups/"+r.Signature, session)); !strings.Contains(page, `<a rel="noreferrer" href="https://github.com/acme/shop/issues/412">`) {
+		t.Error("the group page does not link the issue")
+	}
+	for _, bad := range []string{`"javascript:alert(1)"`, `"/issues/1"`, `"ftp://x/1"`} {
+		if resp, _ := e.patch(r.Signature, bearerHeader(triageToken), `{"issue_url": `+bad+`}`); resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("issue_url %s: %s", bad, resp.Status)
+		}
+	}
+	if _, err := New(Config{Index: e.index, Web: Web{IssueTemplate: "javascript:{title}"}}); err == nil {
+		t.Error("a javascript: issue template accepted")
 	}
 }

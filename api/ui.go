@@ -338,6 +338,8 @@ type groupPage struct {
 	AllURL                      string
 	VersionTable, WorkloadTable shareTable
 	Form                        triageForm
+	// IssueLink opens the tracker's new-issue form filled in; "" for none.
+	IssueLink string
 }
 
 type shareTable struct {
@@ -366,6 +368,7 @@ func (s *Server) uiGroup(w http.ResponseWriter, r *http.Request) {
 		VersionTable:  shareTable{"Version", d.Versions},
 		WorkloadTable: shareTable{"Workload", d.Workloads},
 		Form:          s.newTriageForm(r, signature),
+		IssueLink:     s.issueLink(r, d),
 	}
 	s.render(w, r, http.StatusOK, s.pages.group, p)
 }

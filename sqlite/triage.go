@@ -67,10 +67,10 @@ func (x *Index) SetTriage(ctx context.Context, signature string, c corepipe.Tria
 		g.Assignee = *c.Assignee
 	}
 	if c.Status == "" && g.Triage != nil {
-		// The same decision with another owner: the group's copy keeps
-		// what its crashes have done to it.
+		// The same decision with another owner or issue: the group's copy
+		// keeps what its crashes have done to it.
 		folded := *g.Triage
-		folded.Assignee = d.Assignee
+		folded.Assignee, folded.IssueURL = d.Assignee, d.IssueURL
 		d = &folded
 	}
 	g.Triage = d

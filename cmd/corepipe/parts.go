@@ -154,6 +154,7 @@ type apiFlags struct {
 	web                                        api.Web
 	sourceLinks                                []string
 	ownersFile                                 string
+	issueTemplate                              string
 	// owners are the rules read from ownersFile by tokens; nil without.
 	owners *corepipe.OwnerRules
 }
@@ -165,6 +166,7 @@ func apiFlagsOf(fset *pflag.FlagSet) *apiFlags {
 	fset.StringVar(&f.trustedProxies, "trusted-proxies", "", "addresses or CIDRs of an authenticating proxy (oauth2-proxy) whose X-Forwarded-User/-Email/-Groups/-Proto are believed; needs --auth-file")
 	fset.StringVar(&f.proxyGroupRoles, "proxy-group-roles", "", "GROUP=ROLE,… for users the trusted proxy signs in (* = any user), e.g. sre=admin,dev=debugger,*=viewer")
 	fset.DurationVar(&f.sessionTTL, "session-ttl", api.DefaultSessionTTL, "how long a browser stays signed in")
+	fset.StringVar(&f.issueTemplate, "issue-template", "", "`URL` of a tracker's new-issue form with {title}, {body} and {signature}, for a group page's \"Create issue\" link, e.g. 'https://github.com/acme/shop/issues/new?title={title}&body={body}'")
 	fset.StringVar(&f.ownersFile, "owners", "", "`file` of \"PATTERN OWNER\" rules that assign crash groups nobody assigned, like CODEOWNERS (see the README)")
 	fset.StringArrayVar(&f.sourceLinks, "source-link", nil, "link frames of modules under PREFIX to their source: PREFIX=URL with {repo}, {path}, {rev} and {line}, e.g. 'git.acme.com/=https://git.acme.com/{repo}/src/{rev}/{path}#L{line}' (repeatable; GitHub, GitLab and Codeberg need none)")
 	return f
@@ -180,6 +182,7 @@ func (f *apiFlags) tokens() (*api.Tokens, error) {
 	if web.SourceLinks, err = corepipe.ParseSourceLinks(f.sourceLinks); err != nil {
 		return nil, err
 	}
+	web.IssueTemplate = f.issueTemplate
 	if f.ownersFile != "" {
 		file, err := os.Open(f.ownersFile)
 		if err != nil {
