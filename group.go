@@ -37,6 +37,9 @@ type GroupFilter struct {
 	Status string
 	// Assignee keeps the groups it owns.
 	Assignee string
+	// FirstVersion keeps the groups first seen in that version: a
+	// release's new bugs.
+	FirstVersion string
 	// Since keeps the groups seen at or after it.
 	Since  time.Time
 	Limit  int

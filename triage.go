@@ -444,3 +444,15 @@ func ShortVersion(v string) string {
 	}
 	return v[:12] + "…"
 }
+
+// Release is one version crashes came from.
+type Release struct {
+	Version string `json:"version"`
+	Crashes int64  `json:"crashes"`
+	// Groups is how many bugs crashed in it; NewGroups how many of them
+	// were first seen in it.
+	Groups    int64     `json:"groups"`
+	NewGroups int64     `json:"new_groups"`
+	FirstSeen time.Time `json:"first_seen"`
+	LastSeen  time.Time `json:"last_seen"`
+}

@@ -19,3 +19,8 @@ func BenchmarkSearch(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkReleases reads every crash row of the 100 000 to list releases.
+func BenchmarkReleases(b *testing.B) {
+	benchGets(b, func(int) string { return "/api/v1/releases" })
+}

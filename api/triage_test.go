@@ -370,3 +370,36 @@ func TestIssueLinks(t *testing.T) {
 		t.Error("a javascript: issue template accepted")
 	}
 }
+
+func TestReleases(t *testing.T) {
+	e := newEnv(t)
+	crash := func(age time.Duration, sig, version string) *corepipe.Report {
+		r := newReport(age)
+		r.Signature, r.Go.MainVersion = sig, version
+		e.add(r, true)
+		return r
+	}
+	crash(3*time.Hour, "gocrash/v1:aaaa", "v1.0.0")
+	crash(2*time.Hour, "gocrash/v1:aaaa", "v1.1.0")
+	crash(time.Hour, "gocrash/v1:bbbb", "v1.1.0")
+	crash(30*time.Minute, "gocrash/v1:bbbb", "v1.1.0")
+	_, body := e.getOK("/api/v1/releases")
+	var got releaseList
+	if err := json.Unmarshal(body, &got); err != nil {
+		t.Fatal(err)
+	}
+	var rows []string
+	for _, rel := range got.Releases {
+		rows = append(rows, fmt.Sprintf("%s %d crashes %d groups %d new", rel.Version, rel.Crashes, rel.Groups, rel.NewGroups))
+	}
+	if want := "[v1.1.0 3 crashes 2 groups 1 new v1.0.0 1 crashes 1 groups 1 new]"; fmt.Sprint(rows) != want {
+		t.Errorf("releases %v, want %s", rows, want)
+	}
+	if _, page := e.getOK("/releases"); !strings.Contains(string(page), `<a href="/groups?first_version=v1.1.0">1 new</a>`) {
+		t.Error("the releases page does not link a release's new groups")
+	}
+	_, page := e.getOK("/groups?first_version=v1.1.0")
+	if !strings.Contains(string(page), "gocrash/v1:bbbb") || strings.Contains(string(page), "gocrash/v1:aaaa") {
+		t.Error("the groups first seen in v1.1.0 are not bbbb alone")
+	}
+}

@@ -38,6 +38,7 @@ const defaultServer = "http://127.0.0.1:8080"
 
 type pages struct {
 	list, crash, groups, group, login, error *template.Template
+	releases                                 *template.Template
 }
 
 func parsePages() pages {
@@ -59,6 +60,7 @@ func parsePages() pages {
 	return pages{
 		list: parse("list.html"), crash: parse("crash.html"), groups: parse("groups.html"),
 		group: parse("group.html"), login: parse("login.html"), error: parse("error.html"),
+		releases: parse("releases.html"),
 	}
 }
 

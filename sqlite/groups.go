@@ -224,6 +224,10 @@ func (x *Index) Groups(ctx context.Context, f corepipe.GroupFilter) ([]*corepipe
 		where = append(where, "assignee = ?")
 		args = append(args, f.Assignee)
 	}
+	if f.FirstVersion != "" {
+		where = append(where, "first_version = ?")
+		args = append(args, f.FirstVersion)
+	}
 	if !f.Since.IsZero() {
 		where = append(where, "last_seen >= ?")
 		args = append(args, unixNanos(f.Since))

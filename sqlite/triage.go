@@ -335,3 +335,36 @@ func (x *Index) matchTerm(ctx context.Context, match string) (string, error) {
 // SetOwners makes o the rules that own the groups nobody assigned, from
 // their next crash on (a rebuild applies them to all); nil removes them.
 func (x *Index) SetOwners(o *corepipe.OwnerRules) { x.owners.Store(o) }
+
+// maxReleases bounds the releases page.
+const maxReleases = 100
+
+// Releases lists the versions crashes came from, most recently crashing
+// first, each with its crashes, the groups it crashed in and the groups
+// first seen in it. It reads every crash row once: a page people open, not
+// one a script polls.
+func (x *Index) Releases(ctx context.Context) ([]corepipe.Release, error) {
+	rows, err := x.db.QueryContext(ctx, `SELECT c.version, count(*), count(DISTINCT c.signature), min(c.captured_at), max(c.captured_at),
+			(SELECT count(*) FROM groups g WHERE g.first_version = c.version)
+		FROM crashes c WHERE c.version != '' GROUP BY c.version ORDER BY max(c.captured_at) DESC LIMIT ?`, maxReleases)
+	if err != nil {
+		return nil, fmt.Errorf("index releases: %w", FormatError(err))
+	}
+	defer rows.Close()
+	out := []corepipe.Release{}
+	for rows.Next() {
+		var (
+			rel         corepipe.Release
+			first, last int64
+		)
+		if err := rows.Scan(&rel.Version, &rel.Crashes, &rel.Groups, &first, &last, &rel.NewGroups); err != nil {
+			return nil, fmt.Errorf("index releases: %w", FormatError(err))
+		}
+		rel.FirstSeen, rel.LastSeen = fromNanos(first), fromNanos(last)
+		out = append(out, rel)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("index releases: %w", FormatError(err))
+	}
+	return out, nil
+}
