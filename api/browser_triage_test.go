@@ -98,6 +98,7 @@ func TestBrowserTriage(t *testing.T) {
 		{"group", group, `table.history`},
 		{"groups", e.url + "/groups", `table.groups`},
 		{"group-build-id", e.url + "/groups/" + noVersion.Signature, `table.shares`},
+		{"releases", e.url + "/releases", `table.releases`},
 	} {
 		for _, width := range []int64{1400, 800} {
 			err := chromedp.Do(ctx,
