@@ -13,11 +13,11 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/corepipe/corepipe"
+	"github.com/corepipe/corepipe/internal/testkit"
 )
 
 // qemuInit is the VM's /init: it brings up the NIC, starts netconsole with
@@ -76,7 +76,7 @@ func TestQemuKernelPanic(t *testing.T) {
 	udp.Close()
 
 	ctx, cancel := context.WithCancel(context.Background())
-	out := &syncBuffer{}
+	out := &testkit.SyncBuffer{}
 	done := make(chan error, 1)
 	go func() {
 		done <- runCLI(ctx, out, nil, "dev", "--data", filepath.Join(dir, "data"), "--listen", "127.0.0.1:0",
@@ -176,7 +176,7 @@ func getJSON(t *testing.T, url string, v any) {
 }
 
 // waitUI is dev's UI address, once it has printed it.
-func waitUI(t *testing.T, out *syncBuffer, done <-chan error) string {
+func waitUI(t *testing.T, out *testkit.SyncBuffer, done <-chan error) string {
 	t.Helper()
 	re := regexp.MustCompile(`UI at (http://[^/\s]+)/`)
 	deadline := time.Now().Add(30 * time.Second)
@@ -232,23 +232,6 @@ func writeInitramfs(t *testing.T, path, kdir string) {
 	if err := os.WriteFile(path, b.Bytes(), 0o600); err != nil {
 		t.Fatal(err)
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func tail(s string, n int) string {
