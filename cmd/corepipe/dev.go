@@ -156,7 +156,7 @@ func runDev(ctx context.Context, stdout io.Writer, log *slog.Logger, f *devFlags
 	if err != nil {
 		return err
 	}
-	return runAll(ctx, kpanic, ag.Run, runWatcher(pods, ag), crashOutputs(log, f.crashOutput, f.kube.node, blobs, ag, pods), an.Run, apiPart(log, ln, idx, blobs, q, "api", apiSetup{tokens: tokens, web: f.api.web, metrics: reg, owners: f.api.owners}), notifier)
+	return runAll(ctx, kpanic, ag.Run, runWatcher(pods, ag), crashOutputs(log, f.crashOutput, f.kube.node, blobs, ag, pods), an.Run, apiPart(log, ln, idx, blobs, q, "api", apiSetup{tokens: tokens, web: f.api.web, metrics: reg, owners: f.api.owners, maxSymbolSize: f.api.maxSymbolSize}), notifier)
 }
 
 func analyzerFlagsOf(fset *pflag.FlagSet) *analyzerFlags {

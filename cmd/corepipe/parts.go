@@ -25,6 +25,7 @@ import (
 	"github.com/corepipe/corepipe/index"
 	"github.com/corepipe/corepipe/internal/size"
 	"github.com/corepipe/corepipe/sqlite"
+	"github.com/corepipe/corepipe/symbols"
 )
 
 // pipeLimit is how many crashes the kernel hands to collectors at once; the
@@ -154,6 +155,7 @@ type apiFlags struct {
 	web                                        api.Web
 	sourceLinks                                []string
 	ownersFile                                 string
+	maxSymbolSize                              int64
 	issueTemplate                              string
 	// owners are the rules read from ownersFile by tokens; nil without.
 	owners *corepipe.OwnerRules
@@ -167,6 +169,8 @@ func apiFlagsOf(fset *pflag.FlagSet) *apiFlags {
 	fset.StringVar(&f.proxyGroupRoles, "proxy-group-roles", "", "GROUP=ROLE,… for users the trusted proxy signs in (* = any user), e.g. sre=admin,dev=debugger,*=viewer")
 	fset.DurationVar(&f.sessionTTL, "session-ttl", api.DefaultSessionTTL, "how long a browser stays signed in")
 	fset.StringVar(&f.issueTemplate, "issue-template", "", "`URL` of a tracker's new-issue form with {title}, {body} and {signature}, for a group page's \"Create issue\" link, e.g. 'https://github.com/acme/shop/issues/new?title={title}&body={body}'")
+	f.maxSymbolSize = symbols.DefaultMaxSize
+	fset.Var((*size.Value)(&f.maxSymbolSize), "max-symbol-size", "largest debug file the API takes from corepipe symbols upload")
 	fset.StringVar(&f.ownersFile, "owners", "", "`file` of \"PATTERN OWNER\" rules that assign crash groups nobody assigned, like CODEOWNERS (see the README)")
 	fset.StringArrayVar(&f.sourceLinks, "source-link", nil, "link frames of modules under PREFIX to their source: PREFIX=URL with {repo}, {path}, {rev} and {line}, e.g. 'git.acme.com/=https://git.acme.com/{repo}/src/{rev}/{path}#L{line}' (repeatable; GitHub, GitLab and Codeberg need none)")
 	return f
@@ -214,6 +218,8 @@ type apiSetup struct {
 	metrics *prometheus.Registry
 	// owners assign the groups nobody assigned; nil assigns none.
 	owners *corepipe.OwnerRules
+	// maxSymbolSize bounds a debug file upload.
+	maxSymbolSize int64
 }
 
 // apiPart feeds the index from the reports stream and serves HTTP on ln.
@@ -237,6 +243,8 @@ func apiPart(log *slog.Logger, ln net.Listener, idx *sqlite.Index, blobs corepip
 			Pending:    follower.Pending,
 			Registerer: setup.metrics,
 			Gatherer:   setup.metrics,
+
+			MaxSymbolSize: setup.maxSymbolSize,
 		})
 		if err != nil {
 			return err

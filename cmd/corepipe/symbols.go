@@ -30,6 +30,9 @@ the build, strip a copy, ship the copy:
 
 Never upload a build made with -ldflags="-s -w": that changes the build IDs,
 so no crash of the shipped binary can ever be matched to it.`,
+		Example: `  corepipe symbols upload ./prog            # in CI, before stripping
+  corepipe symbols check ./prog             # would its crashes be symbolised?
+  corepipe symbols ls --server https://crashes.example.com`,
 		Args: unknownCommand,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			fmt.Fprint(cmd.ErrOrStderr(), cmd.UsageString())
@@ -135,9 +138,10 @@ func symbolsLsCmd() *cobra.Command {
 		asJSON bool
 	)
 	cmd := &cobra.Command{
-		Use:   "ls",
-		Short: "list the debug files in the symbol store",
-		Args:  noArgs,
+		Use:     "ls",
+		Short:   "list the debug files in the symbol store",
+		Example: "  corepipe symbols ls\n  corepipe symbols ls --json --limit 20",
+		Args:    noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := cf.client()
 			if err != nil {
@@ -185,7 +189,8 @@ func symbolsCheckCmd() *cobra.Command {
 		Long: `Say whether a crash of FILE would get a full report: FILE carries its own
 DWARF, or the symbol store has the debug file of its build ID. Exit status 1
 when it would not.`,
-		Args: func(cmd *cobra.Command, args []string) error { return exactArgs(1, "one file")(cmd, args) },
+		Example: "  corepipe symbols check ./prog-stripped    # the binary you ship",
+		Args:    func(cmd *cobra.Command, args []string) error { return exactArgs(1, "one file")(cmd, args) },
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return checkSymbols(cmd.Context(), cmd.OutOrStdout(), cf, args[0])
 		},
