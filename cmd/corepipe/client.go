@@ -295,7 +295,7 @@ func debugCrash(ctx context.Context, stdout io.Writer, cf *clientFlags, id, dir 
 		return err
 	}
 	fmt.Fprintf(stdout, "corepipe: dlv core %s %s\n", files.Executable, files.Core)
-	if err := exec(dlv, []string{"dlv", "core", files.Executable, files.Core}, os.Environ()); err != nil {
+	if err := exec(dlv, []string{"dlv", "core", files.Executable, files.Core}, debuginfodEnv(os.Environ(), cf.server)); err != nil {
 		return fmt.Errorf("run %s: %w", dlv, err)
 	}
 	return nil

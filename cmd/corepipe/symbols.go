@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
@@ -236,4 +237,24 @@ func checkSymbols(ctx context.Context, stdout io.Writer, cf *clientFlags, path s
 		fmt.Fprintf(stdout, "%s: it was built with -ldflags=-s or -w: rebuild without them, upload that build, ship a stripped copy\n", path)
 	}
 	return exitStatus(1)
+}
+
+// debuginfodEnv is env with the API first in DEBUGINFOD_URLS, before any
+// server already there: dlv then finds a stripped executable's debug file
+// in the symbol store. With auth on, debuginfod-find needs the token from a
+// DEBUGINFOD_HEADERS_FILE of the user's ("Authorization: Bearer TOKEN"):
+// corepipe writes no token to disk.
+func debuginfodEnv(env []string, server string) []string {
+	urls := strings.TrimSuffix(server, "/")
+	out := make([]string, 0, len(env)+1)
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, "DEBUGINFOD_URLS="); ok {
+			if v = strings.TrimSpace(v); v != "" {
+				urls += " " + v
+			}
+			continue
+		}
+		out = append(out, kv)
+	}
+	return append(out, "DEBUGINFOD_URLS="+urls)
 }

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -124,5 +125,21 @@ func TestAnalyzeStrippedWithDebugDir(t *testing.T) {
 	}
 	if len(r.Goroutines) < 7 || !strings.Contains(r.Title, "main.(*server).retries") {
 		t.Errorf("%d goroutines, title %q", len(r.Goroutines), r.Title)
+	}
+}
+
+func TestDebuginfodEnv(t *testing.T) {
+	for _, tc := range []struct {
+		env  []string
+		want []string
+	}{
+		{[]string{"HOME=/root"}, []string{"HOME=/root", "DEBUGINFOD_URLS=https://crashes.example.com"}},
+		{[]string{"DEBUGINFOD_URLS=https://debuginfod.debian.net", "HOME=/root"},
+			[]string{"HOME=/root", "DEBUGINFOD_URLS=https://crashes.example.com https://debuginfod.debian.net"}},
+		{[]string{"DEBUGINFOD_URLS="}, []string{"DEBUGINFOD_URLS=https://crashes.example.com"}},
+	} {
+		if got := debuginfodEnv(tc.env, "https://crashes.example.com/"); !slices.Equal(got, tc.want) {
+			t.Errorf("debuginfodEnv(%q) = %q, want %q", tc.env, got, tc.want)
+		}
 	}
 }
