@@ -57,4 +57,27 @@ func FromTraceback(r, found *corepipe.Report, source string) {
 	r.Threads = found.Threads
 	r.Lacks = append(r.Lacks, found.Lacks...)
 	r.Title = corepipe.Title(r, "")
+	if r.Panic == nil && threw(r) {
+		// golang/go#76859: a throw's "fatal error:" line goes to stderr
+		// only, never to the file of debug.SetCrashOutput.
+		r.Lacks = append(r.Lacks, `the fatal error's message: the Go runtime writes a throw's "fatal error:" line to stderr only, not to a crash-output file (golang/go#76859); the container's log has it`)
+		r.Panic = &corepipe.Panic{Kind: corepipe.PanicKindFatal, Message: "(message not in the crash file)"}
+		r.Title = corepipe.Title(r, "")
+		r.Panic = nil
+	}
+}
+
+// threw reports whether the crashing goroutine died in the runtime's throw.
+func threw(r *corepipe.Report) bool {
+	g := r.CrashingGoroutineReport()
+	if g == nil {
+		return false
+	}
+	for _, f := range g.Frames {
+		switch f.Function {
+		case "runtime.throw", "runtime.fatal", "runtime.fatalthrow", "internal/runtime/maps.fatal":
+			return true
+		}
+	}
+	return false
 }

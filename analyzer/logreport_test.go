@@ -175,3 +175,18 @@ func TestNoCoreDiagnosis(t *testing.T) {
 		}
 	}
 }
+
+// TestCrashOutputThrowSaysWhatItLacks: the report of a throw from a
+// crash-output file says the message is missing and why.
+func TestCrashOutputThrowSaysWhatItLacks(t *testing.T) {
+	text := "\ngoroutine 1 [running]:\ninternal/runtime/maps.fatal({0x4af804?, 0x49ab80?})\n\t/usr/local/go/src/runtime/panic.go:1181 +0x18\nmain.hammer(0x1)\n\t/src/main.go:9 +0x2\nmain.main()\n\t/src/main.go:20 +0x5\n"
+	found, err := containerlog.Parse(context.Background(), strings.NewReader(text), "", gotrace.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &corepipe.Report{Schema: corepipe.ReportSchema}
+	FromTraceback(r, found, corepipe.SourceCrashOutput)
+	if r.Title != "fatal error: (message not in the crash file) in main.hammer" || !strings.Contains(strings.Join(r.Lacks, "\n"), "golang/go#76859") {
+		t.Errorf("title %q lacks %q", r.Title, r.Lacks)
+	}
+}

@@ -210,6 +210,14 @@ func (p *Parser) Line(l string) {
 		}
 		c = p.start()
 		c.sigHeader = l
+	case strings.HasPrefix(l, "goroutine "):
+		if id, detailed, status, ok := goroutineHeader(l); ok {
+			p.goroutine(id, detailed, status)
+			return
+		}
+		if c != nil {
+			p.frameLine(l)
+		}
 	case c == nil:
 		// Nothing of a crash yet: the program's own output.
 	case strings.HasPrefix(l, "[signal "):
@@ -220,12 +228,6 @@ func (p *Parser) Line(l string) {
 	case l == "runtime stack:":
 		p.flush()
 		c.cur = &block{system: true}
-	case strings.HasPrefix(l, "goroutine "):
-		if id, detailed, status, ok := goroutineHeader(l); ok {
-			p.goroutine(id, detailed, status)
-			return
-		}
-		p.frameLine(l)
 	default:
 		p.frameLine(l)
 	}

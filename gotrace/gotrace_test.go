@@ -238,3 +238,12 @@ func TestMemoryBudget(t *testing.T) {
 		t.Errorf("kept %d bytes of names; lacks %q", kept, r.Lacks)
 	}
 }
+
+// TestHeaderlessTraceback: a crash-output file of a runtime throw starts at
+// its first goroutine, with no "fatal error:" line before it.
+func TestHeaderlessTraceback(t *testing.T) {
+	r, err := gotrace.Parse("\ngoroutine 1 [running]:\ninternal/runtime/maps.fatal({0x1?, 0x2?})\n\t/go/src/runtime/panic.go:1181 +0x18\nmain.main()\n\t/src/main.go:3 +0x1\n", gotrace.Options{})
+	if err != nil || r.CrashingGoroutine != 1 || len(r.Goroutines[0].Frames) != 2 {
+		t.Fatalf("report %+v, err %v", r, err)
+	}
+}

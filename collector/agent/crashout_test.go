@@ -182,3 +182,28 @@ func TestCrashOutputLifecycle(t *testing.T) {
 		t.Errorf("the link was followed or its target touched: %v %+v", err, rec.got[0].Log)
 	}
 }
+
+// TestCrashOutputOfThrow: a runtime throw's crash file has no "fatal
+// error:" line (golang/go#76859); its stacks are still all there.
+func TestCrashOutputOfThrow(t *testing.T) {
+	exe := buildService(t)
+	dir := t.TempDir()
+	runService(t, dir, []string{exe}, "mapwrites")
+	co, rec, blobs := collect(t, dir)
+	if n, err := co.Scan(context.Background()); n != 1 || err != nil {
+		t.Fatalf("scan: %d, %v", n, err)
+	}
+	rc, err := blobs.Get(context.Background(), rec.got[0].Log.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text, _ := io.ReadAll(rc)
+	rc.Close()
+	r, err := gotrace.Parse(string(text), gotrace.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Panic != nil || r.CrashingGoroutine == 0 {
+		t.Errorf("panic %+v crashing %d: want no message and the crashing goroutine", r.Panic, r.CrashingGoroutine)
+	}
+}
