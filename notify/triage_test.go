@@ -102,7 +102,9 @@ func TestResolvedRegressesOnceInANewerVersion(t *testing.T) {
 	testkit.WaitFor(t, "crashes of the resolved group", func() bool { return n.metric("corepipe_notifier_crashes_suppressed_total", "reason", "resolved") == 2 })
 	h.publish(report(now.Add(3*time.Second), sigA, "v1.10.0"), report(now.Add(4*time.Second), sigA, "v1.10.0"))
 	testkit.WaitFor(t, "the regression", func() bool { return len(h.slack.got()) == 2 })
-	testkit.WaitFor(t, "the crash after it", func() bool { return n.metric("corepipe_notifier_crashes_suppressed_total", "reason", "summarised") == 1 })
+	testkit.WaitFor(t, "the crash after it", func() bool {
+		return n.metric("corepipe_notifier_crashes_suppressed_total", "reason", "summarised") == 1
+	})
 	if got := len(h.slack.got()); got != 2 {
 		t.Fatalf("%d messages, want the alert and one regression", got)
 	}
