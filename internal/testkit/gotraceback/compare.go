@@ -198,3 +198,40 @@ func sameHex(a, b string) bool {
 	y, err2 := strconv.ParseUint(strings.TrimPrefix(b, "0x"), 16, 64)
 	return err1 == nil && err2 == nil && x == y
 }
+
+// CompareStacks returns, one sentence each, the goroutines other than the
+// crashing one whose frames, function and line, inlined calls included,
+// differ from what the runtime printed for them; none when every stack is
+// faithful. Compare checks the crashing goroutine; this is the rest of the
+// dump. A goroutine the runtime printed without frames (running on another
+// thread, stack unavailable) is not compared, nor is one the report lacks,
+// which Compare already names.
+func CompareStacks(r *corepipe.Report, d *Dump) []string {
+	byID := make(map[int64]*corepipe.Goroutine, len(r.Goroutines))
+	for i := range r.Goroutines {
+		byID[r.Goroutines[i].ID] = &r.Goroutines[i]
+	}
+	var out []string
+	for _, dg := range d.Goroutines {
+		rg := byID[dg.ID]
+		if dg.ID == d.CrashingGoroutine || rg == nil || len(dg.Frames) == 0 {
+			continue
+		}
+		dump := make([]string, 0, len(dg.Frames))
+		for _, f := range dg.Frames {
+			dump = append(dump, fmt.Sprintf("%s:%d", f.Function, f.Line))
+		}
+		rep := make([]string, 0, len(rg.Frames))
+		for _, f := range rg.Frames {
+			rep = append(rep, fmt.Sprintf("%s:%d", f.Function, f.Line))
+		}
+		if dg.ElidedAt >= 0 || rg.FramesElided > 0 {
+			n := min(len(dump), len(rep), max(dg.ElidedAt, 0))
+			dump, rep = dump[:n], rep[:n]
+		}
+		if !slices.Equal(rep, dump) {
+			out = append(out, fmt.Sprintf("goroutine %d [%s] frames:\n  report:  %s\n  runtime: %s", dg.ID, dg.Status, strings.Join(rep, " → "), strings.Join(dump, " → ")))
+		}
+	}
+	return out
+}
