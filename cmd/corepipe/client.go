@@ -74,7 +74,7 @@ func lsCmd() *cobra.Command {
 	fset.StringVar(&f.filter.Namespace, "namespace", "", "only crashes in this Kubernetes namespace")
 	fset.StringVar(&f.filter.Pod, "pod", "", "only crashes of this pod")
 	fset.StringVar(&f.filter.Exe, "exe", "", "only crashes of this executable (path or base name)")
-	fset.StringVar(&f.filter.Status, "status", "", "analyzed, failed or pending")
+	fset.StringVar(&f.filter.Status, "status", "", "analyzed, failed, pending or dropped")
 	fset.StringVar(&f.filter.Signature, "signature", "", "only crashes of this group")
 	fset.StringVar(&f.filter.Query, "q", "", "only crashes whose title, panic message or crashing functions have these words")
 	fset.StringVar(&f.since, "since", "", "only crashes since this RFC 3339 time or this long ago (24h)")
@@ -85,40 +85,23 @@ func lsCmd() *cobra.Command {
 
 func listCrashes(ctx context.Context, stdout io.Writer, fl *lsFlags) error {
 	f := fl.filter
-	if fl.limit < 1 {
-		return fmt.Errorf("--limit %d: want a positive number", fl.limit)
-	}
-	if fl.since != "" {
-		var err error
-		if f.Since, err = sinceFlag(fl.since, time.Now()); err != nil {
-			return err
-		}
+	var err error
+	if f.Since, err = listWindow(fl.limit, fl.since); err != nil {
+		return err
 	}
 	c, err := fl.client.client()
 	if err != nil {
 		return err
 	}
-	var crashes []*corepipe.Report
-	for len(crashes) < fl.limit {
-		f.Limit = fl.limit - len(crashes)
-		page, next, err := c.Crashes(ctx, f)
-		if err != nil {
-			return err
-		}
-		crashes = append(crashes, page...)
-		if next == "" {
-			break
-		}
-		f.Cursor = next
+	crashes, err := allPages(fl.limit, func(limit int, cursor string) ([]*corepipe.Report, string, error) {
+		f.Limit, f.Cursor = limit, cursor
+		return c.Crashes(ctx, f)
+	})
+	if err != nil {
+		return err
 	}
 	if fl.json {
-		enc := json.NewEncoder(stdout)
-		for _, r := range crashes {
-			if err := enc.Encode(r); err != nil {
-				return err
-			}
-		}
-		return nil
+		return jsonLines(stdout, crashes)
 	}
 	return writeCrashTable(stdout, crashes)
 }
@@ -327,4 +310,45 @@ func hasCore(r *corepipe.Report) error {
 		what = "; its report comes from the " + corepipe.SourceName(r.Source) + ": corepipe show " + r.ID
 	}
 	return invalidInput{fmt.Errorf("crash %s has no core to debug (%s)%s", r.ID, strings.TrimPrefix(why, "no core: "), what)}
+}
+
+// listWindow checks a list command's --limit and reads its --since.
+func listWindow(limit int, since string) (time.Time, error) {
+	if limit < 1 {
+		return time.Time{}, fmt.Errorf("--limit %d: want a positive number", limit)
+	}
+	if since == "" {
+		return time.Time{}, nil
+	}
+	return sinceFlag(since, time.Now())
+}
+
+// allPages follows a list's cursors until it has limit items or the list
+// ends.
+func allPages[T any](limit int, page func(limit int, cursor string) ([]T, string, error)) ([]T, error) {
+	var out []T
+	cursor := ""
+	for len(out) < limit {
+		items, next, err := page(limit-len(out), cursor)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, items...)
+		if next == "" {
+			break
+		}
+		cursor = next
+	}
+	return out, nil
+}
+
+// jsonLines prints one JSON document per line, for scripts.
+func jsonLines[T any](w io.Writer, items []T) error {
+	enc := json.NewEncoder(w)
+	for _, it := range items {
+		if err := enc.Encode(it); err != nil {
+			return err
+		}
+	}
+	return nil
 }

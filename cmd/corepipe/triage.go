@@ -2,13 +2,11 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"strings"
 	"text/tabwriter"
-	"time"
 
 	"github.com/spf13/cobra"
 
@@ -47,40 +45,23 @@ func groupsCmd() *cobra.Command {
 
 func listGroups(ctx context.Context, stdout io.Writer, fl *groupsFlags) error {
 	f := fl.filter
-	if fl.limit < 1 {
-		return fmt.Errorf("--limit %d: want a positive number", fl.limit)
-	}
-	if fl.since != "" {
-		var err error
-		if f.Since, err = sinceFlag(fl.since, time.Now()); err != nil {
-			return err
-		}
+	var err error
+	if f.Since, err = listWindow(fl.limit, fl.since); err != nil {
+		return err
 	}
 	c, err := fl.client.client()
 	if err != nil {
 		return err
 	}
-	var groups []*corepipe.Group
-	for len(groups) < fl.limit {
-		f.Limit = fl.limit - len(groups)
-		page, next, err := c.Groups(ctx, f)
-		if err != nil {
-			return err
-		}
-		groups = append(groups, page...)
-		if next == "" {
-			break
-		}
-		f.Cursor = next
+	groups, err := allPages(fl.limit, func(limit int, cursor string) ([]*corepipe.Group, string, error) {
+		f.Limit, f.Cursor = limit, cursor
+		return c.Groups(ctx, f)
+	})
+	if err != nil {
+		return err
 	}
 	if fl.json {
-		enc := json.NewEncoder(stdout)
-		for _, g := range groups {
-			if err := enc.Encode(g); err != nil {
-				return err
-			}
-		}
-		return nil
+		return jsonLines(stdout, groups)
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "SIGNATURE\tSTATUS\tCOUNT\tLAST SEEN\tOWNER\tWHAT")
