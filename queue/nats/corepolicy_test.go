@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/corepipe/corepipe/internal/testkit/natstest"
+	natsq "github.com/corepipe/corepipe/queue/nats"
 )
 
 // Agents on separate connections racing on one key admit exactly N cores.
@@ -41,5 +42,34 @@ func TestCoreQuotaRace(t *testing.T) {
 	wg.Wait()
 	if got := admitted.Load(); got != n {
 		t.Fatalf("admitted %d cores, want %d", got, n)
+	}
+}
+
+// A request waits in the stream for its node's agent and reaches only it.
+func TestCoreRequestReachesItsNode(t *testing.T) {
+	e := natstest.StartEmbedded(t)
+	api, agent := open(t, e.ClientURL()), open(t, e.ClientURL())
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	const id = "01J0000000000000000000000A"
+	if err := api.RequestCore(ctx, "other-node", "01J0000000000000000000000B"); err != nil {
+		t.Fatal(err)
+	}
+	if err := api.RequestCore(ctx, "node.a", id); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	err := agent.CoreRequests(ctx, "node.a", func(_ context.Context, r natsq.CoreRequest) {
+		got = append(got, r.ID)
+		if err := r.Ack(); err != nil {
+			t.Error(err)
+		}
+		cancel()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0] != id {
+		t.Fatalf("node.a got requests %v, want [%s]", got, id)
 	}
 }
