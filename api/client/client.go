@@ -45,21 +45,10 @@ func New(base, token string) (*Client, error) {
 // Crashes lists crash summaries matching f, newest first, and the cursor of
 // the next page ("" after the last).
 func (c *Client) Crashes(ctx context.Context, f corepipe.CrashFilter) ([]*corepipe.Report, string, error) {
-	q := url.Values{}
-	for k, v := range map[string]string{
+	q := listQuery(map[string]string{
 		"node": f.Node, "namespace": f.Namespace, "pod": f.Pod, "exe": f.Exe,
 		"signature": f.Signature, "status": f.Status, "cursor": f.Cursor, "q": f.Query,
-	} {
-		if v != "" {
-			q.Set(k, v)
-		}
-	}
-	if !f.Since.IsZero() {
-		q.Set("since", f.Since.UTC().Format(time.RFC3339Nano))
-	}
-	if f.Limit > 0 {
-		q.Set("limit", strconv.Itoa(f.Limit))
-	}
+	}, f.Since, f.Limit)
 	var out struct {
 		Crashes    []*corepipe.Report `json:"crashes"`
 		NextCursor string             `json:"next_cursor"`
@@ -68,6 +57,24 @@ func (c *Client) Crashes(ctx context.Context, f corepipe.CrashFilter) ([]*corepi
 		return nil, "", err
 	}
 	return out.Crashes, out.NextCursor, nil
+}
+
+// listQuery is the query of a list route: the filters given, the window
+// and the page size.
+func listQuery(filters map[string]string, since time.Time, limit int) url.Values {
+	q := url.Values{}
+	for k, v := range filters {
+		if v != "" {
+			q.Set(k, v)
+		}
+	}
+	if !since.IsZero() {
+		q.Set("since", since.UTC().Format(time.RFC3339Nano))
+	}
+	if limit > 0 {
+		q.Set("limit", strconv.Itoa(limit))
+	}
+	return q
 }
 
 // Crash returns the full report of crash id.

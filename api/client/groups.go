@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"strconv"
-	"time"
 
 	"github.com/corepipe/corepipe"
 )
@@ -16,18 +14,7 @@ import (
 // Groups lists the groups matching f, most recently seen first, and the
 // cursor of the next page ("" after the last).
 func (c *Client) Groups(ctx context.Context, f corepipe.GroupFilter) ([]*corepipe.Group, string, error) {
-	q := url.Values{}
-	for k, v := range map[string]string{"status": f.Status, "assignee": f.Assignee, "cursor": f.Cursor} {
-		if v != "" {
-			q.Set(k, v)
-		}
-	}
-	if !f.Since.IsZero() {
-		q.Set("since", f.Since.UTC().Format(time.RFC3339Nano))
-	}
-	if f.Limit > 0 {
-		q.Set("limit", strconv.Itoa(f.Limit))
-	}
+	q := listQuery(map[string]string{"status": f.Status, "assignee": f.Assignee, "cursor": f.Cursor}, f.Since, f.Limit)
 	var out struct {
 		Groups     []*corepipe.Group `json:"groups"`
 		NextCursor string            `json:"next_cursor"`
