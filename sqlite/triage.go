@@ -283,29 +283,11 @@ const (
 // from their summaries (title, panic message, top frames), one page at a
 // time.
 func backfillText(ctx context.Context, tx *sql.Tx) error {
-	const page = 1000
-	after := cursorKey{at: -1 << 63}
-	for {
-		rows, err := tx.QueryContext(ctx, `SELECT id, captured_at, summary FROM crashes
-			WHERE (captured_at, id) > (?, ?) ORDER BY captured_at, id LIMIT ?`, after.at, after.key, page)
-		if err != nil {
-			return fmt.Errorf("backfill search: %w", err)
-		}
-		batch, err := scanSummaries(rows)
-		if err != nil {
-			return fmt.Errorf("backfill search: %w", err)
-		}
-		for _, r := range batch {
-			if err := indexText(ctx, tx, r.ID, r); err != nil {
-				return fmt.Errorf("backfill search: %w", err)
-			}
-		}
-		if len(batch) < page {
-			return nil
-		}
-		last := batch[len(batch)-1]
-		after = cursorKey{at: unixNanos(last.CapturedAt), key: last.ID}
+	err := eachSummary(ctx, tx, func(r *corepipe.Report) error { return indexText(ctx, tx, r.ID, r) })
+	if err != nil {
+		return fmt.Errorf("backfill search: %w", err)
 	}
+	return nil
 }
 
 // fewMatches is how many matching crashes are few enough to fetch and sort
