@@ -56,7 +56,7 @@ func arm64Core(t *testing.T, src string) (core, exe string, res crashtest.Result
 // goroutine, including the frameless leaf that faulted (whose return
 // address is in the link register the signal handler pushed).
 func TestAnalyzeArm64Core(t *testing.T) {
-	core, exe, res := arm64Core(t, parkedCrasher)
+	core, exe, res := arm64Core(t, parkedCrasher(t))
 	stdout, stderr, status := runMain(t, nil, "analyze", core, "--exe", exe)
 	if status != 0 {
 		t.Fatalf("analyze an arm64 core: status %d\n%s", status, stderr)
@@ -93,7 +93,7 @@ func TestAnalyzeArm64Core(t *testing.T) {
 	}
 
 	// An executable of another architecture is refused before delve sees it.
-	host := crashtest.BuildGo(t, crashtest.Program{Files: map[string]string{"main.go": parkedCrasher}})
+	host := crashtest.BuildGo(t, crashtest.Program{Files: map[string]string{"main.go": parkedCrasher(t)}})
 	if _, stderr, status := runMain(t, nil, "analyze", core, "--exe", host); status != exitInvalid || !strings.Contains(stderr, "is for EM_AARCH64") {
 		t.Errorf("arm64 core with an amd64 executable: status %d\n%s", status, stderr)
 	}

@@ -15,49 +15,23 @@ import (
 	"github.com/corepipe/corepipe/internal/testkit/gotraceback"
 )
 
-// parkedCrasher dies of a nil dereference three calls deep with goroutines
-// parked in the common ways, so that a report without DWARF (no goroutines)
-// and one with it differ in everything that matters.
-const parkedCrasher = `package main
-
-import (
-	"os"
-	"sync"
-	"time"
-)
-
-type config struct{ retries int }
-
-type server struct{ cfg *config }
-
-func (s *server) retries() int { return s.cfg.retries }
-
-//go:noinline
-func handle(s *server) int { return s.retries() + 1 }
-
-//go:noinline
-func serve(s *server) int { return handle(s) * 2 }
-
-func main() {
-	var mu sync.Mutex
-	mu.Lock()
-	ch := make(chan int)
-	for range 3 {
-		go func() { <-ch }()
+// parkedCrasher is the end-to-end tests' nil dereference three calls deep
+// with goroutines parked in the common ways, so that a report without DWARF
+// (no goroutines) and one with it differ in everything that matters.
+func parkedCrasher(t *testing.T) string {
+	t.Helper()
+	src, err := os.ReadFile("../../e2e/testdata/nilderef/main.go")
+	if err != nil {
+		t.Fatal(err)
 	}
-	go func() { select {} }()
-	go func() { mu.Lock() }()
-	go func() { time.Sleep(time.Hour) }()
-	time.Sleep(50 * time.Millisecond)
-	os.Exit(serve(&server{}))
+	return string(src)
 }
-`
 
 // splitBuild builds the crasher and splits it as the README's recipe does:
 // the debug file to upload and the stripped binary to ship.
 func splitBuild(t *testing.T) (exe, debug, shipped string) {
 	t.Helper()
-	exe = crashtest.BuildGo(t, crashtest.Program{Files: map[string]string{"main.go": parkedCrasher}})
+	exe = crashtest.BuildGo(t, crashtest.Program{Files: map[string]string{"main.go": parkedCrasher(t)}})
 	debug, shipped = exe+".debug", filepath.Join(t.TempDir(), "crasher")
 	for _, args := range [][]string{{"--only-keep-debug", exe, debug}, {"--strip-all", exe, shipped}} {
 		if out, err := exec.Command("objcopy", args...).CombinedOutput(); err != nil {
