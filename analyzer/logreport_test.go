@@ -1,11 +1,7 @@
 package analyzer
 
 import (
-	"bytes"
 	"context"
-	"errors"
-	"os"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -17,41 +13,6 @@ import (
 	"github.com/corepipe/corepipe/internal/testkit/crashtest"
 	"github.com/corepipe/corepipe/internal/testkit/gotraceback"
 )
-
-func buildKinds(t *testing.T) string {
-	t.Helper()
-	src, err := os.ReadFile("inspect/testdata/kinds/main.go")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return crashtest.BuildGo(t, crashtest.Program{Files: map[string]string{"main.go": string(src)}})
-}
-
-// stderrOf runs exe with the environment's GOTRACEBACK replaced by tb ("" to
-// leave it unset, as most images do) and no core.
-func stderrOf(t *testing.T, exe, tb string, args ...string) string {
-	t.Helper()
-	cmd := exec.Command("prlimit", append([]string{"--core=0", "--", exe}, args...)...)
-	env := []string{}
-	for _, e := range os.Environ() {
-		if !strings.HasPrefix(e, "GOTRACEBACK=") {
-			env = append(env, e)
-		}
-	}
-	if tb != "" {
-		env = append(env, "GOTRACEBACK="+tb)
-	}
-	cmd.Env = env
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	done := time.AfterFunc(time.Minute, func() { cmd.Process.Kill() })
-	defer done.Stop()
-	var exit *exec.ExitError
-	if err := cmd.Run(); !errors.As(err, &exit) {
-		t.Fatalf("%v did not crash: %v", args, err)
-	}
-	return stderr.String()
-}
 
 func fromLog(t *testing.T, text string) *corepipe.Report {
 	t.Helper()
@@ -70,7 +31,7 @@ func fromLog(t *testing.T, text string) *corepipe.Report {
 // group, and read the same.
 func TestLogAndCoreShareSignature(t *testing.T) {
 	crashtest.RequireRoot(t)
-	exe := buildKinds(t)
+	exe := crashtest.BuildKinds(t)
 	for _, kind := range []string{"nilfield", "wild", "index", "customerror", "named", "recovered", "nested", "mapwrites", "overflow", "deadlock"} {
 		t.Run(kind, func(t *testing.T) {
 			core, res := crashtest.Core(t, exe, nil, kind)
@@ -83,7 +44,7 @@ func TestLogAndCoreShareSignature(t *testing.T) {
 			if kind != "mapwrites" {
 				// Which of the writers throws is a race: another run may
 				// be another goroutine's stack.
-				logs["a crash without GOTRACEBACK"] = stderrOf(t, exe, "", kind)
+				logs["a crash without GOTRACEBACK"] = crashtest.Stderr(t, exe, "", kind)
 			}
 			for name, text := range logs {
 				r := fromLog(t, text)
@@ -101,8 +62,8 @@ func TestLogAndCoreShareSignature(t *testing.T) {
 // TestHandleLogCrash: a container run the agent saw end, with the log
 // excerpt it kept and no core, becomes an analysed report from the log.
 func TestHandleLogCrash(t *testing.T) {
-	exe := buildKinds(t)
-	out := stderrOf(t, exe, "", "nilfield")
+	exe := crashtest.BuildKinds(t)
+	out := crashtest.Stderr(t, exe, "", "nilfield")
 	rg := newRig(t)
 	ctx := context.Background()
 	now := time.Now()
@@ -161,9 +122,9 @@ func TestHandleLogWithoutCrash(t *testing.T) {
 
 // TestNoCoreDiagnosis: a report from a log says why there was no core.
 func TestNoCoreDiagnosis(t *testing.T) {
-	exe := buildKinds(t)
+	exe := crashtest.BuildKinds(t)
 	for tb, want := range map[string]string{"": "GOTRACEBACK was not crash", "crash": "as PID 1 of its container"} {
-		r := fromLog(t, stderrOf(t, exe, tb, "nilfield"))
+		r := fromLog(t, crashtest.Stderr(t, exe, tb, "nilfield"))
 		r.Termination = &corepipe.Termination{ExitCode: 2}
 		Enrich(r, nil)
 		found := false

@@ -17,6 +17,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/corepipe/corepipe"
+	"github.com/corepipe/corepipe/internal/testkit/crashtest"
 	"github.com/corepipe/corepipe/internal/testkit/crilog"
 	"github.com/corepipe/corepipe/internal/testkit/gotraceback"
 	"github.com/corepipe/corepipe/internal/testkit/kubetest"
@@ -84,24 +85,12 @@ func matchesRuntime(t *testing.T, api string, r *corepipe.Report, stderr, source
 	}
 }
 
-// buildService builds crashout's test service, which imports crashout.
-func buildService(t *testing.T) string {
-	t.Helper()
-	exe := filepath.Join(t.TempDir(), "service")
-	cmd := exec.Command("go", "build", "-o", exe, "./crashout/testdata/service")
-	cmd.Dir = ".."
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build service: %v\n%s", err, out)
-	}
-	return exe
-}
-
 // TestCrashOutputAsPID1: a service importing crashout crashes as PID 1
 // with no GOTRACEBACK set; its report, from the crash-output file, has
 // every goroutine the runtime printed.
 func TestCrashOutputAsPID1(t *testing.T) {
 	holdCorePattern(t)
-	exe := buildService(t)
+	exe := crashtest.BuildPackage(t, "crashout/testdata/service")
 	dir := filepath.Join(t.TempDir(), "crash-output")
 	_, api := startDev(t, nil, "--crash-output-dir", dir)
 	var stderr bytes.Buffer
@@ -151,7 +140,7 @@ func TestPodLogAsPID1(t *testing.T) {
 	setStatus(t, client, pod, corev1.ContainerStatus{Name: "app", ContainerID: "containerd://" + first, Image: "registry.example/shop/web:1.2",
 		State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.NewTime(started)}}})
 
-	exe := buildService(t)
+	exe := crashtest.BuildPackage(t, "crashout/testdata/service")
 	var stderr bytes.Buffer
 	pid1(t, exe, []string{"PATH=" + os.Getenv("PATH")}, w.Stream("stdout"), io.MultiWriter(w.Stream("stderr"), &stderr), "panic")
 	w.Close()

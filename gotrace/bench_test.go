@@ -1,8 +1,6 @@
 package gotrace_test
 
 import (
-	"os"
-	"os/exec"
 	"strings"
 	"testing"
 
@@ -44,7 +42,7 @@ func main() {
 // parse, and the traceback's size.
 func BenchmarkParse100k(b *testing.B) {
 	exe := crashtest.BuildGo(b, crashtest.Program{Files: map[string]string{"main.go": parked}})
-	out := stderrOfB(b, exe, "100000")
+	out := crashtest.Stderr(b, exe, "all", "100000")
 	if n := strings.Count(out, "\ngoroutine "); n < 100000 {
 		b.Fatalf("traceback has %d goroutines", n)
 	}
@@ -57,21 +55,4 @@ func BenchmarkParse100k(b *testing.B) {
 			b.Fatalf("parse: %v, %d goroutines", err, len(r.Goroutines))
 		}
 	}
-}
-
-func stderrOfB(b *testing.B, exe string, args ...string) string {
-	b.Helper()
-	f, err := os.CreateTemp(b.TempDir(), "stderr")
-	if err != nil {
-		b.Fatal(err)
-	}
-	cmd := exec.Command("prlimit", append([]string{"--core=0", "--", exe}, args...)...)
-	cmd.Env = append(os.Environ(), "GOTRACEBACK=all")
-	cmd.Stderr = f
-	cmd.Run()
-	out, err := os.ReadFile(f.Name())
-	if err != nil {
-		b.Fatal(err)
-	}
-	return string(out)
 }

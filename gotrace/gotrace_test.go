@@ -9,7 +9,6 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/corepipe/corepipe"
 	"github.com/corepipe/corepipe/gotrace"
@@ -17,48 +16,18 @@ import (
 	"github.com/corepipe/corepipe/internal/testkit/gotraceback"
 )
 
-// kinds builds the crash-kind corpus the core tests use.
-func kinds(t *testing.T) string {
-	src, err := os.ReadFile("../analyzer/inspect/testdata/kinds/main.go")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return crashtest.BuildGo(t, crashtest.Program{Files: map[string]string{"main.go": string(src)}})
-}
-
-// stderrOf runs exe with GOTRACEBACK=traceback and no core (RLIMIT_CORE 0
-// in the child), and returns what the runtime printed.
-func stderrOf(t *testing.T, exe, traceback string, args ...string) string {
-	t.Helper()
-	cmd := exec.Command("prlimit", append([]string{"--core=0", "--", exe}, args...)...)
-	cmd.Env = append(os.Environ(), "GOTRACEBACK="+traceback)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	timer := time.AfterFunc(time.Minute, func() { cmd.Process.Kill() })
-	defer timer.Stop()
-	err := cmd.Wait()
-	var exit *exec.ExitError
-	if !errors.As(err, &exit) {
-		t.Fatalf("%s %v did not crash: %v", exe, args, err)
-	}
-	return stderr.String()
-}
-
 // TestRealCrashes parses what the runtime printed for every crash kind of
 // the corpus, under each GOTRACEBACK a container might run with, and
 // requires the report to say what the runtime said: every goroutine, the
 // crashing one, its frames, the message and the fault.
 func TestRealCrashes(t *testing.T) {
-	exe := kinds(t)
+	exe := crashtest.BuildKinds(t)
 	for _, kind := range []string{"nilfield", "wild", "sigbus", "index", "nilmap", "divide", "assert",
 		"string", "error", "customerror", "struct", "named", "stringer", "float",
 		"recovered", "repanicked", "nested", "mapwrites", "deadlock", "overflow", "threads"} {
 		for _, tb := range []string{"single", "all", "crash"} {
 			t.Run(kind+"/"+tb, func(t *testing.T) {
-				out := stderrOf(t, exe, tb, kind)
+				out := crashtest.Stderr(t, exe, tb, kind)
 				want, err := gotraceback.Parse(out)
 				if err != nil {
 					t.Fatalf("oracle: %v\n%s", err, out)
@@ -100,7 +69,7 @@ func head(s string, n int) string {
 // core is dumped, and the log is all there is.
 func TestPID1(t *testing.T) {
 	crashtest.RequireRoot(t)
-	exe := kinds(t)
+	exe := crashtest.BuildKinds(t)
 	cmd := exec.Command("unshare", "--pid", "--fork", "--mount-proc", exe, "nilfield")
 	cmd.Env = append(os.Environ(), "GOTRACEBACK=crash")
 	var stderr bytes.Buffer
@@ -130,9 +99,9 @@ func TestPID1(t *testing.T) {
 // TestLastCrash: a log with two crashes (a restarted process writing to the
 // same file) reports the last.
 func TestLastCrash(t *testing.T) {
-	exe := kinds(t)
-	first := stderrOf(t, exe, "all", "index")
-	second := stderrOf(t, exe, "all", "nilfield")
+	exe := crashtest.BuildKinds(t)
+	first := crashtest.Stderr(t, exe, "all", "index")
+	second := crashtest.Stderr(t, exe, "all", "nilfield")
 	r, err := gotrace.Parse(first+"restarting\n"+second, gotrace.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -146,8 +115,8 @@ func TestLastCrash(t *testing.T) {
 // traceback, cuts a line and drops the tail: the parse still holds what
 // the runtime printed around the noise.
 func TestNoise(t *testing.T) {
-	exe := kinds(t)
-	out := stderrOf(t, exe, "all", "mapwrites")
+	exe := crashtest.BuildKinds(t)
+	out := crashtest.Stderr(t, exe, "all", "mapwrites")
 	want, err := gotraceback.Parse(out)
 	if err != nil {
 		t.Fatal(err)

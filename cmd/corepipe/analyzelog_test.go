@@ -66,7 +66,7 @@ func TestAnalyzeLogMatchesCore(t *testing.T) {
 		t.Fatal(err)
 	}
 	cmd := exec.Command("prlimit", "--core=0", "--", exe)
-	cmd.Env = withoutTraceback(os.Environ())
+	cmd.Env = crashtest.WithoutTraceback(os.Environ())
 	var runtimeOut bytes.Buffer
 	cmd.Stdout = w.Stream("stdout")
 	cmd.Stderr = io.MultiWriter(w.Stream("stderr"), &runtimeOut)
@@ -101,14 +101,4 @@ func TestAnalyzeLogMatchesCore(t *testing.T) {
 	if _, stderr, status := runMain(t, nil, "analyze", "--log", empty); status != exitInvalid || strings.Count(stderr, "\n") != 1 {
 		t.Errorf("a log without a crash: status %d, stderr %q; want one line and %d", status, stderr, exitInvalid)
 	}
-}
-
-func withoutTraceback(env []string) []string {
-	var out []string
-	for _, e := range env {
-		if !strings.HasPrefix(e, "GOTRACEBACK=") {
-			out = append(out, e)
-		}
-	}
-	return out
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/corepipe/corepipe"
 	"github.com/corepipe/corepipe/blob/fs"
 	"github.com/corepipe/corepipe/gotrace"
+	"github.com/corepipe/corepipe/internal/testkit/crashtest"
 	"github.com/corepipe/corepipe/internal/testkit/gotraceback"
 )
 
@@ -33,18 +34,6 @@ func (r *records) ShipRecord(_ context.Context, c *corepipe.Crash) error {
 	}
 	r.got = append(r.got, c)
 	return nil
-}
-
-// buildService builds crashout's test service, a program that imports it.
-func buildService(t *testing.T) string {
-	t.Helper()
-	exe := filepath.Join(t.TempDir(), "service")
-	cmd := exec.Command("go", "build", "-o", exe, "./crashout/testdata/service")
-	cmd.Dir = "../.."
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build service: %v\n%s", err, out)
-	}
-	return exe
 }
 
 // runService runs the service with its crash directory, as a pod's
@@ -76,7 +65,7 @@ func collect(t *testing.T, dir string) (*CrashOutputs, *records, *fs.Store) {
 // and collects its file into a crash whose excerpt says what the runtime
 // printed.
 func TestCrashOutput(t *testing.T) {
-	exe := buildService(t)
+	exe := crashtest.BuildPackage(t, "crashout/testdata/service")
 	wraps := map[string][]string{"process": {exe}}
 	if os.Geteuid() == 0 {
 		wraps["pid 1"] = []string{"unshare", "--pid", "--fork", "--mount-proc", exe}
@@ -126,7 +115,7 @@ func TestCrashOutput(t *testing.T) {
 // exit's is removed, a file that failed to ship stays for the next scan,
 // and links and foreign files are not followed or shipped.
 func TestCrashOutputLifecycle(t *testing.T) {
-	exe := buildService(t)
+	exe := crashtest.BuildPackage(t, "crashout/testdata/service")
 	dir := t.TempDir()
 	cmd := exec.Command(exe, "wait")
 	cmd.Env = []string{"COREPIPE_CRASH_DIR=" + dir}
@@ -186,7 +175,7 @@ func TestCrashOutputLifecycle(t *testing.T) {
 // TestCrashOutputOfThrow: a runtime throw's crash file has no "fatal
 // error:" line (golang/go#76859); its stacks are still all there.
 func TestCrashOutputOfThrow(t *testing.T) {
-	exe := buildService(t)
+	exe := crashtest.BuildPackage(t, "crashout/testdata/service")
 	dir := t.TempDir()
 	runService(t, dir, []string{exe}, "mapwrites")
 	co, rec, blobs := collect(t, dir)

@@ -1,0 +1,79 @@
+package crashtest
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Stderr runs exe with GOTRACEBACK=traceback ("" leaves it unset, as most
+// images do) and no core (RLIMIT_CORE 0 in the child), requires it to
+// crash, and returns what the runtime printed: the traceback a container's
+// log holds.
+func Stderr(t testing.TB, exe, traceback string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command("prlimit", append([]string{"--core=0", "--", exe}, args...)...)
+	cmd.Env = WithoutTraceback(os.Environ())
+	if traceback != "" {
+		cmd.Env = append(cmd.Env, "GOTRACEBACK="+traceback)
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	done := time.AfterFunc(time.Minute, func() { cmd.Process.Kill() })
+	defer done.Stop()
+	var exit *exec.ExitError
+	if err := cmd.Run(); !errors.As(err, &exit) {
+		t.Fatalf("%s %v did not crash: %v", exe, args, err)
+	}
+	return stderr.String()
+}
+
+// WithoutTraceback is env without its GOTRACEBACK.
+func WithoutTraceback(env []string) []string {
+	var out []string
+	for _, e := range env {
+		if !strings.HasPrefix(e, "GOTRACEBACK=") {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// ModuleRoot is the directory of this repository's go.mod.
+func ModuleRoot(t testing.TB) string {
+	t.Helper()
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil || strings.TrimSpace(string(out)) == "" {
+		t.Fatalf("find the module: %v", err)
+	}
+	return filepath.Dir(strings.TrimSpace(string(out)))
+}
+
+// BuildKinds builds the crash-kind corpus (analyzer/inspect/testdata/kinds):
+// one program that dies the way its first argument names.
+func BuildKinds(t testing.TB) string {
+	t.Helper()
+	src, err := os.ReadFile(filepath.Join(ModuleRoot(t), "analyzer/inspect/testdata/kinds/main.go"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return BuildGo(t, Program{Files: map[string]string{"main.go": string(src)}})
+}
+
+// BuildPackage builds a main package of this module (a directory relative
+// to its root, testdata allowed) and returns the executable's path.
+func BuildPackage(t testing.TB, dir string) string {
+	t.Helper()
+	exe := filepath.Join(t.TempDir(), filepath.Base(dir))
+	cmd := exec.Command("go", "build", "-o", exe, "./"+dir)
+	cmd.Dir = ModuleRoot(t)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build %s: %v\n%s", dir, err, out)
+	}
+	return exe
+}
