@@ -14,7 +14,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"time"
 )
@@ -238,16 +237,4 @@ func parseCRI(l []byte) (t time.Time, stream, tag string, text []byte, ok bool) 
 		rest = rest[1:]
 	}
 	return ts, stream, tag, rest, true
-}
-
-// errFormat is returned for an unknown format name.
-var errFormat = errors.New("unknown log format")
-
-// CheckFormat validates a format name given by a user.
-func CheckFormat(f string) error {
-	switch f {
-	case "", FormatCRI, FormatJSON, FormatRaw:
-		return nil
-	}
-	return fmt.Errorf("%w %q: want cri, json-file or raw", errFormat, f)
 }

@@ -133,7 +133,6 @@ type block struct {
 	foreign int             // foreign lines since pending
 	tail    []corepipe.Frame
 	next    int // next slot of the tail ring
-	total   int // frames seen
 	created bool
 	over    bool // no budget was left for the goroutine itself
 }
@@ -150,13 +149,6 @@ func Parse(text string, o Options) (*corepipe.Report, error) {
 		p.Line(l)
 	}
 	return p.Report()
-}
-
-// IsCrashStart reports whether l is a line the runtime prints at the start
-// of a crash: what a log reader looks for to find the last one.
-func IsCrashStart(l string) bool {
-	return strings.HasPrefix(l, "panic: ") || strings.HasPrefix(l, "fatal error: ") ||
-		strings.HasPrefix(l, "runtime: ") || isSignalHeader(l)
 }
 
 // Line feeds the next line of the input, without its newline.
@@ -336,7 +328,6 @@ const maxForeign = 4
 // add keeps a frame within MaxFrames: the innermost half in order, the
 // outermost half in a ring.
 func (p *Parser) add(b *block, f corepipe.Frame) {
-	b.total++
 	half := p.o.MaxFrames / 2
 	if len(b.g.Frames)+len(b.tail) < p.o.MaxFrames && !p.spend(frameCost) {
 		b.g.FramesElided++
