@@ -216,3 +216,22 @@ func TestHeaderlessTraceback(t *testing.T) {
 		t.Fatalf("report %+v, err %v", r, err)
 	}
 }
+
+// TestMillionGoroutineHeaders: a log claiming a million goroutines keeps
+// the default bound and says what it left out.
+func TestMillionGoroutineHeaders(t *testing.T) {
+	p := gotrace.NewParser(gotrace.Options{})
+	p.Line("panic: boom")
+	for g := 1; g <= 1_000_000; g++ {
+		p.Line("goroutine " + strconv.Itoa(g) + " [chan receive]:")
+		p.Line("main.wait()")
+		p.Line("\t/src/main.go:9 +0x1")
+	}
+	r, err := p.Report()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Goroutines) != gotrace.DefaultMaxGoroutines || !lacks(r, "800000 goroutines beyond the first 200000") {
+		t.Errorf("kept %d goroutines; lacks %q", len(r.Goroutines), r.Lacks)
+	}
+}
