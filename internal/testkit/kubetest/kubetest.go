@@ -13,6 +13,7 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -261,7 +262,15 @@ func (l *lazyTLS) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		l.rt = &http.Transport{TLSClientConfig: cfg}
 	}
-	return l.rt.RoundTrip(req)
+	resp, err := l.rt.RoundTrip(req)
+	var unknown x509.UnknownAuthorityError
+	if errors.As(err, &unknown) {
+		// The CA was read while the server was still writing its
+		// certificates: read it again on the next try.
+		l.CloseIdleConnections()
+		l.rt = nil
+	}
+	return resp, err
 }
 
 func (l *lazyTLS) CloseIdleConnections() {
