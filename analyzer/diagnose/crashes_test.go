@@ -2,8 +2,6 @@ package diagnose_test
 
 import (
 	"context"
-	"os"
-	"path/filepath"
 	"slices"
 	"testing"
 
@@ -18,11 +16,7 @@ import (
 // crash-kinds program: each must fire the check that names it.
 func TestRealCrashes(t *testing.T) {
 	t.Parallel()
-	src, err := os.ReadFile(filepath.Join("..", "inspect", "testdata", "kinds", "main.go"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	exe := crashtest.BuildGo(t, crashtest.Program{Files: map[string]string{"main.go": string(src)}})
+	exe := crashtest.BuildKinds(t)
 	for kind, want := range map[string]string{
 		"nilfield":  diagnose.CodeNilDereference,
 		"wild":      diagnose.CodeWildPointer,

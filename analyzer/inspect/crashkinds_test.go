@@ -1,8 +1,6 @@
 package inspect
 
 import (
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -87,11 +85,7 @@ func wantFault(t *testing.T, r *corepipe.Report, name, codeName, addr string) {
 // traceback plus what is particular to that kind.
 func TestCrashKinds(t *testing.T) {
 	t.Parallel()
-	src, err := os.ReadFile(filepath.Join("testdata", "kinds", "main.go"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	exe := crashtest.BuildGo(t, crashtest.Program{Files: map[string]string{"main.go": string(src)}})
+	exe := crashtest.BuildKinds(t)
 
 	for _, tc := range []struct {
 		kind  string

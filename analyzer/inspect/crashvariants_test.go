@@ -16,15 +16,6 @@ import (
 	"github.com/corepipe/corepipe/internal/testkit/crashtest"
 )
 
-func kindsProgram(t *testing.T, flags ...string) crashtest.Program {
-	t.Helper()
-	src, err := os.ReadFile(filepath.Join("testdata", "kinds", "main.go"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return crashtest.Program{Files: map[string]string{"main.go": string(src)}, Flags: flags}
-}
-
 // TestBuildVariants crashes the same bugs in binaries built the ways
 // production builds them: stripped, with -trimpath, as PIE.
 func TestBuildVariants(t *testing.T) {
@@ -39,7 +30,7 @@ func TestBuildVariants(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			exe := crashtest.BuildGo(t, kindsProgram(t, tc.flags...))
+			exe := crashtest.BuildGo(t, crashtest.KindsProgram(t, tc.flags...))
 			if tc.name == "stripped" {
 				strippedGo(t, exe)
 				return
@@ -194,7 +185,7 @@ func TestThreadedCProgram(t *testing.T) {
 // with the wrong-executable error, never turned into a wrong report.
 func TestReplacedExecutable(t *testing.T) {
 	t.Parallel()
-	exe := crashtest.BuildGo(t, kindsProgram(t))
+	exe := crashtest.BuildGo(t, crashtest.KindsProgram(t))
 	captured := filepath.Join(t.TempDir(), "captured")
 	copyFile(t, exe, captured)
 	core, _ := crashtest.Core(t, exe, nil, "index")

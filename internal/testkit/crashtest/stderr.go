@@ -55,14 +55,30 @@ func ModuleRoot(t testing.TB) string {
 }
 
 // BuildKinds builds the crash-kind corpus (analyzer/inspect/testdata/kinds):
-// one program that dies the way its first argument names.
+// one program, of every file in that folder, that dies the way its first
+// argument names.
 func BuildKinds(t testing.TB) string {
 	t.Helper()
-	src, err := os.ReadFile(filepath.Join(ModuleRoot(t), "analyzer/inspect/testdata/kinds/main.go"))
-	if err != nil {
-		t.Fatal(err)
+	return BuildGo(t, KindsProgram(t))
+}
+
+// KindsProgram is the crash-kind corpus as a program to build with flags.
+func KindsProgram(t testing.TB, flags ...string) Program {
+	t.Helper()
+	dir := filepath.Join(ModuleRoot(t), "analyzer/inspect/testdata/kinds")
+	names, err := filepath.Glob(filepath.Join(dir, "*.go"))
+	if err != nil || len(names) == 0 {
+		t.Fatalf("find the crash-kind corpus in %s: %v", dir, err)
 	}
-	return BuildGo(t, Program{Files: map[string]string{"main.go": string(src)}})
+	files := map[string]string{}
+	for _, name := range names {
+		src, err := os.ReadFile(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		files[filepath.Base(name)] = string(src)
+	}
+	return Program{Files: files, Flags: flags}
 }
 
 // BuildPackage builds a main package of this module (a directory relative
