@@ -50,6 +50,10 @@ type Crash struct {
 	// crash (truncated, dropped, rate limited), one sentence each.
 	Notes   []string `json:"notes,omitempty"`
 	Timings Timings  `json:"timings"`
+	// Revision is which analysis of the crash a queued message asks for:
+	// 0 the first, n the nth re-analysis (corepipe reanalyze). The report
+	// it gives carries the same number.
+	Revision int `json:"revision,omitempty"`
 }
 
 // Termination is how a container ended, as Kubernetes recorded it.

@@ -105,6 +105,9 @@ type Report struct {
 	Diagnosis         []Diagnosis      `json:"diagnosis,omitempty"`
 	Artifacts         Artifacts        `json:"artifacts"`
 	Timings           Timings          `json:"timings"`
+	// Revision counts the analyses that replaced this crash's first
+	// report: 0 for the first, n after the nth re-analysis.
+	Revision int `json:"revision,omitempty"`
 	// TopFrames is set by Summary: a summary has no goroutines, yet lists
 	// and notifications must still say where the crash happened.
 	TopFrames []Frame `json:"top_frames,omitempty"`
@@ -349,6 +352,7 @@ func NewReport(c *Crash) *Report {
 		Go:           c.Go,
 		Arch:         c.Arch,
 		Timings:      c.Timings,
+		Revision:     c.Revision,
 	}
 	if c.Signal.Number != 0 {
 		s := c.Signal

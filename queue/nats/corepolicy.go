@@ -128,18 +128,26 @@ func kvKey(s string) string {
 	return b.String()
 }
 
-// RepublishCrash queues c again once its core has been stored on request.
-// Its message ID differs from the first publish's, which the duplicate
-// window would otherwise drop.
-func (q *Queue) RepublishCrash(ctx context.Context, c *corepipe.Crash) error {
+// RepublishCrash queues c again for analysis: once its core has been
+// stored on request, or for a re-analysis (corepipe reanalyze). why names
+// this publish, and becomes part of its message ID: a retry of the same
+// publish is dropped, while the first publish's ID (the crash ID), which
+// the duplicate window remembers for a day, does not stop it.
+func (q *Queue) RepublishCrash(ctx context.Context, c *corepipe.Crash, why string) error {
+	if c == nil {
+		return fmt.Errorf("queue: republish crash: %w: nil crash", corepipe.ErrInvalid)
+	}
 	if err := corepipe.CheckID(c.ID); err != nil {
 		return fmt.Errorf("queue: republish crash: %w", err)
+	}
+	if why == "" || kvKey(why) != why {
+		return fmt.Errorf("queue: republish crash %s: %w: reason %q is not a message ID token", c.ID, corepipe.ErrInvalid, why)
 	}
 	data, err := json.Marshal(c)
 	if err != nil {
 		return fmt.Errorf("queue: republish crash %s: %w", c.ID, err)
 	}
-	return q.publish(ctx, CoresStream, CoresSubject+SubjectToken(c.Node), c.ID+".core", data)
+	return q.publish(ctx, CoresStream, CoresSubject+SubjectToken(c.Node), c.ID+"."+why, data)
 }
 
 // CoreRequest is a debugger's request for the core of crash ID.

@@ -2,11 +2,14 @@ package nats_test
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/corepipe/corepipe"
 	"github.com/corepipe/corepipe/internal/testkit/natstest"
 	natsq "github.com/corepipe/corepipe/queue/nats"
 )
@@ -71,5 +74,42 @@ func TestCoreRequestReachesItsNode(t *testing.T) {
 	}
 	if len(got) != 1 || got[0] != id {
 		t.Fatalf("node.a got requests %v, want [%s]", got, id)
+	}
+}
+
+// A crash analysed once is queued again under a new reason (a re-analysis),
+// which the first publish's ID does not stop; a retry of the same
+// republish is dropped.
+func TestRepublishCrash(t *testing.T) {
+	e := natstest.StartEmbedded(t)
+	q := open(t, e.ClientURL())
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c := newCrash("node.a")
+	publishCrash(t, q, c)
+	cons := crashes(t, q, "analyzer")
+	ack(t, next(t, cons, 5*time.Second))
+
+	c.Revision = 1
+	for range 2 {
+		if err := q.RepublishCrash(ctx, c, "r1-"+c.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m := next(t, cons, 5*time.Second)
+	var got corepipe.Crash
+	if err := json.Unmarshal(m.Data(), &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.ID != c.ID || got.Revision != 1 {
+		t.Errorf("republished crash %s revision %d, want %s revision 1", got.ID, got.Revision, c.ID)
+	}
+	ack(t, m)
+	expectNone(t, cons, 300*time.Millisecond)
+
+	for _, why := range []string{"", "a.b", "two words"} {
+		if err := q.RepublishCrash(ctx, c, why); !errors.Is(err, corepipe.ErrInvalid) {
+			t.Errorf("RepublishCrash(why %q): %v, want ErrInvalid", why, err)
+		}
 	}
 }

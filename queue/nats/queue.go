@@ -13,6 +13,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -179,8 +180,8 @@ func (q *Queue) PublishCrash(ctx context.Context, c *corepipe.Crash) error {
 }
 
 // PublishReport announces the stored report r on corepipe.reports.<id> with
-// its summary as the body. The message ID includes the status, so that a
-// retry is dropped but a re-analysis that changes the status is not.
+// its summary as the body. The message ID includes the status and the
+// revision, so that a retry is dropped but a re-analysis is not.
 func (q *Queue) PublishReport(ctx context.Context, r *corepipe.Report) error {
 	if r == nil {
 		return fmt.Errorf("queue: publish report: %w: nil report", corepipe.ErrInvalid)
@@ -192,7 +193,11 @@ func (q *Queue) PublishReport(ctx context.Context, r *corepipe.Report) error {
 	if err != nil {
 		return fmt.Errorf("queue: publish report %s: %w", r.ID, err)
 	}
-	return q.publish(ctx, ReportsStream, ReportsSubject+r.ID, r.ID+"."+r.Status, data)
+	msgID := r.ID + "." + string(r.Status)
+	if r.Revision > 0 {
+		msgID += ".r" + strconv.Itoa(r.Revision)
+	}
+	return q.publish(ctx, ReportsStream, ReportsSubject+r.ID, msgID, data)
 }
 
 func (q *Queue) publish(ctx context.Context, stream, subject, msgID string, data []byte) error {

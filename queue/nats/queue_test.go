@@ -367,13 +367,19 @@ func TestReportsReplayToNewDurable(t *testing.T) {
 				t.Fatalf("PublishReport: %v", err)
 			}
 		}
-		published = append(published, r.ID+" "+r.Status)
+		published = append(published, r.ID+" "+string(r.Status))
 		if i == 0 { // a re-analysis with a new status is not
 			r.Status = corepipe.StatusAnalyzed
 			if err := q.PublishReport(ctx, r); err != nil {
 				t.Fatalf("PublishReport: %v", err)
 			}
-			published = append(published, r.ID+" "+r.Status)
+			published = append(published, r.ID+" "+string(r.Status))
+			// nor is a re-analysis with the same status
+			r.Revision = 1
+			if err := q.PublishReport(ctx, r); err != nil {
+				t.Fatalf("PublishReport: %v", err)
+			}
+			published = append(published, r.ID+" "+string(r.Status))
 		}
 	}
 
@@ -392,7 +398,7 @@ func TestReportsReplayToNewDurable(t *testing.T) {
 			if r.Goroutines != nil {
 				t.Errorf("report %s carries goroutines; the queue carries summaries", r.ID)
 			}
-			got = append(got, r.ID+" "+r.Status)
+			got = append(got, r.ID+" "+string(r.Status))
 			ack(t, m)
 		}
 		expectNone(t, c, 300*time.Millisecond)
