@@ -42,6 +42,10 @@ func CoreKey(c *Crash) string { return crashPrefix(c) + "core.zst" }
 // ManifestKey is where the manifest of c is stored.
 func ManifestKey(c *Crash) string { return crashPrefix(c) + "manifest.json" }
 
+// NodeReportKey is where the report made on the node of c is stored,
+// while its core stays on the node.
+func NodeReportKey(c *Crash) string { return crashPrefix(c) + "node-report.json" }
+
 // LogKey is where the log excerpt of c is stored.
 func LogKey(c *Crash) string { return crashPrefix(c) + "log.txt" }
 

@@ -196,13 +196,17 @@ func QueueMaxDeliver(maxDeliver int) int { return maxDeliver + 1 }
 // them), then acks the crash, and reports whether it did; a failure to
 // store leaves the crash queued for another try.
 func (a *Analyzer) settle(ctx context.Context, log *slog.Logger, msg corepipe.Message, r *corepipe.Report, body *reportFile) bool {
+	// Every report says where its core is, not only those the fleet's
+	// core policy left on a node.
+	loc := r.Artifacts.Core.Where(time.Now())
+	r.Artifacts.Core.Location = &loc
 	if err := a.store(ctx, r, body); err != nil {
 		log.Warn("store report, will retry", "err", err)
 		msg.Nak(ctx, 5*time.Second)
 		a.m.retries.Inc()
 		return false
 	}
-	a.m.reports.WithLabelValues(r.Status).Inc()
+	a.m.reports.WithLabelValues(string(r.Status)).Inc()
 	if err := msg.Ack(ctx); err != nil {
 		log.Warn("ack crash", "err", err)
 	}
@@ -259,7 +263,12 @@ func (a *Analyzer) analyse(ctx context.Context, c *corepipe.Crash) (r *corepipe.
 		Enrich(r, c)
 		return r, nil, nil
 	}
-	if c.Core.Key == "" && c.Core.Dropped != "" {
+	if c.Core.Key == "" && c.NodeReport != "" {
+		// The fleet's core policy kept the core on its node, whose agent
+		// analysed it there: its report is this crash's.
+		return a.nodeReport(ctx, c)
+	}
+	if c.Core.Key == "" && (c.Core.Dropped != "" || c.Core.Location != nil) {
 		return droppedReport(c), nil, nil
 	}
 	if c.Core.Key == "" {
@@ -383,7 +392,13 @@ func (a *Analyzer) fetch(ctx context.Context, key, path string, limit *coreLimit
 		return err
 	}
 	defer rc.Close()
-	blob := &readErr{r: rc}
+	return copyOut(rc, key, path, limit)
+}
+
+// copyOut copies r to a new file at path; with a limit, r is a zstd core,
+// decompressed up to that limit. what names r in errors.
+func copyOut(r io.Reader, what, path string, limit *coreLimit) error {
+	blob := &readErr{r: r}
 	var src io.Reader = blob
 	decompress := limit != nil
 	if decompress {
@@ -409,7 +424,7 @@ func (a *Analyzer) fetch(ctx context.Context, key, path string, limit *coreLimit
 	if err != nil {
 		f.Close()
 		if decompress && blob.err == nil {
-			return fmt.Errorf("%w: core %s does not decompress: %v", corepipe.ErrInvalid, key, err)
+			return fmt.Errorf("%w: core %s does not decompress: %v", corepipe.ErrInvalid, what, err)
 		}
 		return err
 	}

@@ -41,6 +41,9 @@ type Child struct {
 	MaxReport uint64
 	// Timeout caps the child's wall time (0: no cap).
 	Timeout time.Duration
+	// Nice lowers the child's CPU priority by this much (0-19): on a node,
+	// the analysis must yield to the node's workloads.
+	Nice int
 }
 
 // DefaultMaxReport is eight times the report of a core of 100 000
@@ -191,6 +194,9 @@ func (c Child) limits() string {
 	if c.MaxReport > 0 {
 		l = append(l, fmt.Sprintf("fsize=%d", c.MaxReport))
 	}
+	if c.Nice > 0 {
+		l = append(l, fmt.Sprintf("nice=%d", min(c.Nice, 19)))
+	}
 	return strings.Join(l, ",")
 }
 
@@ -219,6 +225,18 @@ func execLimited(spec string, argv []string) error {
 		name, val, _ := strings.Cut(kv, "=")
 		res, ok := rlimits[name]
 		n, err := strconv.ParseUint(val, 10, 64)
+		if name == "nice" && err == nil && n <= 19 {
+			// Relative to the parent's, as nice(1) does.
+			cur, err := unix.Getpriority(unix.PRIO_PROCESS, 0)
+			if err != nil {
+				return fmt.Errorf("nice: %w", err)
+			}
+			// The raw syscall returns 20 - nice.
+			if err := unix.Setpriority(unix.PRIO_PROCESS, 0, min(19, 20-cur+int(n))); err != nil {
+				return fmt.Errorf("nice: %w", err)
+			}
+			continue
+		}
 		if !ok || err != nil {
 			return fmt.Errorf("bad limit %q", kv)
 		}

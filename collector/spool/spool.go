@@ -342,3 +342,67 @@ func (s Spool) Usage() (int64, error) {
 func openNoFollow(path string) (*os.File, error) {
 	return os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW, 0)
 }
+
+// KeptSuffix marks an entry the agent has shipped without its core, which
+// the fleet's core policy keeps on the node until it is requested or its
+// time is up: <spool>/<id>.kept/ holds core.zst and the manifest as
+// shipped. It stays a top-level directory, so the collector's space
+// ledger counts it against the spool's limits.
+const KeptSuffix = ".kept"
+
+// Keep turns a shipped entry into a kept one: its executable (stored
+// already) goes, its core stays.
+func (e Entry) Keep() (Entry, error) {
+	if err := os.Remove(filepath.Join(e.Dir, ExecutableFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return Entry{}, fmt.Errorf("keep spool entry %s: %w", e.ID, err)
+	}
+	kept := Entry{ID: e.ID, Dir: e.Dir + KeptSuffix}
+	if err := os.Rename(e.Dir, kept.Dir); err != nil {
+		return Entry{}, fmt.Errorf("keep spool entry %s: %w", e.ID, err)
+	}
+	return kept, nil
+}
+
+// Kept returns the kept entries, oldest first.
+func (s Spool) Kept() ([]Entry, error) {
+	des, err := os.ReadDir(s.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("spool %s: %w", s.Dir, err)
+	}
+	var kept []Entry
+	for _, de := range des {
+		id, ok := strings.CutSuffix(de.Name(), KeptSuffix)
+		if ok && corepipe.ValidID(id) && de.IsDir() && de.Type()&fs.ModeSymlink == 0 {
+			kept = append(kept, Entry{ID: id, Dir: filepath.Join(s.Dir, de.Name())})
+		}
+	}
+	slices.SortFunc(kept, func(a, b Entry) int { return strings.Compare(a.ID, b.ID) })
+	return kept, nil
+}
+
+// KeptEntry returns the kept entry of crash id, if the spool still has it.
+func (s Spool) KeptEntry(id string) (Entry, bool) {
+	if !corepipe.ValidID(id) {
+		return Entry{}, false
+	}
+	dir := filepath.Join(s.Dir, id+KeptSuffix)
+	if fi, err := os.Lstat(dir); err != nil || !fi.IsDir() {
+		return Entry{}, false
+	}
+	return Entry{ID: id, Dir: dir}, true
+}
+
+// Size is the bytes of the entry's files.
+func (e Entry) Size() int64 {
+	des, err := os.ReadDir(e.Dir)
+	if err != nil {
+		return 0
+	}
+	var n int64
+	for _, de := range des {
+		if fi, err := de.Info(); err == nil && fi.Mode().IsRegular() {
+			n += fi.Size()
+		}
+	}
+	return n
+}
