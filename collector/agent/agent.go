@@ -63,6 +63,9 @@ type Config struct {
 	// Guard, when set, is the core_pattern installation the agent keeps
 	// while it runs.
 	Guard *Guard
+	// Policy, when set, decides which cores leave the node; without it
+	// every core is shipped.
+	Policy *CorePolicy
 }
 
 // Agent ships the spool.
@@ -72,6 +75,7 @@ type Agent struct {
 	m   *metrics
 	// seen holds the IDs of the entries already counted as captured.
 	seen map[string]bool
+	keptLocks
 }
 
 // New returns an agent with defaults filled in.
@@ -84,6 +88,11 @@ func New(cfg Config) *Agent {
 	}
 	if cfg.StaleAfter == 0 {
 		cfg.StaleAfter = 30 * time.Minute
+	}
+	if p := cfg.Policy; p != nil && p.Queue == nil {
+		if r, ok := cfg.Queue.(Republisher); ok {
+			p.Queue = r
+		}
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -110,8 +119,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	backoff := time.Duration(0)
 	lastClean := time.Time{}
 	for {
-		if time.Since(lastClean) > a.cfg.StaleAfter/4 {
+		if time.Since(lastClean) > a.keptSweep() {
 			a.clean()
+			a.expireKept(ctx, time.Now())
 			lastClean = time.Now()
 		}
 		wait := a.cfg.Poll
@@ -212,12 +222,27 @@ func (a *Agent) Ship(ctx context.Context, e spool.Entry) error {
 	if err := a.shipExecutable(ctx, e, c); err != nil {
 		return err
 	}
+	kept := false
 	if p := e.CorePath(); p != "" {
-		key := corepipe.CoreKey(c)
-		if err := a.putFile(ctx, key, p); err != nil {
-			return fmt.Errorf("store core: %w", err)
+		d := &decision{ship: true}
+		if a.cfg.Policy != nil {
+			if d, err = a.decide(ctx, e, c, p); err != nil {
+				return err
+			}
+			defer d.close()
 		}
-		c.Core.Key = key
+		if d.ship {
+			key := corepipe.CoreKey(c)
+			if err := a.putFile(ctx, key, p); err != nil {
+				return fmt.Errorf("store core: %w", err)
+			}
+			c.Core.Key = key
+		} else {
+			if err := a.keep(ctx, c, d); err != nil {
+				return err
+			}
+			kept = true
+		}
 	}
 	c.Timings.UploadMS = time.Since(start).Milliseconds()
 
@@ -228,6 +253,17 @@ func (a *Agent) Ship(ctx context.Context, e spool.Entry) error {
 	}
 	if err := a.record(ctx, c); err != nil {
 		return err
+	}
+	if kept {
+		a.keptMu.Lock()
+		err := a.keepEntry(e, c)
+		a.keptMu.Unlock()
+		if err != nil {
+			return err
+		}
+		log.Info("crash shipped, its core kept on the node", "until", c.Core.Location.Until, "reason", c.Core.Location.Reason,
+			"core_bytes", c.Core.Size, "stored_bytes", c.Core.StoredSize)
+		return nil
 	}
 	if err := e.Remove(); err != nil {
 		return fmt.Errorf("remove shipped spool entry: %w", err)
@@ -402,4 +438,26 @@ func (a *Agent) putFile(ctx context.Context, key, path string) error {
 	}
 	a.m.bytes.Add(float64(st.Size()))
 	return nil
+}
+
+// keepEntry moves a shipped entry among the kept ones, with the manifest
+// as shipped.
+func (a *Agent) keepEntry(e spool.Entry, c *corepipe.Crash) error {
+	if err := writeManifest(e, c); err != nil {
+		return err
+	}
+	if _, err := e.Keep(); err != nil {
+		return err
+	}
+	return nil
+}
+
+// keptSweep is how often the spool is swept: abandoned entries, and kept
+// cores whose time is up.
+func (a *Agent) keptSweep() time.Duration {
+	d := a.cfg.StaleAfter / 4
+	if p := a.cfg.Policy; p != nil {
+		d = min(d, max(time.Second, p.ttl()/10))
+	}
+	return d
 }

@@ -24,6 +24,11 @@ type metrics struct {
 	oldest      prometheus.Gauge
 	reinstalls  prometheus.Counter
 	quarantined prometheus.Counter
+	// The fleet's core policy.
+	decisions    *prometheus.CounterVec
+	nodeAnalysis prometheus.Histogram
+	requested    prometheus.Counter
+	keptExpired  prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -68,6 +73,23 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		reinstalls: f.NewCounter(prometheus.CounterOpts{
 			Name: "corepipe_agent_handler_reinstalls_total",
 			Help: "Times the kernel's core_pattern was found overwritten and the collector installed again.",
+		}),
+		decisions: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "corepipe_agent_core_decisions_total",
+			Help: "What the fleet's core policy decided for each core: shipped (admitted), kept (on the node, over the quota), quota_unavailable and analysis_failed (shipped), no_executable (shipped unanalysed).",
+		}, []string{"decision"}),
+		nodeAnalysis: f.NewHistogram(prometheus.HistogramOpts{
+			Name:    "corepipe_agent_node_analysis_seconds",
+			Help:    "Wall time of each analysis of a core on the node.",
+			Buckets: prometheus.ExponentialBuckets(0.1, 2, 12),
+		}),
+		requested: f.NewCounter(prometheus.CounterOpts{
+			Name: "corepipe_agent_kept_cores_uploaded_total",
+			Help: "Cores kept on the node and uploaded on a debugger's request.",
+		}),
+		keptExpired: f.NewCounter(prometheus.CounterOpts{
+			Name: "corepipe_agent_kept_cores_removed_total",
+			Help: "Cores kept on the node and removed, at their TTL or early for the spool's limits.",
 		}),
 		quarantined: f.NewCounter(prometheus.CounterOpts{
 			Name: "corepipe_agent_quarantined_total",
