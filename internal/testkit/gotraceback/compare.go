@@ -21,7 +21,8 @@ import (
 //     a deep stack, the innermost and outermost frames the runtime printed
 //     are compared with the report's first and last ones;
 //   - the kind and message of the panic or fatal error;
-//   - the fault's address, code and PC.
+//   - the fault's address (when the runtime printed one: it does only for
+//     SIGSEGV and SIGBUS), code and PC.
 //
 // A report of a program whose output holds no panic message (a C crash, a
 // report from a core alone) is not blamed for what the dump lacks.
@@ -66,7 +67,7 @@ func Compare(r *corepipe.Report, d *Dump) []string {
 			if f.Name != s.Name {
 				add("fault signal: report says %s, runtime printed %s", f.Name, s.Name)
 			}
-			if !sameHex(f.Address, s.Address) {
+			if s.Address != "" && !sameHex(f.Address, s.Address) {
 				add("fault address: report says %s, runtime printed %s", f.Address, s.Address)
 			}
 			if !sameHex(f.PC, s.PC) {

@@ -145,14 +145,24 @@ func (p *parser) line(lines []string, i int) int {
 		p.headers = true
 		d.Kind, d.Message = "signal", l
 		m := rePCLine.FindStringSubmatch(lines[i+1])
-		code, _ := strconv.Atoi(m[2])
-		d.Signal = &Signal{Name: strings.SplitN(l, ":", 2)[0], Code: code, Address: m[3], PC: m[1]}
+		d.Signal = &Signal{Name: strings.SplitN(l, ":", 2)[0], Code: sigcode(m[2]), Address: m[3], PC: m[1]}
 		return i + 1
 	case reSigHeader.MatchString(l) && i+1 < len(lines) && rePCLine.MatchString(lines[i+1]):
 		// Another M's "SIGQUIT: quit" header under GOTRACEBACK=crash.
 		return i + 1
 	}
 	return i
+}
+
+// sigcode reads the sigcode of a "PC=… sigcode=…" line. The runtime prints
+// it unsigned on some platforms (linux/amd64: a signal from tgkill,
+// SI_TKILL, is sigcode=18446744073709551610): it is the si_code int.
+func sigcode(s string) int {
+	if u, err := strconv.ParseUint(s, 10, 64); err == nil {
+		return int(int32(u))
+	}
+	n, _ := strconv.Atoi(s)
+	return n
 }
 
 // message reads a panic or fatal error message and its tab-indented

@@ -187,3 +187,23 @@ func TestCompare(t *testing.T) {
 		}
 	}
 }
+
+// A signal sent with tgkill has si_code SI_TKILL (-6), which linux/amd64
+// prints unsigned; only SIGSEGV and SIGBUS print an address.
+func TestParseUnsignedSigcode(t *testing.T) {
+	d, err := Parse("SIGQUIT: quit\nPC=0x40876c m=0 sigcode=18446744073709551610\n\n" +
+		"goroutine 1 gp=0x1 m=0 mp=0x1 [running]:\nmain.f()\n\t/src/main.go:7 +0xc\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := d.Signal; s == nil || *s != (Signal{Name: "SIGQUIT", Code: -6, PC: "0x40876c"}) {
+		t.Errorf("signal = %+v", s)
+	}
+	r := &corepipe.Report{CrashingGoroutine: 1,
+		Goroutines: []corepipe.Goroutine{{ID: 1, Frames: []corepipe.Frame{{Function: "main.f", Line: 7}}}},
+		Panic:      &corepipe.Panic{Kind: "signal", Message: "SIGQUIT: quit"},
+		Fault:      &corepipe.Fault{Name: "SIGQUIT", Code: -6, PC: "0x40876c"}}
+	if diffs := Compare(r, d); len(diffs) > 0 {
+		t.Errorf("Compare: %v", diffs)
+	}
+}
