@@ -53,6 +53,7 @@ type analysis struct {
 	reasons     map[int64]string
 
 	coreSize int64    // bounds runtime.allglen
+	syms     symbols  // the runtime's own function table, read on first use
 	share    *sharing // identical stacks stored once
 
 	// reopen opens a second, independent view of the same core for reading

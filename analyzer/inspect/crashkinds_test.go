@@ -12,7 +12,8 @@ import (
 
 // crashExe crashes exe with args under the real kernel, analyses the core,
 // and requires the report to agree with the runtime's own output. It
-// returns the report and the parsed runtime output.
+// returns the report and the parsed runtime output. Every goroutine's
+// frames are compared, inlined calls included.
 func crashExe(t *testing.T, exe string, env []string, args ...string) (*corepipe.Report, *gotraceback.Dump) {
 	t.Helper()
 	core, res := crashtest.Core(t, exe, env, args...)
@@ -21,7 +22,7 @@ func crashExe(t *testing.T, exe string, env []string, args ...string) (*corepipe
 	if err != nil {
 		t.Fatalf("parse the runtime's output: %v\n%s", err, res.Stderr)
 	}
-	diffs := gotraceback.Compare(r, d)
+	diffs := append(gotraceback.Compare(r, d), gotraceback.CompareStacks(r, d)...)
 	if partial(r) {
 		// Only the crashing goroutine was readable: it must still be right.
 		diffs = slices.DeleteFunc(diffs, func(s string) bool { return strings.HasPrefix(s, "goroutines: report lacks") })

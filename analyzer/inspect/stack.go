@@ -52,13 +52,19 @@ func (a *analysis) unwind(g *proc.G, scope *proc.EvalScope, crashing bool, depth
 	if err != nil {
 		return nil, err
 	}
-	if retPC {
-		a.fixReturnLine(frames)
+	frames, handler := a.fixInjected(g, scope, frames, depth)
+	if handler >= 0 {
+		// A goroutine running when a signal reached its thread (the
+		// crash, or the SIGQUIT the runtime relays to every thread as it
+		// dies) is printed from what the signal interrupted, not from
+		// the handler.
+		frames, retPC = frames[handler+1:], false
 	}
+	frames = a.symbolize(frames, retPC)
 	if crashing {
 		frames = cutCrash(frames)
 	}
-	return a.fixInjected(g, frames, depth), nil
+	return frames, nil
 }
 
 // restart unwinds g from the given registers instead of from its thread or
@@ -73,22 +79,82 @@ func (a *analysis) restart(g *proc.G, pc, sp, bp uint64, depth int) ([]proc.Stac
 	return proc.GoroutineStacktrace(a.t, &c, depth, proc.StacktraceG)
 }
 
-// fixReturnLine corrects the innermost frame of a stack that starts from a
-// saved return address (g.sched.pc, g.syscallpc): delve looks up the line
-// of the PC itself, the runtime that of the call instruction before it, so
-// a call at the end of a line would otherwise show the next line.
-func (a *analysis) fixReturnLine(frames []proc.Stackframe) {
-	if len(frames) == 0 || frames[0].Current.Fn == nil {
-		return
+// symbols is what an analysis keeps of the runtime's function table.
+type symbols struct {
+	read    bool
+	table   *funcTable                // nil when the core's table cannot be read
+	inlined map[string]*proc.Function // functions of inlined calls, by name
+}
+
+func (a *analysis) funcTable() *funcTable {
+	if !a.syms.read {
+		a.syms.read = true
+		ft, err := a.newFuncTable()
+		if err != nil {
+			a.opts.Logger.Warn("cannot read the runtime's function table; frames are named from DWARF", "err", err)
+		}
+		a.syms.table = ft
+		a.syms.inlined = map[string]*proc.Function{}
 	}
-	pc := frames[0].Current.PC
-	if pc <= frames[0].Current.Fn.Entry {
-		return
+	return a.syms.table
+}
+
+// symbolize names every frame the way the runtime's traceback does, from
+// the runtime's own function table (see funcTable): each physical frame
+// delve unwound is expanded into the calls inlined at it, and every frame's
+// function, file and line are looked up at the call instruction before the
+// return address, except in a frame interrupted by a signal (below
+// sigpanic, asyncPreempt or a signal handler, and the first frame of a
+// stack that starts from a thread's registers, retPC false), which the
+// runtime looks up at its exact PC. Frames outside the table (C code) keep
+// delve's names.
+func (a *analysis) symbolize(frames []proc.Stackframe, retPC bool) []proc.Stackframe {
+	ft := a.funcTable()
+	if ft == nil {
+		return frames
 	}
-	file, line, fn := a.t.BinInfo().PCToLine(pc - 1)
-	if fn == frames[0].Current.Fn {
-		frames[0].Call.File, frames[0].Call.Line = file, line
+	out := make([]proc.Stackframe, 0, len(frames)+4)
+	exact := !retPC
+	group := 0 // where the inlined calls delve shows for frames[i] start
+	for i, f := range frames {
+		if f.Inlined {
+			continue
+		}
+		src, ok := ft.lookup(f.Current.PC, exact)
+		if !ok || f.Current.Fn == nil {
+			out = append(out, frames[group:i+1]...)
+		} else {
+			for k, s := range src {
+				c := f
+				c.Call = proc.Location{PC: f.Current.PC, File: s.file, Line: s.line, Fn: f.Current.Fn}
+				c.Inlined = k < len(src)-1
+				if s.name != f.Current.Fn.Name {
+					c.Call.Fn = a.syms.function(s.name, f.Current.Fn)
+				}
+				out = append(out, c)
+			}
+		}
+		group = i + 1
+		switch callName(f) {
+		case "runtime.sigpanic", "runtime.asyncPreempt", "runtime.debugCallV2", "runtime.sigtrampgo":
+			exact = true
+		case "runtime.sigtramp", "runtime.cgoSigtramp", "runtime.sigreturn__sigaction":
+			// the signal trampoline between the handler and what it interrupted
+		default:
+			exact = false
+		}
 	}
+	return append(out, frames[group:]...)
+}
+
+// function is the function of a call inlined in physical, by name.
+func (s *symbols) function(name string, physical *proc.Function) *proc.Function {
+	fn, ok := s.inlined[name]
+	if !ok {
+		fn = &proc.Function{Name: name, Entry: physical.Entry, End: physical.End}
+		s.inlined[name] = fn
+	}
+	return fn
 }
 
 // cutCrash removes what the dying goroutine did after it gave up: the
@@ -131,26 +197,46 @@ func cutCrash(frames []proc.Stackframe) []proc.Stackframe {
 
 // fixInjected re-unwinds the frames below a call that the runtime injected
 // into a goroutine (runtime.sigpanic for a fault, runtime.asyncPreempt for
-// a preemption). Delve switches to frame-pointer unwinding once a frame
-// looked regular, and a frameless leaf function that faulted still holds
-// its caller's frame pointer: delve then skips the caller (a nil
-// dereference in leaf handle called by serve shows handle → main). Starting
-// again at the interrupted PC and SP makes delve use DWARF for that frame.
-func (a *analysis) fixInjected(g *proc.G, frames []proc.Stackframe, depth int) []proc.Stackframe {
+// a preemption) and below a signal handler (runtime.sigtrampgo, whose
+// caller delve shows as the interrupted frame). Delve switches to
+// frame-pointer unwinding once a frame looked regular, and a frameless
+// function that was interrupted still holds its caller's frame pointer:
+// delve then skips the caller (a nil dereference in leaf handle called by
+// serve shows handle → main; SIGTRAP in runtime.Breakpoint loses the
+// function that called it; a signal in syscall.RawSyscall6's frameless
+// callee loses RawSyscall6). Starting again at the interrupted PC and SP
+// makes delve use DWARF for that frame. It also returns the index of the
+// outermost signal handler frame that interrupted g on its own stack, -1
+// when there is none.
+func (a *analysis) fixInjected(g *proc.G, scope *proc.EvalScope, frames []proc.Stackframe, depth int) ([]proc.Stackframe, int) {
 	if a.t.BinInfo().Arch.Name == "arm64" {
-		return a.fixSigpanicLR(g, frames, depth)
+		return a.fixSigpanicLR(g, frames, depth), -1
 	}
+	var lo, hi uint64 // g's stack, read once a signal frame needs it
+	handler := -1
 	for i := 0; i+1 < len(frames); i++ {
 		f := frames[i]
 		if f.Inlined {
 			continue
 		}
+		next := frames[i+1]
 		switch callName(f) {
 		case "runtime.sigpanic", "runtime.asyncPreempt":
+		case "runtime.sigtrampgo":
+			// A signal that interrupted the system stack (a throw in
+			// newstack, the crash machinery) is unwound by delve across
+			// the switch back to the goroutine; restarting there as if on
+			// the goroutine's stack would end the stack early.
+			if hi == 0 {
+				lo, hi = a.evalUint(scope, "runtime.curg.stack.lo"), a.evalUint(scope, "runtime.curg.stack.hi")
+			}
+			if sp := next.Regs.SP(); sp < lo || sp >= hi {
+				continue
+			}
+			handler = i
 		default:
 			continue
 		}
-		next := frames[i+1]
 		rest, err := a.restart(g, next.Current.PC, next.Regs.SP(), next.Regs.BP(), depth)
 		if err != nil || len(rest) == 0 {
 			a.opts.Logger.Warn("cannot unwind again below an injected call; keeping delve's frames", "goroutine", g.ID, "frame", callName(f), "err", err)
@@ -158,7 +244,7 @@ func (a *analysis) fixInjected(g *proc.G, frames []proc.Stackframe, depth int) [
 		}
 		frames = append(frames[:i+1:i+1], rest...)
 	}
-	return frames
+	return frames, handler
 }
 
 // fixSigpanicLR is fixInjected for arm64, where the return address of a
@@ -191,7 +277,6 @@ func (a *analysis) fixSigpanicLR(g *proc.G, frames []proc.Stackframe, depth int)
 			a.opts.Logger.Warn("cannot unwind from the link register sigpanic saved; keeping delve's frames", "goroutine", g.ID, "err", err)
 			continue
 		}
-		a.fixReturnLine(rest)
 		frames = append(frames[:j+1:j+1], rest...)
 	}
 	return frames
@@ -254,7 +339,7 @@ func (a *analysis) outerFrames(g *proc.G, from proc.Stackframe, n int) ([]proc.S
 		a.opts.Logger.Warn("cannot unwind the outermost frames", "goroutine", g.ID, "err", err)
 		return nil, walked
 	}
-	a.fixReturnLine(frames)
+	frames = a.symbolize(frames, true)
 	if len(frames) > n {
 		frames = frames[len(frames)-n:]
 	}
