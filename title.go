@@ -25,8 +25,9 @@ func Title(r *Report, cFunc string) string {
 		}
 		return ""
 	}
-	msg, _, _ := strings.Cut(r.Panic.Message, "\n")
-	switch r.Panic.Kind {
+	last := r.Panic.Last()
+	msg, _, _ := strings.Cut(last.Message, "\n")
+	switch last.Kind {
 	case PanicKindPanic:
 		if strings.Contains(msg, "nil pointer dereference") {
 			return "nil pointer dereference" + where
@@ -50,8 +51,9 @@ func (r *Report) Headline() string {
 	case r.Title != "":
 		return r.Title
 	case r.Panic != nil && r.Panic.Message != "":
-		msg, _, _ := strings.Cut(r.Panic.Message, "\n")
-		return r.Panic.Kind + ": " + msg
+		last := r.Panic.Last()
+		msg, _, _ := strings.Cut(last.Message, "\n")
+		return last.Kind + ": " + msg
 	case r.Error != "":
 		return "analysis failed: " + r.Error
 	case r.Signal != nil && r.Signal.Name != "" && r.Process.Exe != "":
@@ -76,9 +78,74 @@ func faultTitle(f *Fault) string {
 	return "fault (" + f.Name + " at " + f.Address + ")"
 }
 
+// Last is the entry of a panic chain that names the crash, in its title and
+// in its signature: the last one the runtime printed, which is what killed
+// the process, where the crashing goroutine's innermost frames are. The
+// runtime prints a chain oldest first, one entry a line, each after the
+// first with its own kind: Message "A [recovered]\npanic: B" is the panic
+// B, "A\nfatal error: sync: unlock of unlocked mutex" (a fatal error in a
+// deferred call of panic A) is that fatal error. The whole chain stays in
+// Message. A message without a chain is its own last entry.
+func (p *Panic) Last() Panic {
+	last := *p
+	if p.Kind != PanicKindPanic && p.Kind != PanicKindFatal {
+		return last
+	}
+	at := -1
+	for _, kind := range []string{PanicKindPanic, PanicKindFatal} {
+		if i := strings.LastIndex(p.Message, "\n"+kind+": "); i > at {
+			at = i
+			last = Panic{Kind: kind, Message: p.Message[i+len("\n"+kind+": "):]}
+		}
+	}
+	return last
+}
+
+// ThrowSite is the runtime function that threw a fatal error on a system
+// stack when no goroutine crashed, thread exhaustion for one: the caller of
+// runtime.throw on the stack the runtime printed first as "runtime stack:",
+// which a report holds as its dying thread's (Threads[0]). The title and
+// the signature name it, as they name a crashing goroutine's own code. A
+// deadlock has none: runtime.checkdead's verdict is about every goroutine,
+// and the goroutines say where they wait.
+func (r *Report) ThrowSite() string {
+	if r.Panic == nil || r.CrashingGoroutine != 0 || len(r.Threads) == 0 || r.Panic.Last().Kind != PanicKindFatal {
+		return ""
+	}
+	frames := r.Threads[0].Frames
+	if len(frames) == 0 || !throwFrame(frames[0].Function) {
+		return ""
+	}
+	for _, f := range frames[1:] {
+		switch {
+		case throwFrame(f.Function):
+		case f.Function == "runtime.checkdead":
+			return ""
+		default:
+			return f.Function
+		}
+	}
+	return ""
+}
+
+// throwFrame reports whether fn is the runtime's throw machinery, under its
+// own name or the one the runtime gives it for a package (sync's fatal).
+func throwFrame(fn string) bool {
+	switch fn {
+	case "runtime.throw", "runtime.fatal", "runtime.fatalthrow", "runtime.fatalpanic",
+		"sync.throw", "sync.fatal", "internal/sync.throw", "internal/sync.fatal":
+		return true
+	}
+	return false
+}
+
 // culprit is the innermost function of the crashing goroutine that is not
-// the runtime's or cgo's machinery.
+// the runtime's or cgo's machinery; with no crashing goroutine, the
+// function that threw on a system stack.
 func culprit(r *Report) string {
+	if site := r.ThrowSite(); site != "" {
+		return site
+	}
 	var frames []Frame
 	if g := r.CrashingGoroutineReport(); g != nil {
 		frames = g.Frames
@@ -87,7 +154,7 @@ func culprit(r *Report) string {
 		frames = r.Threads[0].Frames
 	}
 	for _, f := range frames {
-		if f.Function == "panic" || strings.HasPrefix(f.Function, "runtime.") || strings.HasPrefix(f.Function, "internal/runtime/") || strings.Contains(f.Function, "._Cfunc_") {
+		if f.Function == "panic" || throwFrame(f.Function) || strings.HasPrefix(f.Function, "runtime.") || strings.HasPrefix(f.Function, "internal/runtime/") || strings.Contains(f.Function, "._Cfunc_") {
 			continue
 		}
 		return f.Function

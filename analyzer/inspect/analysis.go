@@ -2,10 +2,12 @@ package inspect
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"go/constant"
 	"go/version"
+	"math"
 	"reflect"
 	"runtime"
 	"sort"
@@ -100,7 +102,7 @@ func (a *analysis) run(r *corepipe.Report) error {
 	a.global = proc.FrameToScope(t, t.Memory(), nil, dying.ThreadID(), dframes[0])
 	cr := classify(dframes)
 	r.Runtime = a.runtimeState()
-	dyingFrames(r.Threads, dying.ThreadID(), dframes, cr)
+	a.dyingFrames(r.Threads, dying.ThreadID(), dframes, cr)
 
 	var crashFrames []proc.Stackframe
 	g, _ := proc.GetG(dying)
@@ -414,11 +416,22 @@ func (a *analysis) panicInfo(r *corepipe.Report, g *proc.G, crashFrames []proc.S
 	case corepipe.PanicKindFatal:
 		// A throw on the system stack (stack overflow, thread exhaustion)
 		// is only on the dying thread's stack, not the goroutine's.
-		msg, ok := a.throwMessage(g, crashFrames)
+		msg, at, ok := a.throwMessage(g, crashFrames)
 		if !ok {
-			msg, _ = a.throwMessage(nil, cr.frames)
+			msg, at, _ = a.throwMessage(nil, cr.frames)
 		}
 		r.Panic = &corepipe.Panic{Kind: cr.kind, Message: msg}
+		// Unlike throw, runtime.fatal (sync's unlock of an unlocked
+		// mutex, concurrent map writes) first prints the panics whose
+		// deferred calls the goroutine was running, then the fatal
+		// error indented as one more entry of the chain: the runtime's
+		// first line is then "panic: ".
+		if g != nil && at != nil && !at.SystemStack && callName(*at) == "runtime.fatal" {
+			scope := proc.FrameToScope(a.t, a.t.Memory(), g, 0, proc.Stackframe{})
+			if chain := a.panicChain(scope); chain != "" {
+				r.Panic = &corepipe.Panic{Kind: corepipe.PanicKindPanic, Message: chain + "\n" + corepipe.PanicKindFatal + ": " + msg}
+			}
+		}
 	case corepipe.PanicKindSignal:
 		sig := 0
 		if r.Fault != nil {
@@ -484,9 +497,15 @@ func (a *analysis) panicChain(scope *proc.EvalScope) string {
 	return b.String()
 }
 
-// panicValue renders a panic argument as printpanicval does. By the time the
-// process dies, preprintpanics has replaced errors and Stringers by the
-// string they return.
+// panicValue renders a panic argument as printpanicval does: a predeclared
+// type's value as print prints it, a named type's as T(v) (a complex one as
+// T(re+imi)), any other type as (T) and the interface's data word. By the
+// time fatalpanic prints, preprintpanics has replaced errors and Stringers by
+// the string they return; a fatal error in a deferred call prints the chain
+// without that step, so an error is then (*T) 0x….
+//
+// Numbers are read from the interface's data, not from delve's constant,
+// which has no infinities or NaN.
 func (a *analysis) panicValue(scope *proc.EvalScope, expr string) string {
 	v, err := scope.EvalExpression(expr, loadValue)
 	if err != nil || v.Unreadable != nil {
@@ -497,48 +516,174 @@ func (a *analysis) panicValue(scope *proc.EvalScope, expr string) string {
 	}
 	c := v.Children[0]
 	typ := c.TypeString()
-	builtin := !strings.Contains(typ, ".")
+	data, err := a.readWord(v.Addr + uint64(a.t.BinInfo().Arch.PtrSize()))
+	if err != nil {
+		return "(unreadable)"
+	}
 	var val string
 	switch c.Kind {
 	case reflect.String:
+		if c.Value == nil {
+			return "(unreadable)"
+		}
 		val = constant.StringVal(c.Value)
-		if builtin {
+		if predeclared[typ] {
 			return val
 		}
 		return typ + `("` + val + `")`
 	case reflect.Bool, reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
 		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
+		if c.Value == nil {
+			return "(unreadable)"
+		}
 		val = c.Value.ExactString()
 	case reflect.Float32, reflect.Float64:
-		f, _ := constant.Float64Val(c.Value)
-		switch {
-		case !a.shortFloats:
-			val = formatRuntimeFloat(f)
-		case c.Kind == reflect.Float32:
-			val = strconv.FormatFloat(f, 'g', -1, 32)
-		default:
-			val = strconv.FormatFloat(f, 'g', -1, 64)
+		f, ok := a.readFloat(data, c.Kind == reflect.Float32)
+		if !ok {
+			return "(unreadable)"
 		}
+		val = a.formatFloat(f, c.Kind == reflect.Float32)
+	case reflect.Complex64, reflect.Complex128:
+		short := c.Kind == reflect.Complex64
+		size := uint64(8)
+		if short {
+			size = 4
+		}
+		re, ok1 := a.readFloat(data, short)
+		im, ok2 := a.readFloat(data+size, short)
+		if !ok1 || !ok2 {
+			return "(unreadable)"
+		}
+		// print writes a complex with its parentheses, and
+		// printanycustomtype adds none of its own.
+		if a.shortFloats {
+			bits := 128
+			if short {
+				bits = 64
+			}
+			val = strconv.FormatComplex(complex(re, im), 'g', -1, bits)
+		} else {
+			val = "(" + formatRuntimeFloat(re) + formatRuntimeFloat(im) + "i)"
+		}
+		if predeclared[typ] {
+			return val
+		}
+		return typ + val
 	default:
-		return "(" + typ + ") " + hex(c.Addr)
+		return "(" + typ + ") " + hex(data)
 	}
-	if builtin {
+	if predeclared[typ] {
 		return val
 	}
 	return typ + "(" + val + ")"
 }
 
-// formatRuntimeFloat prints f as the runtime's print did before Go 1.26:
-// +1.500000e+000.
-func formatRuntimeFloat(f float64) string {
-	s := strconv.FormatFloat(f, 'e', 6, 64)
-	mant, exp, _ := strings.Cut(s, "e")
-	if !strings.HasPrefix(mant, "-") {
-		mant = "+" + mant
+// predeclared are the types printpanicval prints bare; any other type,
+// named ones included, goes through printanycustomtype.
+var predeclared = map[string]bool{
+	"bool": true, "string": true, "uintptr": true,
+	"int": true, "int8": true, "int16": true, "int32": true, "int64": true,
+	"uint": true, "uint8": true, "uint16": true, "uint32": true, "uint64": true,
+	"float32": true, "float64": true, "complex64": true, "complex128": true,
+}
+
+func (a *analysis) readWord(addr uint64) (uint64, error) {
+	buf := make([]byte, 8)
+	if _, err := a.t.Memory().ReadMemory(buf, addr); err != nil {
+		return 0, err
 	}
-	sign := exp[:1]
-	n, _ := strconv.Atoi(exp[1:])
-	return fmt.Sprintf("%se%s%03d", mant, sign, n)
+	return binary.LittleEndian.Uint64(buf), nil
+}
+
+// readFloat reads a float32 (short) or float64 at addr.
+func (a *analysis) readFloat(addr uint64, short bool) (float64, bool) {
+	buf := make([]byte, 8)
+	if short {
+		buf = buf[:4]
+	}
+	if _, err := a.t.Memory().ReadMemory(buf, addr); err != nil {
+		return 0, false
+	}
+	if short {
+		return float64(math.Float32frombits(binary.LittleEndian.Uint32(buf))), true
+	}
+	return math.Float64frombits(binary.LittleEndian.Uint64(buf)), true
+}
+
+// formatFloat prints f as the target's print does: strconv's shortest 'g'
+// from Go 1.26 on, the runtime's own +d.dddddde±ddd before.
+func (a *analysis) formatFloat(f float64, short bool) string {
+	if !a.shortFloats {
+		return formatRuntimeFloat(f)
+	}
+	if short {
+		return strconv.FormatFloat(f, 'g', -1, 32)
+	}
+	return strconv.FormatFloat(f, 'g', -1, 64)
+}
+
+// formatRuntimeFloat prints f as the runtime's printfloat did before Go
+// 1.26 (+1.500000e+000, NaN, +Inf), with its own arithmetic: seven digits
+// by repeated division and multiplication, rounded by adding 5e-7, which
+// can differ from strconv in the last digit.
+func formatRuntimeFloat(v float64) string {
+	switch {
+	case v != v:
+		return "NaN"
+	case v+v == v && v > 0:
+		return "+Inf"
+	case v+v == v && v < 0:
+		return "-Inf"
+	}
+	const n = 7
+	var buf [n + 7]byte
+	buf[0] = '+'
+	e := 0
+	if v == 0 {
+		if 1/v < 0 {
+			buf[0] = '-'
+		}
+	} else {
+		if v < 0 {
+			v = -v
+			buf[0] = '-'
+		}
+		for v >= 10 {
+			e++
+			v /= 10
+		}
+		for v < 1 {
+			e--
+			v *= 10
+		}
+		h := 5.0
+		for range n {
+			h /= 10
+		}
+		v += h
+		if v >= 10 {
+			e++
+			v /= 10
+		}
+	}
+	for i := range n {
+		s := int(v)
+		buf[i+2] = byte(s + '0')
+		v -= float64(s)
+		v *= 10
+	}
+	buf[1] = buf[2]
+	buf[2] = '.'
+	buf[n+2] = 'e'
+	buf[n+3] = '+'
+	if e < 0 {
+		e = -e
+		buf[n+3] = '-'
+	}
+	buf[n+4] = byte(e/100 + '0')
+	buf[n+5] = byte(e/10)%10 + '0'
+	buf[n+6] = byte(e%10) + '0'
+	return string(buf[:])
 }
 
 func hasFrame(frames []proc.Stackframe, name string) bool {

@@ -151,7 +151,8 @@ func TestCrashKinds(t *testing.T) {
 		}},
 		{"recovered", func(t *testing.T, r *corepipe.Report) {
 			wantPanic(t, r, corepipe.PanicKindPanic, "first failure [recovered]\npanic: second failure")
-			wantTitle(t, r, "panic: first failure [recovered] in main.repanic.func1")
+			// A chain is titled by its last entry (corepipe.Panic.Last).
+			wantTitle(t, r, "panic: second failure in main.repanic.func1")
 		}},
 		{"repanicked", func(t *testing.T, r *corepipe.Report) {
 			wantPanic(t, r, corepipe.PanicKindPanic, "first failure [recovered, repanicked]")

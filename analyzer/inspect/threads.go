@@ -1,6 +1,8 @@
 package inspect
 
 import (
+	"slices"
+
 	"github.com/go-delve/delve/pkg/proc"
 
 	"github.com/corepipe/corepipe"
@@ -10,20 +12,91 @@ import (
 // ones say where it stopped.
 const threadFrames = 64
 
-// dyingFrames gives the dying thread its own stack: for a signal the runtime
-// did not turn into a panic, what the signal interrupted (a cgo fault's C
-// frames, which no goroutine shows); otherwise the thread's whole stack,
-// which for a throw on the system stack (stack overflow, thread exhaustion)
-// is where the runtime gave up.
-func dyingFrames(threads []corepipe.Thread, tid int, frames []proc.Stackframe, cr crash) {
-	if cr.sigCtx != nil && cr.kind == corepipe.PanicKindSignal {
+// dyingFrames gives the dying thread its own stack: for a fatal error thrown
+// on a system stack (thread exhaustion, a deadlock, a stack overflow's
+// newstack), that stack as the runtime prints it first, "runtime stack:";
+// for a signal the runtime did not turn into a panic, what the signal
+// interrupted (a cgo fault's C frames, which no goroutine shows); otherwise
+// the thread's whole stack.
+func (a *analysis) dyingFrames(threads []corepipe.Thread, tid int, frames []proc.Stackframe, cr crash) {
+	if st := a.runtimeStack(cr); st != nil {
+		frames = st
+	} else if cr.sigCtx != nil && cr.kind == corepipe.PanicKindSignal {
 		frames = frames[cr.sigIdx+1:]
 	}
 	for i := range threads {
 		if threads[i].ID == tid {
-			threads[i].Frames = nativeFrames(frames[:min(len(frames), threadFrames)])
+			threads[i].Frames = nativeFrames(a.fixCallLines(frames[:min(len(frames), threadFrames)]))
 		}
 	}
+}
+
+// runtimeStack is the system stack a fatal error was thrown on, from the
+// runtime.throw (or runtime.fatal) frame as dopanic_m prints it, without the
+// signal-handler frames of the crash that followed; nil when the throw was
+// on a goroutine's stack, which the goroutine shows. The runtime's
+// traceback stops at the stack's first frame (runtime.mstart) or where
+// the system stack was entered from a goroutine (runtime.morestack,
+// runtime.systemstack, runtime.mcall); delve goes on into the goroutine's
+// stack or the thread's clone, and leaves morestack out.
+func (a *analysis) runtimeStack(cr crash) []proc.Stackframe {
+	if cr.kind != corepipe.PanicKindFatal || len(cr.frames) == 0 || !cr.frames[0].SystemStack {
+		return nil
+	}
+	for i, f := range cr.frames {
+		switch callName(f) {
+		case "runtime.mstart", "runtime.rt0_go", "runtime.mcall", "runtime.morestack", "runtime.morestack_noctxt", "runtime.systemstack":
+			return cr.frames[:i+1]
+		}
+		if !f.SystemStack {
+			st := cr.frames[:i:i]
+			if i > 0 && callName(cr.frames[i-1]) == "runtime.newstack" {
+				if ms, ok := a.caller(cr.frames[i-1]); ok {
+					st = append(st, ms)
+				}
+			}
+			return st
+		}
+	}
+	return cr.frames
+}
+
+// caller is the frame f returns to, placed as the runtime places a caller:
+// at the line of the call.
+func (a *analysis) caller(f proc.Stackframe) (proc.Stackframe, bool) {
+	if f.Ret == 0 {
+		return proc.Stackframe{}, false
+	}
+	file, line, fn := a.t.BinInfo().PCToLine(f.Ret - 1)
+	if fn == nil {
+		return proc.Stackframe{}, false
+	}
+	loc := proc.Location{PC: f.Ret, File: file, Line: line, Fn: fn}
+	return proc.Stackframe{Current: loc, Call: loc, SystemStack: true}, true
+}
+
+// fixCallLines gives runtime.mstart the line the runtime prints, that of
+// its call to mstart0: delve places it at the instruction after the call.
+// frames is not modified.
+func (a *analysis) fixCallLines(frames []proc.Stackframe) []proc.Stackframe {
+	var out []proc.Stackframe
+	for i, f := range frames {
+		if i == 0 || callName(f) != "runtime.mstart" || f.Current.PC == 0 {
+			continue
+		}
+		file, line, fn := a.t.BinInfo().PCToLine(f.Current.PC - 1)
+		if fn == nil || fn.Name != "runtime.mstart" {
+			continue
+		}
+		if out == nil {
+			out = slices.Clone(frames)
+		}
+		out[i].Call.File, out[i].Call.Line = file, line
+	}
+	if out == nil {
+		return frames
+	}
+	return out
 }
 
 // nativeFrames converts a thread's frames, naming C functions as C does.

@@ -10,8 +10,8 @@ import (
 const maxThrowMessage = 4096
 
 // throwMessage finds the runtime.throw or runtime.fatal frame in frames and
-// returns the message it was called with.
-func (a *analysis) throwMessage(g *proc.G, frames []proc.Stackframe) (string, bool) {
+// returns the message it was called with, and the frame.
+func (a *analysis) throwMessage(g *proc.G, frames []proc.Stackframe) (string, *proc.Stackframe, bool) {
 	for i, f := range frames {
 		n := callName(f)
 		if n != "runtime.throw" && n != "runtime.fatal" {
@@ -19,11 +19,11 @@ func (a *analysis) throwMessage(g *proc.G, frames []proc.Stackframe) (string, bo
 		}
 		scope := proc.FrameToScope(a.t, a.t.Memory(), g, 0, frames[i:]...)
 		if s := a.evalString(scope, "s"); s != "" {
-			return s, true
+			return s, &frames[i], true
 		}
-		return a.closureString(f, n+".func1"), true
+		return a.closureString(f, n+".func1"), &frames[i], true
 	}
-	return "", false
+	return "", nil, false
 }
 
 // closureString reads the string captured by the closure fn that a frame

@@ -43,8 +43,11 @@ func Signature(r *corepipe.Report) string {
 func Class(r *corepipe.Report) string {
 	switch {
 	case r.Panic != nil && r.Panic.Kind != corepipe.PanicKindSignal:
-		s := r.Panic.Kind + ": " + Message(r.Panic.Message)
-		if r.Fault != nil && r.Panic.Kind == corepipe.PanicKindFatal {
+		// A chain of panics is classed by its last entry, as the title
+		// names it (corepipe.Panic.Last).
+		last := r.Panic.Last()
+		s := last.Kind + ": " + Message(last.Message)
+		if r.Fault != nil && last.Kind == corepipe.PanicKindFatal {
 			s += " " + faultClass(r.Fault)
 		}
 		return s
@@ -108,12 +111,17 @@ func Message(msg string) string {
 }
 
 // Frames returns the normalised top frames that identify where r crashed:
-// the crashing goroutine's; with no crashing goroutine (a deadlock) the
-// biggest group's that shows any code of the program; with no goroutines
-// (a C program, a stripped Go binary) the dying thread's.
+// the crashing goroutine's; with no crashing goroutine, the runtime
+// function that threw on a system stack (corepipe.Report.ThrowSite: thread
+// exhaustion is one group whichever scheduler path reached the limit), else
+// (a deadlock) the biggest group's that shows any code of the program; with
+// no goroutines (a C program, a stripped Go binary) the dying thread's.
 func Frames(r *corepipe.Report) []string {
 	if g := r.CrashingGoroutineReport(); g != nil {
 		return normalise(g.Frames)
+	}
+	if site := r.ThrowSite(); site != "" {
+		return []string{site}
 	}
 	if len(r.Goroutines) > 0 {
 		groups := r.GoroutineGroups
@@ -162,6 +170,7 @@ var (
 func Function(name string) (string, bool) {
 	switch {
 	case name == "" || name == "?" || name == "panic",
+		name == "sync.fatal", name == "sync.throw", name == "internal/sync.fatal", name == "internal/sync.throw",
 		strings.HasPrefix(name, "runtime."), strings.HasPrefix(name, "internal/runtime/"),
 		strings.HasPrefix(name, "runtime/internal/"),
 		strings.HasSuffix(name, "-fm"),

@@ -20,6 +20,9 @@ import (
 //     on the Go version, not on the bug. When either side elided frames of
 //     a deep stack, the innermost and outermost frames the runtime printed
 //     are compared with the report's first and last ones;
+//   - the system stack a fatal error was thrown on ("runtime stack:"),
+//     every frame, function and line, against the report's dying thread
+//     (Threads[0]);
 //   - the kind and message of the panic or fatal error;
 //   - the fault's address (when the runtime printed one: it does only for
 //     SIGSEGV and SIGBUS), code and PC.
@@ -48,6 +51,8 @@ func Compare(r *corepipe.Report, d *Dump) []string {
 	if d.CrashingGoroutine != 0 {
 		out = append(out, compareFrames(r, d)...)
 	}
+
+	out = append(out, compareRuntimeStack(r, d)...)
 
 	if d.Kind != "" {
 		switch {
@@ -134,6 +139,29 @@ func compareFrames(r *corepipe.Report, d *Dump) []string {
 		}
 	}
 	return out
+}
+
+// compareRuntimeStack checks the stack a throw happened on: the runtime
+// prints it first, so the report must show it, frame for frame, as its
+// dying thread's.
+func compareRuntimeStack(r *corepipe.Report, d *Dump) []string {
+	if len(d.RuntimeStack) == 0 {
+		return nil
+	}
+	want := make([]string, 0, len(d.RuntimeStack))
+	for _, f := range d.RuntimeStack {
+		want = append(want, fmt.Sprintf("%s:%d", f.Function, f.Line))
+	}
+	var got []string
+	if len(r.Threads) > 0 {
+		for _, f := range r.Threads[0].Frames {
+			got = append(got, fmt.Sprintf("%s:%d", f.Function, f.Line))
+		}
+	}
+	if !slices.Equal(got, want) {
+		return []string{fmt.Sprintf("runtime stack (the dying thread's):\n  report:  %s\n  runtime: %s", strings.Join(got, " → "), strings.Join(want, " → "))}
+	}
+	return nil
 }
 
 // machinery returns how many leading frames are the runtime's panic, throw

@@ -33,6 +33,11 @@ type Dump struct {
 	// twice with GOTRACEBACK=crash; the fuller block is kept). The g0 stacks
 	// of other Ms ("goroutine 0") are not goroutines and are left out.
 	Goroutines []Goroutine
+	// RuntimeStack is the system stack a fatal error was thrown on, which
+	// the runtime prints first as "runtime stack:" (thread exhaustion, a
+	// deadlock, a stack overflow's newstack), innermost first; nil when
+	// the throw was on a goroutine's stack.
+	RuntimeStack []Frame
 }
 
 // Signal is a fault as the runtime printed it.
@@ -100,6 +105,7 @@ type parser struct {
 	d       *Dump
 	cur     *Goroutine // the block being read, nil outside one
 	skip    bool       // inside a "runtime stack:" block
+	system  bool       // the block being skipped is the first "runtime stack:"
 	headers bool       // the first signal header was read: later ones are other Ms'
 	blocks  int
 	index   map[int64]int // goroutine id → position in d.Goroutines
@@ -113,7 +119,7 @@ func (p *parser) line(lines []string, i int) int {
 	switch {
 	case l == "":
 		p.flush()
-		p.skip = false
+		p.skip, p.system = false, false
 	case strings.HasPrefix(l, "panic: ") && d.Kind == "":
 		d.Kind = "panic"
 		return p.message(lines, i, strings.TrimPrefix(l, "panic: "))
@@ -128,6 +134,7 @@ func (p *parser) line(lines []string, i int) int {
 	case l == "runtime stack:":
 		p.flush()
 		p.skip = true
+		p.system = d.RuntimeStack == nil
 	case reGoroutine.MatchString(l):
 		p.flush()
 		m := reGoroutine.FindStringSubmatch(l)
@@ -196,7 +203,12 @@ func (p *parser) frame(lines []string, i int) int {
 	}
 	g := p.cur
 	switch {
-	case p.skip || g == nil:
+	case p.skip:
+		if p.system && hasFile && strings.HasSuffix(l, ")") {
+			fn, args := gotrace.SplitArgs(l)
+			p.d.RuntimeStack = append(p.d.RuntimeStack, Frame{Function: fn, File: file, Line: line, Offset: off, Inlined: args == "..."})
+		}
+	case g == nil:
 	case reElided.MatchString(l):
 		m := reElided.FindStringSubmatch(l)
 		g.ElidedAt = len(g.Frames)
