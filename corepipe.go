@@ -70,6 +70,8 @@ type CrashFilter struct {
 	Exe       string
 	Signature string
 	Status    string
+	// BuildID matches the executable's GNU or Go build ID.
+	BuildID string
 	// Query is full-text search over titles, panic messages and the
 	// functions of the crashing goroutine: every word must match, as a
 	// prefix.

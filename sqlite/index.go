@@ -97,8 +97,8 @@ func upsertTx(ctx context.Context, tx *sql.Tx, r *corepipe.Report, owners *corep
 	}
 	exe := reportExe(r)
 	_, err = tx.ExecContext(ctx, `
-		INSERT INTO crashes (id, captured_at, node, namespace, pod, exe, exe_base, signature, status, version, workload, summary)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		INSERT INTO crashes (id, captured_at, node, namespace, pod, exe, exe_base, signature, status, version, workload, build_id, go_build_id, summary)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (id) DO UPDATE SET
 			captured_at = excluded.captured_at,
 			node = excluded.node,
@@ -110,9 +110,11 @@ func upsertTx(ctx context.Context, tx *sql.Tx, r *corepipe.Report, owners *corep
 			status = excluded.status,
 			version = excluded.version,
 			workload = excluded.workload,
+			build_id = excluded.build_id,
+			go_build_id = excluded.go_build_id,
 			summary = excluded.summary`,
 		r.ID, unixNanos(r.CapturedAt), r.Node, namespace, pod, exe, exeBase(exe), r.Signature, r.Status,
-		r.Version(), r.Workload(), summary)
+		r.Version(), r.Workload(), r.Artifacts.Executable.BuildID, r.Artifacts.Executable.GoBuildID, summary)
 	if err != nil {
 		return fmt.Errorf("index upsert %s: %w", r.ID, FormatError(err))
 	}
@@ -207,6 +209,10 @@ func (x *Index) Crashes(ctx context.Context, f corepipe.CrashFilter) ([]*corepip
 			where = append(where, c.column+" = ?")
 			args = append(args, c.value)
 		}
+	}
+	if f.BuildID != "" {
+		where = append(where, "(build_id = ? OR go_build_id = ?)")
+		args = append(args, f.BuildID, f.BuildID)
 	}
 	switch {
 	case strings.Contains(f.Exe, "/"):

@@ -160,6 +160,8 @@ func TestFilters(t *testing.T) {
 	rs[5].Container = nil
 	rs[5].Process.Exe = ""
 	rs[5].Artifacts.Executable.Path = "/srv/cron"
+	rs[2].Artifacts.Executable.BuildID = "4c1d2f"
+	rs[3].Artifacts.Executable.GoBuildID = "abc/def/ghi/jkl"
 	upsert(t, x, rs...)
 
 	ids := func(is ...int) []string {
@@ -186,6 +188,9 @@ func TestFilters(t *testing.T) {
 		{"since inclusive", corepipe.CrashFilter{Since: rs[4].CapturedAt}, ids(4, 5)},
 		{"combined", corepipe.CrashFilter{Node: "node-a", Namespace: "prod", Exe: "server"}, ids(0, 3)},
 		{"no match", corepipe.CrashFilter{Node: "nowhere"}, nil},
+		{"gnu build id", corepipe.CrashFilter{BuildID: "4c1d2f"}, ids(2)},
+		{"go build id", corepipe.CrashFilter{BuildID: "abc/def/ghi/jkl"}, ids(3)},
+		{"build id with another filter", corepipe.CrashFilter{BuildID: "4c1d2f", Namespace: "prod"}, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, _ := list(t, x, tc.f)

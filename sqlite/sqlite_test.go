@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"path/filepath"
 	"slices"
@@ -82,15 +83,15 @@ func TestMigrationsAreNumberedFromOne(t *testing.T) {
 func TestMigrateRecordsEachVersionOnce(t *testing.T) {
 	x, path := openTest(t)
 	x.Close()
-	if vs := recorded(t, path); !slices.Equal(vs, []int{1, 2, 3}) {
-		t.Fatalf("recorded %v, want [1 2 3]", vs)
+	if vs := recorded(t, path); !slices.Equal(vs, []int{1, 2, 3, 4}) {
+		t.Fatalf("recorded %v, want [1 2 3 4]", vs)
 	}
 	again, err := Open(path)
 	if err != nil {
 		t.Fatalf("reopen: %v", err)
 	}
 	again.Close()
-	if vs := recorded(t, path); !slices.Equal(vs, []int{1, 2, 3}) {
+	if vs := recorded(t, path); !slices.Equal(vs, []int{1, 2, 3, 4}) {
 		t.Errorf("after reopening, recorded %v", vs)
 	}
 }
@@ -108,9 +109,9 @@ func TestOpenIndexCountedInUserVersion(t *testing.T) {
 	if err := x.Upsert(context.Background(), report(1)); err != nil {
 		t.Fatal(err)
 	}
-	// 1 and 2 as the pragma counted them, 3 applied now.
-	if vs := recorded(t, path); !slices.Equal(vs, []int{1, 2, 3}) {
-		t.Errorf("recorded %v, want [1 2 3]", vs)
+	// 1 and 2 as the pragma counted them, 3 and 4 applied now.
+	if vs := recorded(t, path); !slices.Equal(vs, []int{1, 2, 3, 4}) {
+		t.Errorf("recorded %v, want [1 2 3 4]", vs)
 	}
 }
 
@@ -228,5 +229,39 @@ func TestFormatError(t *testing.T) {
 	}
 	if other := errors.New("disk I/O"); FormatError(other) != other || FormatError(nil) != nil {
 		t.Error("FormatError changes errors it does not know")
+	}
+}
+
+// TestBuildIDsBackfilled opens an index of before build IDs were columns:
+// its crashes are found by build ID at once, without a rebuild.
+func TestBuildIDsBackfilled(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "index.db")
+	r := report(1)
+	r.Artifacts.Executable.BuildID, r.Artifacts.Executable.GoBuildID = "4c1d2f", "abc/def"
+	summary, err := json.Marshal(r.Summary())
+	if err != nil {
+		t.Fatal(err)
+	}
+	execFile(t, path, migrationSQL(t, "index/0001_crashes.sql"), migrationSQL(t, "index/0002_groups.sql"),
+		migrationSQL(t, "index/0003_triage.sql"), "PRAGMA user_version = 3")
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = db.Exec(`INSERT INTO crashes (id, captured_at, node, namespace, pod, exe, exe_base, signature, status, summary)
+		VALUES (?, 0, 'n', '', '', '', '', '', 'analyzed', ?)`, r.ID, summary)
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	x, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer x.Close()
+	for _, id := range []string{"4c1d2f", "abc/def"} {
+		if got, _ := list(t, x, corepipe.CrashFilter{BuildID: id}); !slices.Equal(got, []string{r.ID}) {
+			t.Errorf("crashes of build ID %s: %v, want [%s]", id, got, r.ID)
+		}
 	}
 }
