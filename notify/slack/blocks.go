@@ -97,6 +97,9 @@ var alertHeadings = map[notify.Kind]string{
 // stack, and the links to look closer.
 func (rd renderer) alert(m *notify.Message) *payload {
 	r, g := m.Report, m.Group
+	if r.Kernel != nil {
+		return rd.kernelAlert(m)
+	}
 	title := r.Headline()
 	private := r.Process.Dumpable == 2
 	if private {
@@ -386,4 +389,114 @@ func resolvedWhen(t *corepipe.Triage) string {
 		return "in the release after " + orUnknown(t.Baseline)
 	}
 	return "in " + t.ResolvedIn
+}
+
+var kernelHeadings = map[notify.Kind]string{
+	notify.KindNew:       "Kernel panic",
+	notify.KindRegressed: "Kernel panic regressed",
+	notify.KindSpike:     "Kernel panic spike",
+	notify.KindReopened:  "Kernel panic no longer ignored",
+}
+
+// maxKernelFrames is how much of a kernel's call trace a message shows.
+const maxKernelFrames = 8
+
+// kernelAlert is the message about a node whose kernel panicked: which
+// node, the panic line and its cause, the pods that died with it, and the
+// trace.
+func (rd renderer) kernelAlert(m *notify.Message) *payload {
+	r, g, k := m.Report, m.Group, m.Report.Kernel
+	heading := kernelHeadings[m.Kind]
+	node := orUnknown(r.Node)
+	title := strings.TrimPrefix(r.Headline(), "kernel panic: ")
+	blocks := []block{{Type: "header", Text: plain(heading+" on "+node+": "+title, maxHeader)}}
+
+	var what []string
+	if m.Kind == notify.KindSpike && m.Spike != nil {
+		what = append(what, fmt.Sprintf("More than %d kernel panics within %s.", m.Spike.Count, m.Spike.Window))
+	}
+	if k.Message != "" {
+		what = append(what, "Kernel panic - not syncing: "+truncateRunes(k.Message, maxPanic))
+	}
+	if k.FirstBug != "" {
+		what = append(what, "Cause: "+truncateRunes(k.FirstBug, maxPanic))
+	}
+	if len(what) > 0 {
+		blocks = append(blocks, block{Type: "section", Text: plain(strings.Join(what, "\n"), maxSection)})
+	}
+
+	var fs []*textObj
+	add := func(label, value string) {
+		if value != "" {
+			fs = append(fs, plain(label+": "+value, maxField))
+		}
+	}
+	add("Node", node)
+	add("Kernel", k.Release)
+	if t := k.Task; t != nil {
+		task := fmt.Sprintf("%s (PID %d, CPU %d)", orUnknown(t.Comm), t.PID, t.CPU)
+		if len(t.Taints) > 0 {
+			task += ", tainted: " + strings.Join(t.Taints, ", ")
+		}
+		add("Task", task)
+	}
+	add("Pods", podsOf(k.Pods))
+	add("From", corepipe.SourceName(r.Source))
+	add("Count", fmt.Sprintf("%d, first seen %s", g.Count, when(g.FirstSeen)))
+	add("Owner", g.Assignee)
+	blocks = append(blocks, block{Type: "section", Fields: fs})
+	if trace := kernelTrace(k); trace != "" {
+		blocks = append(blocks, block{Type: "section", Text: mrkdwn(trace)})
+	}
+	blocks = append(blocks, block{Type: "context", Elements: []*textObj{rd.links(r.ID, g.Signature, g.Count)}})
+
+	fallback := fmt.Sprintf("%s on %s: %s (%d %s)", heading, node, title, len(k.Pods), plural(int64(len(k.Pods)), "pod", "pods"))
+	return &payload{Text: fit(escape(fallback), maxFallback), Blocks: blocks}
+}
+
+// podsOf names the pods a panic took down, as many as fit in a field.
+func podsOf(pods []corepipe.PodRef) string {
+	if len(pods) == 0 {
+		return "none known"
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d: ", len(pods))
+	for i, p := range pods {
+		name := p.Namespace + "/" + p.Pod
+		if i > 0 {
+			name = ", " + name
+		}
+		more := fmt.Sprintf(" and %d more", len(pods)-i)
+		if b.Len()+len(name)+len(" and 999999 more") > maxField-len("Pods: ") {
+			b.WriteString(more)
+			break
+		}
+		b.WriteString(name)
+	}
+	return b.String()
+}
+
+// kernelTrace is the top of the call trace after the panic machinery, as
+// the kernel prints it.
+func kernelTrace(k *corepipe.KernelPanic) string {
+	frames := corepipe.KernelTopFrames(k, maxKernelFrames)
+	if len(frames) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	for _, f := range frames {
+		b.WriteString(f.Function)
+		if f.Offset != "" {
+			b.WriteString("+" + f.Offset)
+			if f.Size != "" {
+				b.WriteString("/" + f.Size)
+			}
+		}
+		if f.Module != "" {
+			b.WriteString(" [" + f.Module + "]")
+		}
+		b.WriteString("\n")
+	}
+	const fence = "```"
+	return fence + "\n" + fit(codeEscape(strings.TrimSuffix(b.String(), "\n")), maxSection-2*len(fence)-2) + "\n" + fence
 }
