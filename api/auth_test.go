@@ -131,6 +131,7 @@ func (e *env) do(method, path string, header http.Header, body io.Reader) (*http
 // TestAuthMatrix asks every route with every kind of credential.
 func TestAuthMatrix(t *testing.T) {
 	e, r := authEnv(t)
+	kp := storedKernelPanic(e)
 	routes := []struct {
 		path string
 		need Role
@@ -146,6 +147,7 @@ func TestAuthMatrix(t *testing.T) {
 		{"/api/v1/groups/" + r.Signature, RoleViewer, false},
 		{"/api/v1/crashes/" + r.ID + "/core", RoleDebugger, false},
 		{"/api/v1/crashes/" + r.ID + "/executable", RoleDebugger, false},
+		{"/api/v1/crashes/" + kp.ID + "/console", RoleDebugger, false},
 		{"/", RoleViewer, true},
 		{"/crashes/" + r.ID, RoleViewer, true},
 		{"/groups", RoleViewer, true},

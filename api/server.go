@@ -69,6 +69,9 @@ type Config struct {
 	// MaxSymbolSize bounds an uploaded debug file (0:
 	// symbols.DefaultMaxSize).
 	MaxSymbolSize int64
+	// Republisher queues kept crashes for the analyzers again
+	// (POST /api/v1/reanalyze); nil turns re-analysis off.
+	Republisher Republisher
 }
 
 // Web is how people reach the server through a browser, and how far an
@@ -141,6 +144,7 @@ type Server struct {
 	pages   pages
 
 	maxSymbolSize int64
+	republish     Republisher
 
 	publicURL  *url.URL
 	proxies    []netip.Prefix
@@ -170,6 +174,7 @@ func New(cfg Config) (*Server, error) {
 		pages:   parsePages(),
 
 		maxSymbolSize: cfg.MaxSymbolSize,
+		republish:     cfg.Republisher,
 
 		proxies:    cfg.TrustedProxies,
 		groupRoles: cfg.GroupRoles,
@@ -245,6 +250,7 @@ func (s *Server) Handler() http.Handler {
 	api("/api/v1/groups/{signature...}", RoleViewer, s.getGroup)
 	s.symbolRoutes(mux, api)
 	mux.Handle("PATCH /api/v1/groups/{signature...}", s.guard(RoleTriage, false, s.patchGroup))
+	mux.Handle("POST /api/v1/reanalyze", s.guard(RoleTriage, false, s.postReanalyze))
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, fmt.Errorf("%w: no API route %s", corepipe.ErrNotFound, truncate(r.URL.Path)))
 	})
