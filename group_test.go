@@ -16,7 +16,7 @@ func TestGroupObserve(t *testing.T) {
 	steps := []struct {
 		at      time.Duration
 		version string
-		want    GroupStatus
+		want    string
 	}{
 		{0, "v1.0.0", GroupNew},
 		{time.Minute, "v1.0.0", GroupOngoing},

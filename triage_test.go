@@ -45,7 +45,7 @@ func TestTriageStateMachine(t *testing.T) {
 		at         time.Duration
 		version    string
 		transition string
-		status     TriageStatus
+		status     string
 	}
 	for _, tc := range []struct {
 		name   string
@@ -132,7 +132,7 @@ func TestTriageGroupStatus(t *testing.T) {
 	var none *Triage
 	for _, tc := range []struct {
 		t    *Triage
-		want GroupStatus
+		want string
 	}{
 		{none, GroupOngoing},
 		{&Triage{Status: TriageOpen}, GroupOngoing},

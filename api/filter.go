@@ -24,30 +24,23 @@ func parseFilter(q url.Values, now time.Time) (corepipe.CrashFilter, error) {
 		Pod:       q.Get("pod"),
 		Exe:       q.Get("exe"),
 		Signature: q.Get("signature"),
-		Status:    corepipe.ReportStatus(q.Get("status")),
+		Status:    q.Get("status"),
 		Query:     q.Get("q"),
 		Cursor:    q.Get("cursor"),
 	}
 	var err error
-	if err = checkStatus(f.Status, crashStatuses...); err == nil {
+	if err = checkStatus(f.Status, corepipe.StatusAnalyzed, corepipe.StatusFailed, corepipe.StatusPending, corepipe.StatusDropped); err == nil {
 		f.Since, f.Limit, err = parseWindow(q, now)
 	}
 	return f, err
 }
 
-// crashStatuses are the statuses a crash list filters by.
-var crashStatuses = []corepipe.ReportStatus{corepipe.StatusAnalyzed, corepipe.StatusFailed, corepipe.StatusPending, corepipe.StatusDropped}
-
-// checkStatus accepts "" or one of the statuses a list can filter by.
-func checkStatus[S ~string](status S, valid ...S) error {
+// checkStatus accepts "" or one of the three statuses a list can filter by.
+func checkStatus(status string, valid ...string) error {
 	if status == "" || slices.Contains(valid, status) {
 		return nil
 	}
-	names := make([]string, len(valid))
-	for i, v := range valid {
-		names[i] = string(v)
-	}
-	return fmt.Errorf("%w: status %q: want one of %s", corepipe.ErrInvalid, truncate(string(status)), strings.Join(names, ", "))
+	return fmt.Errorf("%w: status %q: want one of %s", corepipe.ErrInvalid, truncate(status), strings.Join(valid, ", "))
 }
 
 // parseWindow reads the since and limit parameters every list shares.

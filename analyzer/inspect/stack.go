@@ -205,10 +205,9 @@ func cutCrash(frames []proc.Stackframe) []proc.Stackframe {
 // serve shows handle → main; SIGTRAP in runtime.Breakpoint loses the
 // function that called it; a signal in syscall.RawSyscall6's frameless
 // callee loses RawSyscall6). Starting again at the interrupted PC and SP
-// makes delve use DWARF for that frame. Below runtime.cgocallback the
-// unwind goes on in the Go code that called C (see there). It also returns
-// the index of the outermost signal handler frame that interrupted g on its
-// own stack, -1 when there is none.
+// makes delve use DWARF for that frame. It also returns the index of the
+// outermost signal handler frame that interrupted g on its own stack, -1
+// when there is none.
 func (a *analysis) fixInjected(g *proc.G, scope *proc.EvalScope, frames []proc.Stackframe, depth int) ([]proc.Stackframe, int) {
 	if a.t.BinInfo().Arch.Name == "arm64" {
 		return a.fixSigpanicLR(g, frames, depth), -1
@@ -221,27 +220,8 @@ func (a *analysis) fixInjected(g *proc.G, scope *proc.EvalScope, frames []proc.S
 			continue
 		}
 		next := frames[i+1]
-		pc, sp, bp := next.Current.PC, next.Regs.SP(), next.Regs.BP()
 		switch callName(f) {
 		case "runtime.sigpanic", "runtime.asyncPreempt":
-		case "runtime.cgocallback":
-			// A Go function called from C runs on the goroutine's stack
-			// below the frames that called C: cgocallback pushed, as its
-			// return address, the PC at which the goroutine left for C.
-			// The runtime's traceback goes on from there (or from
-			// runtime.goexit on a thread that C created), past no C frame;
-			// delve instead crosses to the system stack at
-			// g.m.g0.sched.sp to show crosscall2 and the C frames, and in
-			// a crashed callback called from Go found garbage there and
-			// stopped.
-			if hi == 0 {
-				lo, hi = a.evalUint(scope, "runtime.curg.stack.lo"), a.evalUint(scope, "runtime.curg.stack.hi")
-			}
-			cfa := uint64(f.Regs.CFA)
-			if f.Ret == 0 || cfa < lo || cfa >= hi {
-				continue
-			}
-			pc, sp, bp = f.Ret, cfa, 0 // no frame pointer: delve unwinds by DWARF
 		case "runtime.sigtrampgo":
 			// A signal that interrupted the system stack (a throw in
 			// newstack, the crash machinery) is unwound by delve across
@@ -257,7 +237,7 @@ func (a *analysis) fixInjected(g *proc.G, scope *proc.EvalScope, frames []proc.S
 		default:
 			continue
 		}
-		rest, err := a.restart(g, pc, sp, bp, depth)
+		rest, err := a.restart(g, next.Current.PC, next.Regs.SP(), next.Regs.BP(), depth)
 		if err != nil || len(rest) == 0 {
 			a.opts.Logger.Warn("cannot unwind again below an injected call; keeping delve's frames", "goroutine", g.ID, "frame", callName(f), "err", err)
 			continue
