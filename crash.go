@@ -46,6 +46,10 @@ type Crash struct {
 	// Pods are the pods known to have run on the node when its kernel
 	// panicked.
 	Pods []PodRef `json:"pods,omitempty"`
+	// NodeReport is the blob key of the report the agent made on the node
+	// from a core it kept there (see CoreLocation): the analyzer takes it
+	// in place of a core it does not have.
+	NodeReport string `json:"node_report,omitempty"`
 	// Notes records every decision the collector and agent took about this
 	// crash (truncated, dropped, rate limited), one sentence each.
 	Notes   []string `json:"notes,omitempty"`
@@ -146,6 +150,9 @@ type CoreArtifact struct {
 	Dropped string `json:"dropped,omitempty"`
 	// Key is the blob key of the compressed core once stored.
 	Key string `json:"key,omitempty"`
+	// Location is set by a node agent that applies the fleet's core
+	// policy: where the core is when it is not stored. Use Where.
+	Location *CoreLocation `json:"location,omitempty"`
 }
 
 // LogArtifact is the bounded excerpt of a log that holds a crash's

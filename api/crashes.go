@@ -110,6 +110,12 @@ func (s *Server) getCore(w http.ResponseWriter, r *http.Request) {
 		if core.Dropped != "" {
 			msg = "the core was dropped: " + core.Dropped
 		}
+		if loc := core.Where(s.now()); core.Location != nil {
+			msg = "the core is " + loc.String()
+			if loc.State == corepipe.CoreOnNode {
+				msg += "; POST /api/v1/crashes/" + id + "/core/request asks for it"
+			}
+		}
 		s.writeError(w, r, fmt.Errorf("%w: crash %s: %s", corepipe.ErrNotFound, id, msg))
 		return
 	}

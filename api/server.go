@@ -69,9 +69,9 @@ type Config struct {
 	// MaxSymbolSize bounds an uploaded debug file (0:
 	// symbols.DefaultMaxSize).
 	MaxSymbolSize int64
-	// Republisher queues kept crashes for the analyzers again
-	// (POST /api/v1/reanalyze); nil turns re-analysis off.
-	Republisher Republisher
+	// CoreRequests asks nodes for the cores they keep; nil answers core
+	// requests with 503.
+	CoreRequests CoreRequester
 }
 
 // Web is how people reach the server through a browser, and how far an
@@ -144,7 +144,7 @@ type Server struct {
 	pages   pages
 
 	maxSymbolSize int64
-	republish     Republisher
+	requests      CoreRequester
 
 	publicURL  *url.URL
 	proxies    []netip.Prefix
@@ -174,7 +174,7 @@ func New(cfg Config) (*Server, error) {
 		pages:   parsePages(),
 
 		maxSymbolSize: cfg.MaxSymbolSize,
-		republish:     cfg.Republisher,
+		requests:      cfg.CoreRequests,
 
 		proxies:    cfg.TrustedProxies,
 		groupRoles: cfg.GroupRoles,
@@ -250,7 +250,7 @@ func (s *Server) Handler() http.Handler {
 	api("/api/v1/groups/{signature...}", RoleViewer, s.getGroup)
 	s.symbolRoutes(mux, api)
 	mux.Handle("PATCH /api/v1/groups/{signature...}", s.guard(RoleTriage, false, s.patchGroup))
-	mux.Handle("POST /api/v1/reanalyze", s.guard(RoleTriage, false, s.postReanalyze))
+	mux.Handle("POST /api/v1/crashes/{id}/core/request", s.guard(RoleDebugger, false, s.requestCore))
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, fmt.Errorf("%w: no API route %s", corepipe.ErrNotFound, truncate(r.URL.Path)))
 	})
@@ -261,6 +261,7 @@ func (s *Server) Handler() http.Handler {
 	ui("/releases", RoleViewer, s.uiReleases)
 	ui("/groups/{signature...}", RoleViewer, s.uiGroup)
 	mux.Handle("POST /groups/{signature...}", s.guard(RoleTriage, true, s.uiTriage))
+	mux.Handle("POST /crashes/{id}/core/request", s.guard(RoleDebugger, true, s.uiRequestCore))
 	mux.HandleFunc("GET /login", s.loginForm)
 	mux.HandleFunc("POST /login", s.login)
 	mux.HandleFunc("POST /logout", s.logout)

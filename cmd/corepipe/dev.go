@@ -38,6 +38,7 @@ type devFlags struct {
 	crashOutput  string
 	netconsole   string
 	receiver     *netconsoleFlags
+	policy       *corePolicyFlags
 }
 
 func devCmd(log *slog.Logger) *cobra.Command {
@@ -74,6 +75,7 @@ the previous one is put back.`,
 	fset.StringVar(&f.crashOutput, "crash-output-dir", "", "`directory` whose crash files (from services importing package crashout) become reports (default <data>/crash-output)")
 	fset.StringVar(&f.netconsole, "netconsole", "", "`ADDR:PORT` to receive nodes' kernel logs on over netconsole (UDP), recording their panics (default: none)")
 	f.receiver = netconsoleFlagsOf(fset)
+	f.policy = corePolicyFlagsOf(fset)
 	cmd.MarkFlagDirname("data")
 	cmd.MarkFlagFilename("collector")
 	return cmd
@@ -129,7 +131,11 @@ func runDev(ctx context.Context, stdout io.Writer, log *slog.Logger, f *devFlags
 	if err != nil {
 		return err
 	}
-	ag, err := newAgent(log, spool, blobs, q, append(agentOpts, withWatcher(pods))...)
+	policy, err := f.policy.policy(q)
+	if err != nil {
+		return err
+	}
+	ag, err := newAgent(log, spool, blobs, q, append(agentOpts, withWatcher(pods), withPolicy(policy))...)
 	if err != nil {
 		return err
 	}
@@ -156,7 +162,7 @@ func runDev(ctx context.Context, stdout io.Writer, log *slog.Logger, f *devFlags
 	if err != nil {
 		return err
 	}
-	return runAll(ctx, kpanic, ag.Run, runWatcher(pods, ag), crashOutputs(log, f.crashOutput, f.kube.node, blobs, ag, pods), an.Run, apiPart(log, ln, idx, blobs, q, "api", apiSetup{tokens: tokens, web: f.api.web, metrics: reg, owners: f.api.owners, maxSymbolSize: f.api.maxSymbolSize}), notifier)
+	return runAll(ctx, kpanic, ag.Run, runWatcher(pods, ag), crashOutputs(log, f.crashOutput, f.kube.node, blobs, ag, pods), coreRequests(log, q, policy, f.kube.node, ag), an.Run, apiPart(log, ln, idx, blobs, q, "api", apiSetup{tokens: tokens, web: f.api.web, metrics: reg, owners: f.api.owners, maxSymbolSize: f.api.maxSymbolSize}), notifier)
 }
 
 func analyzerFlagsOf(fset *pflag.FlagSet) *analyzerFlags {

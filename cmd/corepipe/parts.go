@@ -141,9 +141,11 @@ func newAnalyzer(log *slog.Logger, f analyzerFlags, blobs corepipe.BlobStore, q 
 	}), nil
 }
 
-// reportsQueue is what the API needs of the queue: the reports stream.
+// reportsQueue is what the API needs of the queue: the reports stream,
+// and the nodes' core requests.
 type reportsQueue interface {
 	Reports(ctx context.Context, durable string) (corepipe.Consumer, error)
+	RequestCore(ctx context.Context, node, id string) error
 }
 
 // apiFlags are the api's flags, shared by `corepipe api` and `corepipe dev`.
@@ -245,6 +247,7 @@ func apiPart(log *slog.Logger, ln net.Listener, idx *sqlite.Index, blobs corepip
 			Gatherer:   setup.metrics,
 
 			MaxSymbolSize: setup.maxSymbolSize,
+			CoreRequests:  q,
 		})
 		if err != nil {
 			return err

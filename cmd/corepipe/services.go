@@ -50,6 +50,7 @@ type agentCmdFlags struct {
 	limits       *spool.Settings
 	kube         *kubeFlags
 	agent        *agentFlags
+	policy       *corePolicyFlags
 	crashOutput  string
 }
 
@@ -83,6 +84,7 @@ overwrites it, and restores the previous pattern on exit.`,
 	f.kube = kubeFlagsOf(fset, nil)
 	fset.StringVar(&f.crashOutput, "crash-output-dir", "/var/lib/corepipe/crash-output", "`directory` (shared with the pods as COREPIPE_CRASH_DIR) whose crash files, from services importing package crashout, become reports (empty: none)")
 	f.agent = agentFlagsOf(fset)
+	f.policy = corePolicyFlagsOf(fset)
 	cmd.MarkFlagDirname("spool")
 	cmd.MarkFlagFilename("collector")
 	return cmd
@@ -118,11 +120,15 @@ func runAgent(ctx context.Context, log *slog.Logger, f *agentCmdFlags) error {
 	if err != nil {
 		return err
 	}
-	ag, err := newAgent(log, f.spool, blobs, q, append(opts, withWatcher(pods))...)
+	policy, err := f.policy.policy(q)
 	if err != nil {
 		return err
 	}
-	return runAll(ctx, ag.Run, runWatcher(pods, ag), crashOutputs(log, f.crashOutput, f.kube.node, blobs, ag, pods), func(ctx context.Context) error {
+	ag, err := newAgent(log, f.spool, blobs, q, append(opts, withWatcher(pods), withPolicy(policy))...)
+	if err != nil {
+		return err
+	}
+	return runAll(ctx, ag.Run, runWatcher(pods, ag), crashOutputs(log, f.crashOutput, f.kube.node, blobs, ag, pods), coreRequests(log, q, policy, f.kube.node, ag), func(ctx context.Context) error {
 		return serveMetrics(ctx, f.agent.metricsListen, reg)
 	})
 }
