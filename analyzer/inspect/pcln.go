@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"go/constant"
+	"reflect"
 	"sort"
 
 	"github.com/go-delve/delve/pkg/proc"
@@ -80,49 +82,99 @@ const (
 	maxPcvalueTableSize = 1 << 20
 )
 
+// loadModuledata loads runtime.firstmoduledata's fields, its slices
+// without their elements: one evaluation, which on a big binary costs what
+// a search of every package variable costs.
+var loadModuledata = proc.LoadConfig{MaxVariableRecurse: 1, MaxStructFields: -1}
+
 // newFuncTable reads runtime.firstmoduledata's table headers from the
 // core.
 func (a *analysis) newFuncTable() (*funcTable, error) {
+	md, err := a.global.EvalExpression("runtime.firstmoduledata", loadModuledata)
+	if err != nil {
+		return nil, err
+	}
+	if md.Unreadable != nil {
+		return nil, md.Unreadable
+	}
+	fields := make(map[string]*proc.Variable, len(md.Children))
+	for i := range md.Children {
+		fields[md.Children[i].Name] = &md.Children[i]
+	}
+	field := func(name string, kind reflect.Kind) (*proc.Variable, error) {
+		f := fields[name]
+		switch {
+		case f == nil:
+			return nil, fmt.Errorf("moduledata has no field %s", name)
+		case f.Unreadable != nil:
+			return nil, fmt.Errorf("moduledata.%s: %w", name, f.Unreadable)
+		case f.Kind != kind:
+			return nil, fmt.Errorf("moduledata.%s is a %v", name, f.Kind)
+		}
+		return f, nil
+	}
 	slice := func(name string) (base, n uint64, err error) {
-		v, err := a.global.EvalExpression("runtime.firstmoduledata."+name, loadScalar)
+		f, err := field(name, reflect.Slice)
 		if err != nil {
 			return 0, 0, err
 		}
-		if v.Unreadable != nil {
-			return 0, 0, v.Unreadable
-		}
-		return v.Base, uint64(v.Len), nil
+		return f.Base, uint64(f.Len), nil
 	}
+	word := func(name string) (uint64, error) {
+		f := fields[name]
+		if f == nil || f.Unreadable != nil || f.Value == nil {
+			return 0, fmt.Errorf("moduledata.%s is unreadable", name)
+		}
+		u, ok := constant.Uint64Val(constant.ToInt(f.Value))
+		if !ok {
+			return 0, fmt.Errorf("moduledata.%s is not a number", name)
+		}
+		return u, nil
+	}
+
 	ft := &funcTable{mem: a.t.Memory(), quantum: 1, funcs: map[uint32]*funcInfo{}, strings: map[uint64]string{}, frames: map[symKey][]srcFrame{}}
 	if a.t.BinInfo().Arch.Name == "arm64" {
 		ft.quantum = 4
 	}
-	if n := a.evalUint(a.global, "len(runtime.firstmoduledata.textsectmap)"); n > 1 {
-		return nil, fmt.Errorf("%d text sections", n)
+	if _, n, err := slice("textsectmap"); err != nil || n > 1 {
+		return nil, fmt.Errorf("text sections: %d, %v", n, err)
 	}
-	hdr := a.evalUint(a.global, "uintptr(runtime.firstmoduledata.pcHeader)")
-	var magic [4]byte
-	if hdr == 0 {
+	hdr, err := field("pcHeader", reflect.Ptr)
+	if err != nil {
+		return nil, err
+	}
+	if len(hdr.Children) == 0 || hdr.Children[0].Addr == 0 {
 		return nil, errors.New("no pcHeader")
 	}
-	if _, err := ft.mem.ReadMemory(magic[:], hdr); err != nil {
+	var magic [4]byte
+	if _, err := ft.mem.ReadMemory(magic[:], hdr.Children[0].Addr); err != nil {
 		return nil, err
 	}
 	if m := binary.LittleEndian.Uint32(magic[:]); m != pclnMagic {
 		return nil, fmt.Errorf("pclntab magic %#x", m)
 	}
-	var err error
 	for _, s := range []struct {
 		name string
 		dst  *uint64
 	}{{"funcnametab", &ft.funcnametab}, {"cutab", &ft.cutab}, {"filetab", &ft.filetab}, {"pctab", &ft.pctab}, {"pclntable", &ft.pclntable}} {
 		if *s.dst, _, err = slice(s.name); err != nil {
-			return nil, fmt.Errorf("moduledata.%s: %w", s.name, err)
+			return nil, err
 		}
+	}
+	for _, w := range []struct {
+		name string
+		dst  *uint64
+	}{{"text", &ft.text}, {"minpc", &ft.minpc}, {"maxpc", &ft.maxpc}, {"gofunc", &ft.gofunc}} {
+		if *w.dst, err = word(w.name); err != nil {
+			return nil, err
+		}
+	}
+	if ft.text == 0 || ft.maxpc <= ft.minpc || ft.gofunc == 0 {
+		return nil, fmt.Errorf("moduledata text %#x, pcs %#x-%#x, gofunc %#x", ft.text, ft.minpc, ft.maxpc, ft.gofunc)
 	}
 	base, n, err := slice("ftab")
 	if err != nil {
-		return nil, fmt.Errorf("moduledata.ftab: %w", err)
+		return nil, err
 	}
 	if n < 2 || n > maxFtabEntries {
 		return nil, fmt.Errorf("moduledata.ftab has %d entries", n)
@@ -134,13 +186,6 @@ func (a *analysis) newFuncTable() (*funcTable, error) {
 	ft.ftab = make([]uint32, 2*n)
 	for i := range ft.ftab {
 		ft.ftab[i] = binary.LittleEndian.Uint32(buf[4*i:])
-	}
-	ft.text = a.evalUint(a.global, "runtime.firstmoduledata.text")
-	ft.minpc = a.evalUint(a.global, "runtime.firstmoduledata.minpc")
-	ft.maxpc = a.evalUint(a.global, "runtime.firstmoduledata.maxpc")
-	ft.gofunc = a.evalUint(a.global, "runtime.firstmoduledata.gofunc")
-	if ft.text == 0 || ft.maxpc <= ft.minpc || ft.gofunc == 0 {
-		return nil, fmt.Errorf("moduledata text %#x, pcs %#x-%#x, gofunc %#x", ft.text, ft.minpc, ft.maxpc, ft.gofunc)
 	}
 	return ft, nil
 }

@@ -113,7 +113,7 @@ func (a *analysis) symbolize(frames []proc.Stackframe, retPC bool) []proc.Stackf
 	if ft == nil {
 		return frames
 	}
-	out := make([]proc.Stackframe, 0, len(frames)+4)
+	var out []proc.Stackframe // nil while frames are renamed in place
 	exact := !retPC
 	group := 0 // where the inlined calls delve shows for frames[i] start
 	for i, f := range frames {
@@ -121,17 +121,22 @@ func (a *analysis) symbolize(frames []proc.Stackframe, retPC bool) []proc.Stackf
 			continue
 		}
 		src, ok := ft.lookup(f.Current.PC, exact)
-		if !ok || f.Current.Fn == nil {
-			out = append(out, frames[group:i+1]...)
-		} else {
+		switch {
+		case !ok || f.Current.Fn == nil:
+			if out != nil {
+				out = append(out, frames[group:i+1]...)
+			}
+		case out == nil && len(src) == i+1-group:
+			// As many calls as delve found: the common case, no copy.
 			for k, s := range src {
-				c := f
-				c.Call = proc.Location{PC: f.Current.PC, File: s.file, Line: s.line, Fn: f.Current.Fn}
-				c.Inlined = k < len(src)-1
-				if s.name != f.Current.Fn.Name {
-					c.Call.Fn = a.syms.function(s.name, f.Current.Fn)
-				}
-				out = append(out, c)
+				frames[group+k] = a.syms.frame(f, s, k < len(src)-1)
+			}
+		default:
+			if out == nil {
+				out = append(make([]proc.Stackframe, 0, len(frames)+len(src)), frames[:group]...)
+			}
+			for k, s := range src {
+				out = append(out, a.syms.frame(f, s, k < len(src)-1))
 			}
 		}
 		group = i + 1
@@ -144,7 +149,22 @@ func (a *analysis) symbolize(frames []proc.Stackframe, retPC bool) []proc.Stackf
 			exact = false
 		}
 	}
+	if out == nil {
+		return frames
+	}
 	return append(out, frames[group:]...)
+}
+
+// frame is physical's frame for s, one of the calls the runtime prints
+// for it.
+func (s *symbols) frame(physical proc.Stackframe, src srcFrame, inlined bool) proc.Stackframe {
+	c := physical
+	c.Call = proc.Location{PC: physical.Current.PC, File: src.file, Line: src.line, Fn: physical.Current.Fn}
+	c.Inlined = inlined
+	if src.name != physical.Current.Fn.Name {
+		c.Call.Fn = s.function(src.name, physical.Current.Fn)
+	}
+	return c
 }
 
 // function is the function of a call inlined in physical, by name.
@@ -205,9 +225,10 @@ func cutCrash(frames []proc.Stackframe) []proc.Stackframe {
 // serve shows handle → main; SIGTRAP in runtime.Breakpoint loses the
 // function that called it; a signal in syscall.RawSyscall6's frameless
 // callee loses RawSyscall6). Starting again at the interrupted PC and SP
-// makes delve use DWARF for that frame. It also returns the index of the
-// outermost signal handler frame that interrupted g on its own stack, -1
-// when there is none.
+// makes delve use DWARF for that frame. Below runtime.cgocallback the
+// unwind goes on in the Go code that called C (see there). It also returns
+// the index of the outermost signal handler frame that interrupted g on its
+// own stack, -1 when there is none.
 func (a *analysis) fixInjected(g *proc.G, scope *proc.EvalScope, frames []proc.Stackframe, depth int) ([]proc.Stackframe, int) {
 	if a.t.BinInfo().Arch.Name == "arm64" {
 		return a.fixSigpanicLR(g, frames, depth), -1
@@ -220,8 +241,27 @@ func (a *analysis) fixInjected(g *proc.G, scope *proc.EvalScope, frames []proc.S
 			continue
 		}
 		next := frames[i+1]
+		pc, sp, bp := next.Current.PC, next.Regs.SP(), next.Regs.BP()
 		switch callName(f) {
 		case "runtime.sigpanic", "runtime.asyncPreempt":
+		case "runtime.cgocallback":
+			// A Go function called from C runs on the goroutine's stack
+			// below the frames that called C: cgocallback pushed, as its
+			// return address, the PC at which the goroutine left for C.
+			// The runtime's traceback goes on from there (or from
+			// runtime.goexit on a thread that C created), past no C frame;
+			// delve instead crosses to the system stack at
+			// g.m.g0.sched.sp to show crosscall2 and the C frames, and in
+			// a crashed callback called from Go found garbage there and
+			// stopped.
+			if hi == 0 {
+				lo, hi = a.evalUint(scope, "runtime.curg.stack.lo"), a.evalUint(scope, "runtime.curg.stack.hi")
+			}
+			cfa := uint64(f.Regs.CFA)
+			if f.Ret == 0 || cfa < lo || cfa >= hi {
+				continue
+			}
+			pc, sp, bp = f.Ret, cfa, 0 // no frame pointer: delve unwinds by DWARF
 		case "runtime.sigtrampgo":
 			// A signal that interrupted the system stack (a throw in
 			// newstack, the crash machinery) is unwound by delve across
@@ -237,7 +277,7 @@ func (a *analysis) fixInjected(g *proc.G, scope *proc.EvalScope, frames []proc.S
 		default:
 			continue
 		}
-		rest, err := a.restart(g, next.Current.PC, next.Regs.SP(), next.Regs.BP(), depth)
+		rest, err := a.restart(g, pc, sp, bp, depth)
 		if err != nil || len(rest) == 0 {
 			a.opts.Logger.Warn("cannot unwind again below an injected call; keeping delve's frames", "goroutine", g.ID, "frame", callName(f), "err", err)
 			continue
