@@ -54,6 +54,7 @@ type analysis struct {
 	statuses    map[uint64]string
 	reasons     map[int64]string
 
+	overflow bool     // the crashing goroutine's stack could not grow
 	coreSize int64    // bounds runtime.allglen
 	syms     symbols  // the runtime's own function table, read on first use
 	share    *sharing // identical stacks stored once
@@ -101,6 +102,7 @@ func (a *analysis) run(r *corepipe.Report) error {
 	}
 	a.global = proc.FrameToScope(t, t.Memory(), nil, dying.ThreadID(), dframes[0])
 	cr := classify(dframes)
+	a.overflow = overflowed(cr)
 	r.Runtime = a.runtimeState()
 	a.dyingFrames(r.Threads, dying.ThreadID(), dframes, cr)
 
@@ -182,14 +184,20 @@ func (a *analysis) goroutine(g *proc.G, crashing bool) (corepipe.Goroutine, []pr
 	if !crashing {
 		depth = min(depth, shallowDepth)
 	}
-	frames, err := a.unwind(g, scope, crashing, depth)
+	unwind := a.unwind
+	if crashing && a.overflow {
+		unwind = func(g *proc.G, scope *proc.EvalScope, _ bool, depth int) ([]proc.Stackframe, error) {
+			return a.unwindOverflowed(g, scope, depth)
+		}
+	}
+	frames, err := unwind(g, scope, crashing, depth)
 	if err == nil && len(frames) >= depth && depth < a.opts.MaxFrames+frameSlack {
-		frames, err = a.unwind(g, scope, crashing, a.opts.MaxFrames+frameSlack)
+		frames, err = unwind(g, scope, crashing, a.opts.MaxFrames+frameSlack)
 	}
 	if err != nil {
 		return rg, nil, err
 	}
-	rg.Frames, rg.FramesElided = a.capFrames(g, frames, a.opts.MaxFrames)
+	rg.Frames, rg.FramesElided = a.keepEnds(g, frames, a.opts.MaxFrames)
 	rg.Frames = a.share.frames(rg.Frames)
 	return rg, frames, nil
 }

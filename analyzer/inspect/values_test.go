@@ -9,6 +9,7 @@ import (
 	"github.com/corepipe/corepipe"
 	"github.com/corepipe/corepipe/analyzer/signature"
 	"github.com/corepipe/corepipe/internal/testkit/crashtest"
+	"github.com/corepipe/corepipe/internal/testkit/gotraceback"
 )
 
 // TestPanicValues: issue 12 class 5. A panic value of every predeclared
@@ -194,5 +195,45 @@ func TestRuntimeFloat(t *testing.T) {
 		if got := formatRuntimeFloat(tc.f); got != tc.want {
 			t.Errorf("formatRuntimeFloat(%v) = %q, want %q", tc.f, got, tc.want)
 		}
+	}
+}
+
+// TestStackOverflow: issue 12 class 6. A stack overflow keeps at least the
+// runtime's innermost 50 and outermost 50 frames, in order (crashExe
+// compares both ends with what the runtime printed), whatever the shape of
+// the recursion: inlined calls in every cycle, a method value, mutual
+// recursion, another goroutine; frames_elided counts the rest exactly as
+// the runtime counts them.
+func TestStackOverflow(t *testing.T) {
+	t.Parallel()
+	exe := crashtest.BuildKinds(t)
+	for _, kind := range []string{"overflow", "overflow-goroutine", "overflow-stringer", "overflow-mutual", "overflow-closure"} {
+		t.Run(kind, func(t *testing.T) {
+			t.Parallel()
+			r, d := crashExe(t, exe, nil, kind)
+			wantPanic(t, r, corepipe.PanicKindFatal, "stack overflow")
+			g := r.CrashingGoroutineReport()
+			if g == nil {
+				t.Fatal("no crashing goroutine")
+			}
+			var dg *gotraceback.Goroutine
+			for i := range d.Goroutines {
+				if d.Goroutines[i].ID == g.ID {
+					dg = &d.Goroutines[i]
+				}
+			}
+			if dg == nil || dg.ElidedAt != 50 || len(dg.Frames) != 100 {
+				t.Fatalf("the runtime did not print 50 + 50 frames of goroutine %d: %+v", g.ID, dg)
+			}
+			if len(g.Frames) != defaultMaxFrames {
+				t.Errorf("kept %d frames, want %d", len(g.Frames), defaultMaxFrames)
+			}
+			if got, want := len(g.Frames)+g.FramesElided, len(dg.Frames)+dg.Elided; got != want {
+				t.Errorf("%d frames kept + %d elided = %d, the runtime counts %d", len(g.Frames), g.FramesElided, got, want)
+			}
+			if t.Failed() {
+				t.Logf("report:\n%s", tailLines(dump(r), 120))
+			}
+		})
 	}
 }
