@@ -69,7 +69,7 @@ type CrashFilter struct {
 	Pod       string
 	Exe       string
 	Signature string
-	Status    string
+	Status    ReportStatus
 	// BuildID matches the executable's GNU or Go build ID.
 	BuildID string
 	// Query is full-text search over titles, panic messages and the

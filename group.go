@@ -2,11 +2,15 @@ package corepipe
 
 import "time"
 
+// GroupStatus is what a group shows: what its crashes made it (new,
+// ongoing, regressed) unless triage says otherwise (resolved, ignored).
+type GroupStatus string
+
 // Group statuses.
 const (
-	GroupNew       = "new"
-	GroupOngoing   = "ongoing"
-	GroupRegressed = "regressed"
+	GroupNew       GroupStatus = "new"
+	GroupOngoing   GroupStatus = "ongoing"
+	GroupRegressed GroupStatus = "regressed"
 )
 
 // QuietPeriod is how long a group must go unseen before a crash in a newer
@@ -15,16 +19,16 @@ const QuietPeriod = 24 * time.Hour
 
 // Group is every crash with the same signature: one bug.
 type Group struct {
-	Signature    string    `json:"signature"`
-	Title        string    `json:"title"`
-	Count        int64     `json:"count"`
-	FirstSeen    time.Time `json:"first_seen"`
-	LastSeen     time.Time `json:"last_seen"`
-	FirstVersion string    `json:"first_version,omitempty"`
-	LastVersion  string    `json:"last_version,omitempty"`
-	Status       string    `json:"status"`
-	Nodes        []string  `json:"nodes,omitempty"`
-	Workloads    []string  `json:"workloads,omitempty"`
+	Signature    string      `json:"signature"`
+	Title        string      `json:"title"`
+	Count        int64       `json:"count"`
+	FirstSeen    time.Time   `json:"first_seen"`
+	LastSeen     time.Time   `json:"last_seen"`
+	FirstVersion string      `json:"first_version,omitempty"`
+	LastVersion  string      `json:"last_version,omitempty"`
+	Status       GroupStatus `json:"status"`
+	Nodes        []string    `json:"nodes,omitempty"`
+	Workloads    []string    `json:"workloads,omitempty"`
 	// Assignee is the person or team that owns the bug, "" for nobody.
 	Assignee string `json:"assignee,omitempty"`
 	// Triage is what people decided and what crashes did since; nil for a
@@ -34,7 +38,7 @@ type Group struct {
 
 // GroupFilter selects groups from an index. Zero fields match everything.
 type GroupFilter struct {
-	Status string
+	Status GroupStatus
 	// Assignee keeps the groups it owns.
 	Assignee string
 	// FirstVersion keeps the groups first seen in that version: a
@@ -60,7 +64,7 @@ type Share struct {
 // other than the last one seen after the group was quiet for QuietPeriod;
 // ongoing otherwise. Crashes may arrive out of order (a replay, an agent
 // that was offline): only a crash newer than LastSeen moves the group on.
-func (g *Group) Observe(r *Report) string {
+func (g *Group) Observe(r *Report) GroupStatus {
 	version := r.Version()
 	t := r.CapturedAt
 	if g.Count == 0 {

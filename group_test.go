@@ -16,7 +16,7 @@ func TestGroupObserve(t *testing.T) {
 	steps := []struct {
 		at      time.Duration
 		version string
-		want    string
+		want    GroupStatus
 	}{
 		{0, "v1.0.0", GroupNew},
 		{time.Minute, "v1.0.0", GroupOngoing},

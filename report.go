@@ -8,15 +8,18 @@ import (
 // ReportSchema is the version of the Report JSON.
 const ReportSchema = 1
 
+// ReportStatus is how far a crash's analysis got.
+type ReportStatus string
+
 // Report statuses.
 const (
-	StatusAnalyzed = "analyzed"
-	StatusFailed   = "failed"
-	StatusPending  = "pending"
+	StatusAnalyzed ReportStatus = "analyzed"
+	StatusFailed   ReportStatus = "failed"
+	StatusPending  ReportStatus = "pending"
 	// StatusDropped is a crash whose core the collector did not keep (the
 	// per-executable rate limit in a crash storm, the spool's disk
 	// limits, RLIMIT_CORE): recorded and counted, not a failure.
-	StatusDropped = "dropped"
+	StatusDropped ReportStatus = "dropped"
 )
 
 // Where a report's facts came from (Report.Source).
@@ -68,12 +71,12 @@ const (
 // Report is the analysis of one crash: the contract of design.md. Field names
 // are stable; an absent field means unknown.
 type Report struct {
-	Schema     int       `json:"schema"`
-	ID         string    `json:"id"`
-	Status     string    `json:"status"`
-	Error      string    `json:"error,omitempty"`
-	CapturedAt time.Time `json:"captured_at"`
-	Node       string    `json:"node,omitempty"`
+	Schema     int          `json:"schema"`
+	ID         string       `json:"id"`
+	Status     ReportStatus `json:"status"`
+	Error      string       `json:"error,omitempty"`
+	CapturedAt time.Time    `json:"captured_at"`
+	Node       string       `json:"node,omitempty"`
 	// Source is where the facts came from: a core, the container's log, a
 	// crash-output file (see the Source* constants).
 	Source string `json:"source,omitempty"`

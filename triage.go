@@ -9,19 +9,22 @@ import (
 	"unicode"
 )
 
-// Triage statuses: what people set (open, resolved, ignored) and what a
+// TriageStatus is what people set (open, resolved, ignored) and what a
 // crash turns a resolved group into (regressed).
+type TriageStatus string
+
+// Triage statuses.
 const (
-	TriageOpen      = "open"
-	TriageResolved  = "resolved"
-	TriageIgnored   = "ignored"
-	TriageRegressed = "regressed"
+	TriageOpen      TriageStatus = "open"
+	TriageResolved  TriageStatus = "resolved"
+	TriageIgnored   TriageStatus = "ignored"
+	TriageRegressed TriageStatus = "regressed"
 )
 
 // Group statuses that come from triage rather than from the crashes alone.
 const (
-	GroupResolved = "resolved"
-	GroupIgnored  = "ignored"
+	GroupResolved GroupStatus = "resolved"
+	GroupIgnored  GroupStatus = "ignored"
 )
 
 // ResolvedNextRelease as resolved_in resolves a group in the release after
@@ -37,7 +40,7 @@ const ResolvedNextRelease = "next"
 // as semver; any other pair compares by the order in which the group first
 // saw them (Versions), a version never seen being newer than every one seen.
 type Triage struct {
-	Status string `json:"status"`
+	Status TriageStatus `json:"status"`
 	// ResolvedIn is what people said: "" (now), "next" or a version.
 	ResolvedIn string `json:"resolved_in,omitempty"`
 	// Baseline is the group's newest version when it was resolved: a
@@ -69,10 +72,10 @@ type Triage struct {
 // the API or the UI. Empty fields keep what was there, except that a new
 // status replaces the conditions of the old one.
 type TriageChange struct {
-	Status      string    `json:"status,omitempty"`
-	ResolvedIn  string    `json:"resolved_in,omitempty"`
-	IgnoreUntil time.Time `json:"ignore_until,omitzero"`
-	IgnoreCount int64     `json:"ignore_count,omitempty"`
+	Status      TriageStatus `json:"status,omitempty"`
+	ResolvedIn  string       `json:"resolved_in,omitempty"`
+	IgnoreUntil time.Time    `json:"ignore_until,omitzero"`
+	IgnoreCount int64        `json:"ignore_count,omitempty"`
 	// Assignee nil keeps the owner, "" unassigns.
 	Assignee *string `json:"assignee,omitempty"`
 	// IssueURL nil keeps the linked issue, "" unlinks it.
@@ -193,7 +196,7 @@ func (c TriageChange) check() error {
 	switch c.Status {
 	case "", TriageOpen, TriageResolved, TriageIgnored:
 	default:
-		return fmt.Errorf("%w: triage status %q: want open, resolved or ignored", ErrInvalid, clip(c.Status))
+		return fmt.Errorf("%w: triage status %q: want open, resolved or ignored", ErrInvalid, clip(string(c.Status)))
 	}
 	if c.ResolvedIn != "" && c.Status != TriageResolved {
 		return fmt.Errorf("%w: resolved_in needs status resolved", ErrInvalid)
@@ -300,7 +303,7 @@ func (t *Triage) regresses(v string) bool {
 // GroupStatus is the status a group shows: observed (new, ongoing,
 // regressed from the crashes alone) unless triage says otherwise. An
 // ignore whose time has passed shows as the crashes say.
-func (t *Triage) GroupStatus(observed string, now time.Time) string {
+func (t *Triage) GroupStatus(observed GroupStatus, now time.Time) GroupStatus {
 	if t == nil {
 		return observed
 	}

@@ -45,7 +45,7 @@ func TestTriageStateMachine(t *testing.T) {
 		at         time.Duration
 		version    string
 		transition string
-		status     string
+		status     TriageStatus
 	}
 	for _, tc := range []struct {
 		name   string
@@ -132,7 +132,7 @@ func TestTriageGroupStatus(t *testing.T) {
 	var none *Triage
 	for _, tc := range []struct {
 		t    *Triage
-		want string
+		want GroupStatus
 	}{
 		{none, GroupOngoing},
 		{&Triage{Status: TriageOpen}, GroupOngoing},

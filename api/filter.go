@@ -24,23 +24,30 @@ func parseFilter(q url.Values, now time.Time) (corepipe.CrashFilter, error) {
 		Pod:       q.Get("pod"),
 		Exe:       q.Get("exe"),
 		Signature: q.Get("signature"),
-		Status:    q.Get("status"),
+		Status:    corepipe.ReportStatus(q.Get("status")),
 		Query:     q.Get("q"),
 		Cursor:    q.Get("cursor"),
 	}
 	var err error
-	if err = checkStatus(f.Status, corepipe.StatusAnalyzed, corepipe.StatusFailed, corepipe.StatusPending, corepipe.StatusDropped); err == nil {
+	if err = checkStatus(f.Status, crashStatuses...); err == nil {
 		f.Since, f.Limit, err = parseWindow(q, now)
 	}
 	return f, err
 }
 
-// checkStatus accepts "" or one of the three statuses a list can filter by.
-func checkStatus(status string, valid ...string) error {
+// crashStatuses are the statuses a crash list filters by.
+var crashStatuses = []corepipe.ReportStatus{corepipe.StatusAnalyzed, corepipe.StatusFailed, corepipe.StatusPending, corepipe.StatusDropped}
+
+// checkStatus accepts "" or one of the statuses a list can filter by.
+func checkStatus[S ~string](status S, valid ...S) error {
 	if status == "" || slices.Contains(valid, status) {
 		return nil
 	}
-	return fmt.Errorf("%w: status %q: want one of %s", corepipe.ErrInvalid, truncate(status), strings.Join(valid, ", "))
+	names := make([]string, len(valid))
+	for i, v := range valid {
+		names[i] = string(v)
+	}
+	return fmt.Errorf("%w: status %q: want one of %s", corepipe.ErrInvalid, truncate(string(status)), strings.Join(names, ", "))
 }
 
 // parseWindow reads the since and limit parameters every list shares.

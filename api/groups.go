@@ -82,9 +82,9 @@ func (s *Server) groupDetail(ctx context.Context, signature string) (*groupDetai
 
 // parseGroupFilter reads the groups query of the API and the UI.
 func parseGroupFilter(q url.Values, now time.Time) (corepipe.GroupFilter, error) {
-	f := corepipe.GroupFilter{Status: q.Get("status"), Assignee: q.Get("assignee"), FirstVersion: q.Get("first_version"), Cursor: q.Get("cursor")}
+	f := corepipe.GroupFilter{Status: corepipe.GroupStatus(q.Get("status")), Assignee: q.Get("assignee"), FirstVersion: q.Get("first_version"), Cursor: q.Get("cursor")}
 	var err error
-	if err = checkGroupStatus(f.Status); err == nil {
+	if err = checkStatus(f.Status, groupStatuses...); err == nil {
 		f.Since, f.Limit, err = parseWindow(q, now)
 	}
 	return f, err

@@ -14,7 +14,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -43,13 +42,13 @@ func (s *Server) triager() (Triager, error) {
 // triageRequest is the PATCH body. ignore_until is an RFC 3339 time or a
 // duration from now ("24h"), as since is in lists.
 type triageRequest struct {
-	Status      string  `json:"status"`
-	ResolvedIn  string  `json:"resolved_in"`
-	IgnoreUntil string  `json:"ignore_until"`
-	IgnoreCount int64   `json:"ignore_count"`
-	Assignee    *string `json:"assignee"`
-	IssueURL    *string `json:"issue_url"`
-	Comment     string  `json:"comment"`
+	Status      corepipe.TriageStatus `json:"status"`
+	ResolvedIn  string                `json:"resolved_in"`
+	IgnoreUntil string                `json:"ignore_until"`
+	IgnoreCount int64                 `json:"ignore_count"`
+	Assignee    *string               `json:"assignee"`
+	IssueURL    *string               `json:"issue_url"`
+	Comment     string                `json:"comment"`
 }
 
 func (q triageRequest) change(now time.Time) (corepipe.TriageChange, error) {
@@ -212,7 +211,7 @@ func (s *Server) uiTriage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	f := r.PostForm
-	q := triageRequest{Status: f.Get("status"), Comment: f.Get("comment")}
+	q := triageRequest{Status: corepipe.TriageStatus(f.Get("status")), Comment: f.Get("comment")}
 	switch q.Status {
 	case corepipe.TriageResolved:
 		q.ResolvedIn = f.Get("resolved_in")
@@ -253,14 +252,7 @@ func (s *Server) uiTriage(w http.ResponseWriter, r *http.Request) {
 }
 
 // groupStatuses are the statuses a group list filters by.
-var groupStatuses = []string{corepipe.GroupNew, corepipe.GroupOngoing, corepipe.GroupRegressed, corepipe.GroupResolved, corepipe.GroupIgnored}
-
-func checkGroupStatus(status string) error {
-	if status == "" || slices.Contains(groupStatuses, status) {
-		return nil
-	}
-	return fmt.Errorf("%w: status %q: want %s", corepipe.ErrInvalid, truncate(status), strings.Join(groupStatuses, ", "))
-}
+var groupStatuses = []corepipe.GroupStatus{corepipe.GroupNew, corepipe.GroupOngoing, corepipe.GroupRegressed, corepipe.GroupResolved, corepipe.GroupIgnored}
 
 // checkIssueTemplate accepts "" or an http(s) URL with the placeholders
 // filled in.

@@ -105,7 +105,7 @@ func TestPatchGroupAuth(t *testing.T) {
 	}
 }
 
-func (e *env) groupStatus(sig string) string {
+func (e *env) groupStatus(sig string) corepipe.GroupStatus {
 	e.t.Helper()
 	g, err := e.index.Group(e.t.Context(), sig)
 	if err != nil {

@@ -177,7 +177,7 @@ func goroutineIDs(ids []int64) string {
 type listPage struct {
 	Filter   corepipe.CrashFilter
 	Since    string
-	Statuses []string
+	Statuses []corepipe.ReportStatus
 	Crashes  []*corepipe.Report
 	NextURL  string
 }
@@ -197,7 +197,7 @@ func (s *Server) uiList(w http.ResponseWriter, r *http.Request) {
 	p := listPage{
 		Filter:   f,
 		Since:    q.Get("since"),
-		Statuses: []string{corepipe.StatusAnalyzed, corepipe.StatusFailed, corepipe.StatusPending, corepipe.StatusDropped},
+		Statuses: crashStatuses,
 		Crashes:  redact(r, crashes),
 	}
 	if next != "" {
@@ -305,7 +305,7 @@ func (s *Server) loadReport(r *http.Request, id string) (*corepipe.Report, error
 type groupsPage struct {
 	Filter   corepipe.GroupFilter
 	Since    string
-	Statuses []string
+	Statuses []corepipe.GroupStatus
 	Groups   []*corepipe.Group
 	NextURL  string
 }

@@ -114,7 +114,7 @@ func loadGroup(ctx context.Context, q querier, signature string) (*corepipe.Grou
 
 // loadGroupRow also returns the status the group's crashes alone give it,
 // which Group.Observe goes on from; the group's Status is the one it shows.
-func loadGroupRow(ctx context.Context, q querier, signature string) (*corepipe.Group, string, error) {
+func loadGroupRow(ctx context.Context, q querier, signature string) (*corepipe.Group, corepipe.GroupStatus, error) {
 	g, observed, err := scanGroupRow(q.QueryRowContext(ctx, `SELECT `+groupColumns+` FROM groups WHERE signature = ?`, signature))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, "", fmt.Errorf("group %s: %w", signature, corepipe.ErrNotFound)
@@ -162,12 +162,12 @@ func scanGroup(row scanner) (*corepipe.Group, error) {
 	return g, err
 }
 
-func scanGroupRow(row scanner) (*corepipe.Group, string, error) {
+func scanGroupRow(row scanner) (*corepipe.Group, corepipe.GroupStatus, error) {
 	var (
 		g                        corepipe.Group
 		first, last              int64
 		nodes, workloads, triage []byte
-		observed                 string
+		observed                 corepipe.GroupStatus
 	)
 	if err := row.Scan(&g.Signature, &g.Title, &g.Count, &first, &last, &g.FirstVersion, &g.LastVersion,
 		&g.Status, &nodes, &workloads, &triage, &observed, &g.Assignee); err != nil {

@@ -42,7 +42,7 @@ func TestGroupAcrossVersions(t *testing.T) {
 	const sig = "gocrash/v1:1111"
 	steps := []struct {
 		r    *corepipe.Report
-		want string
+		want corepipe.GroupStatus
 	}{
 		{groupReport(sig, 0, "v1.0.0", "node-a", "api-0"), corepipe.GroupNew},
 		{groupReport(sig, time.Hour, "v1.0.0", "node-b", "api-1"), corepipe.GroupOngoing},

@@ -78,7 +78,10 @@ func upsertTx(ctx context.Context, tx *sql.Tx, r *corepipe.Report, owners *corep
 	if err := corepipe.CheckID(r.ID); err != nil {
 		return fmt.Errorf("index upsert: %w", err)
 	}
-	var prevStatus, prevSignature string
+	var (
+		prevStatus    corepipe.ReportStatus
+		prevSignature string
+	)
 	err := tx.QueryRowContext(ctx, `SELECT status, signature FROM crashes WHERE id = ?`, r.ID).Scan(&prevStatus, &prevSignature)
 	exists := err == nil
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
@@ -203,7 +206,7 @@ func (x *Index) Crashes(ctx context.Context, f corepipe.CrashFilter) ([]*corepip
 		{"namespace", f.Namespace},
 		{"pod", f.Pod},
 		{"signature", f.Signature},
-		{"status", f.Status},
+		{"status", string(f.Status)},
 	} {
 		if c.value != "" {
 			where = append(where, c.column+" = ?")

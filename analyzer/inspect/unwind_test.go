@@ -1,6 +1,9 @@
 package inspect
 
 import (
+	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -129,4 +132,63 @@ func TestUnwindFidelity(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestCgoCallback crashes a Go function that C called back (issue 12 class
+// 3): from the Go code that called C, whose frames the runtime prints
+// after runtime.cgocallback, and from a thread that C created, where
+// runtime.goexit follows; never a C frame such as crosscall2.
+func TestCgoCallback(t *testing.T) {
+	t.Parallel()
+	if _, err := exec.LookPath("gcc"); err != nil {
+		t.Skip("SKIP: no gcc to build the cgo test program")
+	}
+	exe := crashtest.BuildGo(t, programDir(t, "testdata/cgocallback", true))
+	fromGo := []string{"runtime.cgocallback", "runtime.systemstack_switch", "runtime.cgocall", "main._Cfunc_callFromC", "main.callC", "main.main"}
+	fromC := []string{"runtime.cgocallback", "runtime.goexit"}
+	for _, tc := range []struct {
+		arg   string
+		panic string
+		calls []string
+	}{
+		{"panic", "callback 7 failed", fromGo},
+		{"nil", "runtime error: invalid memory address or nil pointer dereference", fromGo},
+		{"thread-panic", "callback 7 failed", fromC},
+		{"thread-nil", "runtime error: invalid memory address or nil pointer dereference", fromC},
+	} {
+		t.Run(tc.arg, func(t *testing.T) {
+			t.Parallel()
+			r, _ := crashAll(t, exe, nil, tc.arg)
+			wantPanic(t, r, corepipe.PanicKindPanic, tc.panic)
+			g := r.CrashingGoroutineReport()
+			wantCalls(t, g, "main.crash", "main.goCallback")
+			wantCalls(t, g, tc.calls...)
+			for _, g := range r.Goroutines {
+				if slices.Contains(functions(&g), "crosscall2") {
+					t.Errorf("goroutine %d shows crosscall2: %v", g.ID, functions(&g))
+				}
+			}
+			if t.Failed() {
+				t.Logf("report:\n%s", tailLines(dump(r), 200))
+			}
+		})
+	}
+}
+
+// programDir reads the test program in dir.
+func programDir(t *testing.T, dir string, cgo bool) crashtest.Program {
+	t.Helper()
+	names, err := filepath.Glob(filepath.Join(dir, "*.go"))
+	if err != nil || len(names) == 0 {
+		t.Fatalf("find the program in %s: %v", dir, err)
+	}
+	p := crashtest.Program{Files: map[string]string{}, Cgo: cgo}
+	for _, name := range names {
+		src, err := os.ReadFile(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.Files[filepath.Base(name)] = string(src)
+	}
+	return p
 }

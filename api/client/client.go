@@ -47,7 +47,7 @@ func New(base, token string) (*Client, error) {
 func (c *Client) Crashes(ctx context.Context, f corepipe.CrashFilter) ([]*corepipe.Report, string, error) {
 	q := listQuery(map[string]string{
 		"node": f.Node, "namespace": f.Namespace, "pod": f.Pod, "exe": f.Exe,
-		"signature": f.Signature, "status": f.Status, "cursor": f.Cursor, "q": f.Query,
+		"signature": f.Signature, "status": string(f.Status), "cursor": f.Cursor, "q": f.Query,
 	}, f.Since, f.Limit)
 	var out struct {
 		Crashes    []*corepipe.Report `json:"crashes"`

@@ -14,7 +14,7 @@ import (
 // Groups lists the groups matching f, most recently seen first, and the
 // cursor of the next page ("" after the last).
 func (c *Client) Groups(ctx context.Context, f corepipe.GroupFilter) ([]*corepipe.Group, string, error) {
-	q := listQuery(map[string]string{"status": f.Status, "assignee": f.Assignee, "cursor": f.Cursor}, f.Since, f.Limit)
+	q := listQuery(map[string]string{"status": string(f.Status), "assignee": f.Assignee, "cursor": f.Cursor}, f.Since, f.Limit)
 	var out struct {
 		Groups     []*corepipe.Group `json:"groups"`
 		NextCursor string            `json:"next_cursor"`
@@ -29,12 +29,12 @@ func (c *Client) Groups(ctx context.Context, f corepipe.GroupFilter) ([]*corepip
 // fields keep what the group had. IgnoreUntil is an RFC 3339 time or a
 // duration from now ("24h").
 type TriageRequest struct {
-	Status      string  `json:"status,omitempty"`
-	ResolvedIn  string  `json:"resolved_in,omitempty"`
-	IgnoreUntil string  `json:"ignore_until,omitempty"`
-	IgnoreCount int64   `json:"ignore_count,omitempty"`
-	Assignee    *string `json:"assignee,omitempty"`
-	Comment     string  `json:"comment,omitempty"`
+	Status      corepipe.TriageStatus `json:"status,omitempty"`
+	ResolvedIn  string                `json:"resolved_in,omitempty"`
+	IgnoreUntil string                `json:"ignore_until,omitempty"`
+	IgnoreCount int64                 `json:"ignore_count,omitempty"`
+	Assignee    *string               `json:"assignee,omitempty"`
+	Comment     string                `json:"comment,omitempty"`
 }
 
 // Triage changes the group of signature (resolves, ignores, reopens,

@@ -74,7 +74,7 @@ func lsCmd() *cobra.Command {
 	fset.StringVar(&f.filter.Namespace, "namespace", "", "only crashes in this Kubernetes namespace")
 	fset.StringVar(&f.filter.Pod, "pod", "", "only crashes of this pod")
 	fset.StringVar(&f.filter.Exe, "exe", "", "only crashes of this executable (path or base name)")
-	fset.StringVar(&f.filter.Status, "status", "", "analyzed, failed, pending or dropped")
+	fset.StringVar((*string)(&f.filter.Status), "status", "", "analyzed, failed, pending or dropped")
 	fset.StringVar(&f.filter.Signature, "signature", "", "only crashes of this group")
 	fset.StringVar(&f.filter.Query, "q", "", "only crashes whose title, panic message or crashing functions have these words")
 	fset.StringVar(&f.since, "since", "", "only crashes since this RFC 3339 time or this long ago (24h)")

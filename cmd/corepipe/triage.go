@@ -35,7 +35,7 @@ func groupsCmd() *cobra.Command {
 	}
 	fset := cmd.Flags()
 	f.client = clientFlagsOf(fset)
-	fset.StringVar(&f.filter.Status, "status", "", "new, ongoing, regressed, resolved or ignored")
+	fset.StringVar((*string)(&f.filter.Status), "status", "", "new, ongoing, regressed, resolved or ignored")
 	fset.StringVar(&f.filter.Assignee, "assignee", "", "only the groups this person or team owns")
 	fset.StringVar(&f.since, "since", "", "only groups seen since this RFC 3339 time or this long ago (24h)")
 	fset.IntVar(&f.limit, "limit", 50, "at most this many groups")
