@@ -232,6 +232,22 @@ type crashPage struct {
 	// CrashingFrames is the crashing goroutine's stack, its frames linked
 	// to their source.
 	CrashingFrames template.HTML
+	// Core is where the crash's core is; CoreCSRF, set when the viewer may
+	// ask the node that keeps it, is the request form's token, and
+	// CoreRequested says the viewer just did.
+	Core          corepipe.CoreLocation
+	CoreCSRF      string
+	CoreRequested bool
+}
+
+// withCore fills in where p's core is and whether r may request it.
+func (s *Server) withCore(r *http.Request, p crashPage) crashPage {
+	p.Core = p.Report.Artifacts.Core.Where(s.now())
+	if p.Core.State == corepipe.CoreOnNode && identityOf(r).role >= RoleDebugger {
+		p.CoreCSRF = s.formCSRF(identityOf(r))
+	}
+	p.CoreRequested = r.URL.Query().Get("core") == "requested"
+	return p
 }
 
 func (s *Server) uiCrash(w http.ResponseWriter, r *http.Request) {
@@ -244,7 +260,7 @@ func (s *Server) uiCrash(w http.ResponseWriter, r *http.Request) {
 	debug := s.debugCommand(r, id)
 	rep, err := s.loadReport(r, id)
 	if errors.Is(err, corepipe.ErrNotFound) {
-		s.render(w, r, http.StatusOK, s.pages.crash, crashPage{Report: redact(r, []*corepipe.Report{sum})[0], Pending: true, Debug: debug})
+		s.render(w, r, http.StatusOK, s.pages.crash, s.withCore(r, crashPage{Report: redact(r, []*corepipe.Report{sum})[0], Pending: true, Debug: debug}))
 		return
 	}
 	if err != nil {
@@ -268,7 +284,7 @@ func (s *Server) uiCrash(w http.ResponseWriter, r *http.Request) {
 		}
 		p.Others = append(p.Others, g)
 	}
-	s.render(w, r, http.StatusOK, s.pages.crash, p)
+	s.render(w, r, http.StatusOK, s.pages.crash, s.withCore(r, p))
 }
 
 // debugCommand is the line to paste into a terminal. It names the server the
