@@ -72,6 +72,9 @@ type Config struct {
 	// CoreRequests asks nodes for the cores they keep; nil answers core
 	// requests with 503.
 	CoreRequests CoreRequester
+	// Republisher queues kept crashes for the analyzers again
+	// (POST /api/v1/reanalyze); nil turns re-analysis off.
+	Republisher Republisher
 }
 
 // Web is how people reach the server through a browser, and how far an
@@ -145,6 +148,7 @@ type Server struct {
 
 	maxSymbolSize int64
 	requests      CoreRequester
+	republish     Republisher
 
 	publicURL  *url.URL
 	proxies    []netip.Prefix
@@ -175,6 +179,7 @@ func New(cfg Config) (*Server, error) {
 
 		maxSymbolSize: cfg.MaxSymbolSize,
 		requests:      cfg.CoreRequests,
+		republish:     cfg.Republisher,
 
 		proxies:    cfg.TrustedProxies,
 		groupRoles: cfg.GroupRoles,
@@ -250,6 +255,7 @@ func (s *Server) Handler() http.Handler {
 	api("/api/v1/groups/{signature...}", RoleViewer, s.getGroup)
 	s.symbolRoutes(mux, api)
 	mux.Handle("PATCH /api/v1/groups/{signature...}", s.guard(RoleTriage, false, s.patchGroup))
+	mux.Handle("POST /api/v1/reanalyze", s.guard(RoleTriage, false, s.postReanalyze))
 	mux.Handle("POST /api/v1/crashes/{id}/core/request", s.guard(RoleDebugger, false, s.requestCore))
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, fmt.Errorf("%w: no API route %s", corepipe.ErrNotFound, truncate(r.URL.Path)))
