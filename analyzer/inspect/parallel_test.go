@@ -26,7 +26,7 @@ func TestManyGoroutinesReadInParallel(t *testing.T) {
 	if len(dump.Goroutines) < 6000 || len(r.Goroutines)/pageSize < minParallelPages-1 {
 		t.Fatalf("%d goroutines printed, %d reported: too few to read in parallel", len(dump.Goroutines), len(r.Goroutines))
 	}
-	for _, m := range gotraceback.Compare(r, dump) {
+	for _, m := range append(gotraceback.Compare(r, dump), gotraceback.CompareStacks(r, dump)...) {
 		t.Error(m)
 	}
 	seen := map[int64]bool{}
