@@ -25,7 +25,8 @@ func testTokens(t *testing.T) *Tokens {
 
 %s   debugger
 %s admin
-`, viewerToken, debuggerToken, adminToken)))
+%s triage
+`, viewerToken, debuggerToken, adminToken, triageToken)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,7 +90,8 @@ func TestListenLoopbackOnlyWithoutAuth(t *testing.T) {
 // stored, so that every route can answer 200.
 func authEnv(t *testing.T) (*env, *corepipe.Report) {
 	t.Helper()
-	e := newEnvWith(t, func(c *Config) { c.Tokens = testTokens(t) })
+	q := embeddedQueue(t)
+	e := newEnvWith(t, func(c *Config) { c.Tokens, c.Republisher = testTokens(t), q })
 	r := storedCrash(e, time.Minute)
 	return e, r
 }
@@ -149,6 +151,9 @@ func TestAuthMatrix(t *testing.T) {
 		// POSTed. The core is stored: a request has nothing to ask, and
 		// says so.
 		{"/api/v1/crashes/" + r.ID + "/core/request", RoleDebugger, false},
+		// POSTed with this crash's ID, which has no manifest: it is
+		// skipped, and the answer says so.
+		{"/api/v1/reanalyze", RoleTriage, false},
 		{"/", RoleViewer, true},
 		{"/crashes/" + r.ID, RoleViewer, true},
 		{"/groups", RoleViewer, true},
@@ -170,6 +175,7 @@ func TestAuthMatrix(t *testing.T) {
 		{"token as session", http.Header{"Cookie": {sessionCookie + "=" + viewerToken}}, RoleNone, true},
 		{"viewer", http.Header{"Authorization": {"Bearer " + viewerToken}}, RoleViewer, false},
 		{"viewer session", e.signIn(viewerToken), RoleViewer, false},
+		{"triage", http.Header{"Authorization": {"Bearer " + triageToken}}, RoleTriage, false},
 		{"debugger", http.Header{"Authorization": {"bearer " + debuggerToken}}, RoleDebugger, false},
 		{"debugger session", e.signIn(debuggerToken), RoleDebugger, false},
 		{"admin", http.Header{"Authorization": {"Bearer " + adminToken}}, RoleAdmin, false},
@@ -181,12 +187,16 @@ func TestAuthMatrix(t *testing.T) {
 				if strings.HasSuffix(rt.path, "/core/request") {
 					method = "POST"
 				}
+				var reqBody io.Reader
+				if rt.path == "/api/v1/reanalyze" {
+					method, reqBody = "POST", strings.NewReader(`{"id": "`+r.ID+`"}`)
+				}
 				header := c.header
 				if method != "GET" && strings.HasSuffix(c.name, "session") {
 					// A browser's session posts with its form's token.
 					header = e.withCSRF(header)
 				}
-				resp, body := e.do(method, rt.path, header, nil)
+				resp, body := e.do(method, rt.path, header, reqBody)
 				want := http.StatusOK
 				switch {
 				case rt.need == RoleNone:
@@ -210,7 +220,7 @@ func TestAuthMatrix(t *testing.T) {
 					}
 					return
 				}
-				wantError(t, resp, body, want, map[int]string{http.StatusUnauthorized: "token", http.StatusForbidden: "debugger"}[want])
+				wantError(t, resp, body, want, map[int]string{http.StatusUnauthorized: "token", http.StatusForbidden: rt.need.String()}[want])
 				if want == http.StatusUnauthorized && resp.Header.Get("WWW-Authenticate") == "" {
 					t.Error("401 without WWW-Authenticate")
 				}
