@@ -151,6 +151,10 @@ func (a *Analyzer) Handle(ctx context.Context, msg corepipe.Message) {
 	}
 	log := a.log.With(corepipe.LogKeyCrash, c.ID)
 	if msg.Deliveries() > a.cfg.MaxDeliver {
+		if c.Revision > 0 {
+			a.keepPrevious(ctx, log, msg, &c, fmt.Errorf("did not finish in %d attempts", a.cfg.MaxDeliver))
+			return
+		}
 		r := corepipe.NewReport(&c)
 		r.Status = corepipe.StatusFailed
 		r.Error = fmt.Sprintf("analysis did not finish in %d attempts: the analyzer died or was stopped each time", a.cfg.MaxDeliver)
@@ -177,6 +181,10 @@ func (a *Analyzer) Handle(ctx context.Context, msg corepipe.Message) {
 			a.m.retries.Inc()
 			return
 		}
+		if c.Revision > 0 {
+			a.keepPrevious(ctx, log, msg, &c, err)
+			return
+		}
 		r = corepipe.NewReport(&c)
 		r.Status = corepipe.StatusFailed
 		r.Error = err.Error()
@@ -184,6 +192,17 @@ func (a *Analyzer) Handle(ctx context.Context, msg corepipe.Message) {
 	r.Timings.AnalysisMS = time.Since(start).Milliseconds()
 	if a.settle(ctx, log, msg, r, body) {
 		a.m.duration.Observe(time.Since(start).Seconds())
+	}
+}
+
+// keepPrevious settles a re-analysis that failed for good: the report it
+// would have replaced was made from the same core (perhaps before the core
+// expired, or with fewer symbols), and stays.
+func (a *Analyzer) keepPrevious(ctx context.Context, log *slog.Logger, msg corepipe.Message, c *corepipe.Crash, err error) {
+	log.Warn("re-analysis failed: the previous report stays", "revision", c.Revision, "err", err)
+	a.m.reanalysesFailed.Inc()
+	if err := msg.Ack(ctx); err != nil {
+		log.Warn("ack crash", "err", err)
 	}
 }
 

@@ -417,3 +417,38 @@ func TestStoreJoinsItsWriter(t *testing.T) {
 		t.Errorf("store returned with its writer still running:\n%s", stacks)
 	}
 }
+
+// A re-analysis keeps the crash's ID and carries its revision into the
+// report it replaces; one that fails for good leaves the previous report
+// in place rather than replacing a report with a failure.
+func TestReanalysisReplacesReportOrKeepsIt(t *testing.T) {
+	r := newRig(t)
+	c := r.stored(t, []byte("core"))
+	insp := &fakeInspector{t: t, core: []byte("core"), report: &corepipe.Report{Status: corepipe.StatusAnalyzed, Title: "first"}}
+	a := New(Config{Blobs: r.blobs, Queue: r.queue, Inspector: insp, TempDir: t.TempDir()})
+	a.Handle(context.Background(), r.next(t))
+
+	republish := func(rev int) {
+		t.Helper()
+		c.Revision = rev
+		if err := r.queue.RepublishCrash(context.Background(), c, fmt.Sprintf("r%d", rev)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	republish(1)
+	insp.report = &corepipe.Report{Status: corepipe.StatusAnalyzed, Title: "second"}
+	a.Handle(context.Background(), r.next(t))
+	if rep := r.report(t, c.ID); rep.Title != "second" || rep.Revision != 1 || rep.ID != c.ID {
+		t.Errorf("re-analysed report %s revision %d %q, want %s revision 1 \"second\"", rep.ID, rep.Revision, rep.Title, c.ID)
+	}
+
+	republish(2)
+	insp.err = fmt.Errorf("%w: delve gave up", corepipe.ErrInvalid)
+	a.Handle(context.Background(), r.next(t))
+	if rep := r.report(t, c.ID); rep.Status != corepipe.StatusAnalyzed || rep.Title != "second" || rep.Revision != 1 {
+		t.Errorf("after a failed re-analysis the report is %s %q revision %d, want the previous one", rep.Status, rep.Title, rep.Revision)
+	}
+	if r.pending(t) {
+		t.Error("a failed re-analysis must be acked")
+	}
+}

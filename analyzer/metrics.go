@@ -8,10 +8,12 @@ import (
 // metrics are the analyzer's Prometheus metrics, registered only when the
 // Config has a Registerer.
 type metrics struct {
-	reports  *prometheus.CounterVec
-	retries  prometheus.Counter
-	duration prometheus.Histogram
-	inFlight prometheus.Gauge
+	reports *prometheus.CounterVec
+	// reanalysesFailed counts re-analyses that kept the previous report.
+	reanalysesFailed prometheus.Counter
+	retries          prometheus.Counter
+	duration         prometheus.Histogram
+	inFlight         prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -21,6 +23,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "corepipe_analyzer_reports_total",
 			Help: "Reports stored, by status (analyzed, failed).",
 		}, []string{"status"}),
+		reanalysesFailed: f.NewCounter(prometheus.CounterOpts{
+			Name: "corepipe_analyzer_reanalyses_failed_total",
+			Help: "Re-analyses (corepipe reanalyze) that failed for good and left the previous report in place.",
+		}),
 		retries: f.NewCounter(prometheus.CounterOpts{
 			Name: "corepipe_analyzer_retries_total",
 			Help: "Analyses that failed for a reason that may pass and were queued again.",

@@ -9,22 +9,31 @@ import (
 	"github.com/corepipe/corepipe"
 )
 
-// A kernel panic's console log is a debugger's to read; a viewer, and a
-// crash that has none, get errors that say so.
-func TestGetConsole(t *testing.T) {
-	e := newEnvWith(t, func(c *Config) { c.Tokens = testTokens(t) })
+// consoleLog is the console log of storedKernelPanic.
+const consoleLog = "<0>[    9.780877] Kernel panic - not syncing: sysrq triggered crash\n"
+
+// storedKernelPanic indexes a kernel panic with its console log stored.
+func storedKernelPanic(e *env) *corepipe.Report {
+	e.t.Helper()
 	r := newReport(time.Minute)
 	r.Kind = corepipe.KindKernelPanic
 	r.Artifacts.Console = &corepipe.ConsoleArtifact{Source: corepipe.SourceNetconsole,
 		Key: corepipe.ConsoleKey(&corepipe.Crash{ID: r.ID, CapturedAt: r.CapturedAt, Node: r.Node})}
-	log := "<0>[    9.780877] Kernel panic - not syncing: sysrq triggered crash\n"
-	e.put(r.Artifacts.Console.Key, []byte(log))
+	e.put(r.Artifacts.Console.Key, []byte(consoleLog))
 	e.add(r, true)
+	return r
+}
+
+// A kernel panic's console log is a debugger's to read; a viewer, and a
+// crash that has none, get errors that say so.
+func TestGetConsole(t *testing.T) {
+	e := newEnvWith(t, func(c *Config) { c.Tokens = testTokens(t) })
+	r := storedKernelPanic(e)
 	plain := storedCrash(e, time.Minute)
 	as := func(token string) http.Header { return http.Header{"Authorization": {"Bearer " + token}} }
 
 	resp, body := e.do("GET", "/api/v1/crashes/"+r.ID+"/console", as(debuggerToken), nil)
-	if resp.StatusCode != http.StatusOK || string(body) != log {
+	if resp.StatusCode != http.StatusOK || string(body) != consoleLog {
 		t.Fatalf("debugger: %d %q", resp.StatusCode, body)
 	}
 	if ct := resp.Header.Get("Content-Type"); ct != "text/plain; charset=utf-8" {
