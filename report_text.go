@@ -87,6 +87,18 @@ func (r *Report) WriteText(w io.Writer) error {
 		writeKernelText(bw, r.Kernel)
 	}
 
+	if th := r.runtimeStack(); th != nil {
+		// Printed first, as the runtime prints it: where a throw on a
+		// system stack happened.
+		p("\nruntime stack")
+		if th.ID != 0 {
+			p(" (thread %d)", th.ID)
+		}
+		p(":\n")
+		for _, f := range th.Frames {
+			p("  %s\n      %s:%d\n", f.Function, f.File, f.Line)
+		}
+	}
 	if cg := r.CrashingGoroutineReport(); cg != nil {
 		p("\n")
 		writeGoroutine(bw, cg, len(cg.Frames))

@@ -112,11 +112,11 @@ func (r *Report) ThrowSite() string {
 	if r.Panic == nil || r.CrashingGoroutine != 0 || len(r.Threads) == 0 || r.Panic.Last().Kind != PanicKindFatal {
 		return ""
 	}
-	frames := r.Threads[0].Frames
-	if len(frames) == 0 || !throwFrame(frames[0].Function) {
+	th := r.runtimeStack()
+	if th == nil {
 		return ""
 	}
-	for _, f := range frames[1:] {
+	for _, f := range th.Frames[1:] {
 		switch {
 		case throwFrame(f.Function):
 		case f.Function == "runtime.checkdead":
@@ -126,6 +126,16 @@ func (r *Report) ThrowSite() string {
 		}
 	}
 	return ""
+}
+
+// runtimeStack is the dying thread when the report holds, as its stack, the
+// system stack a fatal error was thrown on (which starts at the throw),
+// else nil.
+func (r *Report) runtimeStack() *Thread {
+	if r.Panic == nil || len(r.Threads) == 0 || len(r.Threads[0].Frames) == 0 || !throwFrame(r.Threads[0].Frames[0].Function) {
+		return nil
+	}
+	return &r.Threads[0]
 }
 
 // throwFrame reports whether fn is the runtime's throw machinery, under its

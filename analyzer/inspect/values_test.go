@@ -162,6 +162,13 @@ func TestRuntimeStack(t *testing.T) {
 					t.Errorf("runtime stack %v holds %s, which the runtime does not print", fns, fn)
 				}
 			}
+			var text strings.Builder
+			if err := r.WriteText(&text); err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(text.String(), "runtime stack (thread ") || !strings.Contains(text.String(), "  "+tc.frames[1]+"\n") {
+				t.Errorf("text report lacks the runtime stack:\n%s", text.String())
+			}
 			if tc.site != "" {
 				if got := signature.Frames(r); !slices.Equal(got, []string{tc.site}) {
 					t.Errorf("signature frames %v, want [%s]", got, tc.site)
