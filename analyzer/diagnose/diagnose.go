@@ -96,12 +96,19 @@ func message(r *corepipe.Report) string {
 	return r.Panic.Message
 }
 
+// fatal reports whether the process died of a fatal error starting with one
+// of msgs: the last entry of its panic chain (corepipe.Panic.Last), so that a
+// fatal error in a deferred call of a panic counts.
 func fatal(r *corepipe.Report, msgs ...string) bool {
-	if r.Panic == nil || r.Panic.Kind != corepipe.PanicKindFatal {
+	if r.Panic == nil {
+		return false
+	}
+	last := r.Panic.Last()
+	if last.Kind != corepipe.PanicKindFatal {
 		return false
 	}
 	for _, m := range msgs {
-		if strings.HasPrefix(r.Panic.Message, m) {
+		if strings.HasPrefix(last.Message, m) {
 			return true
 		}
 	}
@@ -159,7 +166,7 @@ func outOfMemory(r *corepipe.Report, env, limits map[string]string) *corepipe.Di
 	if !fatal(r, "out of memory", "runtime: cannot allocate memory") {
 		return nil
 	}
-	ev := []string{"fatal error: " + message(r)}
+	ev := []string{"fatal error: " + r.Panic.Last().Message}
 	ev = append(ev, processMemory(r)...)
 	if rt := r.Runtime; rt != nil && rt.HeapLive > 0 {
 		ev = append(ev, "live heap "+formatBytes(rt.HeapLive))
@@ -316,7 +323,7 @@ func concurrentMap(r *corepipe.Report) *corepipe.Diagnosis {
 	if !fatal(r, "concurrent map writes", "concurrent map read and map write", "concurrent map iteration and map write", "concurrent map clear and map write") {
 		return nil
 	}
-	ev := []string{"fatal error: " + message(r)}
+	ev := []string{"fatal error: " + r.Panic.Last().Message}
 	if fn := userFrame(r.CrashingGoroutineReport()); fn != "" {
 		ev = append(ev, fmt.Sprintf("goroutine %d was in %s", r.CrashingGoroutine, fn))
 	}
