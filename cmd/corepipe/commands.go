@@ -61,7 +61,7 @@ Sizes are bytes or take a unit of 1024: 512M, 2G, 1.5G, 64KiB.{{end}}
 	analyze := analyzeCmd()
 	analyze.GroupID = "local"
 	root.AddCommand(analyze)
-	for _, c := range []*cobra.Command{lsCmd(), groupsCmd(), triageCmd(), showCmd(), fetchCmd(), debugCmd(exec), symbolsCmd()} {
+	for _, c := range []*cobra.Command{lsCmd(), groupsCmd(), triageCmd(), showCmd(), fetchCmd(), debugCmd(exec), symbolsCmd(), reanalyzeCmd()} {
 		c.GroupID = "client"
 		root.AddCommand(c)
 	}

@@ -142,10 +142,12 @@ func newAnalyzer(log *slog.Logger, f analyzerFlags, blobs corepipe.BlobStore, q 
 }
 
 // reportsQueue is what the API needs of the queue: the reports stream,
-// and the nodes' core requests.
+// the nodes' core requests, and the analyzers' work queue for
+// re-analyses.
 type reportsQueue interface {
 	Reports(ctx context.Context, durable string) (corepipe.Consumer, error)
 	RequestCore(ctx context.Context, node, id string) error
+	RepublishCrash(ctx context.Context, c *corepipe.Crash, why string) error
 }
 
 // apiFlags are the api's flags, shared by `corepipe api` and `corepipe dev`.
@@ -248,6 +250,7 @@ func apiPart(log *slog.Logger, ln net.Listener, idx *sqlite.Index, blobs corepip
 
 			MaxSymbolSize: setup.maxSymbolSize,
 			CoreRequests:  q,
+			Republisher:   q,
 		})
 		if err != nil {
 			return err
