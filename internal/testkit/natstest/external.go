@@ -48,19 +48,7 @@ func StartExternal(tb testing.TB) *Process {
 // test's: the command line overrides the file.
 func StartExternalConfig(tb testing.TB, conf string) *Process {
 	tb.Helper()
-	p := &Process{
-		tb:       tb,
-		bin:      serverBinary(tb),
-		storeDir: tb.TempDir(),
-		port:     FreePort(tb),
-	}
-	p.logPath = filepath.Join(p.storeDir, "nats-server.log")
-	if conf != "" {
-		p.confPath = filepath.Join(tb.TempDir(), "nats-server.conf")
-		if err := os.WriteFile(p.confPath, []byte(conf), 0o600); err != nil {
-			tb.Fatalf("natstest: %v", err)
-		}
-	}
+	p := newProcess(tb, conf)
 	p.start()
 	tb.Cleanup(p.Stop)
 	return p
@@ -163,6 +151,8 @@ func waitReady(port int, exited <-chan struct{}, timeout time.Duration) error {
 	}
 	return fmt.Errorf("not accepting connections after %s", timeout)
 }
+
+func writeFile(name, content string) error { return os.WriteFile(name, []byte(content), 0o600) }
 
 func (p *Process) logTail() string {
 	b, err := os.ReadFile(p.logPath)

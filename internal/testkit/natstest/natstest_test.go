@@ -103,3 +103,51 @@ func TestBuildHonoursCacheEnv(t *testing.T) {
 		t.Fatalf("no executable at %s: %v", bin, err)
 	}
 }
+
+// A three-server cluster keeps an R3 stream's messages when its leader is
+// killed: another server leads it, and the killed one catches up.
+func TestClusterLeaderKilled(t *testing.T) {
+	c := StartCluster(t, 3)
+	nc, err := nats.Connect(c.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: "R3", Subjects: []string{"r3"}, Replicas: 3}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Publish(ctx, "r3", []byte("before")); err != nil {
+		t.Fatal(err)
+	}
+	leader, err := c.StreamLeader("R3")
+	if err != nil || leader == nil {
+		t.Fatalf("leader: %v %v", leader, err)
+	}
+	leader.Kill()
+	var next *Process
+	for next == nil || next == leader {
+		if ctx.Err() != nil {
+			t.Fatal("no new leader within 30s")
+		}
+		time.Sleep(100 * time.Millisecond)
+		next, _ = c.StreamLeader("R3")
+	}
+	if _, err := js.Publish(ctx, "r3", []byte("after")); err != nil {
+		t.Fatal(err)
+	}
+	leader.Restart()
+	s, err := js.Stream(ctx, "R3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil || info.State.Msgs != 2 {
+		t.Fatalf("R3 holds %v messages (%v), want 2", info, err)
+	}
+}
