@@ -6,6 +6,9 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -109,6 +112,15 @@ func TestCoresPerSignature(t *testing.T) {
 	code, core := get(t, api+"/api/v1/crashes/"+url.PathEscape(want.ID)+"/core")
 	if code != http.StatusOK || !bytes.HasPrefix(core, []byte("\x7fELF")) {
 		t.Errorf("GET the requested core: %d, %d bytes", code, len(core))
+	}
+	// corepipe fetch --wait requests another kept core and waits for it.
+	dir := t.TempDir()
+	out, err := exec.Command(filepath.Join(binDir, "corepipe"), "fetch", "--server", api, "--dir", dir, "--wait", "2m", onNode[5].ID).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "requested from node") {
+		t.Fatalf("corepipe fetch --wait: %v\n%s", err, out)
+	}
+	if fi, err := os.Stat(filepath.Join(dir, "core-"+onNode[5].ID)); err != nil || fi.Size() == 0 {
+		t.Errorf("fetch --wait left no core: %v", err)
 	}
 	if n := len(list(t, api)); n != 11 {
 		t.Errorf("%d reports listed, want 11 (one per crash)", n)

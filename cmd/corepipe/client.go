@@ -182,14 +182,16 @@ func showCrash(ctx context.Context, stdout io.Writer, cf *clientFlags, id string
 
 func fetchCmd() *cobra.Command {
 	var (
-		cf  *clientFlags
-		dir string
+		cf   *clientFlags
+		dir  string
+		wait time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "fetch ID",
 		Short: "download a crash's core (decompressed) and executable",
 		Example: `  corepipe fetch 01JDX8Q3W6K2M4N5P6R7S8T9V0                 # into corepipe-01JDX8Q3W6K2M4N5P6R7S8T9V0/
-  corepipe fetch 01JDX8Q3W6K2M4N5P6R7S8T9V0 --dir /tmp/crash`,
+  corepipe fetch 01JDX8Q3W6K2M4N5P6R7S8T9V0 --dir /tmp/crash
+  corepipe fetch 01JDX8Q3W6K2M4N5P6R7S8T9V0 --wait 5m          # a core kept on its node: request it, wait for it`,
 		Args: oneID,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := cf.client()
@@ -199,6 +201,11 @@ func fetchCmd() *cobra.Command {
 			r, err := c.Crash(cmd.Context(), args[0])
 			if err != nil {
 				return err
+			}
+			if wait > 0 && r.Artifacts.Core.Key == "" {
+				if r, err = waitCore(cmd.Context(), cmd.ErrOrStderr(), c, r, wait); err != nil {
+					return err
+				}
 			}
 			if err := hasCore(r); err != nil {
 				return err
@@ -214,8 +221,43 @@ func fetchCmd() *cobra.Command {
 	cf = clientFlagsOf(cmd.Flags())
 	cmd.ValidArgsFunction = completeCrashIDs(cf)
 	cmd.Flags().StringVar(&dir, "dir", "", "`directory` to write the core and executable to (default corepipe-ID)")
+	cmd.Flags().DurationVar(&wait, "wait", 0, "for a core kept on its node (--cores-per-signature): request it and wait this long for the node to upload it (0: do not)")
 	cmd.MarkFlagDirname("dir")
 	return cmd
+}
+
+// waitCore requests the core of r, kept on its node, and polls until the
+// report says it is stored or wait has passed.
+func waitCore(ctx context.Context, stderr io.Writer, c *client.Client, r *corepipe.Report, wait time.Duration) (*corepipe.Report, error) {
+	loc, err := c.RequestCore(ctx, r.ID)
+	if err != nil {
+		return nil, err
+	}
+	if loc.State == corepipe.CoreStored {
+		return c.Crash(ctx, r.ID)
+	}
+	fmt.Fprintf(stderr, "corepipe: core requested from node %s, waiting up to %v\n", loc.Node, wait)
+	ctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("crash %s: node %s did not upload the core within %v (it is %s)", r.ID, loc.Node, wait, loc)
+		case <-t.C:
+		}
+		got, err := c.Crash(ctx, r.ID)
+		if err != nil {
+			if ctx.Err() != nil {
+				continue
+			}
+			return nil, err
+		}
+		if got.Artifacts.Core.Key != "" {
+			return got, nil
+		}
+	}
 }
 
 func dirOr(dir, id string) string {
@@ -304,6 +346,13 @@ func hasCore(r *corepipe.Report) error {
 	why := r.Artifacts.Core.Dropped
 	if why == "" {
 		why = "no core was kept"
+	}
+	if l := r.Artifacts.Core.Location; l != nil {
+		loc := r.Artifacts.Core.Where(time.Now())
+		if loc.State == corepipe.CoreOnNode {
+			return invalidInput{fmt.Errorf("crash %s: its core is %s: corepipe fetch %s --wait 5m requests it", r.ID, loc, r.ID)}
+		}
+		why = "the core is " + loc.String()
 	}
 	what := ""
 	if r.Source != "" && r.Source != corepipe.SourceCore {
