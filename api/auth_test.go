@@ -133,6 +133,7 @@ func (e *env) do(method, path string, header http.Header, body io.Reader) (*http
 // TestAuthMatrix asks every route with every kind of credential.
 func TestAuthMatrix(t *testing.T) {
 	e, r := authEnv(t)
+	kp := storedKernelPanic(e)
 	routes := []struct {
 		path string
 		need Role
@@ -148,6 +149,7 @@ func TestAuthMatrix(t *testing.T) {
 		{"/api/v1/groups/" + r.Signature, RoleViewer, false},
 		{"/api/v1/crashes/" + r.ID + "/core", RoleDebugger, false},
 		{"/api/v1/crashes/" + r.ID + "/executable", RoleDebugger, false},
+		{"/api/v1/crashes/" + kp.ID + "/console", RoleDebugger, false},
 		// POSTed. The core is stored: a request has nothing to ask, and
 		// says so.
 		{"/api/v1/crashes/" + r.ID + "/core/request", RoleDebugger, false},
