@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/corepipe/corepipe"
 	"github.com/corepipe/corepipe/buildid"
 	"github.com/corepipe/corepipe/internal/testkit/crashtest"
 )
@@ -17,8 +18,9 @@ import (
 // pipeline: a production-style binary (objcopy --strip-all) crashes and
 // gets a degraded report that says which symbols it lacks; once the debug
 // file split from the same build is uploaded with `corepipe symbols
-// upload`, the next crash's report matches the runtime goroutine for
-// goroutine. A -s -w build is warned about and refused.
+// upload`, `corepipe reanalyze --build-id` gives that crash a new report
+// (same ID, revision 1) that matches the runtime goroutine for goroutine,
+// and so does the next crash's. A -s -w build is warned about and refused.
 func TestStrippedCrashThenUpload(t *testing.T) {
 	holdCorePattern(t)
 	_, api := startDev(t, nil)
@@ -39,34 +41,49 @@ func TestStrippedCrashThenUpload(t *testing.T) {
 	if err != nil || ids.GNU == "" {
 		t.Fatalf("shipped binary has no GNU build ID: %v", err)
 	}
-	corepipe := func(args ...string) (string, error) {
+	cli := func(args ...string) (string, error) {
 		out, err := exec.Command(filepath.Join(binDir, "corepipe"), args...).CombinedOutput()
 		return string(out), err
 	}
 
-	res := crashtest.Run(t, time.Minute, shipped, nil)
+	first := crashtest.Run(t, time.Minute, shipped, nil)
+	res := first
 	r := waitReport(t, api, res.PID, 2*time.Minute)
+	degraded := r.ID
 	if want := "symbols missing: gnu:" + ids.GNU; !slices.Contains(r.Lacks, want) {
 		t.Errorf("report of the stripped binary lacks %q, want %q", r.Lacks, want)
 	}
 	if len(r.Goroutines) > 0 || len(r.Threads) == 0 {
 		t.Errorf("report without symbols: %d goroutines, %d threads; want thread stacks only", len(r.Goroutines), len(r.Threads))
 	}
-	if out, err := corepipe("symbols", "check", "--server", api, shipped); err == nil || !strings.Contains(out, "NOT symbolised") {
+	if out, err := cli("symbols", "check", "--server", api, shipped); err == nil || !strings.Contains(out, "NOT symbolised") {
 		t.Errorf("symbols check before the upload: %v\n%s", err, out)
 	}
 
-	if out, err := corepipe("symbols", "upload", "--server", api, debug); err != nil || !strings.Contains(out, "uploaded gnu:"+ids.GNU) {
+	if out, err := cli("symbols", "upload", "--server", api, debug); err != nil || !strings.Contains(out, "uploaded gnu:"+ids.GNU) {
 		t.Fatalf("symbols upload: %v\n%s", err, out)
 	}
-	if out, err := corepipe("symbols", "upload", "--server", api, debug); err != nil || !strings.Contains(out, "already stored") {
+	if out, err := cli("symbols", "upload", "--server", api, debug); err != nil || !strings.Contains(out, "already stored") {
 		t.Errorf("symbols upload again: %v\n%s", err, out)
 	}
-	if out, err := corepipe("symbols", "check", "--server", api, shipped); err != nil || !strings.Contains(out, "fully symbolised") {
+	if out, err := cli("symbols", "check", "--server", api, shipped); err != nil || !strings.Contains(out, "fully symbolised") {
 		t.Errorf("symbols check after the upload: %v\n%s", err, out)
 	}
-	if out, err := corepipe("symbols", "ls", "--server", api); err != nil || !strings.Contains(out, ids.GNU) {
+	if out, err := cli("symbols", "ls", "--server", api); err != nil || !strings.Contains(out, ids.GNU) {
 		t.Errorf("symbols ls: %v\n%s", err, out)
+	}
+
+	out, err := cli("reanalyze", "--server", api, "--build-id", "gnu:"+ids.GNU)
+	if err != nil || !strings.Contains(out, "queued "+degraded+" (revision 1)") || !strings.Contains(out, "1 crashes: 1 queued for re-analysis, 0 skipped") {
+		t.Fatalf("reanalyze --build-id: %v\n%s", err, out)
+	}
+	r = waitReportWhere(t, api, 2*time.Minute, func(r *corepipe.Report) bool { return r.ID == degraded && r.Revision == 1 })
+	if len(r.Lacks) > 0 {
+		t.Errorf("re-analysed report still lacks %q", r.Lacks)
+	}
+	checkReport(t, api, prog, r, first)
+	if out, err := cli("reanalyze", "--server", api, "--build-id", "gnu:"+strings.Repeat("0", 40)); err != nil || !strings.Contains(out, "no indexed crash matches") {
+		t.Errorf("reanalyze of a build without crashes: %v\n%s", err, out)
 	}
 
 	res = crashtest.Run(t, time.Minute, shipped, nil)
@@ -77,7 +94,7 @@ func TestStrippedCrashThenUpload(t *testing.T) {
 	checkReport(t, api, prog, r, res)
 
 	sw := crashtest.BuildGo(t, crashtest.Program{Files: map[string]string{"main.go": "package main\n\nfunc main() {}\n"}, Flags: []string{"-ldflags=-s -w"}})
-	out, err := corepipe("symbols", "upload", "--server", api, sw)
+	out, err = cli("symbols", "upload", "--server", api, sw)
 	if err == nil || !strings.Contains(out, "warning: "+sw+" was built with -ldflags=-s or -w") || !strings.Contains(out, "no DWARF") {
 		t.Errorf("symbols upload of a -s -w build: %v\n%s", err, out)
 	}
