@@ -120,6 +120,16 @@ func TestUnwindFidelity(t *testing.T) {
 				t.Errorf("the runtime printed %d goroutines in main.spin, want 2: nothing was tested", n)
 			}
 		}},
+		// A goroutine that cannot be preempted, still running on its
+		// thread when the runtime relays SIGQUIT there: printed from the
+		// signal's context, at the line of the exact PC.
+		{"spinrunning", func(t *testing.T, r *corepipe.Report, d *gotraceback.Dump) {
+			if !slices.ContainsFunc(d.Goroutines, func(g gotraceback.Goroutine) bool {
+				return g.Status == "running" && len(g.Frames) > 0 && g.Frames[0].Function == "main.spinNosplit"
+			}) {
+				t.Errorf("the runtime printed no running goroutine in main.spinNosplit: nothing was tested")
+			}
+		}},
 	} {
 		t.Run(tc.kind, func(t *testing.T) {
 			t.Parallel()

@@ -42,6 +42,16 @@ func init() {
 		syscall.Kill(syscall.Getpid(), syscall.SIGQUIT)
 		time.Sleep(time.Minute)
 	}
+	// The same with a loop that cannot be preempted: the goroutine is
+	// still running when the runtime relays SIGQUIT to its thread, and is
+	// printed from the signal's context.
+	kinds["spinrunning"] = func() {
+		runtime.GOMAXPROCS(max(2, runtime.GOMAXPROCS(0)))
+		go spinNosplit()
+		time.Sleep(30 * time.Millisecond)
+		syscall.Kill(syscall.Getpid(), syscall.SIGQUIT)
+		time.Sleep(time.Minute)
+	}
 }
 
 //go:noinline
@@ -66,6 +76,23 @@ var (
 //
 //go:noinline
 func spin() {
+	var a, b, c, d uint64
+	for !stopSpin.Load() {
+		a++
+		b ^= a
+		c += b
+		d |= c
+		a += d
+	}
+	spun.Add(a + b + c + d)
+}
+
+// spinNosplit is spin where asynchronous preemption never stops: the
+// compiler marks a nosplit function unsafe for it.
+//
+//go:nosplit
+//go:noinline
+func spinNosplit() {
 	var a, b, c, d uint64
 	for !stopSpin.Load() {
 		a++
