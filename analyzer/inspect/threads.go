@@ -1,8 +1,6 @@
 package inspect
 
 import (
-	"slices"
-
 	"github.com/go-delve/delve/pkg/proc"
 
 	"github.com/corepipe/corepipe"
@@ -20,13 +18,15 @@ const threadFrames = 64
 // the thread's whole stack.
 func (a *analysis) dyingFrames(threads []corepipe.Thread, tid int, frames []proc.Stackframe, cr crash) {
 	if st := a.runtimeStack(cr); st != nil {
-		frames = st
+		// Named as the runtime names them, inlined calls expanded: every
+		// frame, the throw's included, is at a return address.
+		frames = a.symbolize(st, true)
 	} else if cr.sigCtx != nil && cr.kind == corepipe.PanicKindSignal {
 		frames = frames[cr.sigIdx+1:]
 	}
 	for i := range threads {
 		if threads[i].ID == tid {
-			threads[i].Frames = nativeFrames(a.fixCallLines(frames[:min(len(frames), threadFrames)]))
+			threads[i].Frames = nativeFrames(frames[:min(len(frames), threadFrames)])
 		}
 	}
 }
@@ -73,30 +73,6 @@ func (a *analysis) caller(f proc.Stackframe) (proc.Stackframe, bool) {
 	}
 	loc := proc.Location{PC: f.Ret, File: file, Line: line, Fn: fn}
 	return proc.Stackframe{Current: loc, Call: loc, SystemStack: true}, true
-}
-
-// fixCallLines gives runtime.mstart the line the runtime prints, that of
-// its call to mstart0: delve places it at the instruction after the call.
-// frames is not modified.
-func (a *analysis) fixCallLines(frames []proc.Stackframe) []proc.Stackframe {
-	var out []proc.Stackframe
-	for i, f := range frames {
-		if i == 0 || callName(f) != "runtime.mstart" || f.Current.PC == 0 {
-			continue
-		}
-		file, line, fn := a.t.BinInfo().PCToLine(f.Current.PC - 1)
-		if fn == nil || fn.Name != "runtime.mstart" {
-			continue
-		}
-		if out == nil {
-			out = slices.Clone(frames)
-		}
-		out[i].Call.File, out[i].Call.Line = file, line
-	}
-	if out == nil {
-		return frames
-	}
-	return out
 }
 
 // nativeFrames converts a thread's frames, naming C functions as C does.

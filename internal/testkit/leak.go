@@ -9,11 +9,15 @@ import (
 // leakIgnores is what may outlive a test: an idle keep-alive connection of
 // net/http's shared transport, whose read and write loops wait for the
 // server (MinIO, Slack, an API under test) to close it, whether they sit in
-// their select or in the network poller. Anything else left running is a
-// leak.
+// their select or in the network poller; and the runtime's finalizer
+// goroutine while it runs a finalizer, such as the one closing a core that
+// delve's core reader opened and never closes (its Close does nothing),
+// which for a core of hundreds of MiB a test has removed takes a while.
+// Anything else left running is a leak.
 var leakIgnores = []goleak.Option{
 	goleak.IgnoreAnyFunction("net/http.(*persistConn).readLoop"),
 	goleak.IgnoreAnyFunction("net/http.(*persistConn).writeLoop"),
+	goleak.IgnoreAnyFunction("runtime.runFinalizers"),
 }
 
 // VerifyTestMain runs the package's tests and fails the binary when a
