@@ -49,7 +49,7 @@ func (f *notifierFlags) enabled() bool { return f.webhook != "" || f.token != ""
 // notifierCmdFlags are `corepipe notifier`'s own flags, beside the ones it
 // shares with dev.
 type notifierCmdFlags struct {
-	nats          string
+	nats          *natsFlags
 	state         string
 	durable       string
 	metricsListen string
@@ -76,7 +76,7 @@ Run one replica.`,
 		},
 	}
 	fset := cmd.Flags()
-	fset.StringVar(&f.nats, "nats", "", "NATS `URL`")
+	f.nats = natsFlagsOf(fset)
 	fset.StringVar(&f.state, "state", "", "SQLite `file` of the notifier's groups, handled crashes and unsent messages (required; keep it on a persistent volume)")
 	fset.StringVar(&f.durable, "durable", "notifier", "`name` of the notifier's position in the reports stream")
 	fset.StringVar(&f.metricsListen, "metrics-listen", "", "`address` to serve /metrics and /healthz on (default: none)")
@@ -89,15 +89,15 @@ Run one replica.`,
 
 func runNotifier(ctx context.Context, log *slog.Logger, f notifierCmdFlags, nf *notifierFlags) error {
 	switch {
-	case f.nats == "":
+	case f.nats.url == "":
 		return errors.New("--nats is required")
 	case f.state == "":
 		return errors.New("--state is required: without it every restart would announce every crash again")
 	case !nf.enabled():
 		return errors.New("--slack-webhook, or --slack-token and --slack-channel, is required")
 	}
-	q, err := natsq.Open(ctx, f.nats, natsq.RetryOnFailedConnect(true), natsq.Name("corepipe-notifier"),
-		natsq.Logger(log.With("part", "nats")))
+	q, err := natsq.Open(ctx, f.nats.url, append(f.nats.options(), natsq.RetryOnFailedConnect(true), natsq.Name("corepipe-notifier"),
+		natsq.Logger(log.With("part", "nats")))...)
 	if err != nil {
 		return err
 	}

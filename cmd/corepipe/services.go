@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/corepipe/corepipe"
 	"github.com/corepipe/corepipe/analyzer"
@@ -35,6 +36,21 @@ func connect(ctx context.Context, blobURL, natsURL string, opts ...natsq.Option)
 	return blobs, q, nil
 }
 
+// natsFlags are the queue's flags, the same on every part that opens it.
+type natsFlags struct {
+	url      string
+	replicas int
+}
+
+func natsFlagsOf(fset *pflag.FlagSet) *natsFlags {
+	f := &natsFlags{}
+	fset.StringVar(&f.url, "nats", "", "NATS `URL`; a cluster's servers comma-separated (nats://a:4222,nats://b:4222)")
+	fset.IntVar(&f.replicas, "nats-replicas", 1, "replicas of the streams and buckets this part creates: 3 on a JetStream cluster of three or more")
+	return f
+}
+
+func (f *natsFlags) options() []natsq.Option { return []natsq.Option{natsq.Replicas(f.replicas)} }
+
 // blobUsage is the --blob flag's help, the same on every part.
 const blobUsage = "blob store `URL`: file:///path or s3://bucket/prefix?endpoint=host:port (credentials from AWS_* or MINIO_ROOT_* variables)"
 
@@ -42,7 +58,7 @@ const blobUsage = "blob store `URL`: file:///path or s3://bucket/prefix?endpoint
 type agentCmdFlags struct {
 	spool        string
 	blob         string
-	nats         string
+	nats         *natsFlags
 	install      bool
 	force        bool
 	collectorBin string
@@ -75,7 +91,7 @@ overwrites it, and restores the previous pattern on exit.`,
 	fset := cmd.Flags()
 	fset.StringVar(&f.spool, "spool", "/var/lib/corepipe/spool", "the collector's spool `directory`")
 	fset.StringVar(&f.blob, "blob", "", blobUsage)
-	fset.StringVar(&f.nats, "nats", "", "NATS `URL`")
+	f.nats = natsFlagsOf(fset)
 	fset.BoolVar(&f.install, "install-handler", false, "point the kernel's core_pattern at the collector until exit")
 	fset.BoolVar(&f.force, "force", false, "with --install-handler: replace a core_pattern that belongs to another handler")
 	fset.StringVar(&f.collectorBin, "collector", defaultCollector(), "the corepipe-collector `binary` to install")
@@ -111,7 +127,8 @@ func runAgent(ctx context.Context, log *slog.Logger, f *agentCmdFlags) error {
 		defer restore()
 		opts = append(opts, withGuard(handlerGuard(bin, f.spool, state, f.force), f.agent.handlerCheck))
 	}
-	blobs, q, err := connect(ctx, f.blob, f.nats)
+	f.agent.netconsole.setup(log, f.kube.node)
+	blobs, q, err := connect(ctx, f.blob, f.nats.url, f.nats.options()...)
 	if err != nil {
 		return err
 	}
@@ -136,7 +153,7 @@ func runAgent(ctx context.Context, log *slog.Logger, f *agentCmdFlags) error {
 // analyzerCmdFlags are `corepipe analyzer`'s flags.
 type analyzerCmdFlags struct {
 	blob          string
-	nats          string
+	nats          *natsFlags
 	metricsListen string
 	analyzer      *analyzerFlags
 }
@@ -157,14 +174,14 @@ then. A crash whose every attempt failed gets a failed report.`,
 	}
 	fset := cmd.Flags()
 	fset.StringVar(&f.blob, "blob", "", blobUsage)
-	fset.StringVar(&f.nats, "nats", "", "NATS `URL`")
+	f.nats = natsFlagsOf(fset)
 	f.analyzer = analyzerFlagsOf(fset)
 	fset.StringVar(&f.metricsListen, "metrics-listen", "", "serve Prometheus /metrics and /healthz on this `address` (empty: not served)")
 	return cmd
 }
 
 func runAnalyzer(ctx context.Context, log *slog.Logger, f *analyzerCmdFlags) error {
-	blobs, q, err := connect(ctx, f.blob, f.nats, natsq.MaxDeliver(analyzer.QueueMaxDeliver(f.analyzer.attempts)))
+	blobs, q, err := connect(ctx, f.blob, f.nats.url, append(f.nats.options(), natsq.MaxDeliver(analyzer.QueueMaxDeliver(f.analyzer.attempts)))...)
 	if err != nil {
 		return err
 	}
@@ -180,7 +197,7 @@ func runAnalyzer(ctx context.Context, log *slog.Logger, f *analyzerCmdFlags) err
 // apiCmdFlags are `corepipe api`'s flags.
 type apiCmdFlags struct {
 	blob    string
-	nats    string
+	nats    *natsFlags
 	listen  string
 	db      string
 	durable string
@@ -206,7 +223,7 @@ API listens on loopback only: cores hold secrets.`,
 	}
 	fset := cmd.Flags()
 	fset.StringVar(&f.blob, "blob", "", blobUsage)
-	fset.StringVar(&f.nats, "nats", "", "NATS `URL`")
+	f.nats = natsFlagsOf(fset)
 	fset.StringVar(&f.listen, "listen", "127.0.0.1:8080", "`address` of the API and web UI")
 	fset.StringVar(&f.db, "db", "corepipe-index.db", "SQLite index `file`")
 	fset.StringVar(&f.durable, "durable", "api", "`name` of this index's position in the reports stream")
@@ -226,7 +243,7 @@ func runAPI(ctx context.Context, stdout io.Writer, log *slog.Logger, f *apiCmdFl
 		return err
 	}
 	defer ln.Close()
-	blobs, q, err := connect(ctx, f.blob, f.nats)
+	blobs, q, err := connect(ctx, f.blob, f.nats.url, f.nats.options()...)
 	if err != nil {
 		return err
 	}
