@@ -96,6 +96,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Spool entries that could not be shipped (no or a corrupt manifest) and were moved to the spool's quarantine directory.",
 		}),
 	}
+	for _, d := range []string{"shipped", "kept", "quota_unavailable", "analysis_failed", "no_executable"} {
+		m.decisions.WithLabelValues(d)
+	}
 	for _, reason := range []string{spool.DroppedRlimit, spool.DroppedSpoolFull, spool.DroppedRateLimited, spool.DroppedWrite, spool.DroppedBusy} {
 		m.dropped.WithLabelValues(reason)
 	}

@@ -223,8 +223,9 @@ func TestKeptCoresExpire(t *testing.T) {
 		t.Fatalf("%d kept before their time and without limits, want 2", len(kept))
 	}
 	// A max use the kept cores overrun: the oldest goes first.
-	one, _ := r.spool.KeptEntry(ids[1])
-	if err := (spool.Settings{MaxUse: 2*one.Size() + 1}).Save(r.spool.Dir); err != nil {
+	older, _ := r.spool.KeptEntry(ids[1])
+	newer, _ := r.spool.KeptEntry(ids[2])
+	if err := (spool.Settings{MaxUse: 2*max(older.Size(), newer.Size()) + 1}).Save(r.spool.Dir); err != nil {
 		t.Fatal(err)
 	}
 	r.agent.expireKept(context.Background(), time.Now())

@@ -121,8 +121,8 @@ func TestMetrics(t *testing.T) {
 	if err != nil {
 		t.Fatalf("gather: %v", err)
 	}
-	if len(families) != 11 {
-		t.Errorf("registry holds %d metrics, want the agent's 11", len(families))
+	if len(families) != 15 {
+		t.Errorf("registry holds %d metrics, want the agent's 15", len(families))
 	}
 }
 
