@@ -26,13 +26,13 @@ import (
 //     those of the value method inlined in it.
 //
 // Only the layout of Go 1.20 and later is read (pcHeader magic
-// 0xfffffff1, one text section); for anything else lookup reports false
-// and delve's symbols stand.
+// 0xfffffff1, one text section); for anything else there is no table and
+// delve's symbols stand, as they do for a PC the table does not cover.
 type funcTable struct {
 	mem proc.MemoryReader
 
 	text, minpc, maxpc uint64
-	ftab               []uint32 // entryoff, funcoff pairs; the last pair ends the table
+	ftab               []byte // uint32 entryoff, funcoff pairs; the last pair ends the table
 	funcnametab        uint64
 	cutab              uint64
 	filetab            uint64
@@ -77,7 +77,8 @@ const (
 	funcHeaderSize      = 44 // _func up to and including nfuncdata
 	inlinedCallSize     = 16
 	maxFuncName         = 4096
-	maxFtabEntries      = 1 << 24
+	maxFtabEntries      = 1 << 21 // a big real binary (MinIO) has 150 000 functions
+	maxInlineDepth      = 1 << 10
 	pcvalueChunk        = 256
 	maxPcvalueTableSize = 1 << 20
 )
@@ -179,13 +180,9 @@ func (a *analysis) newFuncTable() (*funcTable, error) {
 	if n < 2 || n > maxFtabEntries {
 		return nil, fmt.Errorf("moduledata.ftab has %d entries", n)
 	}
-	buf := make([]byte, n*8)
-	if _, err := ft.mem.ReadMemory(buf, base); err != nil {
+	ft.ftab = make([]byte, n*8)
+	if _, err := ft.mem.ReadMemory(ft.ftab, base); err != nil {
 		return nil, fmt.Errorf("read moduledata.ftab: %w", err)
-	}
-	ft.ftab = make([]uint32, 2*n)
-	for i := range ft.ftab {
-		ft.ftab[i] = binary.LittleEndian.Uint32(buf[4*i:])
 	}
 	return ft, nil
 }
@@ -224,7 +221,7 @@ func (ft *funcTable) expand(pc uint64, exact bool) ([]srcFrame, error) {
 	if err != nil {
 		return nil, err
 	}
-	for idx >= 0 && len(out) < maxPcvalueTableSize {
+	for idx >= 0 && len(out) < maxInlineDepth {
 		var call [inlinedCallSize]byte
 		if _, err := ft.mem.ReadMemory(call[:], f.inlTree+uint64(idx)*inlinedCallSize); err != nil {
 			return nil, err
@@ -256,13 +253,14 @@ func (ft *funcTable) expand(pc uint64, exact bool) ([]srcFrame, error) {
 
 // find is the runtime's findfunc, by binary search of the ftab.
 func (ft *funcTable) find(pc uint64) (*funcInfo, error) {
+	le := binary.LittleEndian
 	off := uint32(pc - ft.text)
-	n := len(ft.ftab)/2 - 1 // the last entry ends the table
-	i := sort.Search(n, func(i int) bool { return ft.ftab[2*i] > off }) - 1
+	n := len(ft.ftab)/8 - 1 // the last entry ends the table
+	i := sort.Search(n, func(i int) bool { return le.Uint32(ft.ftab[8*i:]) > off }) - 1
 	if i < 0 {
 		return nil, fmt.Errorf("pc %#x before the first function", pc)
 	}
-	funcoff := ft.ftab[2*i+1]
+	funcoff := le.Uint32(ft.ftab[8*i+4:])
 	if f, ok := ft.funcs[funcoff]; ok {
 		return f, nil
 	}
@@ -271,7 +269,6 @@ func (ft *funcTable) find(pc uint64) (*funcInfo, error) {
 	if _, err := ft.mem.ReadMemory(h[:], addr); err != nil {
 		return nil, err
 	}
-	le := binary.LittleEndian
 	f := &funcInfo{
 		entry:   ft.text + uint64(le.Uint32(h[0:])),
 		nameOff: le.Uint32(h[4:]),
