@@ -58,6 +58,9 @@ type Config struct {
 	// declares (0: DefaultMaxCoreSize). A core never expands beyond its
 	// declared size either.
 	MaxCoreSize int64
+	// Debuginfod is asked for the debug files the symbol store lacks; nil
+	// asks no external server.
+	Debuginfod *Debuginfod
 	// Heartbeat is how often a crash being analysed is marked in progress.
 	Heartbeat time.Duration
 	Logger    *slog.Logger

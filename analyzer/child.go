@@ -157,9 +157,6 @@ func childEnv(environ []string) []string {
 			env = append(env, kv)
 		case "PATH", "HOME", "TMPDIR", "TZ", "LANG", "GOGC", "GOMEMLIMIT", "GOMAXPROCS", "GODEBUG":
 			env = append(env, kv)
-		case "DEBUGINFOD_URLS":
-			// Where delve's debuginfod-find looks for separate debug info.
-			env = append(env, kv)
 		case "GOTRACEBACK":
 			// "crash" would dump the child's core, a hostile core's
 			// contents included, into the pipeline it is serving.

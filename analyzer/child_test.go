@@ -227,7 +227,12 @@ func TestChildEnvironmentIsScrubbed(t *testing.T) {
 	if strings.Contains(env, limitsEnv) {
 		t.Errorf("the trampoline's own variable reached the child")
 	}
-	for _, want := range []string{"PATH=" + os.Getenv("PATH"), "GOTRACEBACK=system", "DEBUGINFOD_URLS=http://127.0.0.1:8002"} {
+	// The analyzer asks debuginfod servers itself, within its bounds: the
+	// child, which reads hostile cores, stays off the network.
+	if strings.Contains(env, "DEBUGINFOD_URLS") {
+		t.Errorf("the child sees DEBUGINFOD_URLS")
+	}
+	for _, want := range []string{"PATH=" + os.Getenv("PATH"), "GOTRACEBACK=system"} {
 		if !strings.Contains("\n"+env+"\n", "\n"+want+"\n") {
 			t.Errorf("the child's environment lacks %s:\n%s", want, env)
 		}

@@ -18,7 +18,8 @@ import (
 const DebugDir = "debug"
 
 // fetchDebugInfo gives an executable without DWARF its debug file from the
-// symbol store, in dir's DebugDir: <DebugDir>/.build-id/xx/rest.debug by
+// symbol store, else from the external debuginfod servers, in dir's
+// DebugDir: <DebugDir>/.build-id/xx/rest.debug by
 // the GNU build ID, else <DebugDir>/<exe>.debug by the Go build ID. It
 // returns what the report lacks when the store has none ("" when nothing
 // is missing).
@@ -45,6 +46,18 @@ func (a *Analyzer) fetchDebugInfo(ctx context.Context, exePath, dir string) (lac
 		if !errors.Is(err, corepipe.ErrNotFound) {
 			return "", err
 		}
+	}
+	if meta == nil && ids.GNU != "" && a.cfg.Debuginfod != nil {
+		debug := filepath.Join(dir, DebugDir, ".build-id", ids.GNU[:2], ids.GNU[2:]+".debug")
+		found, err := a.cfg.Debuginfod.Fetch(ctx, ids.GNU, debug)
+		if found {
+			return "", nil
+		}
+		if err != nil && ctx.Err() != nil {
+			return "", err
+		}
+		// A server that fails makes a degraded report, not a failed
+		// one: Fetch has logged why.
 	}
 	if meta == nil {
 		if ids.GNU != "" {
