@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -114,12 +115,32 @@ type analyzerFlags struct {
 	maxCore   int64
 	attempts  int
 	timeout   time.Duration
+	// The external debuginfod servers, and the bounds and cache of their
+	// answers.
+	debuginfod        []string
+	debuginfodTimeout time.Duration
+	debuginfodMaxSize int64
+	debuginfodCache   string
 }
 
 func newAnalyzer(log *slog.Logger, f analyzerFlags, blobs corepipe.BlobStore, q analyzer.Queue, reg prometheus.Registerer) (*analyzer.Analyzer, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, fmt.Errorf("find own executable for analysis children: %w", err)
+	}
+	var debuginfod *analyzer.Debuginfod
+	urls, err := analyzer.ParseDebuginfodURLs(f.debuginfod, os.Getenv("DEBUGINFOD_URLS"))
+	if err != nil {
+		return nil, fmt.Errorf("--debuginfod: %w", err)
+	}
+	if len(urls) > 0 {
+		cache := f.debuginfodCache
+		if cache == "" {
+			cache = filepath.Join(os.TempDir(), "corepipe-debuginfod")
+		}
+		debuginfod = &analyzer.Debuginfod{URLs: urls, Timeout: f.debuginfodTimeout, MaxSize: f.debuginfodMaxSize,
+			CacheDir: cache, Logger: log.With("part", "analyzer")}
+		log.Info("debug files the symbol store lacks are asked of debuginfod", "servers", strings.Join(urls, " "), "cache", cache)
 	}
 	return analyzer.New(analyzer.Config{
 		Blobs: blobs,
@@ -134,6 +155,7 @@ func newAnalyzer(log *slog.Logger, f analyzerFlags, blobs corepipe.BlobStore, q 
 			Timeout:   f.timeout,
 		},
 		MaxCoreSize: f.maxCore,
+		Debuginfod:  debuginfod,
 		Workers:     f.workers,
 		MaxDeliver:  f.attempts,
 		Registerer:  reg,
