@@ -92,7 +92,8 @@ int main(void) { outer(0); return 0; }
 `
 
 // crashGo builds and crashes a Go program, analyses its core, and requires
-// the report to agree with what the runtime printed.
+// the report to agree with what the runtime printed, every goroutine's
+// frames included.
 func crashGo(t *testing.T, p crashtest.Program) *corepipe.Report {
 	t.Helper()
 	exe := crashtest.BuildGo(t, p)
@@ -102,7 +103,7 @@ func crashGo(t *testing.T, p crashtest.Program) *corepipe.Report {
 	if err != nil {
 		t.Fatalf("parse the runtime's output: %v\n%s", err, res.Stderr)
 	}
-	if diffs := gotraceback.Compare(r, d); len(diffs) > 0 {
+	if diffs := append(gotraceback.Compare(r, d), gotraceback.CompareStacks(r, d)...); len(diffs) > 0 {
 		t.Errorf("report disagrees with the runtime:\n%s\n\nruntime printed:\n%s\n\nreport:\n%s", strings.Join(diffs, "\n"), res.Stderr, dump(r))
 	}
 	return r
