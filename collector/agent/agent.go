@@ -223,7 +223,11 @@ func (a *Agent) Ship(ctx context.Context, e spool.Entry) error {
 		return err
 	}
 	kept := false
-	if p := e.CorePath(); p != "" {
+	if l := c.Core.Location; l != nil && l.State == corepipe.CoreOnNode && e.CorePath() != "" {
+		// Decided by an earlier attempt, which died before the entry was
+		// kept: its crash may be published already, saying so.
+		kept = true
+	} else if p := e.CorePath(); p != "" {
 		d := &decision{ship: true}
 		if a.cfg.Policy != nil {
 			if d, err = a.decide(ctx, e, c, p); err != nil {
@@ -239,6 +243,11 @@ func (a *Agent) Ship(ctx context.Context, e spool.Entry) error {
 			c.Core.Key = key
 		} else {
 			if err := a.keep(ctx, c, d); err != nil {
+				return err
+			}
+			// The decision is written down before the crash is
+			// published: a retry publishes the same.
+			if err := writeManifest(e, c); err != nil {
 				return err
 			}
 			kept = true
@@ -443,6 +452,7 @@ func (a *Agent) putFile(ctx context.Context, key, path string) error {
 // keepEntry moves a shipped entry among the kept ones, with the manifest
 // as shipped.
 func (a *Agent) keepEntry(e spool.Entry, c *corepipe.Crash) error {
+	// As shipped: the enricher may have added to it since it was written.
 	if err := writeManifest(e, c); err != nil {
 		return err
 	}

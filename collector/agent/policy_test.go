@@ -244,3 +244,41 @@ func TestKeptCoresExpire(t *testing.T) {
 		t.Errorf("%d kept past their TTL", len(kept))
 	}
 }
+
+// TestPolicyDecisionSurvivesRestart: an agent that died after publishing a
+// kept core's crash, before moving its entry among the kept ones, ships it
+// again the same way on restart: no second analysis or quota count, the
+// core still kept.
+func TestPolicyDecisionSurvivesRestart(t *testing.T) {
+	r := newRig(t, nil)
+	quota, _ := r.queue.CoreQuota(1, time.Hour)
+	r.agent = New(Config{Spool: r.spool, Blobs: r.blobs, Queue: r.queue, Policy: &CorePolicy{Quota: quota, Rule: "1", Analyser: reportChild(t, "gocrash/v1:feed")}})
+	a, b := newCrash(1), newCrash(2)
+	b.ID = corepipe.NewID(time.Now().Add(time.Millisecond))
+	writeEntry(t, r.spool.Dir, a, zstdOf(t, []byte("core")), []byte("\x7fELF executable"))
+	writeEntry(t, r.spool.Dir, b, zstdOf(t, []byte("core")), []byte("\x7fELF executable"))
+	if _, err := r.agent.ShipAll(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	// As if the agent had died between the publish and the keep.
+	kept, ok := r.spool.KeptEntry(b.ID)
+	if !ok {
+		t.Fatal("b's core was not kept")
+	}
+	if err := os.Rename(kept.Dir, filepath.Join(r.spool.Dir, b.ID)); err != nil {
+		t.Fatal(err)
+	}
+	restarted := New(Config{Spool: r.spool, Blobs: r.blobs, Queue: r.queue, Policy: r.agent.cfg.Policy})
+	if _, err := restarted.ShipAll(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := r.spool.KeptEntry(b.ID); !ok {
+		t.Error("b's core is no longer kept after the retry")
+	}
+	if _, err := r.blobs.Stat(context.Background(), corepipe.CoreKey(b)); err == nil {
+		t.Error("the retry shipped b's core")
+	}
+	if n := value(restarted.m.decisions.WithLabelValues("kept")); n != 0 {
+		t.Errorf("the retry decided again (%v kept decisions)", n)
+	}
+}
