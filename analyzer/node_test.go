@@ -114,3 +114,24 @@ func TestChildNice(t *testing.T) {
 		t.Errorf("child's nice %q, want 7 (this test runs at nice 0)", got)
 	}
 }
+
+// TestKeptUnanalysedIsNotAFailure: with --analyze-on-node=false a crash
+// whose core stayed on its node arrives with neither core nor report: it
+// is recorded, as a dropped one is, saying where its core is.
+func TestKeptUnanalysedIsNotAFailure(t *testing.T) {
+	r := newRig(t)
+	ctx := context.Background()
+	now := time.Now()
+	c := &corepipe.Crash{ID: corepipe.NewID(now), CapturedAt: now, Node: "n1", Signal: corepipe.Signal{Number: 6, Name: "SIGABRT"},
+		Process: corepipe.Process{PID: 7, Exe: "/bin/app"},
+		Core:    corepipe.CoreArtifact{Location: &corepipe.CoreLocation{State: corepipe.CoreOnNode, Node: "n1", Until: now.Add(time.Hour), Reason: "over the quota"}}}
+	if err := r.queue.PublishCrash(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	a := New(Config{Blobs: r.blobs, Queue: r.queue, TempDir: t.TempDir()})
+	a.Handle(ctx, r.next(t))
+	got := r.report(t, c.ID)
+	if got.Status != corepipe.StatusDropped || !strings.Contains(got.Title, "core kept on node n1") || got.Artifacts.Core.Location.State != corepipe.CoreOnNode {
+		t.Errorf("status %q, title %q, location %+v", got.Status, got.Title, got.Artifacts.Core.Location)
+	}
+}
