@@ -87,7 +87,7 @@ func (r *Report) WriteText(w io.Writer) error {
 		writeKernelText(bw, r.Kernel)
 	}
 
-	if th := r.runtimeStack(); th != nil {
+	if th := r.RuntimeStack(); th != nil {
 		// Printed first, as the runtime prints it: where a throw on a
 		// system stack happened.
 		p("\nruntime stack")

@@ -112,7 +112,7 @@ func (r *Report) ThrowSite() string {
 	if r.Panic == nil || r.CrashingGoroutine != 0 || len(r.Threads) == 0 || r.Panic.Last().Kind != PanicKindFatal {
 		return ""
 	}
-	th := r.runtimeStack()
+	th := r.RuntimeStack()
 	if th == nil {
 		return ""
 	}
@@ -128,10 +128,11 @@ func (r *Report) ThrowSite() string {
 	return ""
 }
 
-// runtimeStack is the dying thread when the report holds, as its stack, the
-// system stack a fatal error was thrown on (which starts at the throw),
-// else nil.
-func (r *Report) runtimeStack() *Thread {
+// RuntimeStack is the dying thread when the report holds, as its stack,
+// the system stack a fatal error was thrown on, which the runtime prints
+// first as "runtime stack:" and which starts at the throw; else nil. Every
+// front end shows it as the crash site, before the crashing goroutine.
+func (r *Report) RuntimeStack() *Thread {
 	if r.Panic == nil || len(r.Threads) == 0 || len(r.Threads[0].Frames) == 0 || !throwFrame(r.Threads[0].Frames[0].Function) {
 		return nil
 	}
