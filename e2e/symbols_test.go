@@ -12,6 +12,7 @@ import (
 	"github.com/corepipe/corepipe"
 	"github.com/corepipe/corepipe/buildid"
 	"github.com/corepipe/corepipe/internal/testkit/crashtest"
+	"github.com/corepipe/corepipe/symbols"
 )
 
 // TestStrippedCrashThenUpload follows the README's recipe on a real
@@ -97,5 +98,56 @@ func TestStrippedCrashThenUpload(t *testing.T) {
 	out, err = cli("symbols", "upload", "--server", api, sw)
 	if err == nil || !strings.Contains(out, "warning: "+sw+" was built with -ldflags=-s or -w") || !strings.Contains(out, "no DWARF") {
 		t.Errorf("symbols upload of a -s -w build: %v\n%s", err, out)
+	}
+}
+
+// TestShipStrippedScript runs scripts/ship-stripped.sh, the README's recipe
+// for a service's build, against a running `corepipe dev`: the script
+// builds, uploads the debug info, strips and checks; the shipped binary has
+// no DWARF, and its crash's first report is complete.
+func TestShipStrippedScript(t *testing.T) {
+	holdCorePattern(t)
+	_, api := startDev(t, nil)
+	prog := crashProgram{name: "nilderef"}
+	mod := t.TempDir()
+	src, err := os.ReadFile(filepath.Join("testdata", prog.name, "main.go"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, data := range map[string]string{"go.mod": "module example.com/crasher\n\ngo 1.24\n", "main.go": string(src)} {
+		if err := os.WriteFile(filepath.Join(mod, name), []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	script, err := filepath.Abs("../scripts/ship-stripped.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	shipped := filepath.Join(t.TempDir(), "bin", "crasher")
+	cmd := exec.Command(script, "-o", shipped, ".", "-trimpath")
+	cmd.Dir = mod
+	cmd.Env = append(os.Environ(), "COREPIPE_SERVER="+api, "COREPIPE="+filepath.Join(binDir, "corepipe"), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "fully symbolised") {
+		t.Fatalf("ship-stripped.sh: %v\n%s", err, out)
+	}
+	if ok, err := symbols.HasDWARF(shipped); ok || err != nil {
+		t.Fatalf("the shipped binary has DWARF (%v): it was not stripped", err)
+	}
+	if ok, err := symbols.HasDWARF(shipped + ".debug"); !ok || err != nil {
+		t.Errorf("the debug file kept beside it has no DWARF: %v", err)
+	}
+
+	res := crashtest.Run(t, time.Minute, shipped, nil)
+	r := waitReport(t, api, res.PID, 2*time.Minute)
+	if len(r.Lacks) > 0 {
+		t.Errorf("report of the shipped binary lacks %q", r.Lacks)
+	}
+	checkReport(t, api, prog, r, res)
+
+	cmd = exec.Command(script, "-o", filepath.Join(t.TempDir(), "x"), ".")
+	cmd.Dir = mod
+	cmd.Env = append(os.Environ(), "COREPIPE_SERVER=")
+	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "COREPIPE_SERVER is not set") {
+		t.Errorf("without a server: %v\n%s", err, out)
 	}
 }
