@@ -433,8 +433,10 @@ func (a *analysis) panicInfo(r *corepipe.Report, g *proc.G, crashFrames []proc.S
 		// mutex, concurrent map writes) first prints the panics whose
 		// deferred calls the goroutine was running, then the fatal
 		// error indented as one more entry of the chain: the runtime's
-		// first line is then "panic: ".
-		if g != nil && at != nil && !at.SystemStack && callName(*at) == "runtime.fatal" {
+		// first line is then "panic: ". A runtime without
+		// printPreFatalDeferPanic (an older Go) prints no chain.
+		if g != nil && at != nil && !at.SystemStack && callName(*at) == "runtime.fatal" &&
+			len(a.t.BinInfo().LookupFunc()["runtime.printPreFatalDeferPanic"]) > 0 {
 			scope := proc.FrameToScope(a.t, a.t.Memory(), g, 0, proc.Stackframe{})
 			if chain := a.panicChain(scope); chain != "" {
 				r.Panic = &corepipe.Panic{Kind: corepipe.PanicKindPanic, Message: chain + "\n" + corepipe.PanicKindFatal + ": " + msg}
