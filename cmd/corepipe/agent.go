@@ -17,6 +17,7 @@ type agentFlags struct {
 	metricsListen string
 	maxBackoff    time.Duration
 	handlerCheck  time.Duration
+	netconsole    *netconsoleTargetFlags
 }
 
 func agentFlagsOf(fset *pflag.FlagSet) *agentFlags {
@@ -25,6 +26,7 @@ func agentFlagsOf(fset *pflag.FlagSet) *agentFlags {
 	fset.StringVar(&f.metricsListen, "metrics-listen", "", "serve Prometheus /metrics on this `address` (empty: not served)")
 	fset.DurationVar(&f.maxBackoff, "max-backoff", 30*time.Second, "longest wait between retries while storage or the queue is down")
 	fset.DurationVar(&f.handlerCheck, "handler-check", time.Minute, "with --install-handler: how often to check that core_pattern is still the collector's, and install it again if not")
+	f.netconsole = netconsoleTargetFlagsOf(fset)
 	return f
 }
 
