@@ -24,6 +24,7 @@ func TestValuesChainsAndThrows(t *testing.T) {
 		{"value-myuint8", "panic: main.myUint8(200) in main.panicWith"},
 		{"value-multiline", "panic: first line in main.panicWith"},
 		{"value-pointer", ""},
+		{"value-panickingerror", "fatal error: panic while printing panic value: error method failed in main.panickingError.Error"},
 		{"chain-three", "panic: third in main.chainThree.func1"},
 		{"chain-fatal", "fatal error: sync: unlock of unlocked mutex in internal/sync.(*Mutex).unlockSlow"},
 		{"chain-fatal-error", ""},

@@ -27,6 +27,7 @@ func TestPanicValues(t *testing.T) {
 		// msg is the panic message; one ending in "0x" is a prefix
 		// (an address, which the runtime's output checks exactly).
 		msg, title, class string
+		fatal             string // the fatal error's message, instead of msg
 	}{
 		{kind: "value-bool", msg: "true", title: "panic: true" + in},
 		{kind: "value-mybool", msg: "main.myBool(false)"},
@@ -69,6 +70,9 @@ func TestPanicValues(t *testing.T) {
 		{kind: "value-multilineerror", msg: "query failed:\n\tno rows"},
 		{kind: "value-addrstringer", msg: "stringer db"},
 		{kind: "value-nil", msg: "panic called with nil argument"},
+		// An Error method that panics makes the runtime throw instead.
+		{kind: "value-panickingerror", fatal: "panic while printing panic value: error method failed",
+			title: "fatal error: panic while printing panic value: error method failed in main.panickingError.Error"},
 		{kind: "value-pointer", msg: "(*int) 0x"},
 		{kind: "value-slice", msg: "([]int) 0x"},
 		{kind: "value-map", msg: "(map[string]int) 0x"},
@@ -94,7 +98,9 @@ func TestPanicValues(t *testing.T) {
 			if r.Panic == nil {
 				t.Fatal("no panic in the report")
 			}
-			if prefix, ok := strings.CutSuffix(tc.msg, "0x"); ok {
+			if tc.fatal != "" {
+				wantPanic(t, r, corepipe.PanicKindFatal, tc.fatal)
+			} else if prefix, ok := strings.CutSuffix(tc.msg, "0x"); ok {
 				if !strings.HasPrefix(r.Panic.Message, prefix+"0x") {
 					t.Errorf("panic message %q, want %s0x…", r.Panic.Message, prefix)
 				}

@@ -30,6 +30,11 @@ type (
 	myString     string
 )
 
+// panickingError's Error panics: the runtime throws while it prints it.
+type panickingError struct{}
+
+func (panickingError) Error() string { panic("error method failed") }
+
 // addrStringer is a Stringer with a pointer receiver.
 type addrStringer struct{ name string }
 
@@ -89,6 +94,7 @@ func init() {
 		kinds["value-"+name] = func() { panicWith(v) }
 	}
 	kinds["value-nil"] = func() { panicWith(nil) }
+	kinds["value-panickingerror"] = func() { panicWith(panickingError{}) }
 	kinds["chain-three"] = chainThree
 	kinds["chain-fatal"] = func() { chainFatal("first failure") }
 	kinds["chain-fatal-error"] = func() { chainFatal(errors.New("first failure")) }
