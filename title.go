@@ -140,10 +140,11 @@ func (r *Report) RuntimeStack() *Thread {
 }
 
 // throwFrame reports whether fn is the runtime's throw machinery, under its
-// own name or the one the runtime gives it for a package (sync's fatal).
+// own name or the one the runtime gives it for a package (sync's fatal), or
+// the call the signal handler injects before a throw on a fault.
 func throwFrame(fn string) bool {
 	switch fn {
-	case "runtime.throw", "runtime.fatal", "runtime.fatalthrow", "runtime.fatalpanic",
+	case "runtime.throw", "runtime.fatal", "runtime.fatalthrow", "runtime.fatalpanic", "runtime.sigpanic",
 		"sync.throw", "sync.fatal", "internal/sync.throw", "internal/sync.fatal":
 		return true
 	}
