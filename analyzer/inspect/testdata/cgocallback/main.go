@@ -2,7 +2,8 @@
 // traceback follows the callback across C back into the Go code that
 // called C (issue 12 class 3). The first argument says how it crashes
 // (panic, nil) and where it is called from: "thread-…" from a thread that
-// C created.
+// C created; with "parked" the callbacks block and another goroutine
+// crashes.
 package main
 
 /*
@@ -35,9 +36,13 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 )
 
-var how string
+var (
+	how   string
+	block = make(chan int)
+)
 
 //export goCallback
 func goCallback(n C.int) {
@@ -54,6 +59,8 @@ func crash(n int) {
 	case "nil":
 		var c *config
 		println(c.retries + n)
+	case "parked":
+		<-block
 	}
 }
 
@@ -69,12 +76,19 @@ func callThread(n int) {
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: cgocallback [thread-]panic|nil")
+		fmt.Fprintln(os.Stderr, "usage: cgocallback [thread-]panic|nil, or parked")
 		os.Exit(2)
 	}
 	var inThread bool
 	how, inThread = strings.CutPrefix(os.Args[1], "thread-")
-	if inThread {
+	switch {
+	case how == "parked":
+		// The callbacks block; another goroutine crashes.
+		go callC(7)
+		go callThread(8)
+		time.Sleep(50 * time.Millisecond)
+		panic("callbacks parked")
+	case inThread:
 		callThread(7)
 	}
 	callC(7)
