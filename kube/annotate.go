@@ -140,26 +140,21 @@ func (w *Watcher) announce(ctx context.Context, c *corepipe.Crash) {
 	log.Debug("pod annotated", "url", url)
 }
 
-func (w *Watcher) reportURL(id string) string {
-	if w.cfg.UIURL == "" {
-		return ""
-	}
-	return strings.TrimSuffix(w.cfg.UIURL, "/") + "/crashes/" + id
-}
+func (w *Watcher) reportURL(id string) string { return reportURL(w.cfg.UIURL, id) }
 
 // annotationPatch is the JSON merge patch that sets the crash annotations.
 // The pod's UID in it is a precondition: the API server refuses to patch a
 // new pod that took the crashed one's name.
 func annotationPatch(c *corepipe.Crash, url string) ([]byte, error) {
-	ann := map[string]any{AnnotationCrashID: c.ID}
-	if url != "" {
-		ann[AnnotationCrashURL] = url
-	} else {
-		ann[AnnotationCrashURL] = nil
-	}
+	return jsonPatch(c.Container.PodUID, map[string]any{AnnotationCrashID: c.ID, AnnotationCrashURL: nilIfEmpty(url)})
+}
+
+// jsonPatch is the JSON merge patch that sets (or, for nil values,
+// removes) annotations, with the pod's UID as a precondition when known.
+func jsonPatch(uid string, ann map[string]any) ([]byte, error) {
 	meta := map[string]any{"annotations": ann}
-	if c.Container.PodUID != "" {
-		meta["uid"] = c.Container.PodUID
+	if uid != "" {
+		meta["uid"] = uid
 	}
 	b, err := json.Marshal(map[string]any{"metadata": meta})
 	if err != nil {

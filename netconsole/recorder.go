@@ -25,26 +25,51 @@ type PodLister interface {
 	PodsOn(ctx context.Context, node string, at time.Time) ([]corepipe.PodRef, error)
 }
 
+// NodeNamer names the node a sender is ("10.0.0.7:6665"), "" when it does
+// not know.
+type NodeNamer interface {
+	NodeOf(ctx context.Context, sender string) string
+}
+
+// Observer is told of every kernel panic recorded, with its headline.
+type Observer interface {
+	Recorded(ctx context.Context, c *corepipe.Crash, title string)
+}
+
 // Recorder turns a capture into a crash: the console log stored next to
 // the manifest, the crash published with an ID derived from the panic
 // itself.
 type Recorder struct {
 	Blobs corepipe.BlobStore
 	Queue Publisher
+	// Nodes, when set, names the node of a sender that gave no node= in
+	// its userdata (kernels before 6.9 cannot).
+	Nodes NodeNamer
 	// Pods, when set, names the pods the panic took down.
-	Pods   PodLister
-	Logger *slog.Logger
+	Pods PodLister
+	// Observer, when set, is told of each panic once it is recorded.
+	Observer Observer
+	Logger   *slog.Logger
 }
 
 // Crash is the manifest of capture c, without storing anything.
 func Crash(c *Capture) *corepipe.Crash {
-	node := c.Node
+	cr, _ := crashOf(c, "")
+	return cr
+}
+
+// crashOf is the manifest of capture c and the panic it holds; node names
+// the sender when c does not.
+func crashOf(c *Capture, node string) (*corepipe.Crash, *corepipe.KernelPanic) {
+	if c.Node != "" {
+		node = c.Node
+	}
 	if node == "" {
 		// Without userdata the sender's address is all that names it;
 		// the port is the kernel's fixed local one.
 		node = c.Sender
 		if ap, err := netip.ParseAddrPort(c.Sender); err == nil {
-			node = ap.Addr().String()
+			node = ap.Addr().Unmap().String()
 		} else if h, _, err := net.SplitHostPort(c.Sender); err == nil {
 			node = h
 		}
@@ -73,14 +98,18 @@ func Crash(c *Capture) *corepipe.Crash {
 	if !c.Ended {
 		cr.Notes = append(cr.Notes, fmt.Sprintf("handed over after the sender was quiet since %s", c.LastAt.UTC().Format(time.RFC3339)))
 	}
-	return cr
+	return cr, k
 }
 
 // Record stores and publishes capture c and returns its crash. It is
 // idempotent: the same panic makes the same ID and keys, and the queue
 // drops the duplicate.
 func (r *Recorder) Record(ctx context.Context, c *Capture) (*corepipe.Crash, error) {
-	cr := Crash(c)
+	var node string
+	if r.Nodes != nil && c.Node == "" {
+		node = r.Nodes.NodeOf(ctx, c.Sender)
+	}
+	cr, k := crashOf(c, node)
 	if r.Pods != nil {
 		pods, err := r.Pods.PodsOn(ctx, cr.Node, cr.CapturedAt)
 		if err != nil {
@@ -101,7 +130,10 @@ func (r *Recorder) Record(ctx context.Context, c *Capture) (*corepipe.Crash, err
 	if err := r.Blobs.Put(ctx, corepipe.ManifestKey(cr), bytes.NewReader(manifest), int64(len(manifest))); err != nil {
 		return nil, fmt.Errorf("store manifest: %w", err)
 	}
-	r.logger().Info("kernel panic recorded", corepipe.LogKeyCrash, cr.ID, "node", cr.Node, "sender", c.Sender)
+	r.logger().Info("kernel panic recorded", corepipe.LogKeyCrash, cr.ID, "node", cr.Node, "sender", c.Sender, "pods", len(cr.Pods))
+	if r.Observer != nil {
+		r.Observer.Recorded(ctx, cr, corepipe.KernelTitle(k))
+	}
 	return cr, nil
 }
 

@@ -158,7 +158,7 @@ func runDev(ctx context.Context, stdout io.Writer, log *slog.Logger, f *devFlags
 	if f.crashOutput == "" {
 		f.crashOutput = filepath.Join(dir, "crash-output")
 	}
-	kpanic, err := kpanicPart(log, f.netconsole, f.receiver, blobs, q, idx)
+	kpanic, err := kpanicPart(log, f.netconsole, f.receiver, f.kube, blobs, q, idx)
 	if err != nil {
 		return err
 	}

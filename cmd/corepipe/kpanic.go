@@ -7,9 +7,11 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	"k8s.io/klog/v2"
 
 	"github.com/corepipe/corepipe"
 	"github.com/corepipe/corepipe/internal/size"
+	"github.com/corepipe/corepipe/kube"
 	"github.com/corepipe/corepipe/netconsole"
 	natsq "github.com/corepipe/corepipe/queue/nats"
 )
@@ -17,8 +19,9 @@ import (
 type kpanicFlags struct {
 	listen string
 	blob   string
-	nats   string
+	nats   *natsFlags
 	recv   *netconsoleFlags
+	kube   kubeFlags
 }
 
 // netconsoleFlags are the receiver's bounds, the same on kpanic and dev.
@@ -68,9 +71,36 @@ unauthenticated: a report from it is evidence, not a confirmed death.`,
 	fset := cmd.Flags()
 	fset.StringVar(&f.listen, "listen", "udp://0.0.0.0:6666", "`udp://ADDR:PORT` to receive netconsole datagrams on")
 	fset.StringVar(&f.blob, "blob", "", blobUsage)
-	fset.StringVar(&f.nats, "nats", "", "NATS `URL`")
+	f.nats = natsFlagsOf(fset)
 	f.recv = netconsoleFlagsOf(fset)
+	fset.BoolVar(&f.kube.enabled, "kube", false, "on Kubernetes: name each panic's node and pods, and once the node is seen dead annotate its pods and record KernelPanic events")
+	fset.StringVar(&f.kube.kubeconfig, "kubeconfig", "", "with --kube: kubeconfig file (default: the pod's service account)")
+	f.kube.uiURL = fset.String("ui-url", "", "with --kube: base URL of the web UI, for the report links on pods")
 	return cmd
+}
+
+// panicWatcher is the cluster's nodes and pods for the receiver, nil
+// without --kube.
+func (f *kubeFlags) panicWatcher(log *slog.Logger) (*kube.PanicWatcher, error) {
+	if f == nil || !f.enabled {
+		return nil, nil
+	}
+	klog.SetSlogLogger(log.With("part", "client-go"))
+	client, err := kube.NewClient(f.kubeconfig)
+	if err != nil {
+		return nil, err
+	}
+	return kube.NewPanicWatcher(kube.PanicConfig{Client: client, UIURL: *f.uiURL, Logger: log.With("part", "kube")})
+}
+
+// withCluster has rec name the node and pods of a panic from w, and tell
+// the pods through it; run runs w beside the receiver.
+func withCluster(rec *netconsole.Recorder, w *kube.PanicWatcher, run func(context.Context) error) func(context.Context) error {
+	if w == nil {
+		return run
+	}
+	rec.Nodes, rec.Pods, rec.Observer = w, w, w
+	return func(ctx context.Context) error { return runAll(ctx, w.Run, run) }
 }
 
 func runKpanic(ctx context.Context, log *slog.Logger, f *kpanicFlags) error {
@@ -79,27 +109,38 @@ func runKpanic(ctx context.Context, log *slog.Logger, f *kpanicFlags) error {
 	if err != nil {
 		return err
 	}
-	blobs, q, err := connect(ctx, f.blob, f.nats, natsq.Name("corepipe-kpanic"), natsq.Logger(log.With("part", "nats")))
+	cluster, err := f.kube.panicWatcher(log)
+	if err != nil {
+		pc.Close()
+		return err
+	}
+	blobs, q, err := connect(ctx, f.blob, f.nats.url, append(f.nats.options(), natsq.Name("corepipe-kpanic"), natsq.Logger(log.With("part", "nats")))...)
 	if err != nil {
 		pc.Close()
 		return err
 	}
 	defer q.Close(context.Background())
 	log.Info("netconsole receiver listening", "addr", pc.LocalAddr().String())
-	return netconsole.Run(ctx, pc, cfg, &netconsole.Recorder{Blobs: blobs, Queue: q, Logger: log.With("part", "kpanic")})
+	rec := &netconsole.Recorder{Blobs: blobs, Queue: q, Logger: log.With("part", "kpanic")}
+	return withCluster(rec, cluster, func(ctx context.Context) error { return netconsole.Run(ctx, pc, cfg, rec) })(ctx)
 }
 
-// kpanicPart is the receiver as a part of dev, naming the pods from idx.
-func kpanicPart(log *slog.Logger, addr string, f *netconsoleFlags, blobs corepipe.BlobStore, q netconsole.Publisher, idx corepipe.Index) (func(context.Context) error, error) {
+// kpanicPart is the receiver as a part of dev: with --kube it names the
+// pods from the cluster and tells them, else from the crashes in idx.
+func kpanicPart(log *slog.Logger, addr string, f *netconsoleFlags, kf *kubeFlags, blobs corepipe.BlobStore, q netconsole.Publisher, idx corepipe.Index) (func(context.Context) error, error) {
 	if addr == "" {
 		return func(context.Context) error { return nil }, nil
+	}
+	log = log.With("part", "kpanic")
+	cluster, err := kf.panicWatcher(log)
+	if err != nil {
+		return nil, err
 	}
 	pc, err := netconsole.Listen(addr)
 	if err != nil {
 		return nil, err
 	}
-	log = log.With("part", "kpanic")
 	log.Info("netconsole receiver listening", "addr", pc.LocalAddr().String())
 	rec := &netconsole.Recorder{Blobs: blobs, Queue: q, Pods: netconsole.IndexPods{Index: idx, Window: 15 * time.Minute}, Logger: log}
-	return func(ctx context.Context) error { return netconsole.Run(ctx, pc, f.config(log), rec) }, nil
+	return withCluster(rec, cluster, func(ctx context.Context) error { return netconsole.Run(ctx, pc, f.config(log), rec) }), nil
 }

@@ -45,54 +45,12 @@ func TestKpanicCommand(t *testing.T) {
 			t.Error(err)
 		}
 	}()
-	conn, err := net.Dial("udp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	send := func() {
-		f, err := os.Open("../../netconsole/testdata/qemu-sysrq-ext.jsonl")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer f.Close()
-		sc := bufio.NewScanner(f)
-		for sc.Scan() {
-			var d string
-			json.Unmarshal(sc.Bytes(), &d)
-			conn.Write([]byte(d))
-			time.Sleep(50 * time.Microsecond)
-		}
-	}
 	time.Sleep(500 * time.Millisecond) // the receiver's socket
-	send()
+	replay(t, addr, extCapture)
 	time.Sleep(time.Second) // quiet: the first capture is handed over
-	send()
+	replay(t, addr, extCapture)
 
-	q, err := natsq.Open(ctx, emb.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer q.Close(context.Background())
-	cons, err := q.Crashes(ctx, "test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var crashes []corepipe.Crash
-	for {
-		nctx, ncancel := context.WithTimeout(ctx, 3*time.Second)
-		msg, err := cons.Next(nctx)
-		ncancel()
-		if err != nil {
-			break
-		}
-		var c corepipe.Crash
-		if err := json.Unmarshal(msg.Data(), &c); err != nil {
-			t.Fatal(err)
-		}
-		msg.Ack(ctx)
-		crashes = append(crashes, c)
-	}
+	crashes := queuedCrashes(t, ctx, emb.ClientURL())
 	if len(crashes) != 1 {
 		t.Fatalf("%d crashes on the queue for one panic sent twice", len(crashes))
 	}
@@ -108,5 +66,64 @@ func TestKpanicCommand(t *testing.T) {
 		if n, err := blobs.Stat(ctx, key); err != nil || n == 0 {
 			t.Errorf("%s: %d bytes, %v", key, n, err)
 		}
+	}
+}
+
+// extCapture is what Debian's 6.1 kernel sent to an extended netconsole
+// target as it panicked (sysrq-c, in qemu): one datagram a line, as JSON
+// strings.
+const extCapture = "../../netconsole/testdata/qemu-sysrq-ext.jsonl"
+
+// replay sends capture's datagrams to addr, paced as a kernel sends them.
+func replay(t *testing.T, addr, capture string) {
+	t.Helper()
+	conn, err := net.Dial("udp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	f, err := os.Open(capture)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		var d string
+		if err := json.Unmarshal(sc.Bytes(), &d); err != nil {
+			t.Fatal(err)
+		}
+		conn.Write([]byte(d))
+		time.Sleep(50 * time.Microsecond)
+	}
+}
+
+// queuedCrashes takes every crash on the queue at url, waiting 3 s for
+// more after the last.
+func queuedCrashes(t *testing.T, ctx context.Context, url string) []corepipe.Crash {
+	t.Helper()
+	q, err := natsq.Open(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close(context.Background())
+	cons, err := q.Crashes(ctx, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var crashes []corepipe.Crash
+	for {
+		nctx, ncancel := context.WithTimeout(ctx, 3*time.Second)
+		msg, err := cons.Next(nctx)
+		ncancel()
+		if err != nil {
+			return crashes
+		}
+		var c corepipe.Crash
+		if err := json.Unmarshal(msg.Data(), &c); err != nil {
+			t.Fatal(err)
+		}
+		msg.Ack(ctx)
+		crashes = append(crashes, c)
 	}
 }
