@@ -103,29 +103,76 @@ func (s *Server) postReanalyze(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	res := ReanalyzeResult{Matched: len(candidates), Queued: []QueuedCrash{}, Skipped: []SkippedCrash{}, NextCursor: next}
+	res, err := s.requeue(r.Context(), candidates, id.describe())
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	res.NextCursor = next
+	writeJSON(w, http.StatusOK, res)
+}
+
+// requeue queues again those of candidates that can be analysed again, and
+// says why it skipped the others. It stops at the first crash the queue or
+// the blob store fails on.
+func (s *Server) requeue(ctx context.Context, candidates []*corepipe.Report, by string) (ReanalyzeResult, error) {
+	res := ReanalyzeResult{Matched: len(candidates), Queued: []QueuedCrash{}, Skipped: []SkippedCrash{}}
 	// One nonce per request: a retried publish is dropped, a later
 	// request for the same crash is not.
 	why := corepipe.NewID(s.now())
 	for _, sum := range candidates {
-		c, reason, err := s.keptCrash(r.Context(), sum)
+		c, reason, err := s.keptCrash(ctx, sum)
 		if err != nil {
-			s.writeError(w, r, fmt.Errorf("crash %s: %w (%d crashes queued before it)", sum.ID, err, len(res.Queued)))
-			return
+			return res, fmt.Errorf("crash %s: %w (%d crashes queued before it)", sum.ID, err, len(res.Queued))
 		}
 		if reason != "" {
 			res.Skipped = append(res.Skipped, SkippedCrash{ID: sum.ID, Reason: reason})
 			continue
 		}
 		c.Revision = sum.Revision + 1
-		if err := s.republish.RepublishCrash(r.Context(), c, fmt.Sprintf("r%d-%s", c.Revision, why)); err != nil {
-			s.writeError(w, r, fmt.Errorf("queue crash %s for re-analysis: %w (%d crashes queued before it)", sum.ID, err, len(res.Queued)))
-			return
+		if err := s.republish.RepublishCrash(ctx, c, fmt.Sprintf("r%d-%s", c.Revision, why)); err != nil {
+			return res, fmt.Errorf("queue crash %s for re-analysis: %w (%d crashes queued before it)", sum.ID, err, len(res.Queued))
 		}
-		s.log.InfoContext(r.Context(), "crash queued for re-analysis", corepipe.LogKeyCrash, sum.ID, "revision", c.Revision, "by", id.describe())
+		s.log.InfoContext(ctx, "crash queued for re-analysis", corepipe.LogKeyCrash, sum.ID, "revision", c.Revision, "by", by)
 		res.Queued = append(res.Queued, QueuedCrash{ID: sum.ID, Revision: c.Revision})
 	}
-	writeJSON(w, http.StatusOK, res)
+	return res, nil
+}
+
+// reanalyzeBuild queues again the kept crashes of a build whose debug file
+// was just stored, the newest MaxReanalyze of each of its build IDs: their
+// reports were made without it. It never fails the upload: what it could
+// not do is logged, and corepipe reanalyze can do it again.
+func (s *Server) reanalyzeBuild(ctx context.Context, meta *symbols.Meta, by string) *ReanalyzeResult {
+	if s.republish == nil {
+		return nil
+	}
+	var candidates []*corepipe.Report
+	seen := map[string]bool{}
+	for _, id := range []string{meta.GNUBuildID, meta.GoBuildID} {
+		if id == "" {
+			continue
+		}
+		crashes, _, err := s.index.Crashes(ctx, corepipe.CrashFilter{BuildID: id, Limit: MaxReanalyze})
+		if err != nil {
+			s.log.WarnContext(ctx, "crashes of an uploaded build not re-analysed", "build_id", id, "err", err)
+			return nil
+		}
+		for _, c := range crashes {
+			if !seen[c.ID] && len(candidates) < MaxReanalyze {
+				seen[c.ID] = true
+				candidates = append(candidates, c)
+			}
+		}
+	}
+	if len(candidates) == 0 {
+		return nil
+	}
+	res, err := s.requeue(ctx, candidates, by)
+	if err != nil {
+		s.log.WarnContext(ctx, "crashes of an uploaded build not all re-analysed", "build_ids", meta.IDs(), "err", err)
+	}
+	return &res
 }
 
 // reanalysisCandidates are the indexed crashes q names, at most its limit.

@@ -202,3 +202,36 @@ func TestReanalyzeRefusals(t *testing.T) {
 	resp, body := off.do("POST", "/api/v1/reanalyze", nil, strings.NewReader(`{"signature": "s"}`))
 	wantError(t, resp, body, http.StatusServiceUnavailable, "re-analysis is off")
 }
+
+// TestUploadReanalyzesTheBuild: a build's debug file, stored for the first
+// time, has the build's kept crashes queued again at once; uploading it
+// again queues nothing.
+func TestUploadReanalyzesTheBuild(t *testing.T) {
+	e, cons := reanalysisEnv(t, nil)
+	b := newDebugBuild(t)
+	r := keptCrash(e, time.Minute, b.id, false)
+	for i, want := range []int{1, 0} {
+		resp, body := e.upload("", b.id, b.debug)
+		var res UploadResult
+		if err := json.Unmarshal(body, &res); err != nil {
+			t.Fatalf("upload %d: %s: %s", i, resp.Status, body)
+		}
+		got := 0
+		if res.Reanalysis != nil {
+			got = len(res.Reanalysis.Queued)
+		}
+		if got != want {
+			t.Errorf("upload %d queued %d crashes for re-analysis, want %d: %s", i, got, want, body)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	m, err := cons.Next(ctx)
+	if err != nil {
+		t.Fatalf("nothing queued: %v", err)
+	}
+	var c corepipe.Crash
+	if err := json.Unmarshal(m.Data(), &c); err != nil || c.ID != r.ID || c.Revision != 1 {
+		t.Errorf("queued %s revision %d (%v), want %s revision 1", c.ID, c.Revision, err, r.ID)
+	}
+}

@@ -49,6 +49,9 @@ func (s *Server) symbolStore() *symbols.Store {
 type UploadResult struct {
 	Stored bool          `json:"stored"`
 	Meta   *symbols.Meta `json:"meta"`
+	// Reanalysis is what became of the kept crashes of the build, queued
+	// again when its debug file was first stored.
+	Reanalysis *ReanalyzeResult `json:"reanalysis,omitempty"`
 }
 
 func (s *Server) putSymbols(w http.ResponseWriter, r *http.Request) {
@@ -84,10 +87,12 @@ func (s *Server) putSymbols(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	status := http.StatusOK
+	res := UploadResult{Stored: stored, Meta: meta}
 	if stored {
 		status = http.StatusCreated
+		res.Reanalysis = s.reanalyzeBuild(r.Context(), meta, identityOf(r).describe())
 	}
-	writeJSON(w, status, UploadResult{Stored: stored, Meta: meta})
+	writeJSON(w, status, res)
 }
 
 type readerFunc func([]byte) (int, error)
