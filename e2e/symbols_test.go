@@ -19,9 +19,10 @@ import (
 // pipeline: a production-style binary (objcopy --strip-all) crashes and
 // gets a degraded report that says which symbols it lacks; once the debug
 // file split from the same build is uploaded with `corepipe symbols
-// upload`, `corepipe reanalyze --build-id` gives that crash a new report
-// (same ID, revision 1) that matches the runtime goroutine for goroutine,
-// and so does the next crash's. A -s -w build is warned about and refused.
+// upload`, that crash is analysed again by itself and gets a new report
+// (same ID, revision 1) that matches the runtime goroutine for goroutine;
+// so does `corepipe reanalyze --build-id` (revision 2), and the next
+// crash's report. A -s -w build is warned about and refused.
 func TestStrippedCrashThenUpload(t *testing.T) {
 	holdCorePattern(t)
 	_, api := startDev(t, nil)
@@ -74,11 +75,18 @@ func TestStrippedCrashThenUpload(t *testing.T) {
 		t.Errorf("symbols ls: %v\n%s", err, out)
 	}
 
+	// The upload had the build's kept crash analysed again by itself.
+	r = waitReportWhere(t, api, 2*time.Minute, func(r *corepipe.Report) bool { return r.ID == degraded && r.Revision == 1 })
+	if len(r.Lacks) > 0 {
+		t.Errorf("report re-analysed after the upload still lacks %q", r.Lacks)
+	}
+	checkReport(t, api, prog, r, first)
+
 	out, err := cli("reanalyze", "--server", api, "--build-id", "gnu:"+ids.GNU)
-	if err != nil || !strings.Contains(out, "queued "+degraded+" (revision 1)") || !strings.Contains(out, "1 crashes: 1 queued for re-analysis, 0 skipped") {
+	if err != nil || !strings.Contains(out, "queued "+degraded+" (revision 2)") || !strings.Contains(out, "1 crashes: 1 queued for re-analysis, 0 skipped") {
 		t.Fatalf("reanalyze --build-id: %v\n%s", err, out)
 	}
-	r = waitReportWhere(t, api, 2*time.Minute, func(r *corepipe.Report) bool { return r.ID == degraded && r.Revision == 1 })
+	r = waitReportWhere(t, api, 2*time.Minute, func(r *corepipe.Report) bool { return r.ID == degraded && r.Revision == 2 })
 	if len(r.Lacks) > 0 {
 		t.Errorf("re-analysed report still lacks %q", r.Lacks)
 	}
