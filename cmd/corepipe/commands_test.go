@@ -99,6 +99,8 @@ func TestUsageErrors(t *testing.T) {
 		{nil, []string{"ls", "extra"}, `unexpected argument "extra"; see 'corepipe ls --help'`},
 		{nil, []string{"show", "../../etc"}, `see 'corepipe show --help'`},
 		{nil, []string{"analyzer"}, `--blob and --nats are required; see 'corepipe analyzer --help'`},
+		{nil, []string{"reanalyze"}, `say which crashes: --id, --signature or --build-id; see 'corepipe reanalyze --help'`},
+		{nil, []string{"reanalyze", "--id", "../x"}, `see 'corepipe reanalyze --help'`},
 		{[]string{"COREPIPE_BLOB=file:///var/tmp/blobs"}, []string{"api"}, `--nats is required; see 'corepipe api --help'`},
 		{nil, []string{"analyse", "core"}, `unknown command "analyse" (did you mean "analyze" or "analyzer"?); see 'corepipe --help'`},
 		{nil, []string{"frobnicate"}, `unknown command "frobnicate"; see 'corepipe --help'`},
