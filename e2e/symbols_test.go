@@ -62,7 +62,8 @@ func TestStrippedCrashThenUpload(t *testing.T) {
 		t.Errorf("symbols check before the upload: %v\n%s", err, out)
 	}
 
-	if out, err := cli("symbols", "upload", "--server", api, debug); err != nil || !strings.Contains(out, "uploaded gnu:"+ids.GNU) {
+	if out, err := cli("symbols", "upload", "--server", api, debug); err != nil || !strings.Contains(out, "uploaded gnu:"+ids.GNU) ||
+		!strings.Contains(out, "1 kept crashes of this build queued for re-analysis, 0 skipped") {
 		t.Fatalf("symbols upload: %v\n%s", err, out)
 	}
 	if out, err := cli("symbols", "upload", "--server", api, debug); err != nil || !strings.Contains(out, "already stored") {

@@ -16,23 +16,31 @@ import (
 // symbolsPath is api.SymbolsPath (the client does not import the server).
 const symbolsPath = "/api/v1/symbols"
 
+// Uploaded is what the server did with an upload: Stored is false when
+// the store had that build ID already (uploading again is harmless), and
+// Reanalysis says which kept crashes of the build were queued again.
+type Uploaded struct {
+	Meta       *symbols.Meta    `json:"meta"`
+	Stored     bool             `json:"stored"`
+	Reanalysis *ReanalyzeResult `json:"reanalysis"`
+}
+
 // Upload sends the debug file at path to the symbol store as the debug
-// info of build ID id, streaming it. stored is false when the store had
-// that build ID already: uploading again is harmless.
-func (c *Client) Upload(ctx context.Context, id, path string) (meta *symbols.Meta, stored bool, err error) {
+// info of build ID id, streaming it.
+func (c *Client) Upload(ctx context.Context, id, path string) (*Uploaded, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, false, err
+		return nil, err
 	}
 	defer f.Close()
 	st, err := f.Stat()
 	if err != nil {
-		return nil, false, err
+		return nil, err
 	}
 	u := c.base.String() + symbolsPath + "/" + id + "?" + url.Values{"name": {filepath.Base(path)}}.Encode()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPut, u, f)
 	if err != nil {
-		return nil, false, err
+		return nil, err
 	}
 	req.ContentLength = st.Size()
 	req.Header.Set("Content-Type", "application/octet-stream")
@@ -41,20 +49,17 @@ func (c *Client) Upload(ctx context.Context, id, path string) (meta *symbols.Met
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return nil, false, fmt.Errorf("%w: %w", corepipe.ErrUnavailable, err)
+		return nil, fmt.Errorf("%w: %w", corepipe.ErrUnavailable, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusCreated {
-		return nil, false, responseError(resp)
+		return nil, responseError(resp)
 	}
-	var res struct {
-		Stored bool          `json:"stored"`
-		Meta   *symbols.Meta `json:"meta"`
-	}
+	var res Uploaded
 	if err := json.NewDecoder(resp.Body).Decode(&res); err != nil || res.Meta == nil {
-		return nil, false, fmt.Errorf("upload %s: unreadable answer: %v", filepath.Base(path), err)
+		return nil, fmt.Errorf("upload %s: unreadable answer: %v", filepath.Base(path), err)
 	}
-	return res.Meta, res.Stored, nil
+	return &res, nil
 }
 
 // Symbols lists the debug files in the symbol store, at most limit of them

@@ -90,17 +90,20 @@ func uploadSymbols(ctx context.Context, stdout, stderr io.Writer, cf *clientFlag
 		if id == "" {
 			id = ids.Go
 		}
-		meta, stored, err := c.Upload(ctx, id, path)
+		up, err := c.Upload(ctx, id, path)
 		if err != nil {
 			fmt.Fprintf(stderr, "corepipe: upload %s: %v\n", path, err)
 			failed++
 			continue
 		}
 		verb := "uploaded"
-		if !stored {
+		if !up.Stored {
 			verb = "already stored"
 		}
-		fmt.Fprintf(stdout, "%s: %s %s (%d bytes)\n", path, verb, meta.IDs(), meta.Size)
+		fmt.Fprintf(stdout, "%s: %s %s (%d bytes)\n", path, verb, up.Meta.IDs(), up.Meta.Size)
+		if r := up.Reanalysis; r != nil {
+			fmt.Fprintf(stdout, "%s: %d kept crashes of this build queued for re-analysis, %d skipped\n", path, len(r.Queued), len(r.Skipped))
+		}
 	}
 	if failed > 0 {
 		return fmt.Errorf("%d of %d files not uploaded", failed, len(files))
