@@ -39,9 +39,59 @@ type Server struct {
 	console   string
 	accessKey string
 	secretKey string
+	// endpoints are the drives of a distributed set (StartErasureSet),
+	// nil for a server of one directory.
+	endpoints []string
 
 	cmd    *exec.Cmd
 	exited chan struct{} // closed when cmd has been waited for
+}
+
+// StartErasureSet starts a MinIO process on each of hosts (IP addresses of
+// this machine), together one distributed erasure set, a drive each,
+// sharing one set of credentials, and returns once every one serves. With
+// 4, the set keeps serving reads and writes with one process down. They
+// stop when the test ends.
+//
+// In a container (/.dockerenv), MinIO waits forever for a distributed
+// endpoint on a loopback address to "resolve to a valid IP": run the test
+// in a network namespace of its own with addresses of a dummy interface
+// (testkit/netns).
+func StartErasureSet(t testing.TB, hosts []string) []*Server {
+	t.Helper()
+	bin, err := findBinary()
+	if err != nil {
+		t.Fatalf("miniotest: %v; run scripts/install-minio.sh (make test does) or set COREPIPE_MINIO", err)
+	}
+	tmp := t.TempDir()
+	accessKey, secretKey := "corepipe-"+strings.ToLower(rand.Text()[:8]), rand.Text()
+	set := make([]*Server, len(hosts))
+	var endpoints []string
+	for i := range set {
+		set[i] = &Server{
+			t:         t,
+			bin:       bin,
+			dataDir:   filepath.Join(tmp, fmt.Sprintf("drive%d", i+1)),
+			logPath:   filepath.Join(tmp, fmt.Sprintf("minio%d.log", i+1)),
+			addr:      freeAddrOn(t, hosts[i]),
+			console:   freeAddrOn(t, hosts[i]),
+			accessKey: accessKey,
+			secretKey: secretKey,
+		}
+		endpoints = append(endpoints, "http://"+set[i].addr+set[i].dataDir)
+	}
+	for _, s := range set {
+		s.endpoints = endpoints
+		t.Cleanup(s.Stop)
+		s.launch()
+	}
+	// A server serves only once the set has its quorum: start all first.
+	for _, s := range set {
+		if err := s.waitReady(); err != nil {
+			t.Fatalf("miniotest: erasure set member %s: %v\n--- minio log tail ---\n%s", s.addr, err, s.logTail())
+		}
+	}
+	return set
 }
 
 // Start starts MinIO with an empty data directory and stops it when the test
@@ -115,18 +165,37 @@ func (s *Server) Restart() {
 
 func (s *Server) start() {
 	s.t.Helper()
+	s.launch()
+	if err := s.waitReady(); err != nil {
+		s.Stop()
+		s.t.Fatalf("miniotest: minio on %s: %v\n--- minio log tail ---\n%s", s.addr, err, s.logTail())
+	}
+}
+
+// launch starts the process without waiting for it to serve.
+func (s *Server) launch() {
+	s.t.Helper()
 	logf, err := os.OpenFile(s.logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {
 		s.t.Fatalf("miniotest: %v", err)
 	}
 	defer logf.Close()
 
-	cmd := exec.Command(s.bin, "server", s.dataDir, "--address", s.addr, "--console-address", s.console, "--quiet")
+	args := append([]string{"server"}, s.endpoints...)
+	if s.endpoints == nil {
+		args = append(args, s.dataDir)
+	}
+	cmd := exec.Command(s.bin, append(args, "--address", s.addr, "--console-address", s.console, "--quiet")...)
 	cmd.Env = append(withoutMinioEnv(os.Environ()),
 		"MINIO_ROOT_USER="+s.accessKey,
 		"MINIO_ROOT_PASSWORD="+s.secretKey,
 		"MINIO_UPDATE=off",
 	)
+	if s.endpoints != nil {
+		// A distributed set refuses drives on the root filesystem, which
+		// test directories are, unless told it runs in CI.
+		cmd.Env = append(cmd.Env, "MINIO_CI_CD=1")
+	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = sysProcAttr()
 	if err := cmd.Start(); err != nil {
@@ -138,11 +207,6 @@ func (s *Server) start() {
 		cmd.Wait()
 		close(s.exited)
 	}()
-
-	if err := s.waitReady(); err != nil {
-		s.Stop()
-		s.t.Fatalf("miniotest: minio on %s: %v\n--- minio log tail ---\n%s", s.addr, err, s.logTail())
-	}
 }
 
 // waitReady polls /minio/health/live until MinIO listens, then an
@@ -234,8 +298,11 @@ func withoutMinioEnv(env []string) []string {
 // freeAddr returns a loopback address with a port that was free a moment
 // ago. MinIO takes the address on its command line, so the port cannot be
 // handed over as an open listener.
-func freeAddr(t testing.TB) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+func freeAddr(t testing.TB) string { return freeAddrOn(t, "127.0.0.1") }
+
+// freeAddrOn is freeAddr on another of the machine's addresses.
+func freeAddrOn(t testing.TB, host string) string {
+	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 	if err != nil {
 		t.Fatalf("miniotest: %v", err)
 	}

@@ -2,12 +2,17 @@ package miniotest_test
 
 import (
 	"fmt"
+	"io"
 	"net/http"
 	"runtime"
 	"strings"
 	"testing"
 
+	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
+
 	"github.com/corepipe/corepipe/internal/testkit/miniotest"
+	"github.com/corepipe/corepipe/internal/testkit/netns"
 )
 
 func live(s *miniotest.Server) bool {
@@ -58,4 +63,51 @@ type fatalRecorder struct {
 func (f *fatalRecorder) Fatalf(format string, args ...any) {
 	f.msg = fmt.Sprintf(format, args...)
 	runtime.Goexit()
+}
+
+// An erasure set of four behind its front keeps taking writes and serving
+// reads with one member killed, and the member rejoins when restarted.
+func TestErasureSetMemberDown(t *testing.T) {
+	hosts := []string{"10.250.0.1", "10.250.0.2", "10.250.0.3", "10.250.0.4"}
+	if !netns.Enter(t, hosts) {
+		return
+	}
+	set := miniotest.StartErasureSet(t, hosts)
+	front := miniotest.NewFront(t, set)
+	ak, sk := set[0].Credentials()
+	c, err := minio.New(front.Endpoint(), &minio.Options{Creds: credentials.NewStaticV4(ak, sk, ""), MaxRetries: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	if err := c.MakeBucket(ctx, "set", minio.MakeBucketOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	put := func(name string) {
+		t.Helper()
+		body := strings.Repeat(name, 1<<16)
+		if _, err := c.PutObject(ctx, "set", name, strings.NewReader(body), int64(len(body)), minio.PutObjectOptions{}); err != nil {
+			t.Fatalf("put %s: %v", name, err)
+		}
+	}
+	get := func(name string) {
+		t.Helper()
+		o, err := c.GetObject(ctx, "set", name, minio.GetObjectOptions{})
+		if err != nil {
+			t.Fatalf("get %s: %v", name, err)
+		}
+		defer o.Close()
+		b, err := io.ReadAll(o)
+		if err != nil || string(b) != strings.Repeat(name, 1<<16) {
+			t.Fatalf("get %s: %d bytes, %v", name, len(b), err)
+		}
+	}
+	put("before")
+	set[1].Stop()
+	put("during")
+	get("before")
+	get("during")
+	set[1].Restart()
+	put("after")
+	get("during")
 }
