@@ -178,7 +178,9 @@ func TestChartRenders(t *testing.T) {
 		kinds  map[string]int
 	}{
 		{"default", nil, map[string]int{
-			"DaemonSet": 1, "Deployment": 2, "StatefulSet": 2, "Service": 3,
+			// The API's, MinIO's, NATS's and the NATS servers' own
+			// (headless, for a cluster's routes).
+			"DaemonSet": 1, "Deployment": 2, "StatefulSet": 2, "Service": 4,
 			// MinIO's root, the API's tokens, and the agent's, analyzer's
 			// and API's own MinIO and NATS users.
 			"Secret": 5,

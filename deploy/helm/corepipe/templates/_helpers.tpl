@@ -89,9 +89,21 @@ policies/nats-{{ . }}.json
 {{- if not (include "corepipe.natsSecret" .) -}}
 {{- if $ctx.Values.nats.enabled -}}
 - {{ printf "--nats=nats://%s-nats:4222" (include "corepipe.fullname" $ctx) | quote }}
-{{- else -}}
+{{ else -}}
 - {{ printf "--nats=%s" (required "nats.url or nats.existingSecret is required without the bundled NATS (nats.enabled)" $ctx.Values.nats.url) | quote }}
+{{ end -}}
 {{- end -}}
+- {{ printf "--nats-replicas=%d" (int (include "corepipe.natsReplicas" $ctx)) | quote }}
+{{- end -}}
+
+{{/* How many copies JetStream keeps of each stream and bucket: 3 on a
+     bundled cluster of three or more, or nats.streamReplicas for your own
+     NATS. */}}
+{{- define "corepipe.natsReplicas" -}}
+{{- if .Values.nats.enabled -}}
+{{- if ge (int (.Values.nats.replicas | default 1)) 3 }}3{{ else }}1{{ end -}}
+{{- else -}}
+{{- .Values.nats.streamReplicas | default 1 -}}
 {{- end -}}
 {{- end -}}
 
