@@ -441,6 +441,26 @@ func TerminationReason(title, id, url string) string {
 	return head + tail
 }
 
+// kernelPanicOf is the crash ID of the kernel panic pod was told of, ""
+// when none: the ID in its termination-reason annotation.
+func kernelPanicOf(pod *corev1.Pod) string {
+	reason := pod.Annotations[AnnotationTerminationReason]
+	if !strings.HasPrefix(reason, ReasonKernelPanic+": ") {
+		return ""
+	}
+	const mark = "(corepipe crash "
+	i := strings.LastIndex(reason, mark)
+	if i < 0 {
+		return ""
+	}
+	id, _, _ := strings.Cut(reason[i+len(mark):], ",")
+	id = strings.TrimSuffix(id, ")")
+	if !corepipe.ValidID(id) {
+		return ""
+	}
+	return id
+}
+
 func bounded(s string) string {
 	if len(s) > maxReasonLen {
 		return cutUTF8(s, maxReasonLen-len("…")) + "…"

@@ -289,3 +289,22 @@ func TestTerminationReasonBounded(t *testing.T) {
 		t.Errorf("reason %q", got)
 	}
 }
+
+func TestRealServerTerminationAfterPanicLinks(t *testing.T) {
+	// After the reboot the kubelet reports the container it lost as exit
+	// 255, Unknown: the agent's record of that end names the panic the pod
+	// was told of.
+	c := startCluster(t)
+	id := corepipe.NewID(time.Now())
+	pod := newPod("web", 1)
+	pod.Annotations = map[string]string{AnnotationTerminationReason: TerminationReason("kernel panic: sysrq triggered crash", id, "https://ui/crashes/"+id)}
+	web := c.createPod(t, pod, running("containerd://"+cid(1)))
+	rec := newRecorder()
+	start(t, Config{Client: c.agent}, rec, true)
+	lost := now()
+	web = c.setStatuses(t, web, restarted(running("containerd://"+cid(2)), "containerd://"+cid(1), 255, "Unknown", lost))
+	got := recordedCrash(t, rec, web, cid(1), 255, 1, lost)
+	if !strings.Contains(strings.Join(got.Notes, "\n"), "its node's kernel panicked: corepipe crash "+id+" ") {
+		t.Errorf("notes %q name no panic %s", got.Notes, id)
+	}
+}

@@ -345,6 +345,9 @@ func explainExit(t termination, sig int) []string {
 	if m := corepipe.ExitCodeMeaning(int(st.ExitCode), sig); m != "" {
 		notes = append(notes, m)
 	}
+	if id := kernelPanicOf(t.pod); id != "" && (st.ExitCode == 255 || st.Reason == "Unknown") {
+		notes = append(notes, "its node's kernel panicked: corepipe crash "+id+" (after a reboot the kubelet reports the containers it lost as exit code 255, Unknown)")
+	}
 	return notes
 }
 
