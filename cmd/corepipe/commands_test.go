@@ -99,6 +99,8 @@ func TestUsageErrors(t *testing.T) {
 		{nil, []string{"ls", "extra"}, `unexpected argument "extra"; see 'corepipe ls --help'`},
 		{nil, []string{"show", "../../etc"}, `see 'corepipe show --help'`},
 		{nil, []string{"analyzer"}, `--blob and --nats are required; see 'corepipe analyzer --help'`},
+		{nil, []string{"analyzer", "--debuginfod", "debuginfod.debian.net"}, `invalid --debuginfod "debuginfod.debian.net": want http(s)://host[:port][/path]; see 'corepipe analyzer --help'`},
+		{[]string{"COREPIPE_DEBUGINFOD=http://a:1 ftp://b"}, []string{"dev"}, `invalid COREPIPE_DEBUGINFOD "http://a:1 ftp://b": want http(s)://host[:port][/path]; see 'corepipe dev --help'`},
 		{nil, []string{"reanalyze"}, `say which crashes: --id, --signature or --build-id; see 'corepipe reanalyze --help'`},
 		{nil, []string{"reanalyze", "--id", "../x"}, `see 'corepipe reanalyze --help'`},
 		{[]string{"COREPIPE_BLOB=file:///var/tmp/blobs"}, []string{"api"}, `--nats is required; see 'corepipe api --help'`},

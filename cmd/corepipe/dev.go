@@ -172,7 +172,7 @@ func analyzerFlagsOf(fset *pflag.FlagSet) *analyzerFlags {
 	fset.Var((*size.Value)(&f.maxMemory), "analysis-memory", "address-space limit of each analysis child (0: none)")
 	fset.DurationVar(&f.timeout, "analysis-timeout", 10*time.Minute, "wall-time limit of each analysis, and of its CPU time")
 	fset.Var((*size.Value)(&f.maxCore), "analysis-max-core", "largest core an analysis decompresses; no core expands beyond the size its manifest declares either")
-	fset.StringArrayVar(&f.debuginfod, "debuginfod", nil, "`URL` of a debuginfod server asked for the debug files the symbol store lacks, after it (repeatable; default: $DEBUGINFOD_URLS)")
+	fset.Var((*debuginfodURLs)(&f.debuginfod), "debuginfod", "`URL` of a debuginfod server asked for the debug files the symbol store lacks, after it (repeatable; default: $DEBUGINFOD_URLS)")
 	fset.DurationVar(&f.debuginfodTimeout, "debuginfod-timeout", analyzer.DefaultDebuginfodTimeout, "how long a debuginfod server has to answer, download included")
 	f.debuginfodMaxSize = analyzer.DefaultDebuginfodMaxSize
 	fset.Var((*size.Value)(&f.debuginfodMaxSize), "debuginfod-max-size", "largest debug file taken from a debuginfod server")

@@ -163,6 +163,23 @@ func newAnalyzer(log *slog.Logger, f analyzerFlags, blobs corepipe.BlobStore, q 
 	}), nil
 }
 
+// debuginfodURLs is the repeatable --debuginfod: each server is checked
+// as it is given, so a bad one is a usage error before anything starts.
+// One value may list several, space-separated, as DEBUGINFOD_URLS does.
+type debuginfodURLs []string
+
+func (u *debuginfodURLs) String() string { return strings.Join(*u, " ") }
+func (u *debuginfodURLs) Type() string   { return "URL" }
+
+func (u *debuginfodURLs) Set(s string) error {
+	urls, err := analyzer.ParseDebuginfodURLs(strings.Fields(s), "")
+	if err != nil || len(urls) == 0 {
+		return errors.New("want http(s)://host[:port][/path]")
+	}
+	*u = append(*u, urls...)
+	return nil
+}
+
 // reportsQueue is what the API needs of the queue: the reports stream,
 // the nodes' core requests, and the analyzers' work queue for
 // re-analyses.
