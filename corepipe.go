@@ -26,6 +26,14 @@ type BlobStore interface {
 	List(ctx context.Context, prefix string, fn func(key string) error) error
 }
 
+// BlobDeleter is a BlobStore that deletes, which retention needs (issue 16).
+type BlobDeleter interface {
+	BlobStore
+	// Delete removes key. A missing key is no error: a sweep that stopped
+	// half way runs again.
+	Delete(ctx context.Context, key string) error
+}
+
 // Message is one delivery from a Queue consumer. The queue's semantics are
 // JetStream's: nothing is removed until Ack, a message not acked in time is
 // delivered again, InProgress extends the deadline.

@@ -34,7 +34,7 @@ const (
 	filePerm = 0o600
 )
 
-var _ corepipe.BlobStore = (*Store)(nil)
+var _ corepipe.BlobDeleter = (*Store)(nil)
 
 // Store keeps each blob as a file under a root directory.
 type Store struct {
@@ -213,6 +213,31 @@ func (s *Store) Stat(ctx context.Context, key string) (int64, error) {
 		return 0, s.lookupError("stat", key, err)
 	}
 	return fi.Size(), nil
+}
+
+// Delete removes key. A missing key is no error, as on S3: a sweep that
+// stopped half way can run again.
+func (s *Store) Delete(ctx context.Context, key string) error {
+	if err := checkKey(key); err != nil {
+		return err
+	}
+	root, err := s.root()
+	if err != nil {
+		return err
+	}
+	defer root.Close()
+
+	if err := statRegular(root, key); err != nil {
+		if errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
+			return nil
+		}
+		return s.lookupError("delete", key, err)
+	}
+	if err := root.Remove(key); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return &corepipe.Error{Code: corepipe.EINTERNAL, Message: "the blob store could not delete the object",
+			Err: fmt.Errorf("fs blob store %s: delete %s: %w", s.dir, key, err)}
+	}
+	return nil
 }
 
 func statRegular(root *os.Root, key string) error {

@@ -29,7 +29,7 @@ const partSize = 16 << 20
 
 const defaultEndpoint = "s3.amazonaws.com"
 
-var _ corepipe.BlobStore = (*Store)(nil)
+var _ corepipe.BlobDeleter = (*Store)(nil)
 
 // Store keeps blobs as objects under a prefix of one bucket.
 type Store struct {
@@ -198,6 +198,17 @@ func (s *Store) Stat(ctx context.Context, key string) (int64, error) {
 		return 0, s.translate("stat", key, err)
 	}
 	return info.Size, nil
+}
+
+// Delete removes key. A missing key is no error.
+func (s *Store) Delete(ctx context.Context, key string) error {
+	if err := blobkey.Check(key); err != nil {
+		return err
+	}
+	if err := s.client.RemoveObject(ctx, s.bucket, s.prefix+key, minio.RemoveObjectOptions{}); err != nil {
+		return s.translate("delete", key, err)
+	}
+	return nil
 }
 
 // List calls fn for every key under prefix, in S3's lexical order.

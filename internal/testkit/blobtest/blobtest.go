@@ -45,6 +45,7 @@ func Run(t *testing.T, newStore func(t *testing.T) corepipe.BlobStore) {
 		{"ListStops", testListStops},
 		{"InvalidKeys", testInvalidKeys},
 		{"ConcurrentPuts", testConcurrentPuts},
+		{"Delete", testDelete},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -365,4 +366,30 @@ func measureAlloc(fn func()) uint64 {
 	fn()
 	runtime.ReadMemStats(&after)
 	return after.TotalAlloc - before.TotalAlloc
+}
+
+func testDelete(t *testing.T, s corepipe.BlobStore) {
+	d, ok := s.(corepipe.BlobDeleter)
+	if !ok {
+		t.Skip("the store does not delete")
+	}
+	put(t, s, "a/kept", "1")
+	put(t, s, "a/gone", "2")
+	if err := d.Delete(t.Context(), "a/gone"); err != nil {
+		t.Fatalf("Delete: %v", err)
+	}
+	_, err := s.Stat(t.Context(), "a/gone")
+	wantNotFound(t, "Stat after Delete", "a/gone", err)
+	if got := list(t, s, "a/"); !slices.Equal(got, []string{"a/kept"}) {
+		t.Errorf("List after Delete = %q, want [a/kept]", got)
+	}
+	// Again, and a key that never was: both are done already.
+	for _, key := range []string{"a/gone", "never"} {
+		if err := d.Delete(t.Context(), key); err != nil {
+			t.Errorf("Delete(%q) of a missing key: %v", key, err)
+		}
+	}
+	if err := d.Delete(t.Context(), "../escape"); !errors.Is(err, corepipe.ErrInvalid) {
+		t.Errorf("Delete(../escape) = %v, want ErrInvalid", err)
+	}
 }
