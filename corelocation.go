@@ -61,6 +61,10 @@ func (l CoreLocation) String() string {
 	case CoreOnNode:
 		return fmt.Sprintf("on node %s until %s (%s)", l.Node, until, l.Reason)
 	case CoreExpired:
+		if l.Node == "" {
+			// Retention deleted it from the blob store at Until.
+			return fmt.Sprintf("expired at %s (%s)", until, l.Reason)
+		}
 		if l.Until.IsZero() {
 			return fmt.Sprintf("expired on node %s (%s)", l.Node, l.Reason)
 		}
