@@ -153,6 +153,10 @@ func (s *Server) getExecutable(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rc, err := s.openArtifact(r.Context(), id, "executable", "executables/", exe.Key)
+	if errors.Is(err, corepipe.ErrNotFound) && sum.Artifacts.Core.Where(s.now()).State == corepipe.CoreExpired {
+		// Retention deletes an executable once no kept core needs it.
+		err = fmt.Errorf("%w: crash %s: the executable expired with the core", corepipe.ErrNotFound, id)
+	}
 	if err != nil {
 		s.writeError(w, r, err)
 		return

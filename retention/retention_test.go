@@ -190,6 +190,10 @@ func TestExecutableGoesWithItsLastCore(t *testing.T) {
 	if code != http.StatusNotFound || !strings.Contains(body, "expired") {
 		t.Errorf("GET core = %d %s, want 404 expired", code, body)
 	}
+	code, body = get(t, s.URL+"/api/v1/crashes/"+a[0].ID+"/executable")
+	if code != http.StatusNotFound || !strings.Contains(body, "the executable expired with the core") {
+		t.Errorf("GET executable = %d %s, want 404 saying it expired", code, body)
+	}
 }
 
 // After a sweep, an index rebuilt from the blob store is the index the
