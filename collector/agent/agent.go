@@ -227,6 +227,10 @@ func (a *Agent) Ship(ctx context.Context, e spool.Entry) error {
 		// Decided by an earlier attempt, which died before the entry was
 		// kept: its crash may be published already, saying so.
 		kept = true
+	} else if c.Core.Key != "" && a.cfg.Policy != nil {
+		// Stored by an earlier attempt, whose publish failed: the quota
+		// admitted it then and is not asked again, which could keep on
+		// the node a core already in the store.
 	} else if p := e.CorePath(); p != "" {
 		d := &decision{ship: true}
 		if a.cfg.Policy != nil {
@@ -241,6 +245,13 @@ func (a *Agent) Ship(ctx context.Context, e spool.Entry) error {
 				return fmt.Errorf("store core: %w", err)
 			}
 			c.Core.Key = key
+			if a.cfg.Policy != nil {
+				// The decision is written down before the crash is
+				// published, as a kept core's is.
+				if err := writeManifest(e, c); err != nil {
+					return err
+				}
+			}
 		} else {
 			if err := a.keep(ctx, c, d); err != nil {
 				return err

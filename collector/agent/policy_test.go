@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -280,5 +282,56 @@ func TestPolicyDecisionSurvivesRestart(t *testing.T) {
 	}
 	if n := value(restarted.m.decisions.WithLabelValues("kept")); n != 0 {
 		t.Errorf("the retry decided again (%v kept decisions)", n)
+	}
+}
+
+// countingQuota admits every core and counts the questions.
+type countingQuota struct{ asked atomic.Int64 }
+
+func (q *countingQuota) Admit(context.Context, string) (bool, error) {
+	q.asked.Add(1)
+	return true, nil
+}
+
+// failingPublisher refuses its first publish, as a queue without a leader
+// does while the core upload already succeeded.
+type failingPublisher struct {
+	Publisher
+	failed atomic.Bool
+}
+
+func (p *failingPublisher) PublishCrash(ctx context.Context, c *corepipe.Crash) error {
+	if p.failed.CompareAndSwap(false, true) {
+		return errors.New("nats: no response from stream")
+	}
+	return p.Publisher.PublishCrash(ctx, c)
+}
+
+// TestPolicyStoredCoreNotDecidedAgain: a core the quota admitted and the
+// agent stored, whose crash then failed to publish, is published on the
+// retry as stored — the quota is not asked again (found by e2e.TestFleet:
+// a retry kept on the node a core already in the store, and counted twice).
+func TestPolicyStoredCoreNotDecidedAgain(t *testing.T) {
+	r := newRig(t, nil)
+	quota := &countingQuota{}
+	pub := &failingPublisher{Publisher: r.queue}
+	r.agent = New(Config{Spool: r.spool, Blobs: r.blobs, Queue: pub, Policy: &CorePolicy{Quota: quota, Rule: "1"}})
+	c := newCrash(1)
+	writeEntry(t, r.spool.Dir, c, zstdOf(t, []byte("core")), []byte("\x7fELF executable"))
+	if _, err := r.agent.ShipAll(context.Background()); err == nil {
+		t.Fatal("the first attempt published despite the failing queue")
+	}
+	if _, err := r.agent.ShipAll(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	q := r.queuedCrashes(t)
+	if len(q) != 1 || q[0].Core.Key != corepipe.CoreKey(c) {
+		t.Fatalf("queued %+v", q)
+	}
+	if n := quota.asked.Load(); n != 1 {
+		t.Errorf("the quota was asked %d times, want once", n)
+	}
+	if n := value(r.agent.m.decisions.WithLabelValues("shipped")); n != 1 {
+		t.Errorf("%v shipped decisions, want 1", n)
 	}
 }
