@@ -70,6 +70,11 @@ if ! command -v debuginfod-find >/dev/null || ! command -v debuginfod >/dev/null
 	apt-get update -qq && apt-get install -y -qq debuginfod >/dev/null
 fi
 
+if ! command -v gdb >/dev/null; then
+	echo "install-tools: installing gdb (DEBUGINFOD_URLS at corepipe, e2e's debugger test)"
+	apt-get update -qq && apt-get install -y -qq gdb >/dev/null
+fi
+
 if ! command -v qemu-aarch64 >/dev/null; then
 	echo "install-tools: installing qemu-user (linux/arm64 Go cores for the cross-architecture tests)"
 	apt-get update -qq && apt-get install -y -qq --no-install-recommends qemu-user >/dev/null
