@@ -1,0 +1,69 @@
+package retention_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/corepipe/corepipe/internal/testkit"
+	"github.com/corepipe/corepipe/internal/testkit/natstest"
+	natsq "github.com/corepipe/corepipe/queue/nats"
+	"github.com/corepipe/corepipe/retention"
+)
+
+// Two API replicas over one index and one blob store, each with its own
+// NATS connection: only the lease's holder sweeps, and when it dies the
+// other takes over.
+func TestOneSweeperPerCluster(t *testing.T) {
+	s, _, _ := scene(t)
+	e := natstest.StartEmbedded(t)
+	now := func() time.Time { return base.Add(40 * day) }
+	sweeper := func(name string) (*retention.Sweeper, *natsq.Queue) {
+		q, err := natsq.Open(context.Background(), e.ClientURL())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { q.Close(context.Background()) })
+		lease, err := q.Lease("retention", name, time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sw, err := retention.New(retention.Config{Blobs: s.Blobs, Index: s.Index, Cores: 30 * day, Keep: 2, Batch: 1,
+			Lease: lease, Now: now})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sw, q
+	}
+	a, qa := sweeper("api-a")
+	b, _ := sweeper("api-b")
+	sweep := func(sw *retention.Sweeper) retention.Stats {
+		t.Helper()
+		st, err := sw.Sweep(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	if st := sweep(a); !st.Swept || st.Cores != 1 {
+		t.Fatalf("a's sweep = %+v, want one core swept", st)
+	}
+	for range 2 {
+		if st := sweep(b); st.Swept {
+			t.Fatalf("b swept while a holds the lease: %+v", st)
+		}
+		if st := sweep(a); !st.Swept || st.Cores != 1 {
+			t.Fatalf("a's sweep = %+v, want one core swept", st)
+		}
+	}
+	// a dies: its connection goes and nothing renews its lease.
+	qa.Close(context.Background())
+	var st retention.Stats
+	testkit.WaitFor(t, "b to take the lease of a dead a", func() bool { st = sweep(b); return st.Swept })
+	if st.Cores != 1 {
+		t.Fatalf("b's first sweep = %+v, want the last core", st)
+	}
+	if st := sweep(b); !st.Swept || st.Cores != 0 {
+		t.Fatalf("b's second sweep = %+v, want nothing left", st)
+	}
+}
