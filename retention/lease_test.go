@@ -2,9 +2,11 @@ package retention_test
 
 import (
 	"context"
+	"encoding/json"
 	"testing"
 	"time"
 
+	"github.com/corepipe/corepipe"
 	"github.com/corepipe/corepipe/internal/testkit"
 	"github.com/corepipe/corepipe/internal/testkit/natstest"
 	natsq "github.com/corepipe/corepipe/queue/nats"
@@ -29,7 +31,7 @@ func TestOneSweeperPerCluster(t *testing.T) {
 			t.Fatal(err)
 		}
 		sw, err := retention.New(retention.Config{Blobs: s.Blobs, Index: s.Index, Cores: 30 * day, Keep: 2, Batch: 1,
-			Lease: lease, Now: now})
+			Lease: lease, Publish: q, Now: now})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -65,5 +67,35 @@ func TestOneSweeperPerCluster(t *testing.T) {
 	}
 	if st := sweep(b); !st.Swept || st.Cores != 0 {
 		t.Fatalf("b's second sweep = %+v, want nothing left", st)
+	}
+
+	// Another replica's index follows the reports stream: it hears of each
+	// expired core once.
+	q, err := natsq.Open(context.Background(), e.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close(context.Background())
+	cons, err := q.Reports(t.Context(), "replica-c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for len(seen) < 4 {
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		msg, err := cons.Next(ctx)
+		cancel()
+		if err != nil {
+			t.Fatalf("after %d announcements: %v", len(seen), err)
+		}
+		var r corepipe.Report
+		if err := json.Unmarshal(msg.Data(), &r); err != nil {
+			t.Fatal(err)
+		}
+		if l := r.Artifacts.Core.Where(now()); l.State != corepipe.CoreExpired || r.Artifacts.Core.Key != "" || seen[r.ID] {
+			t.Errorf("announced %s: core %s, key %q, seen before %v", r.ID, l.State, r.Artifacts.Core.Key, seen[r.ID])
+		}
+		seen[r.ID] = true
+		msg.Ack(t.Context())
 	}
 }

@@ -36,6 +36,11 @@ type Lease interface {
 	Hold(ctx context.Context) (bool, error)
 }
 
+// Publisher announces a changed report (corepipe.Queue's PublishReport).
+type Publisher interface {
+	PublishReport(ctx context.Context, r *corepipe.Report) error
+}
+
 // Defaults of Config.
 const (
 	DefaultKeep     = 2
@@ -57,8 +62,12 @@ type Config struct {
 	// Interval is the time between passes of Run.
 	Interval time.Duration
 	Lease    Lease
-	Now      func() time.Time
-	Log      *slog.Logger
+	// Publish, when set, is where an expired core's report is announced,
+	// so that the indexes of other API replicas, which follow the reports
+	// stream, say so too.
+	Publish Publisher
+	Now     func() time.Time
+	Log     *slog.Logger
 }
 
 // Sweeper deletes what is past its time.
@@ -204,8 +213,8 @@ func (s *Sweeper) Pass(ctx context.Context) (Stats, error) {
 	return st, nil
 }
 
-// expireCore says in the report that its core expired, in the blob store
-// and then in the index, and only then deletes the core: a reader sees the
+// expireCore says in the report that its core expired, in the blob store,
+// on the reports stream and in the index, and only then deletes the core: a reader sees the
 // core stored or expired, never a link to nothing. A pass stopped between
 // the two leaves a core no report names, never a report naming no core.
 func (s *Sweeper) expireCore(ctx context.Context, r *corepipe.Report, now time.Time) error {
@@ -218,6 +227,11 @@ func (s *Sweeper) expireCore(ctx context.Context, r *corepipe.Report, now time.T
 	}
 	if err := s.putReport(ctx, r); err != nil {
 		return err
+	}
+	if s.cfg.Publish != nil {
+		if err := s.cfg.Publish.PublishReport(ctx, r); err != nil {
+			return fmt.Errorf("retention: crash %s: announce the expired core: %w", r.ID, err)
+		}
 	}
 	if err := s.cfg.Index.Upsert(ctx, r); err != nil {
 		return fmt.Errorf("retention: crash %s: %w", r.ID, err)
