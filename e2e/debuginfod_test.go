@@ -174,3 +174,75 @@ func buildDelve(t *testing.T) string {
 	}
 	return dlv
 }
+
+// libcrash is a shared library whose fault is in a static function: its
+// name is in the library's .symtab and DWARF only, which --strip-all
+// takes out of the shipped file.
+const libcrash = `#include <stddef.h>
+
+static int __attribute__((noinline)) lib_fault(volatile int *p) { return *p + 1; }
+
+int __attribute__((noinline)) lib_entry(int n) { return lib_fault(n > 0 ? NULL : &n); }
+`
+
+const libcrashMain = `int lib_entry(int);
+
+int main(int argc, char **argv) { return lib_entry(argc); }
+`
+
+// TestDebuginfodURLsForGDBSharedLibrary: a C program's crash in a
+// shared library whose debug info only corepipe has gets its library
+// frames named (the static function, with its file and line) by gdb with
+// DEBUGINFOD_URLS=<api>, and not before the library's debug file is
+// uploaded.
+func TestDebuginfodURLsForGDBSharedLibrary(t *testing.T) {
+	crashtest.RequireRoot(t)
+	for _, tool := range []string{"gdb", "gcc", "objcopy"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("SKIP: %s is not installed (scripts/install-tools.sh installs it)", tool)
+		}
+	}
+	dir := t.TempDir()
+	lib := filepath.Join(dir, "libcrash.so")
+	if err := os.WriteFile(filepath.Join(dir, "libcrash.c"), []byte(libcrash), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	gcc := exec.Command("gcc", "-g", "-O1", "-fPIC", "-shared", "-Wl,--build-id", "-o", lib, "libcrash.c")
+	gcc.Dir = dir
+	if out, err := gcc.CombinedOutput(); err != nil {
+		t.Fatalf("build libcrash.so: %v\n%s", err, out)
+	}
+	debug := lib + ".debug"
+	for _, args := range [][]string{{"--only-keep-debug", lib, debug}, {"--strip-all", lib}} {
+		if out, err := exec.Command("objcopy", args...).CombinedOutput(); err != nil {
+			t.Fatalf("objcopy %v: %v\n%s", args, err, out)
+		}
+	}
+	exe := crashtest.BuildC(t, libcrashMain, "-g", "-L"+dir, "-Wl,-rpath,"+dir, "-Wl,--no-as-needed", "-lcrash")
+	core, res := crashtest.Core(t, exe, nil)
+	if res.Signal == 0 {
+		t.Fatalf("the C program did not die of a signal: %s", res.Describe())
+	}
+	holdCorePattern(t)
+	_, api := startDev(t, nil)
+
+	// gdb names lib_entry from the library's dynamic symbols either way;
+	// lib_fault and its line come from the debug file alone.
+	fault := regexp.MustCompile(`lib_fault \([^)]*\) at libcrash\.c:3`)
+	out := runGDB(t, api, exe, core)
+	if strings.Contains(out, "lib_fault") {
+		t.Errorf("gdb named lib_fault before the library's debug file was uploaded: the test proves nothing\n%s", tail(out, 40))
+	}
+	if !strings.Contains(out, "in main (") {
+		t.Errorf("gdb did not name the executable's own main\n%s", tail(out, 40))
+	}
+
+	up, err := exec.Command(filepath.Join(binDir, "corepipe"), "symbols", "upload", "--server", api, debug).CombinedOutput()
+	if err != nil || !strings.Contains(string(up), "uploaded gnu:") {
+		t.Fatalf("symbols upload %s: %v\n%s", debug, err, up)
+	}
+	out = runGDB(t, api, exe, core)
+	if !fault.MatchString(out) || !strings.Contains(out, "lib_entry (") || !strings.Contains(out, "in main (") {
+		t.Errorf("gdb with DEBUGINFOD_URLS=%s did not name lib_fault at libcrash.c:3, lib_entry and main\n%s", api, tail(out, 60))
+	}
+}
