@@ -162,7 +162,7 @@ func runDev(ctx context.Context, stdout io.Writer, log *slog.Logger, f *devFlags
 	if err != nil {
 		return err
 	}
-	return runAll(ctx, kpanic, ag.Run, runWatcher(pods, ag), crashOutputs(log, f.crashOutput, f.kube.node, blobs, ag, pods), coreRequests(log, q, policy, f.kube.node, ag), an.Run, apiPart(log, ln, idx, blobs, q, "api", apiSetup{tokens: tokens, web: f.api.web, metrics: reg, owners: f.api.owners, maxSymbolSize: f.api.maxSymbolSize}), notifier)
+	return runAll(ctx, kpanic, ag.Run, runWatcher(pods, ag), crashOutputs(log, f.crashOutput, f.kube.node, blobs, ag, pods), coreRequests(log, q, policy, f.kube.node, ag), an.Run, apiPart(log, ln, idx, blobs, q, "api", apiSetup{tokens: tokens, web: f.api.web, metrics: reg, owners: f.api.owners, maxSymbolSize: f.api.maxSymbolSize, retain: f.api.retain}), notifier)
 }
 
 func analyzerFlagsOf(fset *pflag.FlagSet) *analyzerFlags {

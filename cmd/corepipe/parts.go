@@ -202,6 +202,7 @@ type apiFlags struct {
 	issueTemplate                              string
 	// owners are the rules read from ownersFile by tokens; nil without.
 	owners *corepipe.OwnerRules
+	retain *retentionFlags
 }
 
 func apiFlagsOf(fset *pflag.FlagSet) *apiFlags {
@@ -215,6 +216,7 @@ func apiFlagsOf(fset *pflag.FlagSet) *apiFlags {
 	f.maxSymbolSize = symbols.DefaultMaxSize
 	fset.Var((*size.Value)(&f.maxSymbolSize), "max-symbol-size", "largest debug file the API takes from corepipe symbols upload")
 	fset.StringVar(&f.ownersFile, "owners", "", "`file` of \"PATTERN OWNER\" rules that assign crash groups nobody assigned, like CODEOWNERS (see the README)")
+	f.retain = retentionFlagsOf(fset)
 	fset.StringArrayVar(&f.sourceLinks, "source-link", nil, "link frames of modules under PREFIX to their source: PREFIX=URL with {repo}, {path}, {rev} and {line}, e.g. 'git.acme.com/=https://git.acme.com/{repo}/src/{rev}/{path}#L{line}' (repeatable; GitHub, GitLab and Codeberg need none)")
 	return f
 }
@@ -263,6 +265,8 @@ type apiSetup struct {
 	owners *corepipe.OwnerRules
 	// maxSymbolSize bounds a debug file upload.
 	maxSymbolSize int64
+	// retain expires cores and reports; nil keeps them forever.
+	retain *retentionFlags
 }
 
 // apiPart feeds the index from the reports stream and serves HTTP on ln.
@@ -294,8 +298,17 @@ func apiPart(log *slog.Logger, ln net.Listener, idx *sqlite.Index, blobs corepip
 		if err != nil {
 			return err
 		}
+		sweep, err := sweeperPart(log, idx, blobs, q, setup.retain)
+		if err != nil {
+			return err
+		}
 		feed := follower.Run
-		if setup.rebuild {
+		// The sweeper starts once the index is whole: a sweep racing a
+		// rebuild could delete a core the rebuild just read as stored.
+		rebuilt := make(chan struct{})
+		if !setup.rebuild {
+			close(rebuilt)
+		} else {
 			feed = func(ctx context.Context) error {
 				ilog.Info("rebuilding the index from the blob store")
 				st, err := index.Rebuild(ctx, blobs, idx, ilog)
@@ -306,12 +319,24 @@ func apiPart(log *slog.Logger, ln net.Listener, idx *sqlite.Index, blobs corepip
 					return err
 				}
 				ilog.Info("index rebuilt from the blob store", "reports", st.Indexed, "skipped", st.Skipped)
+				close(rebuilt)
 				return follower.Run(ctx)
 			}
 		}
-		return runAll(ctx, feed, func(ctx context.Context) error {
+		parts := []func(context.Context) error{feed, func(ctx context.Context) error {
 			return serve(ctx, ln, srv.Handler())
-		})
+		}}
+		if sweep != nil {
+			parts = append(parts, func(ctx context.Context) error {
+				select {
+				case <-rebuilt:
+					return sweep(ctx)
+				case <-ctx.Done():
+					return nil
+				}
+			})
+		}
+		return runAll(ctx, parts...)
 	}
 }
 

@@ -254,5 +254,5 @@ func runAPI(ctx context.Context, stdout io.Writer, log *slog.Logger, f *apiCmdFl
 	}
 	defer idx.Close()
 	fmt.Fprintf(stdout, "corepipe: UI at http://%s/\n", ln.Addr())
-	return apiPart(log, ln, idx, blobs, q, f.durable, apiSetup{tokens: tokens, web: f.api.web, rebuild: f.rebuild, metrics: newRegistry(), owners: f.api.owners, maxSymbolSize: f.api.maxSymbolSize})(ctx)
+	return apiPart(log, ln, idx, blobs, q, f.durable, apiSetup{tokens: tokens, web: f.api.web, rebuild: f.rebuild, metrics: newRegistry(), owners: f.api.owners, maxSymbolSize: f.api.maxSymbolSize, retain: f.api.retain})(ctx)
 }

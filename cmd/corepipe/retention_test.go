@@ -1,0 +1,93 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/corepipe/corepipe"
+	"github.com/corepipe/corepipe/internal/testkit"
+	"github.com/corepipe/corepipe/internal/testkit/pipetest"
+	"github.com/corepipe/corepipe/sqlite"
+)
+
+func TestRetentionFlags(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want time.Duration
+		bad  bool
+	}{
+		{nil, 0, false},
+		{[]string{"--retain-cores", "90d"}, 90 * 24 * time.Hour, false},
+		{[]string{"--retain-cores=36h"}, 36 * time.Hour, false},
+		{[]string{"--retain-cores", "0"}, 0, false},
+		{[]string{"--retain-cores", "-1h"}, 0, true},
+		{[]string{"--retain-cores", "1.5d"}, 0, true},
+		{[]string{"--retain-cores", "soon"}, 0, true},
+	} {
+		fset := pflag.NewFlagSet("api", pflag.ContinueOnError)
+		fset.SetOutput(new(bytes.Buffer))
+		f := retentionFlagsOf(fset)
+		err := fset.Parse(c.args)
+		if (err != nil) != c.bad || (!c.bad && time.Duration(f.cores) != c.want) {
+			t.Errorf("%q: cores %v, err %v; want %v, error %v", c.args, time.Duration(f.cores), err, c.want, c.bad)
+		}
+	}
+}
+
+// The api part with --rebuild and --retain-reports: once the index is
+// rebuilt, its sweeper (holding the lease in NATS) deletes the old report
+// and keeps the new one.
+func TestAPIPartSweeps(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	p := pipetest.Start(t)
+	idx, err := sqlite.Open(filepath.Join(t.TempDir(), "index.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idx.Close()
+	var ids []string
+	for _, age := range []time.Duration{100 * 24 * time.Hour, time.Hour} {
+		at := time.Now().UTC().Add(-age)
+		r := &corepipe.Report{Schema: 1, ID: corepipe.NewID(at), Status: corepipe.StatusAnalyzed, CapturedAt: at, Node: "n", Signature: "gocrash/v1:12"}
+		b, _ := json.Marshal(r)
+		if err := p.Blobs.Put(ctx, corepipe.ReportKey(r.ID), bytes.NewReader(b), int64(len(b))); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, r.ID)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	retain := &retentionFlags{reports: days(30 * 24 * time.Hour), keep: 2, interval: time.Minute}
+	part := apiPart(slog.New(slog.DiscardHandler), ln, idx, p.Blobs, p.Queue, "api", apiSetup{rebuild: true, metrics: newRegistry(), retain: retain})
+	done := make(chan error, 1)
+	go func() { done <- part(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	testkit.WaitFor(t, "the old report to be swept", func() bool {
+		_, err := p.Blobs.Stat(ctx, corepipe.ReportKey(ids[0]))
+		return errors.Is(err, corepipe.ErrNotFound)
+	})
+	if _, err := idx.Crash(ctx, ids[0]); !errors.Is(err, corepipe.ErrNotFound) {
+		t.Errorf("the swept report is still indexed: %v", err)
+	}
+	testkit.WaitFor(t, "the new report to be indexed", func() bool { _, err := idx.Crash(ctx, ids[1]); return err == nil })
+	if _, err := p.Blobs.Stat(ctx, corepipe.ReportKey(ids[1])); err != nil {
+		t.Errorf("the new report: %v", err)
+	}
+}
