@@ -47,7 +47,13 @@ func (q *Queue) consumer(ctx context.Context, stream string, cfg jetstream.Consu
 		return nil, fmt.Errorf("queue: consumer %q: %w: not a durable name", cfg.Durable, corepipe.ErrInvalid)
 	}
 	c := &consumer{q: q, stream: stream, cfg: cfg}
-	if _, err := c.current(ctx); err != nil {
+	switch _, err := c.current(ctx); {
+	case errors.Is(err, corepipe.ErrUnavailable) && q.opts.retryOnFailedConnect:
+		// A cluster electing its leaders, or a server down, at start: Next
+		// creates the stream and the consumer once JetStream answers, as
+		// it does after an outage later.
+		q.log.Warn("nats consumer not created yet, retrying", "stream", stream, "durable", cfg.Durable, "err", err)
+	case err != nil:
 		return nil, err
 	}
 	return c, nil

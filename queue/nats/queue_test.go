@@ -628,3 +628,39 @@ func TestExternalServerRestart(t *testing.T) {
 	ack(t, m)
 	expectNone(t, c, 300*time.Millisecond)
 }
+
+// TestConsumerBeforeJetStream: a part started while NATS cannot answer yet
+// (a cluster electing its leaders, a server restarting) gets its consumer
+// and receives once the server is there, instead of exiting at start (found
+// by e2e.TestFleet: analyzers and an API replica exited on "create stream
+// COREPIPE_REPORTS: unavailable").
+func TestConsumerBeforeJetStream(t *testing.T) {
+	port := natstest.FreePort(t)
+	q, err := natsq.Open(context.Background(), fmt.Sprintf("nats://127.0.0.1:%d", port), natsq.RetryOnFailedConnect(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close(context.Background())
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	cons, err := q.Reports(ctx, "late")
+	cancel()
+	if err != nil {
+		t.Fatalf("Reports before the server: %v", err)
+	}
+	srv, err := natsq.StartEmbedded(natsq.EmbeddedOptions{StoreDir: t.TempDir(), Port: port})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown()
+	pub := open(t, srv.ClientURL())
+	ctx, cancel = context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := pub.PublishReport(ctx, &corepipe.Report{ID: corepipe.NewID(time.Now()), Status: corepipe.StatusAnalyzed}); err != nil {
+		t.Fatal(err)
+	}
+	msg, err := cons.Next(ctx)
+	if err != nil {
+		t.Fatalf("Next once the server is up: %v", err)
+	}
+	msg.Ack(ctx)
+}
