@@ -20,6 +20,9 @@ const (
 	// per-executable rate limit in a crash storm, the spool's disk
 	// limits, RLIMIT_CORE): recorded and counted, not a failure.
 	StatusDropped ReportStatus = "dropped"
+	// StatusDeleted is never stored: retention announces with it, on the
+	// reports stream, a report it deleted, so that every index forgets it.
+	StatusDeleted ReportStatus = "deleted"
 )
 
 // Where a report's facts came from (Report.Source).

@@ -102,7 +102,13 @@ func (f *Follower) handle(ctx context.Context, log *slog.Logger, msg corepipe.Me
 		f.handled.Add(1)
 		return
 	}
-	if err := f.Index.Upsert(ctx, &r); err != nil {
+	var err error
+	if r.Status == corepipe.StatusDeleted {
+		err = f.forget(ctx, r.ID)
+	} else {
+		err = f.Index.Upsert(ctx, &r)
+	}
+	if err != nil {
 		log.Warn("index report, will retry", corepipe.LogKeyCrash, r.ID, "err", err)
 		msg.Nak(ctx, time.Second)
 		return
@@ -113,6 +119,17 @@ func (f *Follower) handle(ctx context.Context, log *slog.Logger, msg corepipe.Me
 	f.indexed.Add(1)
 	f.handled.Add(1)
 	log.Debug("report indexed", corepipe.LogKeyCrash, r.ID, "status", r.Status)
+}
+
+// forget takes out of the index a report that retention deleted, when the
+// index can (sqlite.Index can); one that cannot keeps it.
+func (f *Follower) forget(ctx context.Context, id string) error {
+	if d, ok := f.Index.(interface {
+		Delete(ctx context.Context, id string) error
+	}); ok {
+		return d.Delete(ctx, id)
+	}
+	return nil
 }
 
 // watchCatchUp sets Ready. With a consumer that counts its backlog, the

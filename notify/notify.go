@@ -140,8 +140,9 @@ func (n *Notifier) handle(ctx context.Context, msg corepipe.Message) {
 		return
 	}
 	log := n.log.With(corepipe.LogKeyCrash, r.ID)
-	if r.Status == corepipe.StatusPending {
-		// Its analysed or failed report follows.
+	if r.Status == corepipe.StatusPending || r.Status == corepipe.StatusDeleted {
+		// A pending report's analysed or failed one follows; a deleted
+		// one is retention's, nothing to tell.
 		n.ack(ctx, log, msg)
 		return
 	}

@@ -3,14 +3,18 @@ package retention_test
 import (
 	"context"
 	"encoding/json"
+	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/corepipe/corepipe"
+	"github.com/corepipe/corepipe/index"
 	"github.com/corepipe/corepipe/internal/testkit"
 	"github.com/corepipe/corepipe/internal/testkit/natstest"
 	natsq "github.com/corepipe/corepipe/queue/nats"
 	"github.com/corepipe/corepipe/retention"
+	"github.com/corepipe/corepipe/sqlite"
 )
 
 // Two API replicas over one index and one blob store, each with its own
@@ -98,4 +102,45 @@ func TestOneSweeperPerCluster(t *testing.T) {
 		seen[r.ID] = true
 		msg.Ack(t.Context())
 	}
+}
+
+// Another replica's index, which follows the reports stream, ends where the
+// sweeping replica's does: expired cores and deleted reports alike.
+func TestOtherReplicaFollowsTheSweep(t *testing.T) {
+	s, _, _ := scene(t)
+	e := natstest.StartEmbedded(t)
+	q, err := natsq.Open(context.Background(), e.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close(context.Background())
+	other, err := sqlite.Open(filepath.Join(t.TempDir(), "other.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	if _, err := index.Rebuild(t.Context(), s.Blobs, other, nil); err != nil {
+		t.Fatal(err)
+	}
+	sw, err := retention.New(retention.Config{Blobs: s.Blobs, Index: s.Index, Cores: 30 * day, Reports: 38 * day, Keep: 2,
+		Publish: q, Now: func() time.Time { return base.Add(40 * day) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, err := sw.Pass(t.Context()); err != nil || st.Cores != 2 || st.Reports != 3 {
+		t.Fatalf("pass = %+v, %v; want 2 cores and 3 reports", st, err)
+	}
+	cons, err := q.Reports(t.Context(), "other")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	f := &index.Follower{Consumer: cons, Index: other}
+	go func() { done <- f.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	want := describe(t, s.Index)
+	testkit.WaitFor(t, "the other replica's index to follow the sweep", func() bool {
+		return slices.Equal(describe(t, other), want)
+	})
 }

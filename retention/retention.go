@@ -243,9 +243,11 @@ func (s *Sweeper) expireCore(ctx context.Context, r *corepipe.Report, now time.T
 	return nil
 }
 
-// deleteReport deletes a crash's blobs, its report last of them, and then
-// forgets it in the index: until the index does, the API answers from the
-// index that the report is gone, and a rebuild never finds it again.
+// deleteReport deletes a crash's blobs, its report last of them, announces
+// on the reports stream that it is gone (every replica's index forgets it),
+// and then forgets it in its own index: until the index does, the API says
+// from the index that the report is not in the blob store, and a rebuild
+// never finds it again.
 func (s *Sweeper) deleteReport(ctx context.Context, r *corepipe.Report) error {
 	c := &corepipe.Crash{ID: r.ID, CapturedAt: r.CapturedAt, Node: r.Node}
 	keys := []string{r.Artifacts.Core.Key, corepipe.CoreKey(c), corepipe.ManifestKey(c), corepipe.NodeReportKey(c),
@@ -256,6 +258,12 @@ func (s *Sweeper) deleteReport(ctx context.Context, r *corepipe.Report) error {
 		}
 		if err := s.cfg.Blobs.Delete(ctx, key); err != nil {
 			return fmt.Errorf("retention: crash %s: delete %s: %w", r.ID, key, err)
+		}
+	}
+	if s.cfg.Publish != nil {
+		gone := &corepipe.Report{Schema: corepipe.ReportSchema, ID: r.ID, Status: corepipe.StatusDeleted, CapturedAt: r.CapturedAt, Node: r.Node}
+		if err := s.cfg.Publish.PublishReport(ctx, gone); err != nil {
+			return fmt.Errorf("retention: crash %s: announce the deleted report: %w", r.ID, err)
 		}
 	}
 	if err := s.cfg.Index.Delete(ctx, r.ID); err != nil {
