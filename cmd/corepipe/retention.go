@@ -74,6 +74,13 @@ func sweeperPart(log *slog.Logger, idx *sqlite.Index, blobs corepipe.BlobStore, 
 	if f == nil || (f.cores == 0 && f.reports == 0) {
 		return nil, nil
 	}
+	// An hour at least: the reports stream drops, as a duplicate, an expired
+	// core's announcement made within minutes of its report.
+	for name, d := range map[string]days{"--retain-cores": f.cores, "--retain-reports": f.reports} {
+		if d != 0 && time.Duration(d) < time.Hour {
+			return nil, fmt.Errorf("%s %v: want 0 (forever) or an hour or more", name, time.Duration(d))
+		}
+	}
 	if f.interval < time.Second {
 		return nil, fmt.Errorf("--retention-interval %v: want a second or more", f.interval)
 	}
