@@ -129,6 +129,11 @@ func TestCoresExpireButExemplarsStay(t *testing.T) {
 			if code != http.StatusOK || !strings.Contains(body, `"state":"expired"`) || !strings.Contains(body, clk.now.Format(time.RFC3339)) {
 				t.Errorf("crash %d: report = %d %s, want the core expired at %v", i, code, body, clk.now)
 			}
+			// The crash page says so, and links to no core.
+			code, body = get(t, s.URL+"/crashes/"+r.ID)
+			if code != http.StatusOK || !strings.Contains(body, "Core: expired at "+clk.now.Format(time.RFC3339)) || strings.Contains(body, r.ID+"/core\"") {
+				t.Errorf("crash %d: page = %d, want it to say the core expired and link to none:\n%s", i, code, body)
+			}
 		}
 	}
 	if !exists(t, s, b.Artifacts.Core.Key) || !exists(t, s, a[0].Artifacts.Executable.Key) {
