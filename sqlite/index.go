@@ -100,8 +100,8 @@ func upsertTx(ctx context.Context, tx *sql.Tx, r *corepipe.Report, owners *corep
 	}
 	exe := reportExe(r)
 	_, err = tx.ExecContext(ctx, `
-		INSERT INTO crashes (id, captured_at, node, namespace, pod, exe, exe_base, signature, status, version, workload, build_id, go_build_id, summary)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		INSERT INTO crashes (id, captured_at, node, namespace, pod, exe, exe_base, signature, status, version, workload, build_id, go_build_id, core_stored, summary)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (id) DO UPDATE SET
 			captured_at = excluded.captured_at,
 			node = excluded.node,
@@ -115,9 +115,10 @@ func upsertTx(ctx context.Context, tx *sql.Tx, r *corepipe.Report, owners *corep
 			workload = excluded.workload,
 			build_id = excluded.build_id,
 			go_build_id = excluded.go_build_id,
+			core_stored = excluded.core_stored,
 			summary = excluded.summary`,
 		r.ID, unixNanos(r.CapturedAt), r.Node, namespace, pod, exe, exeBase(exe), r.Signature, r.Status,
-		r.Version(), r.Workload(), r.Artifacts.Executable.BuildID, r.Artifacts.Executable.GoBuildID, summary)
+		r.Version(), r.Workload(), r.Artifacts.Executable.BuildID, r.Artifacts.Executable.GoBuildID, r.Artifacts.Core.Key != "", summary)
 	if err != nil {
 		return fmt.Errorf("index upsert %s: %w", r.ID, FormatError(err))
 	}

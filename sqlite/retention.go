@@ -24,8 +24,9 @@ const (
 // ExpiringCores returns the IDs of at most limit crashes captured before
 // before whose core is stored, oldest first, leaving out each group's first
 // keep and latest keep stored cores: the exemplars a debugger still finds.
-// It ranks every stored core of the index, so a pass costs a scan of the
-// crashes that still have one.
+// It ranks every stored core of the index (through the partial index of
+// crashes with one), so a pass costs what the cores kept number, not the
+// reports.
 func (x *Index) ExpiringCores(ctx context.Context, before time.Time, keep, limit int) ([]string, error) {
 	if keep < 0 || limit <= 0 || limit > maxSweepRows {
 		return nil, fmt.Errorf("%w: expiring cores: keep %d, limit %d", corepipe.ErrInvalid, keep, limit)
@@ -35,7 +36,7 @@ func (x *Index) ExpiringCores(ctx context.Context, before time.Time, keep, limit
 			SELECT id, captured_at,
 				row_number() OVER (PARTITION BY signature ORDER BY captured_at, id) AS first_n,
 				row_number() OVER (PARTITION BY signature ORDER BY captured_at DESC, id DESC) AS last_n
-			FROM crashes WHERE `+coreKeyJSON+` <> ''
+			FROM crashes WHERE core_stored = 1
 		) WHERE captured_at < ? AND first_n > ? AND last_n > ?
 		ORDER BY captured_at, id LIMIT ?`, unixNanos(before), keep, keep, limit)
 }

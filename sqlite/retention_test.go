@@ -1,6 +1,9 @@
 package sqlite
 
 import (
+	"encoding/json"
+	"fmt"
+	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -89,5 +92,30 @@ func TestExecutableNeededAndDelete(t *testing.T) {
 	}
 	if _, err := x.Group(t.Context(), expired.Signature); err == nil {
 		t.Error("a group with no crash left is still there")
+	}
+}
+
+// An index made before core_stored learns which of its crashes have a
+// stored core from their summaries.
+func TestMigrateCoreStored(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "index.db")
+	var stmts []string
+	for _, m := range []string{"0001_crashes", "0002_groups", "0003_triage", "0004_build_ids"} {
+		stmts = append(stmts, migrationSQL(t, "index/"+m+".sql"))
+	}
+	r := report(1)
+	r.Artifacts.Core.Key = "cores/x"
+	summary, _ := json.Marshal(r.Summary())
+	stmts = append(stmts, "PRAGMA user_version = 4",
+		fmt.Sprintf(`INSERT INTO crashes (id, captured_at, node, namespace, pod, exe, exe_base, signature, status, summary)
+			VALUES ('%s', %d, 'n', '', '', '', '', 'gocrash/v1:aaaa', 'analyzed', '%s')`, r.ID, r.CapturedAt.UnixNano(), summary))
+	execFile(t, path, stmts...)
+	x, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer x.Close()
+	if got, err := x.ExpiringCores(t.Context(), base.Add(time.Hour), 0, 10); err != nil || !slices.Equal(got, []string{r.ID}) {
+		t.Errorf("ExpiringCores after the migration = %q, %v; want %s", got, err, r.ID)
 	}
 }

@@ -251,7 +251,7 @@ func TestMigrateFromV2(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer x.Close()
-	if vs := recorded(t, path); !slices.Equal(vs, []int{1, 2, 3, 4}) {
+	if vs := recorded(t, path); !slices.Equal(vs, []int{1, 2, 3, 4, 5}) {
 		t.Errorf("recorded %v", vs)
 	}
 	g := group(t, x, sig)
