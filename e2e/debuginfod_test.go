@@ -1,12 +1,14 @@
 package e2e
 
 import (
+	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/corepipe/corepipe/internal/testkit/crashtest"
 )
@@ -17,7 +19,11 @@ import (
 // debug file is uploaded gdb names no frame of the crash program and `dlv
 // core` finds no debug info (no goroutines, no lines); after `corepipe
 // symbols upload` both fetch it from the API's debuginfod endpoint (delve
-// through debuginfod-find) and name the crash's frames with their lines.
+// through debuginfod-find) and name the crash's frames with their lines,
+// and so does `corepipe debug ID` on a crash of the pipeline, which sets
+// DEBUGINFOD_URLS for dlv by itself. Each dlv run is bounded: a debugger
+// waiting on its terminal must fail the test, not hang it with the
+// machine's core_pattern taken.
 func TestDebuginfodURLsForGDBAndDelve(t *testing.T) {
 	crashtest.RequireRoot(t)
 	for _, tool := range []string{"gdb", "debuginfod-find", "objcopy"} {
@@ -100,9 +106,31 @@ func TestDebuginfodURLsForGDBAndDelve(t *testing.T) {
 	if !crashing.MatchString(dlvOut) || !strings.Contains(dlvOut, "[11 goroutines]") {
 		t.Errorf("dlv goroutines does not list the 11 goroutines with goroutine 1 crashing in main.handle\n%s", tail(dlvOut, 60))
 	}
+
+	// `corepipe debug ID` fetches a crash of the pipeline and runs dlv core
+	// with DEBUGINFOD_URLS set to the server by itself (the environment
+	// here has none). The dlv it finds on PATH adds this test's commands.
+	res = crashtest.Run(t, time.Minute, shipped, nil)
+	r := waitReport(t, api, res.PID, 2*time.Minute)
+	wrap := t.TempDir()
+	sh := "#!/bin/sh\nexec " + dlv + ` "$@" --init ` + initScript(t) + " --allow-non-terminal-interactive\n"
+	if err := os.WriteFile(filepath.Join(wrap, "dlv"), []byte(sh), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, filepath.Join(binDir, "corepipe"), "debug", "--server", api, r.ID)
+	cmd.Dir = t.TempDir()
+	cmd.Env = append(debuggerEnv(t, ""), "PATH="+wrap+":"+os.Getenv("PATH"))
+	raw, err := cmd.CombinedOutput()
+	dbg := ansi.ReplaceAllString(string(raw), "")
+	if got := dlvNamed(dbg); err != nil || len(got) != len(wantDlv) || !crashing.MatchString(dbg) {
+		t.Errorf("corepipe debug %s: %v: named %q of the crash's frames %q\n%s", r.ID, err, got, wantDlv, tail(dbg, 60))
+	}
 }
 
-// debuggerEnv is the environment of a debugger asking only api, with a
+// debuggerEnv is the environment of a debugger asking only api (none when
+// api is ""), with a
 // cache of its own: debuginfod clients remember misses, so a run before
 // the upload must not hide the debug file from the run after it.
 func debuggerEnv(t *testing.T, api string) []string {
@@ -112,8 +140,10 @@ func debuggerEnv(t *testing.T, api string) []string {
 			env = append(env, kv)
 		}
 	}
-	return append(env, "DEBUGINFOD_URLS="+api, "DEBUGINFOD_CACHE_PATH="+t.TempDir(), "DEBUGINFOD_TIMEOUT=30",
-		"XDG_CONFIG_HOME="+t.TempDir())
+	if api != "" {
+		env = append(env, "DEBUGINFOD_URLS="+api)
+	}
+	return append(env, "DEBUGINFOD_CACHE_PATH="+t.TempDir(), "DEBUGINFOD_TIMEOUT=30", "XDG_CONFIG_HOME="+t.TempDir())
 }
 
 // runGDB prints the crashing thread's backtrace of core with gdb, its
@@ -134,14 +164,22 @@ func runGDB(t *testing.T, api, exe, core string) string {
 // executable without DWARF when DEBUGINFOD_URLS is set.
 func runDelve(t *testing.T, dlv, api, exe, core string) string {
 	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, dlv, "core", exe, core, "--init", initScript(t), "--allow-non-terminal-interactive")
+	cmd.Env = debuggerEnv(t, api)
+	out, _ := cmd.CombinedOutput()
+	return ansi.ReplaceAllString(string(out), "")
+}
+
+// initScript is a dlv --init file: the goroutines, the current one's
+// stack, and out.
+func initScript(t *testing.T) string {
 	script := filepath.Join(t.TempDir(), "init")
 	if err := os.WriteFile(script, []byte("goroutines\nbt\nexit\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(dlv, "core", exe, core, "--init", script, "--allow-non-terminal-interactive")
-	cmd.Env = debuggerEnv(t, api)
-	out, _ := cmd.CombinedOutput()
-	return ansi.ReplaceAllString(string(out), "")
+	return script
 }
 
 // ansi matches the terminal colours dlv puts around names.
