@@ -150,7 +150,9 @@ func debuggerEnv(t *testing.T, api string) []string {
 // debuginfod client on, and returns what gdb said.
 func runGDB(t *testing.T, api, exe, core string) string {
 	t.Helper()
-	cmd := exec.Command("gdb", "-nx", "-batch", "-iex", "set debuginfod enabled on", "-ex", "bt", exe, core)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "gdb", "-nx", "-batch", "-iex", "set debuginfod enabled on", "-ex", "bt", exe, core)
 	cmd.Env = debuggerEnv(t, api)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
