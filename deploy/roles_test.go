@@ -67,6 +67,9 @@ func natsWithRoles(t *testing.T) func(role string) string {
 	}
 	server := workloads(objs)["nats"].pod.Spec.Containers[0]
 	for _, e := range server.Env {
+		if e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil {
+			continue // POD_NAME, for a cluster's server names
+		}
 		ref := e.ValueFrom.SecretKeyRef
 		s, ok := secrets[ref.Name]
 		if !ok {
