@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
@@ -104,7 +105,19 @@ func TestErasureSetMemberDown(t *testing.T) {
 	}
 	put("before")
 	set[1].Stop()
-	put("during")
+	// Until the others notice the member gone, a write may be refused as
+	// "unwritable" (503 SlowDown), which clients retry, as the agent does;
+	// after that, writes must go through.
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(500 * time.Millisecond) {
+		body := strings.Repeat("during", 1<<16)
+		_, err := c.PutObject(ctx, "set", "during", strings.NewReader(body), int64(len(body)), minio.PutObjectOptions{})
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("put with a member down: %v", err)
+		}
+	}
 	get("before")
 	get("during")
 	set[1].Restart()
