@@ -26,12 +26,7 @@ type coreRequest struct {
 // once asked, 200 when the core is stored already, 404 when it is gone or
 // was never kept.
 func (s *Server) requestCore(w http.ResponseWriter, r *http.Request) {
-	id := identityOf(r)
-	if (id.session != nil || id.proxy) && !equalSecret(r.Header.Get("X-CSRF-Token"), s.formCSRF(id)) {
-		s.writeError(w, r, errCSRF)
-		return
-	}
-	if err := s.checkOrigin(r); err != nil {
+	if err := s.checkWrite(r); err != nil {
 		s.writeError(w, r, err)
 		return
 	}

@@ -73,12 +73,7 @@ type SkippedCrash struct {
 }
 
 func (s *Server) postReanalyze(w http.ResponseWriter, r *http.Request) {
-	id := identityOf(r)
-	if (id.session != nil || id.proxy) && !equalSecret(r.Header.Get("X-CSRF-Token"), s.formCSRF(id)) {
-		s.writeError(w, r, errCSRF)
-		return
-	}
-	if err := s.checkOrigin(r); err != nil {
+	if err := s.checkWrite(r); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
@@ -87,15 +82,8 @@ func (s *Server) postReanalyze(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var q reanalyzeRequest
-	dec := json.NewDecoder(r.Body)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&q); err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			s.writeError(w, r, fmt.Errorf("%w: body larger than %d bytes", corepipe.ErrInvalid, tooBig.Limit))
-			return
-		}
-		s.writeError(w, r, fmt.Errorf("%w: body: want a JSON object of id, signature, build_id, limit, cursor", corepipe.ErrInvalid))
+	if err := decodeBody(r, &q, "id, signature, build_id, limit, cursor"); err != nil {
+		s.writeError(w, r, err)
 		return
 	}
 	candidates, next, err := s.reanalysisCandidates(r.Context(), q)
@@ -103,7 +91,7 @@ func (s *Server) postReanalyze(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	res, err := s.requeue(r.Context(), candidates, id.describe())
+	res, err := s.requeue(r.Context(), candidates, identityOf(r).describe())
 	if err != nil {
 		s.writeError(w, r, err)
 		return

@@ -109,29 +109,44 @@ func (t *Tokens) nameOf(h [sha256.Size]byte) string {
 	return name
 }
 
+// checkWrite refuses a change a browser did not mean: one signed in by a
+// session or by the proxy must also send its CSRF token in X-CSRF-Token,
+// since what the browser sends by itself (a cookie, the proxy's) never
+// changes anything; and the request must come from this server's origin.
+func (s *Server) checkWrite(r *http.Request) error {
+	id := identityOf(r)
+	if (id.session != nil || id.proxy) && !equalSecret(r.Header.Get("X-CSRF-Token"), s.formCSRF(id)) {
+		return errCSRF
+	}
+	return s.checkOrigin(r)
+}
+
+// decodeBody decodes r's JSON body into v, refusing fields v has not;
+// fields names those it has, for the error.
+func decodeBody(r *http.Request, v any, fields string) error {
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return fmt.Errorf("%w: body larger than %d bytes", corepipe.ErrInvalid, tooBig.Limit)
+		}
+		return fmt.Errorf("%w: body: want a JSON object of %s", corepipe.ErrInvalid, fields)
+	}
+	return nil
+}
+
 // patchGroup changes a group's triage. A browser, signed in by a session
 // or by the proxy, must also send its CSRF token in X-CSRF-Token: what the
 // browser sends by itself (a cookie, the proxy's) never changes anything.
 func (s *Server) patchGroup(w http.ResponseWriter, r *http.Request) {
-	id := identityOf(r)
-	if (id.session != nil || id.proxy) && !equalSecret(r.Header.Get("X-CSRF-Token"), s.formCSRF(id)) {
-		s.writeError(w, r, errCSRF)
-		return
-	}
-	if err := s.checkOrigin(r); err != nil {
+	if err := s.checkWrite(r); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
 	var q triageRequest
-	dec := json.NewDecoder(r.Body)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&q); err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			s.writeError(w, r, fmt.Errorf("%w: body larger than %d bytes", corepipe.ErrInvalid, tooBig.Limit))
-			return
-		}
-		s.writeError(w, r, fmt.Errorf("%w: body: want a JSON object of status, resolved_in, ignore_until, ignore_count, assignee, issue_url, comment", corepipe.ErrInvalid))
+	if err := decodeBody(r, &q, "status, resolved_in, ignore_until, ignore_count, assignee, issue_url, comment"); err != nil {
+		s.writeError(w, r, err)
 		return
 	}
 	c, err := q.change(s.now())
@@ -139,7 +154,7 @@ func (s *Server) patchGroup(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	d, err := s.triage(r.Context(), r.PathValue("signature"), c, id)
+	d, err := s.triage(r.Context(), r.PathValue("signature"), c, identityOf(r))
 	if err != nil {
 		s.writeError(w, r, err)
 		return
