@@ -2,8 +2,6 @@ package client
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
 	"net/http"
 	"net/url"
 
@@ -18,26 +16,11 @@ func (c *Client) RequestCore(ctx context.Context, id string) (corepipe.CoreLocat
 		return corepipe.CoreLocation{}, err
 	}
 	path := "/api/v1/crashes/" + url.PathEscape(id) + "/core/request"
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base.String()+path, nil)
-	if err != nil {
-		return corepipe.CoreLocation{}, err
-	}
-	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return corepipe.CoreLocation{}, fmt.Errorf("%w: %w", corepipe.ErrUnavailable, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusAccepted {
-		return corepipe.CoreLocation{}, responseError(resp)
-	}
 	var answer struct {
 		Location corepipe.CoreLocation `json:"core_location"`
 	}
-	if err := json.NewDecoder(resp.Body).Decode(&answer); err != nil {
-		return corepipe.CoreLocation{}, fmt.Errorf("POST %s: decode response: %w", path, err)
+	if err := c.sendJSON(ctx, http.MethodPost, path, nil, &answer, http.StatusOK, http.StatusAccepted); err != nil {
+		return corepipe.CoreLocation{}, err
 	}
 	return answer.Location, nil
 }

@@ -1,9 +1,7 @@
 package client
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -40,32 +38,12 @@ type TriageRequest struct {
 // Triage changes the group of signature (resolves, ignores, reopens,
 // assigns it) and returns it as it now stands. It needs the triage role.
 func (c *Client) Triage(ctx context.Context, signature string, t TriageRequest) (*corepipe.Group, error) {
-	body, err := json.Marshal(t)
-	if err != nil {
-		return nil, err
-	}
 	path := (&url.URL{Path: "/api/v1/groups/" + signature}).EscapedPath()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPatch, c.base.String()+path, bytes.NewReader(body))
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", corepipe.ErrUnavailable, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, responseError(resp)
-	}
 	var out struct {
 		Group *corepipe.Group `json:"group"`
 	}
-	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
-		return nil, fmt.Errorf("PATCH %s: decode response: %w", path, err)
+	if err := c.sendJSON(ctx, http.MethodPatch, path, t, &out); err != nil {
+		return nil, err
 	}
 	if out.Group == nil {
 		return nil, fmt.Errorf("PATCH %s: the response has no group", path)

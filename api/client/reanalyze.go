@@ -1,13 +1,8 @@
 package client
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
-	"fmt"
 	"net/http"
-
-	"github.com/corepipe/corepipe"
 )
 
 // ReanalyzeRequest is the body of POST /api/v1/reanalyze: one crash by ID,
@@ -41,30 +36,9 @@ type ReanalyzeResult struct {
 // instance once the symbols of their build were uploaded. It needs the
 // triage role.
 func (c *Client) Reanalyze(ctx context.Context, q ReanalyzeRequest) (*ReanalyzeResult, error) {
-	body, err := json.Marshal(q)
-	if err != nil {
-		return nil, err
-	}
-	const path = "/api/v1/reanalyze"
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base.String()+path, bytes.NewReader(body))
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", corepipe.ErrUnavailable, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, responseError(resp)
-	}
 	var out ReanalyzeResult
-	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
-		return nil, fmt.Errorf("POST %s: decode response: %w", path, err)
+	if err := c.sendJSON(ctx, http.MethodPost, "/api/v1/reanalyze", q, &out); err != nil {
+		return nil, err
 	}
 	return &out, nil
 }
