@@ -257,7 +257,7 @@ func TestFleet(t *testing.T) {
 	deadline := time.Now().Add(5 * time.Minute)
 	for i, api := range urls {
 		for {
-			reports[i] = byPID(listAll(t, api), crashed)
+			reports[i] = byPID(t, listAll(t, api), crashed)
 			if len(reports[i]) == len(crashed) || time.Now().After(deadline) {
 				break
 			}
@@ -363,13 +363,14 @@ func decisions(t *testing.T, addr string) map[string]float64 {
 
 // byPID keeps the reports of the crashes in crashed, by PID; a PID with two
 // reports fails the test.
-func byPID(rs []*corepipe.Report, crashed map[int]time.Time) map[int]*corepipe.Report {
+func byPID(t *testing.T, rs []*corepipe.Report, crashed map[int]time.Time) map[int]*corepipe.Report {
+	t.Helper()
 	out := map[int]*corepipe.Report{}
 	for _, r := range rs {
 		if _, ok := crashed[r.Process.PID]; ok && r.Status != corepipe.StatusPending {
 			if prev, dup := out[r.Process.PID]; dup && prev.ID != r.ID {
 				// PIDs wrap only after far more crashes than these.
-				panic(fmt.Sprintf("two reports for pid %d: %s and %s", r.Process.PID, prev.ID, r.ID))
+				t.Fatalf("two reports for pid %d: %s and %s", r.Process.PID, prev.ID, r.ID)
 			}
 			out[r.Process.PID] = r
 		}
