@@ -62,6 +62,7 @@ func TestStrippedCrashThenUpload(t *testing.T) {
 		t.Errorf("symbols check before the upload: %v\n%s", err, out)
 	}
 
+	uploaded := time.Now()
 	if out, err := cli("symbols", "upload", "--server", api, debug); err != nil || !strings.Contains(out, "uploaded gnu:"+ids.GNU) ||
 		!strings.Contains(out, "1 kept crashes of this build queued for re-analysis, 0 skipped") {
 		t.Fatalf("symbols upload: %v\n%s", err, out)
@@ -78,6 +79,7 @@ func TestStrippedCrashThenUpload(t *testing.T) {
 
 	// The upload had the build's kept crash analysed again by itself.
 	r = waitReportWhere(t, api, 2*time.Minute, func(r *corepipe.Report) bool { return r.ID == degraded && r.Revision == 1 })
+	t.Logf("upload to full report: %v", time.Since(uploaded).Round(time.Millisecond))
 	if len(r.Lacks) > 0 {
 		t.Errorf("report re-analysed after the upload still lacks %q", r.Lacks)
 	}
