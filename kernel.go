@@ -246,17 +246,33 @@ func KernelTitle(k *KernelPanic) string {
 	return s
 }
 
-// KernelPanicID is the crash ID of a kernel panic, derived from what the
-// kernel printed (node, message, uptime, cause, trace) and nothing the
-// receiver adds: two receivers of the same datagrams, a replay of them,
-// and the same panic read back from pstore get the same ID, which the
-// queue deduplicates. Its time part comes from the hash too, since a
-// kernel log has no wall clock; crashes are ordered by captured_at.
+// KernelPanicID is the crash ID of a kernel panic, derived only from what
+// the kernel printed, so that every copy of one panic gets one ID: two
+// receivers of the same datagrams, a replay of them, and the same panic
+// read back from pstore or kdump after the reboot, which the queue then
+// deduplicates.
+//
+// The rule: the panic message and the printk timestamp of its line, to the
+// microsecond, and nothing else. Every copy carries that line — a pstore
+// record is the log's tail, cut into parts, and may lack the BUG line and
+// the trace that netconsole delivered, or the reverse after a lost
+// datagram — and the timestamp tells one boot's panic from another's. The
+// node is not part of the ID: the receiver names a node by its address or
+// a name from the cluster, the agent by its own name, and they need not
+// agree. Only when the log has no timestamps (printk.time=0) does node
+// enter the ID, with the cause and the trace, since nothing the kernel
+// printed then tells two nodes' panics apart. Its time part comes from the
+// hash too, since a kernel log has no wall clock; crashes are ordered by
+// captured_at.
 func KernelPanicID(node string, k *KernelPanic) string {
 	h := sha256.New()
-	fmt.Fprintf(h, "corepipe/kernel_panic/v1\x00%s\x00%s\x00%s\x00%s\x00", node, k.Message, k.Uptime, k.FirstBug)
-	for _, f := range k.CallTrace {
-		fmt.Fprintf(h, "%s+%s\x00", f.Function, f.Offset)
+	if k.Uptime != "" {
+		fmt.Fprintf(h, "corepipe/kernel_panic/v2\x00%s\x00%s\x00", k.Message, k.Uptime)
+	} else {
+		fmt.Fprintf(h, "corepipe/kernel_panic/v2-untimed\x00%s\x00%s\x00%s\x00", node, k.Message, k.FirstBug)
+		for _, f := range k.CallTrace {
+			fmt.Fprintf(h, "%s+%s\x00", f.Function, f.Offset)
+		}
 	}
 	sum := h.Sum(nil)
 	ms := uint64(sum[0])<<40 | uint64(sum[1])<<32 | uint64(sum[2])<<24 | uint64(sum[3])<<16 | uint64(sum[4])<<8 | uint64(sum[5])

@@ -230,3 +230,51 @@ func FuzzParse(f *testing.F) {
 		corepipe.KernelPanicID("n", k)
 	})
 }
+
+func TestParsePstoreHeader(t *testing.T) {
+	for line, want := range map[string]PstorePart{
+		"Panic#1 Part1\n":   {Reason: "Panic", Count: 1, Part: 1},
+		"Oops#12 Part3":     {Reason: "Oops", Count: 12, Part: 3},
+		"Emergency#0 Part2": {Reason: "Emergency", Count: 0, Part: 2},
+	} {
+		if got, ok := ParsePstoreHeader(line); !ok || got != want {
+			t.Errorf("%q: %+v %v", line, got, ok)
+		}
+	}
+	for _, line := range []string{"[    1.000000] Panic#1 Part1", "Panic#1 Part0", "Panic#x Part1", "Panic 1 Part1", ""} {
+		if _, ok := ParsePstoreHeader(line); ok {
+			t.Errorf("%q taken for a header", line)
+		}
+	}
+	if !IsPstoreNotice("ECC: No errors detected") || IsPstoreNotice("[    1.0] ECC: x") {
+		t.Error("ECC notice")
+	}
+}
+
+// The crash ID rule: the panic message and its line's timestamp, not the
+// node (the receiver and the agent name it differently) nor the trace (a
+// pstore part may lack it); without timestamps the node and the trace.
+func TestKernelPanicIDRule(t *testing.T) {
+	full := "[   12.000001] BUG: kernel NULL pointer dereference, address: 0000000000000008\n" +
+		"[   12.000002] Call Trace:\n[   12.000003]  mydrv_work+0x41/0x80 [mydrv]\n" +
+		"[   12.345678] Kernel panic - not syncing: Fatal exception\n"
+	tailOnly := "[   12.345678] Kernel panic - not syncing: Fatal exception\n"
+	later := "[   12.345679] Kernel panic - not syncing: Fatal exception\n"
+	id := func(node, log string) string {
+		k, err := Parse(strings.NewReader(log))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return corepipe.KernelPanicID(node, k)
+	}
+	if id("10.0.0.7", full) != id("node-7", tailOnly) {
+		t.Error("one panic, from netconsole by address and from pstore's tail by name, has two IDs")
+	}
+	if id("node-7", tailOnly) == id("node-7", later) {
+		t.Error("panics a microsecond apart share an ID")
+	}
+	untimed := "Kernel panic - not syncing: Fatal exception\n"
+	if id("node-7", untimed) == id("node-8", untimed) || id("node-7", untimed) != id("node-7", untimed) {
+		t.Error("untimed panics: the node must tell them apart, and only it")
+	}
+}

@@ -78,6 +78,11 @@ type Capture struct {
 	Sender   string
 	Node     string
 	Extended bool
+	// Source is where the log was read: corepipe.SourceNetconsole when
+	// empty. The agent's reader of what survived a reboot sets
+	// SourcePstore or SourceKdump, with Sender the file it read and Node
+	// its own name.
+	Source string
 	// Log is the reassembled console log, one record a line, in the
 	// sender's order ("<level>[sec.usec] text" for extended records).
 	Log []byte

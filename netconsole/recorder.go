@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -81,13 +82,17 @@ func crashOf(c *Capture, node string) (*corepipe.Crash, *corepipe.KernelPanic) {
 		sum := sha256.Sum256(c.Log)
 		k = &corepipe.KernelPanic{Message: fmt.Sprintf("%x", sum[:8])}
 	}
+	source := c.Source
+	if source == "" {
+		source = corepipe.SourceNetconsole
+	}
 	cr := &corepipe.Crash{
 		Schema:     corepipe.ManifestSchema,
 		ID:         corepipe.KernelPanicID(node, k),
 		CapturedAt: c.PanicAt.UTC(),
 		Node:       node,
 		Console: &corepipe.ConsoleArtifact{
-			Source: corepipe.SourceNetconsole, Sender: c.Sender, Size: int64(len(c.Log)),
+			Source: source, Sender: c.Sender, Size: int64(len(c.Log)),
 			Gaps: c.Gaps, MissingFragments: c.MissingFragments, Dropped: c.Dropped,
 		},
 	}
@@ -95,7 +100,7 @@ func crashOf(c *Capture, node string) (*corepipe.Crash, *corepipe.KernelPanic) {
 	if c.RateLimited > 0 {
 		cr.Notes = append(cr.Notes, fmt.Sprintf("%d datagrams over the sender's rate limit were dropped", c.RateLimited))
 	}
-	if !c.Ended {
+	if source == corepipe.SourceNetconsole && !c.Ended {
 		cr.Notes = append(cr.Notes, fmt.Sprintf("handed over after the sender was quiet since %s", c.LastAt.UTC().Format(time.RFC3339)))
 	}
 	return cr, k
@@ -110,6 +115,16 @@ func (r *Recorder) Record(ctx context.Context, c *Capture) (*corepipe.Crash, err
 		node = r.Nodes.NodeOf(ctx, c.Sender)
 	}
 	cr, k := crashOf(c, node)
+	if _, err := r.Blobs.Stat(ctx, corepipe.ManifestKey(cr)); err == nil {
+		// Recorded already, by a receiver beside this one or from the
+		// other side of the reboot under the same node name: its console
+		// log stays, a pstore record holding less than netconsole's.
+		r.logger().Info("kernel panic recorded before", corepipe.LogKeyCrash, cr.ID, "node", cr.Node, "source", cr.Console.Source)
+		r.observe(ctx, cr, k)
+		return cr, nil
+	} else if !errors.Is(err, corepipe.ErrNotFound) {
+		return nil, fmt.Errorf("look for the manifest: %w", err)
+	}
 	if r.Pods != nil {
 		pods, err := r.Pods.PodsOn(ctx, cr.Node, cr.CapturedAt)
 		if err != nil {
@@ -130,11 +145,15 @@ func (r *Recorder) Record(ctx context.Context, c *Capture) (*corepipe.Crash, err
 	if err := r.Blobs.Put(ctx, corepipe.ManifestKey(cr), bytes.NewReader(manifest), int64(len(manifest))); err != nil {
 		return nil, fmt.Errorf("store manifest: %w", err)
 	}
-	r.logger().Info("kernel panic recorded", corepipe.LogKeyCrash, cr.ID, "node", cr.Node, "sender", c.Sender, "pods", len(cr.Pods))
+	r.logger().Info("kernel panic recorded", corepipe.LogKeyCrash, cr.ID, "node", cr.Node, "source", cr.Console.Source, "sender", c.Sender, "pods", len(cr.Pods))
+	r.observe(ctx, cr, k)
+	return cr, nil
+}
+
+func (r *Recorder) observe(ctx context.Context, cr *corepipe.Crash, k *corepipe.KernelPanic) {
 	if r.Observer != nil {
 		r.Observer.Recorded(ctx, cr, corepipe.KernelTitle(k))
 	}
-	return cr, nil
 }
 
 func (r *Recorder) logger() *slog.Logger {
