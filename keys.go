@@ -25,7 +25,7 @@ func ValidID(id string) bool { return idPattern.MatchString(id) }
 // CheckID returns an ErrInvalid error when id is not a crash ID.
 func CheckID(id string) error {
 	if !ValidID(id) {
-		return fmt.Errorf("%w: crash id %q", ErrInvalid, truncate(id, 40))
+		return fmt.Errorf("%w: crash id %q", ErrInvalid, Clip(id, 40))
 	}
 	return nil
 }
@@ -65,7 +65,7 @@ const ReportsPrefix = "reports/"
 // element: no separators, no dot-dot, nothing outside [A-Za-z0-9._-].
 func SafeName(s string) string {
 	var b strings.Builder
-	for _, r := range truncate(s, 128) {
+	for _, r := range s[:min(len(s), 128)] { // 128 bytes, as stored keys always were
 		switch {
 		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '-', r == '_', r == '.':
 			b.WriteRune(r)
@@ -78,13 +78,6 @@ func SafeName(s string) string {
 		return "_"
 	}
 	return out
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n]
 }
 
 // DebugInfoPrefix is the prefix of the symbol store: debug files and their

@@ -55,7 +55,7 @@ func ParseOwners(r io.Reader) (*OwnerRules, error) {
 		rule := ownerRule{pattern: fields[0], owner: fields[1], glob: strings.Contains(fields[0], "*")}
 		if rule.glob {
 			if _, err := path.Match(rule.pattern, ""); err != nil {
-				return nil, fmt.Errorf("%w: owners line %d: pattern %q: %v", ErrInvalid, n, clip(rule.pattern), err)
+				return nil, fmt.Errorf("%w: owners line %d: pattern %q: %v", ErrInvalid, n, Clip(rule.pattern, 64), err)
 			}
 		}
 		if len(o.rules) == maxOwnerRules {

@@ -45,7 +45,7 @@ func ParseSourceLinks(specs []string) (*SourceLinks, error) {
 		prefix, tmpl, ok := strings.Cut(spec, "=")
 		u, err := url.Parse(strings.NewReplacer("{repo}", "r", "{path}", "p", "{rev}", "v", "{line}", "1").Replace(tmpl))
 		if !ok || prefix == "" || err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || !strings.Contains(tmpl, "{path}") {
-			return nil, fmt.Errorf("%w: source link %q: want %s", ErrInvalid, clip(spec), sourceLinkHelp)
+			return nil, fmt.Errorf("%w: source link %q: want %s", ErrInvalid, Clip(spec, 64), sourceLinkHelp)
 		}
 		s.rules = append(s.rules, linkRule{prefix: prefix, template: tmpl})
 	}

@@ -196,7 +196,7 @@ func (c TriageChange) check() error {
 	switch c.Status {
 	case "", TriageOpen, TriageResolved, TriageIgnored:
 	default:
-		return fmt.Errorf("%w: triage status %q: want open, resolved or ignored", ErrInvalid, clip(string(c.Status)))
+		return fmt.Errorf("%w: triage status %q: want open, resolved or ignored", ErrInvalid, Clip(string(c.Status), 64))
 	}
 	if c.ResolvedIn != "" && c.Status != TriageResolved {
 		return fmt.Errorf("%w: resolved_in needs status resolved", ErrInvalid)
@@ -227,13 +227,6 @@ func (c TriageChange) check() error {
 
 func printable(s string, n int) bool {
 	return len(s) <= n && !strings.ContainsFunc(s, func(r rune) bool { return !unicode.IsPrint(r) })
-}
-
-func clip(s string) string {
-	if len(s) > 64 {
-		return s[:64] + "…"
-	}
-	return s
 }
 
 func boundVersions(versions []string, last string) []string {

@@ -51,7 +51,7 @@ func ParseRole(s string) (Role, error) {
 			return r, nil
 		}
 	}
-	return RoleNone, fmt.Errorf("%w: role %q: want viewer, triage, debugger or admin", corepipe.ErrInvalid, truncate(s))
+	return RoleNone, fmt.Errorf("%w: role %q: want viewer, triage, debugger or admin", corepipe.ErrInvalid, corepipe.Clip(s, 64))
 }
 
 // minTokenLen keeps guessable tokens out of auth files.
@@ -341,7 +341,7 @@ func (s *Server) authorize(r *http.Request, need Role) (identity, error) {
 
 func (id identity) describe() string {
 	if id.proxy {
-		return truncate(id.user)
+		return corepipe.Clip(id.user, 64)
 	}
 	return "the token"
 }

@@ -47,7 +47,7 @@ func checkStatus[S ~string](status S, valid ...S) error {
 	for i, v := range valid {
 		names[i] = string(v)
 	}
-	return fmt.Errorf("%w: status %q: want one of %s", corepipe.ErrInvalid, truncate(string(status)), strings.Join(names, ", "))
+	return fmt.Errorf("%w: status %q: want one of %s", corepipe.ErrInvalid, corepipe.Clip(string(status), 64), strings.Join(names, ", "))
 }
 
 // parseWindow reads the since and limit parameters every list shares.
@@ -69,7 +69,7 @@ func parseLimit(q url.Values) (int, error) {
 	}
 	n, err := strconv.Atoi(v)
 	if err != nil || n < 1 {
-		return 0, fmt.Errorf("%w: limit %q: want a positive integer", corepipe.ErrInvalid, truncate(v))
+		return 0, fmt.Errorf("%w: limit %q: want a positive integer", corepipe.ErrInvalid, corepipe.Clip(v, 64))
 	}
 	return min(n, maxLimit), nil
 }
@@ -80,17 +80,8 @@ func parseSince(v string, now time.Time) (time.Time, error) {
 	}
 	d, err := time.ParseDuration(v)
 	if err != nil || d < 0 {
-		return time.Time{}, fmt.Errorf("%w: since %q: want an RFC 3339 time or a positive duration such as 24h", corepipe.ErrInvalid, truncate(v))
+		return time.Time{}, fmt.Errorf("%w: since %q: want an RFC 3339 time or a positive duration such as 24h", corepipe.ErrInvalid, corepipe.Clip(v, 64))
 	}
 	return now.Add(-d), nil
 }
 
-// truncate keeps echoed input short: error messages quote what the client
-// sent, which could be anything.
-func truncate(s string) string {
-	const n = 64
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "…"
-}

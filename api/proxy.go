@@ -40,7 +40,7 @@ func ParseTrustedProxies(s string) ([]netip.Prefix, error) {
 		}
 		a, err := netip.ParseAddr(f)
 		if err != nil {
-			return nil, fmt.Errorf("%w: trusted proxy %q: want an address or a CIDR prefix", corepipe.ErrInvalid, truncate(f))
+			return nil, fmt.Errorf("%w: trusted proxy %q: want an address or a CIDR prefix", corepipe.ErrInvalid, corepipe.Clip(f, 64))
 		}
 		out = append(out, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
 	}
@@ -59,7 +59,7 @@ func ParseGroupRoles(s string) (map[string]Role, error) {
 		}
 		i := strings.LastIndexByte(f, '=')
 		if i <= 0 {
-			return nil, fmt.Errorf("%w: group role %q: want GROUP=ROLE", corepipe.ErrInvalid, truncate(f))
+			return nil, fmt.Errorf("%w: group role %q: want GROUP=ROLE", corepipe.ErrInvalid, corepipe.Clip(f, 64))
 		}
 		role, err := ParseRole(f[i+1:])
 		if err != nil {

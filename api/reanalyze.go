@@ -208,7 +208,7 @@ func parseBuildID(s string) (string, error) {
 			return id, nil
 		}
 	}
-	return "", fmt.Errorf("%w: build ID %q: want gnu:HEX, go:ID or the bare ID", corepipe.ErrInvalid, truncate(s))
+	return "", fmt.Errorf("%w: build ID %q: want gnu:HEX, go:ID or the bare ID", corepipe.ErrInvalid, corepipe.Clip(s, 64))
 }
 
 // keptCrash returns the stored manifest of the crash sum summarises, when

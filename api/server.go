@@ -129,7 +129,7 @@ func parsePublicURL(s string) (*url.URL, error) {
 	}
 	u, err := url.Parse(s)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("%w: public URL %q: want http(s)://host[:port]", corepipe.ErrInvalid, truncate(s))
+		return nil, fmt.Errorf("%w: public URL %q: want http(s)://host[:port]", corepipe.ErrInvalid, corepipe.Clip(s, 64))
 	}
 	return u, nil
 }
@@ -258,7 +258,7 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("POST /api/v1/reanalyze", s.guard(RoleTriage, false, s.postReanalyze))
 	mux.Handle("POST /api/v1/crashes/{id}/core/request", s.guard(RoleDebugger, false, s.requestCore))
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
-		s.writeError(w, r, fmt.Errorf("%w: no API route %s", corepipe.ErrNotFound, truncate(r.URL.Path)))
+		s.writeError(w, r, fmt.Errorf("%w: no API route %s", corepipe.ErrNotFound, corepipe.Clip(r.URL.Path, 64)))
 	})
 
 	ui("/{$}", RoleViewer, s.uiList)
@@ -300,7 +300,7 @@ func (s *Server) checkHost(next http.Handler) http.Handler {
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !loopbackHost(r.Host) {
-			writeJSON(w, http.StatusMisdirectedRequest, errorBody{"without an auth file this server answers only to localhost, 127.0.0.1 or [::1], not " + truncate(r.Host)})
+			writeJSON(w, http.StatusMisdirectedRequest, errorBody{"without an auth file this server answers only to localhost, 127.0.0.1 or [::1], not " + corepipe.Clip(r.Host, 64)})
 			return
 		}
 		next.ServeHTTP(w, r)
@@ -370,7 +370,7 @@ func (s *Server) guard(need Role, ui bool, h http.HandlerFunc) http.Handler {
 
 func (s *Server) methodNotAllowed(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Allow", "GET, HEAD")
-	writeJSON(w, http.StatusMethodNotAllowed, errorBody{fmt.Sprintf("method %s not allowed: this route is read-only (GET)", truncate(r.Method))})
+	writeJSON(w, http.StatusMethodNotAllowed, errorBody{fmt.Sprintf("method %s not allowed: this route is read-only (GET)", corepipe.Clip(r.Method, 64))})
 }
 
 func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {

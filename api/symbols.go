@@ -57,7 +57,7 @@ type UploadResult struct {
 func (s *Server) putSymbols(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	if !symbols.ValidID(id) {
-		s.writeError(w, r, fmt.Errorf("%w: %q is not a build ID", corepipe.ErrInvalid, truncate(id)))
+		s.writeError(w, r, fmt.Errorf("%w: %q is not a build ID", corepipe.ErrInvalid, corepipe.Clip(id, 64)))
 		return
 	}
 	store := s.symbolStore()
@@ -112,7 +112,7 @@ func (s *Server) listSymbols(w http.ResponseWriter, r *http.Request) {
 	if v := r.URL.Query().Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n <= 0 || n > maxSymbolList {
-			s.writeError(w, r, fmt.Errorf("%w: limit %q: want 1 to %d", corepipe.ErrInvalid, truncate(v), maxSymbolList))
+			s.writeError(w, r, fmt.Errorf("%w: limit %q: want 1 to %d", corepipe.ErrInvalid, corepipe.Clip(v, 64), maxSymbolList))
 			return
 		}
 		limit = n
@@ -140,7 +140,7 @@ func (s *Server) getSymbols(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) lookupSymbols(ctx context.Context, id string) (*symbols.Meta, error) {
 	if !symbols.ValidID(id) {
-		return nil, fmt.Errorf("%w: %q is not a build ID", corepipe.ErrNotFound, truncate(id))
+		return nil, fmt.Errorf("%w: %q is not a build ID", corepipe.ErrNotFound, corepipe.Clip(id, 64))
 	}
 	meta, err := s.symbolStore().Lookup(ctx, id)
 	if errors.Is(err, corepipe.ErrNotFound) {
@@ -155,7 +155,7 @@ func (s *Server) lookupSymbols(ctx context.Context, id string) (*symbols.Meta, e
 func (s *Server) debuginfod(w http.ResponseWriter, r *http.Request) {
 	id, what := r.PathValue("id"), r.PathValue("what")
 	if what != "debuginfo" && what != "executable" {
-		s.writeError(w, r, fmt.Errorf("%w: no debuginfod route %s", corepipe.ErrNotFound, truncate(r.URL.Path)))
+		s.writeError(w, r, fmt.Errorf("%w: no debuginfod route %s", corepipe.ErrNotFound, corepipe.Clip(r.URL.Path, 64)))
 		return
 	}
 	meta, err := s.lookupSymbols(r.Context(), id)
@@ -179,7 +179,7 @@ func (s *Server) debuginfod(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) captured(w http.ResponseWriter, r *http.Request, id string) {
-	notFound := fmt.Errorf("%w: no executable for build ID %s", corepipe.ErrNotFound, truncate(id))
+	notFound := fmt.Errorf("%w: no executable for build ID %s", corepipe.ErrNotFound, corepipe.Clip(id, 64))
 	if !symbols.ValidGNU(id) {
 		s.writeError(w, r, notFound)
 		return
@@ -212,7 +212,7 @@ func (s *Server) debuginfodSection(w http.ResponseWriter, r *http.Request) {
 	}
 	sec, ok := meta.Section(name)
 	if !ok {
-		s.writeError(w, r, fmt.Errorf("%w: the debug file of %s has no section %q with contents", corepipe.ErrNotFound, meta.IDs(), truncate(name)))
+		s.writeError(w, r, fmt.Errorf("%w: the debug file of %s has no section %q with contents", corepipe.ErrNotFound, meta.IDs(), corepipe.Clip(name, 64)))
 		return
 	}
 	rc, err := s.symbolStore().Open(r.Context(), meta)

@@ -67,7 +67,7 @@ func (q triageRequest) change(now time.Time) (corepipe.TriageChange, error) {
 		if err != nil {
 			d, derr := time.ParseDuration(v)
 			if derr != nil || d <= 0 {
-				return c, fmt.Errorf("%w: ignore_until %q: want an RFC 3339 time or a duration such as 24h", corepipe.ErrInvalid, truncate(v))
+				return c, fmt.Errorf("%w: ignore_until %q: want an RFC 3339 time or a duration such as 24h", corepipe.ErrInvalid, corepipe.Clip(v, 64))
 			}
 			t = now.Add(d)
 		}
@@ -277,7 +277,7 @@ func checkIssueTemplate(tmpl string) error {
 	}
 	u, err := url.Parse(fillIssue(tmpl, "t", "b", "s"))
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-		return fmt.Errorf("%w: issue template %q: want an http(s) URL with {title}, {body} and {signature}", corepipe.ErrInvalid, truncate(tmpl))
+		return fmt.Errorf("%w: issue template %q: want an http(s) URL with {title}, {body} and {signature}", corepipe.ErrInvalid, corepipe.Clip(tmpl, 64))
 	}
 	return nil
 }

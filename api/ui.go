@@ -431,11 +431,11 @@ func (s *Server) uiNotFound(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Allow", "GET, HEAD")
 		s.render(w, r, http.StatusMethodNotAllowed, s.pages.error, errorPage{
 			Status: http.StatusMethodNotAllowed, Text: http.StatusText(http.StatusMethodNotAllowed),
-			Message: "method " + truncate(r.Method) + " not allowed",
+			Message: "method " + corepipe.Clip(r.Method, 64) + " not allowed",
 		})
 		return
 	}
-	s.uiError(w, r, fmt.Errorf("%w: no page %s", corepipe.ErrNotFound, truncate(r.URL.Path)))
+	s.uiError(w, r, fmt.Errorf("%w: no page %s", corepipe.ErrNotFound, corepipe.Clip(r.URL.Path, 64)))
 }
 
 type errorPage struct {

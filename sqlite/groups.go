@@ -357,16 +357,9 @@ func checkSignature(s string) error {
 		return !unicode.IsPrint(r) || unicode.IsSpace(r)
 	})
 	if !ok {
-		return fmt.Errorf("%w: signature %q", corepipe.ErrInvalid, truncate(s, 64))
+		return fmt.Errorf("%w: signature %q", corepipe.ErrInvalid, corepipe.Clip(s, 64))
 	}
 	return nil
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "…"
 }
 
 // fromNanos is unixNanos reversed: 0 is the zero time.

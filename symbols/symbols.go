@@ -148,7 +148,7 @@ func (s *Store) Put(ctx context.Context, id, name string, r io.Reader) (meta *Me
 		return nil, false, err
 	}
 	if id != meta.GNUBuildID && id != meta.GoBuildID {
-		return nil, false, fmt.Errorf("%w: debug file carries build IDs %s, not %q", corepipe.ErrInvalid, orNone(meta.IDs()), truncate(id))
+		return nil, false, fmt.Errorf("%w: debug file carries build IDs %s, not %q", corepipe.ErrInvalid, orNone(meta.IDs()), corepipe.Clip(id, 80))
 	}
 	if old, err := s.Lookup(ctx, id); err == nil {
 		return old, false, nil
@@ -294,7 +294,7 @@ func Inspect(f io.ReaderAt, size int64) (*Meta, error) {
 			continue
 		}
 		if s.Offset > uint64(size) || s.FileSize > uint64(size)-s.Offset {
-			return nil, fmt.Errorf("%w: section %s claims %d bytes at offset %d, past the end of the %d-byte file", corepipe.ErrInvalid, truncate(s.Name), s.FileSize, s.Offset, size)
+			return nil, fmt.Errorf("%w: section %s claims %d bytes at offset %d, past the end of the %d-byte file", corepipe.ErrInvalid, corepipe.Clip(s.Name, 80), s.FileSize, s.Offset, size)
 		}
 		if s.Name == ".debug_info" {
 			info = s
@@ -429,13 +429,6 @@ func checkUnitHeader(s *elf.Section, order binary.ByteOrder) error {
 func orNone(s string) string {
 	if s == "" {
 		return "none"
-	}
-	return s
-}
-
-func truncate(s string) string {
-	if len(s) > 80 {
-		return s[:80]
 	}
 	return s
 }

@@ -47,17 +47,57 @@ func oneID(cmd *cobra.Command, args []string) error {
 	return nil
 }
 
-// lsFlags are `corepipe ls`'s flags.
-type lsFlags struct {
+// listFlags are the flags ls and groups share: the server, the window, how
+// many, and the output form.
+type listFlags struct {
 	client *clientFlags
-	filter corepipe.CrashFilter
 	since  string
 	limit  int
 	json   bool
 }
 
+// listFlagsOf registers them; what names the items ("crashes", "groups").
+func listFlagsOf(fset *pflag.FlagSet, what string) *listFlags {
+	f := &listFlags{client: clientFlagsOf(fset)}
+	fset.StringVar(&f.since, "since", "", "only "+what+" seen since this RFC 3339 time or this long ago (24h)")
+	fset.IntVar(&f.limit, "limit", 50, "at most this many "+what)
+	fset.BoolVar(&f.json, "json", false, "print the "+what+" as JSON, one per line")
+	return f
+}
+
+// printList fetches up to --limit items in the --since window, a page at a
+// time, and prints them as JSON lines or with table.
+func printList[T any](ctx context.Context, stdout io.Writer, fl *listFlags,
+	page func(ctx context.Context, c *client.Client, since time.Time, limit int, cursor string) ([]T, string, error),
+	table func(io.Writer, []T) error) error {
+	since, err := listWindow(fl.limit, fl.since)
+	if err != nil {
+		return err
+	}
+	c, err := fl.client.client()
+	if err != nil {
+		return err
+	}
+	items, err := allPages(fl.limit, func(limit int, cursor string) ([]T, string, error) {
+		return page(ctx, c, since, limit, cursor)
+	})
+	if err != nil {
+		return err
+	}
+	if fl.json {
+		return jsonLines(stdout, items)
+	}
+	return table(stdout, items)
+}
+
+// tableText is text of any length as one table cell on one terminal line.
+func tableText(s string) string {
+	return corepipe.Clip(strings.ReplaceAll(s, "\n", " "), maxTitle-1)
+}
+
 func lsCmd() *cobra.Command {
-	f := &lsFlags{}
+	var filter corepipe.CrashFilter
+	var list *listFlags
 	cmd := &cobra.Command{
 		Use:   "ls",
 		Short: "list crashes, newest first",
@@ -66,44 +106,25 @@ func lsCmd() *cobra.Command {
   corepipe ls --q "index out of range" --namespace prod
   corepipe ls --status failed --json | jq -r .id`,
 		Args: noArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return listCrashes(cmd.Context(), cmd.OutOrStdout(), f) },
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return printList(cmd.Context(), cmd.OutOrStdout(), list,
+				func(ctx context.Context, c *client.Client, since time.Time, limit int, cursor string) ([]*corepipe.Report, string, error) {
+					f := filter
+					f.Since, f.Limit, f.Cursor = since, limit, cursor
+					return c.Crashes(ctx, f)
+				}, writeCrashTable)
+		},
 	}
 	fset := cmd.Flags()
-	f.client = clientFlagsOf(fset)
-	fset.StringVar(&f.filter.Node, "node", "", "only crashes on this node")
-	fset.StringVar(&f.filter.Namespace, "namespace", "", "only crashes in this Kubernetes namespace")
-	fset.StringVar(&f.filter.Pod, "pod", "", "only crashes of this pod")
-	fset.StringVar(&f.filter.Exe, "exe", "", "only crashes of this executable (path or base name)")
-	fset.StringVar((*string)(&f.filter.Status), "status", "", "analyzed, failed, pending or dropped")
-	fset.StringVar(&f.filter.Signature, "signature", "", "only crashes of this group")
-	fset.StringVar(&f.filter.Query, "q", "", "only crashes whose title, panic message or crashing functions have these words")
-	fset.StringVar(&f.since, "since", "", "only crashes since this RFC 3339 time or this long ago (24h)")
-	fset.IntVar(&f.limit, "limit", 50, "at most this many crashes")
-	fset.BoolVar(&f.json, "json", false, "print the summaries as JSON, one per line")
+	list = listFlagsOf(fset, "crashes")
+	fset.StringVar(&filter.Node, "node", "", "only crashes on this node")
+	fset.StringVar(&filter.Namespace, "namespace", "", "only crashes in this Kubernetes namespace")
+	fset.StringVar(&filter.Pod, "pod", "", "only crashes of this pod")
+	fset.StringVar(&filter.Exe, "exe", "", "only crashes of this executable (path or base name)")
+	fset.StringVar((*string)(&filter.Status), "status", "", "analyzed, failed, pending or dropped")
+	fset.StringVar(&filter.Signature, "signature", "", "only crashes of this group")
+	fset.StringVar(&filter.Query, "q", "", "only crashes whose title, panic message or crashing functions have these words")
 	return cmd
-}
-
-func listCrashes(ctx context.Context, stdout io.Writer, fl *lsFlags) error {
-	f := fl.filter
-	var err error
-	if f.Since, err = listWindow(fl.limit, fl.since); err != nil {
-		return err
-	}
-	c, err := fl.client.client()
-	if err != nil {
-		return err
-	}
-	crashes, err := allPages(fl.limit, func(limit int, cursor string) ([]*corepipe.Report, string, error) {
-		f.Limit, f.Cursor = limit, cursor
-		return c.Crashes(ctx, f)
-	})
-	if err != nil {
-		return err
-	}
-	if fl.json {
-		return jsonLines(stdout, crashes)
-	}
-	return writeCrashTable(stdout, crashes)
 }
 
 func sinceFlag(v string, now time.Time) (time.Time, error) {
@@ -124,20 +145,8 @@ func writeCrashTable(w io.Writer, crashes []*corepipe.Report) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tCAPTURED\tNODE\tWHERE\tSTATUS\tWHAT")
 	for _, r := range crashes {
-		where := r.Workload()
-		title := r.Title
-		switch {
-		case title == "" && r.Panic != nil:
-			title = r.Panic.Kind + ": " + r.Panic.Message
-		case title == "" && r.Error != "":
-			title = "analysis failed: " + r.Error
-		}
-		title = strings.ReplaceAll(title, "\n", " ")
-		if len(title) > maxTitle {
-			title = title[:maxTitle-1] + "…"
-		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.CapturedAt.Local().Format("2006-01-02 15:04:05"),
-			r.Node, where, r.Status, title)
+			r.Node, r.Workload(), r.Status, tableText(r.Headline()))
 	}
 	return tw.Flush()
 }

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/corepipe/corepipe"
 	"github.com/corepipe/corepipe/internal/testkit/apitest"
@@ -206,5 +207,26 @@ func TestCompleteCrashIDs(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), newer.ID) || strings.Contains(out.String(), older.ID) {
 		t.Errorf("completing %s:\n%s", newer.ID, out.String())
+	}
+}
+
+// TestCrashTableHeadline: ls names a crash the way the UI and Slack do
+// (Report.Headline: the last entry of a panic chain, not the first), and a
+// long title is cut on a character, never inside one.
+func TestCrashTableHeadline(t *testing.T) {
+	var out bytes.Buffer
+	chain := &corepipe.Report{ID: "01J00000000000000000000001", Status: corepipe.StatusAnalyzed,
+		Panic: &corepipe.Panic{Kind: corepipe.PanicKindPanic, Message: "first [recovered]\npanic: second"}}
+	long := &corepipe.Report{ID: "01J00000000000000000000002", Status: corepipe.StatusAnalyzed,
+		Title: strings.Repeat("é", 200)}
+	if err := writeCrashTable(&out, []*corepipe.Report{chain, long}); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != 3 || !strings.HasSuffix(lines[1], chain.Headline()) || strings.Contains(lines[1], "first") {
+		t.Errorf("ls line %q, want the headline %q", lines[1], chain.Headline())
+	}
+	if !utf8.ValidString(lines[2]) || !strings.HasSuffix(lines[2], strings.Repeat("é", maxTitle-1)+"…") {
+		t.Errorf("long title line %q", lines[2])
 	}
 }

@@ -5,8 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -14,64 +14,37 @@ import (
 	"github.com/corepipe/corepipe/api/client"
 )
 
-// groupsFlags are `corepipe groups`' flags.
-type groupsFlags struct {
-	client *clientFlags
-	filter corepipe.GroupFilter
-	since  string
-	limit  int
-	json   bool
-}
-
 func groupsCmd() *cobra.Command {
-	f := &groupsFlags{}
+	var filter corepipe.GroupFilter
+	var list *listFlags
 	cmd := &cobra.Command{
 		Use:   "groups",
 		Short: "list crash groups (bugs), most recently seen first",
 		Example: `  corepipe groups --status regressed
   corepipe groups --assignee team-payments --since 7d`,
 		Args: noArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return listGroups(cmd.Context(), cmd.OutOrStdout(), f) },
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return printList(cmd.Context(), cmd.OutOrStdout(), list,
+				func(ctx context.Context, c *client.Client, since time.Time, limit int, cursor string) ([]*corepipe.Group, string, error) {
+					f := filter
+					f.Since, f.Limit, f.Cursor = since, limit, cursor
+					return c.Groups(ctx, f)
+				}, writeGroupTable)
+		},
 	}
 	fset := cmd.Flags()
-	f.client = clientFlagsOf(fset)
-	fset.StringVar((*string)(&f.filter.Status), "status", "", "new, ongoing, regressed, resolved or ignored")
-	fset.StringVar(&f.filter.Assignee, "assignee", "", "only the groups this person or team owns")
-	fset.StringVar(&f.since, "since", "", "only groups seen since this RFC 3339 time or this long ago (24h)")
-	fset.IntVar(&f.limit, "limit", 50, "at most this many groups")
-	fset.BoolVar(&f.json, "json", false, "print the groups as JSON, one per line")
+	list = listFlagsOf(fset, "groups")
+	fset.StringVar((*string)(&filter.Status), "status", "", "new, ongoing, regressed, resolved or ignored")
+	fset.StringVar(&filter.Assignee, "assignee", "", "only the groups this person or team owns")
 	return cmd
 }
 
-func listGroups(ctx context.Context, stdout io.Writer, fl *groupsFlags) error {
-	f := fl.filter
-	var err error
-	if f.Since, err = listWindow(fl.limit, fl.since); err != nil {
-		return err
-	}
-	c, err := fl.client.client()
-	if err != nil {
-		return err
-	}
-	groups, err := allPages(fl.limit, func(limit int, cursor string) ([]*corepipe.Group, string, error) {
-		f.Limit, f.Cursor = limit, cursor
-		return c.Groups(ctx, f)
-	})
-	if err != nil {
-		return err
-	}
-	if fl.json {
-		return jsonLines(stdout, groups)
-	}
-	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+func writeGroupTable(w io.Writer, groups []*corepipe.Group) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "SIGNATURE\tSTATUS\tCOUNT\tLAST SEEN\tOWNER\tWHAT")
 	for _, g := range groups {
-		title := strings.ReplaceAll(g.Title, "\n", " ")
-		if len(title) > maxTitle {
-			title = title[:maxTitle-1] + "…"
-		}
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\n", g.Signature, g.Status, g.Count,
-			g.LastSeen.Local().Format("2006-01-02 15:04:05"), g.Assignee, title)
+			g.LastSeen.Local().Format("2006-01-02 15:04:05"), g.Assignee, tableText(g.Title))
 	}
 	return tw.Flush()
 }

@@ -128,9 +128,9 @@ func (rd renderer) alert(m *notify.Message) *payload {
 	case private:
 		what = append(what, "A privileged process (setuid, dumped under suid_dumpable=2): its message and stack may hold what its user could not read, so they are shown only in the UI.")
 	case p != nil && p.Message != "":
-		what = append(what, p.Kind+": "+truncateRunes(p.Message, maxPanic))
+		what = append(what, p.Kind+": "+corepipe.Clip(p.Message, maxPanic))
 	case r.Error != "":
-		what = append(what, "analysis failed: "+truncateRunes(r.Error, maxPanic))
+		what = append(what, "analysis failed: "+corepipe.Clip(r.Error, maxPanic))
 	}
 	if len(what) > 0 {
 		blocks = append(blocks, block{Type: "section", Text: plain(strings.Join(what, "\n"), maxSection)})
@@ -367,19 +367,6 @@ func plural(n int64, one, many string) string {
 	return many
 }
 
-func truncateRunes(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for i := range s {
-		if n == 0 {
-			return s[:i] + "…"
-		}
-		n--
-	}
-	return s
-}
-
 // resolvedWhen says how a group was resolved, as the group page does.
 func resolvedWhen(t *corepipe.Triage) string {
 	switch t.ResolvedIn {
@@ -416,10 +403,10 @@ func (rd renderer) kernelAlert(m *notify.Message) *payload {
 		what = append(what, fmt.Sprintf("More than %d kernel panics within %s.", m.Spike.Count, m.Spike.Window))
 	}
 	if k.Message != "" {
-		what = append(what, "Kernel panic - not syncing: "+truncateRunes(k.Message, maxPanic))
+		what = append(what, "Kernel panic - not syncing: "+corepipe.Clip(k.Message, maxPanic))
 	}
 	if k.FirstBug != "" {
-		what = append(what, "Cause: "+truncateRunes(k.FirstBug, maxPanic))
+		what = append(what, "Cause: "+corepipe.Clip(k.FirstBug, maxPanic))
 	}
 	if len(what) > 0 {
 		blocks = append(blocks, block{Type: "section", Text: plain(strings.Join(what, "\n"), maxSection)})
