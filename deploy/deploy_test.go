@@ -356,13 +356,15 @@ func TestChartAgent(t *testing.T) {
 			// host path: every host directory is mounted at its own path.
 			mounts := hostMounts(t, spec, c)
 			want := map[string]bool{"/var/lib/corepipe": false, "/var/lib/corepipe/crash-output": false,
-				"/var/log/pods": true, "/var/log/containers": true}
+				"/var/log/pods": true, "/var/log/containers": true,
+				"/sys/fs/pstore": false, "/var/lib/systemd/pstore": true, "/var/crash": true}
 			if !reflect.DeepEqual(mounts, want) {
 				t.Fatalf("host paths mounted (path: read-only) %v, want %v", mounts, want)
 			}
 			dir := "/var/lib/corepipe"
 			for flag, want := range map[string]string{"--crash-output-dir": dir + "/crash-output",
-				"--pod-logs": "/var/log/pods", "--container-logs": "/var/log/containers"} {
+				"--pod-logs": "/var/log/pods", "--container-logs": "/var/log/containers",
+				"--pstore": "/sys/fs/pstore", "--systemd-pstore": "/var/lib/systemd/pstore", "--kdump": "/var/crash"} {
 				if flags[flag] != want {
 					t.Errorf("%s=%q, want %q", flag, flags[flag], want)
 				}
@@ -421,14 +423,14 @@ func hostMounts(t *testing.T, spec corev1.PodSpec, c corev1.Container) map[strin
 }
 
 func TestChartAgentLogsAndCrashFilesOff(t *testing.T) {
-	objs := renderObjects(t, "agent:\n  crashOutputDir: \"\"\n  podLogs: \"\"\n  containerLogs: \"\"\n")
+	objs := renderObjects(t, "agent:\n  crashOutputDir: \"\"\n  podLogs: \"\"\n  containerLogs: \"\"\n  pstore: \"\"\n  systemdPstore: \"\"\n  kdump: \"\"\n")
 	w := workloads(objs)["agent"]
 	c := w.pod.Spec.Containers[0]
 	if mounts := hostMounts(t, w.pod.Spec, c); !reflect.DeepEqual(mounts, map[string]bool{"/var/lib/corepipe": false}) {
 		t.Errorf("host paths %v, want only the agent's own", mounts)
 	}
 	flags := flagsOf(t, c.Args[1:])
-	for _, f := range []string{"--crash-output-dir", "--pod-logs", "--container-logs"} {
+	for _, f := range []string{"--crash-output-dir", "--pod-logs", "--container-logs", "--pstore", "--systemd-pstore", "--kdump"} {
 		if v, ok := flags[f]; !ok || v != "" {
 			t.Errorf("%s=%q (set: %v), want it set empty, which turns it off", f, v, ok)
 		}

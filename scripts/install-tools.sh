@@ -92,9 +92,17 @@ fi
 
 # Debian's own kernel and busybox for that test's VM, unpacked, not
 # installed: the kernel, the modules its initramfs loads (netconsole and its
-# configfs, the e1000 NIC, all =m in Debian), and a static busybox.
+# configfs, the e1000 NIC, ramoops and its reed_solomon for pstore, all =m
+# in Debian), and a static busybox. A cache made before a module was added
+# lacks it and is unpacked again.
 kernel_dir=$COREPIPE_CACHE/qemu-kernel
-if [ ! -f "$kernel_dir/vmlinuz" ]; then
+kernel_modules="netconsole configfs e1000 ramoops reed_solomon"
+kernel_cached=yes
+for f in vmlinuz busybox $kernel_modules; do
+	[ "$f" = vmlinuz ] || [ "$f" = busybox ] || f=$f.ko
+	[ -f "$kernel_dir/$f" ] || kernel_cached=
+done
+if [ -z "$kernel_cached" ]; then
 	kpkg=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-/ {print $2; exit}')
 	if [ -z "$kpkg" ]; then
 		apt-get update -qq
@@ -107,7 +115,7 @@ if [ ! -f "$kernel_dir/vmlinuz" ]; then
 	dpkg-deb -x "$work"/busybox-static_*.deb "$work/b"
 	mkdir -p "$kernel_dir.tmp$$"
 	cp "$work"/k/boot/vmlinuz-* "$kernel_dir.tmp$$/vmlinuz"
-	for m in netconsole configfs e1000; do
+	for m in $kernel_modules; do
 		find "$work/k/lib/modules" -name "$m.ko*" -exec cp {} "$kernel_dir.tmp$$/" \;
 	done
 	cp "$work/b/bin/busybox" "$kernel_dir.tmp$$/busybox"

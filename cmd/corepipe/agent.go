@@ -1,14 +1,19 @@
 package main
 
 import (
+	"context"
+	"log/slog"
+	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/pflag"
 
+	"github.com/corepipe/corepipe"
 	"github.com/corepipe/corepipe/collector/agent"
 	"github.com/corepipe/corepipe/collector/corepattern"
+	"github.com/corepipe/corepipe/netconsole"
 )
 
 // agentFlags are the node agent's own flags, beyond the spool and limits.
@@ -18,6 +23,12 @@ type agentFlags struct {
 	maxBackoff    time.Duration
 	handlerCheck  time.Duration
 	netconsole    *netconsoleTargetFlags
+	previousBoot  lastBootFlags
+}
+
+// lastBootFlags say where the previous boot's kernel panic is looked for.
+type lastBootFlags struct {
+	pstore, systemdPstore, kdump string
 }
 
 func agentFlagsOf(fset *pflag.FlagSet) *agentFlags {
@@ -27,7 +38,25 @@ func agentFlagsOf(fset *pflag.FlagSet) *agentFlags {
 	fset.DurationVar(&f.maxBackoff, "max-backoff", 30*time.Second, "longest wait between retries while storage or the queue is down")
 	fset.DurationVar(&f.handlerCheck, "handler-check", time.Minute, "with --install-handler: how often to check that core_pattern is still the collector's, and install it again if not")
 	f.netconsole = netconsoleTargetFlagsOf(fset)
+	fset.StringVar(&f.previousBoot.pstore, "pstore", "/sys/fs/pstore", "where pstore is mounted: the previous boot's kernel panic is recorded from it, and its records removed once stored and queued (empty: not read)")
+	fset.StringVar(&f.previousBoot.systemdPstore, "systemd-pstore", "/var/lib/systemd/pstore", "systemd-pstore's archive `directory`, read for the previous boot's kernel panic, never changed (empty: not read)")
+	fset.StringVar(&f.previousBoot.kdump, "kdump", "/var/crash", "kdump's dump `directory`, whose <stamp>/dmesg.* files are read for kernel panics, never changed (empty: not read)")
 	return f
+}
+
+// lastBoot records the kernel panics the node's previous boot left, with
+// the recorder the netconsole receiver uses: the same panic is the same
+// crash from either side of the reboot.
+func (f *agentFlags) lastBoot(log *slog.Logger, node string, blobs corepipe.BlobStore, q netconsole.Publisher) func(context.Context) error {
+	if node == "" {
+		node, _ = os.Hostname()
+	}
+	log = log.With("part", "lastboot")
+	b := &agent.LastBoot{
+		Pstore: f.previousBoot.pstore, SystemdPstore: f.previousBoot.systemdPstore, Kdump: f.previousBoot.kdump, Node: node,
+		Recorder: &netconsole.Recorder{Blobs: blobs, Queue: q, Logger: log}, MaxBackoff: f.maxBackoff, Logger: log,
+	}
+	return b.Run
 }
 
 // collector returns the collector binary to install: bin itself, or its

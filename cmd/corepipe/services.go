@@ -145,7 +145,7 @@ func runAgent(ctx context.Context, log *slog.Logger, f *agentCmdFlags) error {
 	if err != nil {
 		return err
 	}
-	return runAll(ctx, ag.Run, runWatcher(pods, ag), crashOutputs(log, f.crashOutput, f.kube.node, blobs, ag, pods), coreRequests(log, q, policy, f.kube.node, ag), func(ctx context.Context) error {
+	return runAll(ctx, ag.Run, f.agent.lastBoot(log, f.kube.node, blobs, q), runWatcher(pods, ag), crashOutputs(log, f.crashOutput, f.kube.node, blobs, ag, pods), coreRequests(log, q, policy, f.kube.node, ag), func(ctx context.Context) error {
 		return serveMetrics(ctx, f.agent.metricsListen, reg)
 	})
 }
