@@ -43,13 +43,7 @@ func (d *decisions) decide(t *testing.T, signature string, c corepipe.TriageChan
 }
 
 func TestIgnoredForCrashesIsSilentThenSpeaks(t *testing.T) {
-	h := newHarness(t, false)
-	src := &decisions{}
-	h.triage = src
-	n := h.start(nil)
-	h.publish(report(t0, sigA, "v1.0.0"))
-	testkit.WaitFor(t, "the alert", func() bool { return len(h.slack.got()) == 1 })
-	now := h.clock.Advance(2 * time.Hour)
+	h, src, n, now := alertedThenTriaged(t, "v1.0.0")
 	src.decide(t, sigA, corepipe.TriageChange{Status: corepipe.TriageIgnored, IgnoreCount: 3}, &corepipe.Group{LastVersion: "v1.0.0"}, now)
 
 	// Two hours on, past the cool-down: without the ignore the first
@@ -68,13 +62,7 @@ func TestIgnoredForCrashesIsSilentThenSpeaks(t *testing.T) {
 }
 
 func TestIgnoredUntilIsSilentThenSpeaks(t *testing.T) {
-	h := newHarness(t, false)
-	src := &decisions{}
-	h.triage = src
-	n := h.start(nil)
-	h.publish(report(t0, sigA, "v1.0.0"))
-	testkit.WaitFor(t, "the alert", func() bool { return len(h.slack.got()) == 1 })
-	now := h.clock.Advance(2 * time.Hour)
+	h, src, n, now := alertedThenTriaged(t, "v1.0.0")
 	until := now.Add(30 * time.Minute)
 	src.decide(t, sigA, corepipe.TriageChange{Status: corepipe.TriageIgnored, IgnoreUntil: until}, &corepipe.Group{LastVersion: "v1.0.0"}, now)
 	h.publish(report(until.Add(-time.Minute), sigA, "v1.0.0"))
@@ -88,13 +76,7 @@ func TestIgnoredUntilIsSilentThenSpeaks(t *testing.T) {
 }
 
 func TestResolvedRegressesOnceInANewerVersion(t *testing.T) {
-	h := newHarness(t, false)
-	src := &decisions{}
-	h.triage = src
-	n := h.start(nil)
-	h.publish(report(t0, sigA, "v1.2.0"))
-	testkit.WaitFor(t, "the alert", func() bool { return len(h.slack.got()) == 1 })
-	now := h.clock.Advance(2 * time.Hour)
+	h, src, n, now := alertedThenTriaged(t, "v1.2.0")
 	src.decide(t, sigA, corepipe.TriageChange{Status: corepipe.TriageResolved, ResolvedIn: corepipe.ResolvedNextRelease}, &corepipe.Group{LastVersion: "v1.2.0"}, now)
 	// Old builds still running: v1.2.0 is the release it was resolved
 	// after, v1.1.9 older still.
@@ -115,4 +97,18 @@ func TestResolvedRegressesOnceInANewerVersion(t *testing.T) {
 	if all := strings.Join(texts(p), "\n"); !strings.Contains(all, "Resolved in the release after v1.2.0, crashed again in v1.10.0.") {
 		t.Errorf("regression does not say why:\n%s", all)
 	}
+}
+
+// alertedThenTriaged starts a notifier whose triage decisions the test
+// makes, has it alert on sigA at version, and moves its clock two hours on,
+// past the cool-down: the moment a test triages the group.
+func alertedThenTriaged(t *testing.T, version string) (*harness, *decisions, *notifier, time.Time) {
+	t.Helper()
+	h := newHarness(t, false)
+	src := &decisions{}
+	h.triage = src
+	n := h.start(nil)
+	h.publish(report(t0, sigA, version))
+	testkit.WaitFor(t, "the alert", func() bool { return len(h.slack.got()) == 1 })
+	return h, src, n, h.clock.Advance(2 * time.Hour)
 }

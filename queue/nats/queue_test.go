@@ -114,16 +114,7 @@ func ack(t *testing.T, m corepipe.Message) {
 // operator with the nats CLI would.
 func inspect(t *testing.T, url string) jetstream.JetStream {
 	t.Helper()
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return js
+	return natstest.JetStream(t, url)
 }
 
 func streamMsgs(t *testing.T, js jetstream.JetStream, stream string) uint64 {

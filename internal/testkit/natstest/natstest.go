@@ -6,6 +6,9 @@ package natstest
 import (
 	"testing"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
 	natsq "github.com/corepipe/corepipe/queue/nats"
 )
 
@@ -19,4 +22,21 @@ func StartEmbedded(tb testing.TB) *natsq.Embedded {
 	}
 	tb.Cleanup(e.Shutdown)
 	return e
+}
+
+// JetStream is a plain JetStream client of url, closed when the test ends:
+// a look at the streams the way an operator with the nats CLI has it, apart
+// from the queue adapter under test.
+func JetStream(tb testing.TB, url string) jetstream.JetStream {
+	tb.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return js
 }
