@@ -79,13 +79,7 @@ func TestAlertBlocks(t *testing.T) {
 	if s := p.Blocks[1].Text.Text; s != "panic: runtime error: invalid memory address or nil pointer dereference" {
 		t.Errorf("panic section %q", s)
 	}
-	var fields []string
-	for _, f := range p.Blocks[2].Fields {
-		if f.Type != "plain_text" {
-			t.Errorf("field %q is %s: crash text goes in plain_text", f.Text, f.Type)
-		}
-		fields = append(fields, f.Text)
-	}
+	fields := plainFields(t, p)
 	wantFields := []string{
 		"Signal: SIGSEGV SEGV_MAPERR at 0x0, pc 0x4a1b2c",
 		"Pod: prod/api-7f9c (api)",
@@ -183,6 +177,20 @@ var ourLink = regexp.MustCompile(`<` + regexp.QuoteMeta(testUI) + `/[^|<>\s]*\|[
 // checkInert fails when obj holds anything Slack would act on: a raw < or >
 // outside our own links, a bare broadcast, or, in mrkdwn, formatting that
 // is not our code block.
+// plainFields is the text of the message's fields block, each of which must
+// be plain_text: crash text is never read as mrkdwn.
+func plainFields(t *testing.T, p *payload) []string {
+	t.Helper()
+	var fields []string
+	for _, f := range p.Blocks[2].Fields {
+		if f.Type != "plain_text" {
+			t.Errorf("field %q is %s: crash text goes in plain_text", f.Text, f.Type)
+		}
+		fields = append(fields, f.Text)
+	}
+	return fields
+}
+
 func checkInert(t *testing.T, obj *textObj) {
 	t.Helper()
 	s := obj.Text

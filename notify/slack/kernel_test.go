@@ -51,13 +51,7 @@ func TestKernelPanicAlert(t *testing.T) {
 	if s := p.Blocks[1].Text.Text; s != "Kernel panic - not syncing: sysrq triggered crash" {
 		t.Errorf("panic section %q", s)
 	}
-	var fields []string
-	for _, f := range p.Blocks[2].Fields {
-		if f.Type != "plain_text" {
-			t.Errorf("field %q is %s", f.Text, f.Type)
-		}
-		fields = append(fields, f.Text)
-	}
+	fields := plainFields(t, p)
 	want := []string{
 		"Node: node-7",
 		"Kernel: 6.1.0-57-amd64",

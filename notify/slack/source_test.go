@@ -13,10 +13,7 @@ func TestAlertSaysSource(t *testing.T) {
 	r := nilDeref()
 	r.Source = corepipe.SourceLog
 	p := render(t, alertOf(notify.KindNew, r))
-	var fields []string
-	for _, f := range p.Blocks[2].Fields {
-		fields = append(fields, f.Text)
-	}
+	fields := plainFields(t, p)
 	if !strings.Contains(strings.Join(fields, "\n"), "From: container log (no core)") {
 		t.Errorf("fields %q do not say the report came from the container's log", fields)
 	}
