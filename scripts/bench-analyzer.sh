@@ -1,10 +1,17 @@
 #!/usr/bin/env bash
-# Compares `corepipe analyze` with `dlv core … goroutines -t` on two cores the
-# real kernel dumps in this run (100 000 parked goroutines; a 4 GiB live
-# heap), printing wall time, peak RSS and goroutines reported by each. Needs
-# root (core_pattern) and about 5 GiB free under $BENCH_DIR (default /var/tmp:
-# the heap core goes to disk, not to a tmpfs). Cores are deleted afterwards.
-# Extra arguments go to the helper, e.g. -only parked or -goroutines 10000.
+# Compares `corepipe analyze` with `dlv core … goroutines -t` on three cores
+# the real kernel dumps in this run (100 000 parked goroutines; a 4 GiB live
+# heap; a MinIO server, a big real binary with DWARF, aborted with SIGABRT
+# under GOTRACEBACK=crash once it serves on loopback), printing wall time,
+# CPU, peak RSS and goroutines reported by each, the ratios, and the report's
+# size as written and as stored. Needs root (core_pattern), the MinIO that
+# scripts/install-minio.sh builds, and about 5 GiB free under $BENCH_DIR
+# (default /var/tmp: the heap core goes to disk, not to a tmpfs). Cores are
+# deleted afterwards. Extra arguments go to the helper, e.g. -only parked,
+# -only parked,minio or -goroutines 10000.
+#
+# To see where the time goes, run the same analysis with a profile:
+# bin/corepipe analyze --exe EXE CORE --cpuprofile cpu.out --memprofile mem.out
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cache="${COREPIPE_CACHE:-$HOME/.cache/corepipe}"

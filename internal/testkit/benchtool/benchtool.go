@@ -154,6 +154,16 @@ func Build(dir, name, src string) (string, error) {
 // runtime printed as it died. The runtime's traceback goes to a file, not
 // to memory: with 100 000 goroutines it is tens of MiB. Needs root.
 func Dump(dir, exe string, args ...string) (core string, goroutines int, err error) {
+	return DumpProcess(dir, exec.Command(exe, args...), nil)
+}
+
+// DumpProcess is Dump for a program that does not crash by itself (a
+// server): it starts cmd (with GOTRACEBACK=crash added to its environment
+// and its stderr to a file), waits for ready, then aborts it with SIGABRT
+// the way an operator's kill -ABRT does. With ready nil, cmd must crash on
+// its own. ready gets the process's exit as a channel, closed once it has
+// gone, so that it can stop waiting for a server that died.
+func DumpProcess(dir string, cmd *exec.Cmd, ready func(exited <-chan struct{}) error) (core string, goroutines int, err error) {
 	core = filepath.Join(dir, "core")
 	stderrPath := filepath.Join(dir, "stderr")
 	stderr, err := os.Create(stderrPath)
@@ -181,15 +191,34 @@ func Dump(dir, exe string, args ...string) (core string, goroutines int, err err
 		return "", 0, fmt.Errorf("raise RLIMIT_CORE: %w", err)
 	}
 
-	cmd := exec.Command(exe, args...)
-	cmd.Env = append(os.Environ(), "GOTRACEBACK=crash")
+	exe := cmd.Path
+	if cmd.Env == nil {
+		cmd.Env = os.Environ()
+	}
+	cmd.Env = append(cmd.Env, "GOTRACEBACK=crash")
 	cmd.Stderr = stderr
-	err = cmd.Run()
-	if cmd.ProcessState == nil {
+	if err := cmd.Start(); err != nil {
 		return "", 0, fmt.Errorf("run %s: %w", exe, err)
 	}
+	exited := make(chan struct{})
+	var waitErr error
+	go func() {
+		waitErr = cmd.Wait()
+		close(exited)
+	}()
+	if ready != nil {
+		if err := ready(exited); err != nil {
+			cmd.Process.Kill()
+			<-exited
+			return "", 0, fmt.Errorf("%s: %w (stderr in %s)", exe, err, stderrPath)
+		}
+		if err := cmd.Process.Signal(syscall.SIGABRT); err != nil {
+			return "", 0, fmt.Errorf("abort %s: %w", exe, err)
+		}
+	}
+	<-exited
 	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.CoreDump() {
-		return "", 0, fmt.Errorf("%s dumped no core: %v (stderr in %s)", exe, err, stderrPath)
+		return "", 0, fmt.Errorf("%s dumped no core: %v (stderr in %s)", exe, waitErr, stderrPath)
 	}
 	n, err := countGoroutines(stderrPath)
 	return core, n, err

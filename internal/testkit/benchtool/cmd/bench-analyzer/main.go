@@ -1,8 +1,12 @@
 // Command bench-analyzer compares `corepipe analyze` with `dlv core` running
 // `goroutines -t` on cores the real kernel dumps in the same run: a Go
-// program with many parked goroutines and one with a huge live heap. It
-// prints wall time, peak RSS and the goroutines each reported, and deletes
-// the cores afterwards. scripts/bench-analyzer.sh builds its inputs.
+// program with many parked goroutines, one with a huge live heap, and a big
+// real program nobody here wrote (a MinIO server, 150 MB with DWARF, aborted
+// with SIGABRT under GOTRACEBACK=crash once it serves), where what costs is
+// reading the binary's debug information. It prints wall time, peak RSS and
+// the goroutines each reported, the report's size as written and as the
+// analyzer stores it (compact), and deletes the cores afterwards.
+// scripts/bench-analyzer.sh builds its inputs.
 package main
 
 import (
@@ -13,7 +17,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -24,6 +31,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/corepipe/corepipe/internal/testkit/benchtool"
+	"github.com/corepipe/corepipe/internal/testkit/toolcache"
 )
 
 func main() {
@@ -32,7 +40,9 @@ func main() {
 	goroutines := flag.Int("goroutines", 100000, "parked goroutines in the first core")
 	heapMiB := flag.Int("heap-mib", 4096, "live heap of the second core, in MiB")
 	scratch := flag.String("dir", os.TempDir(), "where cores are written (needs room for the heap core)")
-	only := flag.String("only", "", "run one case: parked or heap")
+	only := flag.String("only", "", "run the cases whose names start so: parked, heap or minio (comma-separated)")
+	flag.StringVar(&minioBin, "minio", toolcache.Path("minio", toolcache.MinioVersion), "the MinIO server binary of the big-binary case (scripts/install-minio.sh builds it)")
+	flag.DurationVar(&settle, "settle", 5*time.Second, "how long the MinIO server runs once it serves, before it is aborted")
 	flag.Uint64Var(&maxMemory, "max-memory", 4<<30, "address-space limit (RLIMIT_AS) of corepipe analyze, as the analyzer sets it (0: none)")
 	flag.Parse()
 	if err := run(*corepipeBin, *dlvBin, *scratch, *only, *goroutines, *heapMiB); err != nil {
@@ -45,9 +55,16 @@ func main() {
 // analyzer's default limit leaves room.
 var maxMemory uint64
 
+var (
+	minioBin string
+	settle   time.Duration
+)
+
 type benchCase struct {
-	name, src string
-	arg       int
+	key, name string
+	// dump makes the case's core in dir and returns the executable, the
+	// core and how many goroutines the runtime printed.
+	dump func(dir string) (exe, core string, want int, err error)
 }
 
 type row struct {
@@ -56,16 +73,18 @@ type row struct {
 	want, dlvN, corepipeN int
 	dlv, corepipe         benchtool.Usage
 	dlvErr, corepipeErr   error
+	reportSize, stored    int64
 }
 
 func run(corepipeBin, dlvBin, scratch, only string, goroutines, heapMiB int) error {
 	cases := []benchCase{
-		{fmt.Sprintf("%d parked goroutines", goroutines), benchtool.ParkedProgram, goroutines},
-		{fmt.Sprintf("%d MiB live heap", heapMiB), benchtool.HeapProgram, heapMiB},
+		{"parked", fmt.Sprintf("%d parked goroutines", goroutines), program(benchtool.ParkedProgram, goroutines)},
+		{"heap", fmt.Sprintf("%d MiB live heap", heapMiB), program(benchtool.HeapProgram, heapMiB)},
+		{"minio", "MinIO server, SIGABRT", dumpMinio},
 	}
 	var rows []row
-	for i, c := range cases {
-		if only != "" && !strings.HasPrefix([]string{"parked", "heap"}[i], only) {
+	for _, c := range cases {
+		if !selected(c.key, only) {
 			continue
 		}
 		dir, err := os.MkdirTemp(scratch, "bench-analyzer-")
@@ -83,14 +102,103 @@ func run(corepipeBin, dlvBin, scratch, only string, goroutines, heapMiB int) err
 	return nil
 }
 
+// selected reports whether the case key is among the prefixes in only
+// (all when only is empty).
+func selected(key, only string) bool {
+	if only == "" {
+		return true
+	}
+	for p := range strings.SplitSeq(only, ",") {
+		if p != "" && strings.HasPrefix(key, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// program is the case of a program of ours that crashes by itself, given
+// arg.
+func program(src string, arg int) func(dir string) (string, string, int, error) {
+	return func(dir string) (string, string, int, error) {
+		exe, err := benchtool.Build(dir, "prog", src)
+		if err != nil {
+			return "", "", 0, err
+		}
+		core, want, err := benchtool.Dump(dir, exe, strconv.Itoa(arg))
+		return exe, core, want, err
+	}
+}
+
+// dumpMinio runs a MinIO server on loopback with a data directory in dir,
+// lets it settle once it serves, and aborts it.
+func dumpMinio(dir string) (string, string, int, error) {
+	if _, err := os.Stat(minioBin); err != nil {
+		return "", "", 0, fmt.Errorf("%w: scripts/install-minio.sh builds it", err)
+	}
+	addr, err := freeAddr()
+	if err != nil {
+		return "", "", 0, err
+	}
+	console, err := freeAddr()
+	if err != nil {
+		return "", "", 0, err
+	}
+	data := filepath.Join(dir, "minio-data")
+	cmd := exec.Command(minioBin, "server", data, "--address", addr, "--console-address", console, "--quiet")
+	cmd.Env = append(os.Environ(), "MINIO_ROOT_USER=bench-analyzer", "MINIO_ROOT_PASSWORD="+strconv.FormatInt(time.Now().UnixNano(), 36)+"-secret", "MINIO_UPDATE=off")
+	core, want, err := benchtool.DumpProcess(dir, cmd, func(exited <-chan struct{}) error {
+		if err := waitLive("http://"+addr+"/minio/health/live", exited); err != nil {
+			return err
+		}
+		select {
+		case <-time.After(settle):
+			return nil
+		case <-exited:
+			return errors.New("exited while it settled")
+		}
+	})
+	return minioBin, core, want, err
+}
+
+// freeAddr returns a loopback address whose port was free a moment ago:
+// MinIO takes its address on the command line.
+func freeAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}
+
+// waitLive polls url until it answers 200, for up to a minute.
+func waitLive(url string, exited <-chan struct{}) error {
+	deadline := time.Now().Add(time.Minute)
+	client := &http.Client{Timeout: time.Second}
+	for {
+		resp, err := client.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+			err = errors.New(resp.Status)
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("not live after a minute: %w", err)
+		}
+		select {
+		case <-exited:
+			return errors.New("exited before it served")
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
 func measure(dir, corepipeBin, dlvBin string, c benchCase) (row, error) {
 	r := row{name: c.name}
-	fmt.Fprintf(os.Stderr, "bench-analyzer: %s: building and dumping a core\n", c.name)
-	exe, err := benchtool.Build(dir, "prog", c.src)
-	if err != nil {
-		return r, err
-	}
-	core, want, err := benchtool.Dump(dir, exe, strconv.Itoa(c.arg))
+	fmt.Fprintf(os.Stderr, "bench-analyzer: %s: making the core\n", c.name)
+	exe, core, want, err := c.dump(dir)
 	if err != nil {
 		return r, err
 	}
@@ -118,7 +226,10 @@ func measure(dir, corepipeBin, dlvBin string, c benchCase) (row, error) {
 	r.corepipe, r.corepipeErr = toFile(report, nil, corepipeBin, "analyze", "--exe", exe, core)
 	restore()
 	if r.corepipeErr == nil {
-		r.corepipeN, r.corepipeErr = reportCount(report)
+		r.corepipeN, r.stored, r.corepipeErr = reportCount(report)
+	}
+	if st, err := os.Stat(report); err == nil {
+		r.reportSize = st.Size()
 	}
 	return r, nil
 }
@@ -179,58 +290,86 @@ func dlvCount(path string) (int, error) {
 	return 0, errors.New("dlv printed no goroutine count")
 }
 
-// reportCount counts the report's goroutines one at a time: the report of
-// 100 000 goroutines is far bigger than what is needed to count them.
-func reportCount(path string) (int, error) {
+// reportCount counts the report's goroutines one at a time, and returns
+// the size of the report as the analyzer stores it: the same JSON without
+// the whitespace between tokens. The report of 100 000 goroutines is far
+// bigger than what is needed to count them.
+func reportCount(path string) (goroutines int, stored int64, err error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	defer f.Close()
 	dec := json.NewDecoder(bufio.NewReader(f))
-	if _, err := dec.Token(); err != nil {
-		return 0, err
+	var buf bytes.Buffer
+	compact := func(raw json.RawMessage) error {
+		buf.Reset()
+		if err := json.Compact(&buf, raw); err != nil {
+			return err
+		}
+		stored += int64(buf.Len())
+		return nil
 	}
-	for dec.More() {
+	if _, err := dec.Token(); err != nil {
+		return 0, 0, err
+	}
+	stored = 2 // the braces
+	for i := 0; dec.More(); i++ {
 		key, err := dec.Token()
 		if err != nil {
-			return 0, err
+			return 0, 0, err
 		}
-		if key != "goroutines" {
-			var skip json.RawMessage
-			if err := dec.Decode(&skip); err != nil {
-				return 0, err
+		k, _ := key.(string)
+		stored += int64(len(k)) + 3 // quotes and colon
+		if i > 0 {
+			stored++ // the comma before it
+		}
+		if k != "goroutines" {
+			var v json.RawMessage
+			if err := dec.Decode(&v); err != nil {
+				return 0, 0, err
+			}
+			if err := compact(v); err != nil {
+				return 0, 0, err
 			}
 			continue
 		}
 		if _, err := dec.Token(); err != nil {
-			return 0, err
+			return 0, 0, err
 		}
-		n := 0
-		for dec.More() {
-			var g struct{ ID int64 }
+		stored += 2 // the brackets
+		for ; dec.More(); goroutines++ {
+			var g json.RawMessage
 			if err := dec.Decode(&g); err != nil {
-				return 0, err
+				return 0, 0, err
 			}
-			n++
+			if err := compact(g); err != nil {
+				return 0, 0, err
+			}
+			if goroutines > 0 {
+				stored++
+			}
 		}
-		return n, nil
+		if _, err := dec.Token(); err != nil {
+			return 0, 0, err
+		}
 	}
-	return 0, nil
+	return goroutines, stored, nil
 }
 
 func printTable(w io.Writer, rows []row) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "core\tcore size\truntime printed\tdlv wall\tdlv CPU\tdlv max RSS\tdlv goroutines\tcorepipe wall\tcorepipe CPU\tcorepipe max RSS\tcorepipe goroutines\tspeedup wall\tspeedup CPU\t")
+	fmt.Fprintln(tw, "core\tcore size\truntime printed\tdlv wall\tdlv CPU\tdlv max RSS\tdlv goroutines\tcorepipe wall\tcorepipe CPU\tcorepipe max RSS\tcorepipe goroutines\tspeedup wall\tspeedup CPU\treport\tstored\t")
 	for _, r := range rows {
 		speedWall, speedCPU := "-", "-"
 		if r.dlvErr == nil && r.corepipeErr == nil && r.corepipe.Wall > 0 && r.corepipe.CPU > 0 {
 			speedWall = fmt.Sprintf("%.1fx", r.dlv.Wall.Seconds()/r.corepipe.Wall.Seconds())
 			speedCPU = fmt.Sprintf("%.1fx", r.dlv.CPU.Seconds()/r.corepipe.CPU.Seconds())
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", r.name, mib(r.coreSize), r.want,
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", r.name, mib(r.coreSize), r.want,
 			secs(r.dlv.Wall), secs(r.dlv.CPU), mib(r.dlv.MaxRSS), count(r.dlvN, r.dlvErr),
-			secs(r.corepipe.Wall), secs(r.corepipe.CPU), mib(r.corepipe.MaxRSS), count(r.corepipeN, r.corepipeErr), speedWall, speedCPU)
+			secs(r.corepipe.Wall), secs(r.corepipe.CPU), mib(r.corepipe.MaxRSS), count(r.corepipeN, r.corepipeErr), speedWall, speedCPU,
+			mb(r.reportSize), mb(r.stored))
 	}
 	tw.Flush()
 	if maxMemory > 0 {
@@ -249,6 +388,9 @@ func printTable(w io.Writer, rows []row) {
 func secs(d time.Duration) string { return fmt.Sprintf("%.2f s", d.Seconds()) }
 
 func mib(b int64) string { return fmt.Sprintf("%d MiB", b>>20) }
+
+// mb prints a report's size in the unit people quote files in.
+func mb(b int64) string { return fmt.Sprintf("%.1f MB", float64(b)/1e6) }
 
 func count(n int, err error) string {
 	if err != nil {
