@@ -49,8 +49,9 @@ type analysis struct {
 	t    *proc.Target
 	opts Options
 
-	global      *proc.EvalScope // for runtime globals
-	shortFloats bool            // the target prints floats as strconv's 'g' (Go 1.26 on)
+	global      *proc.EvalScope      // for runtime globals
+	globalSyms  map[string]globalSym // where runtimeGlobals are, read on first use
+	shortFloats bool                 // the target prints floats as strconv's 'g' (Go 1.26 on)
 	statuses    map[uint64]string
 	reasons     map[int64]string
 
@@ -88,6 +89,7 @@ func (b *analysis) scopeFrom(a *analysis) error {
 	}
 	b.global = proc.FrameToScope(b.t, b.t.Memory(), nil, dying.ThreadID(), frames[0])
 	b.shortFloats = a.shortFloats
+	b.globalSyms = a.globalSyms
 	return nil
 }
 
@@ -706,8 +708,16 @@ func hasFrame(frames []proc.Stackframe, name string) bool {
 }
 
 func (a *analysis) evalUint(scope *proc.EvalScope, expr string) uint64 {
-	v, err := scope.EvalExpression(expr, loadScalar)
-	if err != nil || v.Unreadable != nil || v.Value == nil {
+	v, err := scope.EvalExpression(a.globalExpr(expr), loadScalar)
+	if err != nil {
+		return 0
+	}
+	return uintOf(v)
+}
+
+// uintOf is an integer variable's value as a uint64, 0 when unreadable.
+func uintOf(v *proc.Variable) uint64 {
+	if v.Unreadable != nil || v.Value == nil {
 		return 0
 	}
 	if u, ok := constant.Uint64Val(v.Value); ok {
@@ -720,7 +730,7 @@ func (a *analysis) evalUint(scope *proc.EvalScope, expr string) uint64 {
 }
 
 func (a *analysis) evalInt(scope *proc.EvalScope, expr string) (int64, error) {
-	v, err := scope.EvalExpression(expr, loadScalar)
+	v, err := scope.EvalExpression(a.globalExpr(expr), loadScalar)
 	if err != nil {
 		return 0, err
 	}
@@ -734,7 +744,7 @@ func (a *analysis) evalInt(scope *proc.EvalScope, expr string) (int64, error) {
 }
 
 func (a *analysis) evalBool(scope *proc.EvalScope, expr string) (bool, error) {
-	v, err := scope.EvalExpression(expr, loadScalar)
+	v, err := scope.EvalExpression(a.globalExpr(expr), loadScalar)
 	if err != nil {
 		return false, err
 	}
@@ -745,7 +755,7 @@ func (a *analysis) evalBool(scope *proc.EvalScope, expr string) (bool, error) {
 }
 
 func (a *analysis) evalString(scope *proc.EvalScope, expr string) string {
-	v, err := scope.EvalExpression(expr, loadValue)
+	v, err := scope.EvalExpression(a.globalExpr(expr), loadValue)
 	if err != nil || v.Unreadable != nil || v.Value == nil || v.Value.Kind() != constant.String {
 		return ""
 	}

@@ -91,7 +91,7 @@ var loadModuledata = proc.LoadConfig{MaxVariableRecurse: 1, MaxStructFields: -1}
 // newFuncTable reads runtime.firstmoduledata's table headers from the
 // core.
 func (a *analysis) newFuncTable() (*funcTable, error) {
-	md, err := a.global.EvalExpression("runtime.firstmoduledata", loadModuledata)
+	md, err := a.global.EvalExpression(a.globalExpr("runtime.firstmoduledata"), loadModuledata)
 	if err != nil {
 		return nil, err
 	}
