@@ -40,6 +40,11 @@ type Options struct {
 	// an executable without DWARF: <dir>/.build-id/xx/rest.debug, then
 	// <dir>/<executable's name>.debug.
 	DebugInfoDirs []string
+	// Loaded, if set, is called once delve has read the executable's
+	// debug information, which on a big binary is most of what the
+	// analysis holds in memory: the caller may size its garbage
+	// collector's limits by it.
+	Loaded func()
 }
 
 const defaultMaxFrames = 1000
@@ -118,6 +123,9 @@ func Inspect(ctx context.Context, corePath, exePath string, opts Options) (rep *
 		return nil, fmt.Errorf("open core %s with %s: %w", corePath, exePath, err)
 	}
 	defer tg.Detach(false)
+	if opts.Loaded != nil {
+		opts.Loaded()
+	}
 
 	a := newAnalysis(ctx, tg.Selected, opts, c.Size)
 	a.reopen = func() (*analysis, func(), error) {
