@@ -55,6 +55,27 @@ func TestParseQemuSysrqSerial(t *testing.T) {
 	}
 }
 
+// A real pstore record, as ramoops kept it across qemu's reset: the part
+// header, "<N>[ t] text" lines up to the panic notifiers, then the ECC
+// notice.
+func TestParseQemuSysrqPstore(t *testing.T) {
+	f, err := os.Open("testdata/qemu-sysrq-pstore.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	k, err := Parse(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k.Message != "sysrq triggered crash" || k.Release != "6.1.0-57-amd64" || k.Uptime != "6.743254" || !k.Complete {
+		t.Errorf("message %q release %q uptime %q complete %v %v", k.Message, k.Release, k.Uptime, k.Complete, k.Incomplete)
+	}
+	if top := corepipe.KernelTopFrames(k, 1); len(top) != 1 || top[0].Function != "sysrq_handle_crash" || k.Task == nil || k.Task.Comm != "init" {
+		t.Errorf("top %+v task %+v", top, k.Task)
+	}
+}
+
 // An x86 NULL dereference in a module, in the format of Debian's 6.1
 // kernel (pstore dmesg record form: "<N>[ t] text" after the header).
 const nullDerefPstore = `Panic#1 Part1

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -46,34 +47,12 @@ echo c > /proc/sysrq-trigger
 // the message, task, release and call trace, and the reassembled console
 // log with the long line intact.
 func TestQemuKernelPanic(t *testing.T) {
-	if testing.Short() {
-		t.Skip("boots a VM")
-	}
-	qemu, err := exec.LookPath("qemu-system-x86_64")
-	if err != nil {
-		t.Skip("qemu-system-x86_64 is not installed: scripts/install-tools.sh installs it")
-	}
-	// scripts/install-tools.sh's cache, as the Makefile has it.
-	cache := os.Getenv("COREPIPE_CACHE")
-	if cache == "" {
-		cache = filepath.Join(os.Getenv("HOME"), ".cache", "corepipe")
-	}
-	kdir := filepath.Join(cache, "qemu-kernel")
-	for _, f := range []string{"vmlinuz", "busybox", "netconsole.ko", "configfs.ko", "e1000.ko"} {
-		if _, err := os.Stat(filepath.Join(kdir, f)); err != nil {
-			t.Skipf("%s is missing: scripts/install-tools.sh unpacks Debian's kernel there", filepath.Join(kdir, f))
-		}
-	}
+	qemu, kdir := qemuKernel(t, "netconsole.ko", "configfs.ko", "e1000.ko")
 	dir := t.TempDir()
 	initrd := filepath.Join(dir, "initrd.cpio")
-	writeInitramfs(t, initrd, kdir)
+	writeInitramfs(t, initrd, kdir, qemuInit, []string{"netconsole.ko", "configfs.ko", "e1000.ko"}, nil)
 
-	udp, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := udp.LocalAddr().(*net.UDPAddr).Port
-	udp.Close()
+	port := freeUDPPort(t)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	out := &testkit.SyncBuffer{}
@@ -145,6 +124,42 @@ func TestQemuKernelPanic(t *testing.T) {
 	}
 }
 
+// qemuKernel is qemu and the directory of Debian's kernel, busybox and
+// modules; the test skips without them.
+func qemuKernel(t *testing.T, modules ...string) (qemu, kdir string) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("boots a VM")
+	}
+	qemu, err := exec.LookPath("qemu-system-x86_64")
+	if err != nil {
+		t.Skip("qemu-system-x86_64 is not installed: scripts/install-tools.sh installs it")
+	}
+	// scripts/install-tools.sh's cache, as the Makefile has it.
+	cache := os.Getenv("COREPIPE_CACHE")
+	if cache == "" {
+		cache = filepath.Join(os.Getenv("HOME"), ".cache", "corepipe")
+	}
+	kdir = filepath.Join(cache, "qemu-kernel")
+	for _, f := range append([]string{"vmlinuz", "busybox"}, modules...) {
+		if _, err := os.Stat(filepath.Join(kdir, f)); err != nil {
+			t.Skipf("%s is missing: scripts/install-tools.sh unpacks Debian's kernel there", filepath.Join(kdir, f))
+		}
+	}
+	return qemu, kdir
+}
+
+// freeUDPPort is a loopback UDP port nothing listens on now.
+func freeUDPPort(t *testing.T) int {
+	t.Helper()
+	udp, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer udp.Close()
+	return udp.LocalAddr().(*net.UDPAddr).Port
+}
+
 func kernelCrashes(t *testing.T, base string) []corepipe.Report {
 	var page struct {
 		Crashes []corepipe.Report `json:"crashes"`
@@ -195,41 +210,55 @@ func waitUI(t *testing.T, out *testkit.SyncBuffer, done <-chan error) string {
 }
 
 // writeInitramfs writes a newc cpio archive (the kernel unpacks it
-// uncompressed) with busybox, the init script and the modules.
-func writeInitramfs(t *testing.T, path, kdir string) {
+// uncompressed) with busybox, the init script, the modules (from kdir, into
+// /m) and files (archive name to host path).
+func writeInitramfs(t *testing.T, path, kdir, init string, modules []string, files map[string]string) {
 	t.Helper()
-	var b bytes.Buffer
-	ino := 1
-	add := func(name string, mode uint32, data []byte) {
-		fmt.Fprintf(&b, "070701%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X", ino, mode, 0, 0, 1, 0, len(data), 0, 0, 0, 0, len(name)+1, 0)
-		ino++
-		b.WriteString(name)
-		b.WriteByte(0)
-		for b.Len()%4 != 0 {
-			b.WriteByte(0)
-		}
-		b.Write(data)
-		for b.Len()%4 != 0 {
-			b.WriteByte(0)
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	w := bufio.NewWriter(f)
+	n, ino := 0, 1
+	pad := func() {
+		for ; n%4 != 0; n++ {
+			w.WriteByte(0)
 		}
 	}
-	read := func(name string) []byte {
-		data, err := os.ReadFile(filepath.Join(kdir, name))
+	add := func(name string, mode uint32, data []byte) {
+		h := fmt.Sprintf("070701%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%s\x00", ino, mode, 0, 0, 1, 0, len(data), 0, 0, 0, 0, len(name)+1, 0, name)
+		ino++
+		w.WriteString(h)
+		n += len(h)
+		pad()
+		w.Write(data)
+		n += len(data)
+		pad()
+	}
+	read := func(path string) []byte {
+		data, err := os.ReadFile(path)
 		if err != nil {
 			t.Fatal(err)
 		}
 		return data
 	}
-	for _, d := range []string{"bin", "m", "proc", "sys", "dev"} {
+	for _, d := range []string{"bin", "m", "proc", "sys", "dev", "tmp"} {
 		add(d, 0o040755, nil)
 	}
-	add("bin/busybox", 0o100755, read("busybox"))
-	add("init", 0o100755, []byte(qemuInit))
-	for _, m := range []string{"netconsole.ko", "configfs.ko", "e1000.ko"} {
-		add("m/"+m, 0o100644, read(m))
+	add("bin/busybox", 0o100755, read(filepath.Join(kdir, "busybox")))
+	add("init", 0o100755, []byte(init))
+	for _, m := range modules {
+		add("m/"+m, 0o100644, read(filepath.Join(kdir, m)))
+	}
+	for name, host := range files {
+		add(name, 0o100755, read(host))
 	}
 	add("TRAILER!!!", 0, nil)
-	if err := os.WriteFile(path, b.Bytes(), 0o600); err != nil {
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
 		t.Fatal(err)
 	}
 }

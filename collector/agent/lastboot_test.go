@@ -158,6 +158,29 @@ func TestLastBootPstoreIsTheNetconsoleCrash(t *testing.T) {
 	}
 }
 
+// The record ramoops kept across a real qemu reset reads back as its
+// log without the header and the ECC notice, and is the crash its raw
+// text would be.
+func TestLastBootRealRamoopsRecord(t *testing.T) {
+	raw, err := os.ReadFile("../../kernlog/testdata/qemu-sysrq-pstore.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	writeFiles(t, dir, map[string][]byte{"dmesg-ramoops-0": raw}, time.Now())
+	logs := (&LastBoot{Pstore: dir}).Find()
+	if len(logs) != 1 {
+		t.Fatalf("found %d logs", len(logs))
+	}
+	l := logs[0].Log
+	if bytes.Contains(l, []byte("ECC:")) || bytes.HasPrefix(l, []byte("Panic#")) || !bytes.HasSuffix(l, []byte("0xffffffffbfffffff)\n")) {
+		t.Errorf("joined log starts %q, ends %q", l[:20], l[len(l)-40:])
+	}
+	if got, want := netconsole.Crash(&netconsole.Capture{Log: l}).ID, netconsole.Crash(&netconsole.Capture{Log: raw}).ID; got != want {
+		t.Errorf("read back %s, raw %s", got, want)
+	}
+}
+
 // systemd-pstore's archive, as it lays it out: ramoops records moved to
 // its top, efi records under <record id>/<count>/ with the parts joined in
 // dmesg.txt. Each panic is recorded once — the joined file is not a second
