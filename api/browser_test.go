@@ -16,6 +16,38 @@ import (
 // scripts/install-tools.sh installs it.
 const chromium = "/usr/bin/chromium"
 
+// startBrowser starts a headless Chromium with a window width px wide, opens
+// url in it, and returns the context for the test's steps (a minute at most);
+// the browser is gone when the test ends.
+func startBrowser(t *testing.T, width int, url string) context.Context {
+	t.Helper()
+	opts := []chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(chromium),
+		chromedp.Flag("headless", true),
+		chromedp.Flag("no-sandbox", true), // tests run as root in CI
+		chromedp.Flag("disable-gpu", true),
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("no-first-run", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(width, 900),
+	}
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	t.Cleanup(cancelAlloc)
+	browser, cancelBrowser := chromedp.NewContext(allocCtx)
+	t.Cleanup(cancelBrowser)
+	// The first action starts the browser, which lives as long as the
+	// context of that call: it gets no timeout, the later steps do.
+	if err := chromedp.Do(browser, chromedp.Navigate(url)); err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(browser, time.Minute)
+	t.Cleanup(cancel)
+	return ctx
+}
+
 // TestBrowser drives a real headless Chromium through the UI as a person
 // would, with a token typed into the login form: open the list, click into
 // the crash, see the crashing goroutine's function. It keeps a screenshot of
@@ -30,30 +62,7 @@ func TestBrowser(t *testing.T) {
 	e.add(older, true)
 	r := storedCrash(e, time.Minute)
 
-	opts := []chromedp.ExecAllocatorOption{
-		chromedp.ExecPath(chromium),
-		chromedp.Flag("headless", true),
-		chromedp.Flag("no-sandbox", true), // tests run as root in CI
-		chromedp.Flag("disable-gpu", true),
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("no-first-run", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.WindowSize(1366, 900), // a laptop screen
-	}
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancelAlloc()
-	browser, cancelBrowser := chromedp.NewContext(allocCtx)
-	defer cancelBrowser()
-	// The first action starts the browser, which lives as long as the
-	// context of that call: it gets no timeout, the later steps do.
-	if err := chromedp.Do(browser, chromedp.Navigate(e.url+"/")); err != nil {
-		t.Fatalf("start chromium: %v", err)
-	}
-	ctx, cancel := context.WithTimeout(browser, time.Minute)
-	defer cancel()
+	ctx := startBrowser(t, 1366, e.url+"/") // a laptop screen
 
 	loginTitle, err := chromedp.Run(ctx, chromedp.Title())
 	if err != nil {

@@ -1,7 +1,6 @@
 package api
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"strings"
@@ -27,29 +26,8 @@ func TestBrowserTriage(t *testing.T) {
 	r.Go.MainVersion = "v1.0.0"
 	e.add(r, true)
 
-	opts := []chromedp.ExecAllocatorOption{
-		chromedp.ExecPath(chromium),
-		chromedp.Flag("headless", true),
-		chromedp.Flag("no-sandbox", true),
-		chromedp.Flag("disable-gpu", true),
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("no-first-run", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.WindowSize(1400, 900),
-	}
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancelAlloc()
-	browser, cancelBrowser := chromedp.NewContext(allocCtx)
-	defer cancelBrowser()
 	group := e.url + "/groups/" + r.Signature
-	if err := chromedp.Do(browser, chromedp.Navigate(group)); err != nil {
-		t.Fatalf("start chromium: %v", err)
-	}
-	ctx, cancel := context.WithTimeout(browser, time.Minute)
-	defer cancel()
+	ctx := startBrowser(t, 1400, group)
 
 	err := chromedp.Do(ctx,
 		chromedp.SendKeys(chromedp.CSS(`input[name="token"]`), triageToken),

@@ -16,6 +16,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/client-go/kubernetes"
@@ -64,6 +65,32 @@ func (c *cluster) createPod(t *testing.T, pod *corev1.Pod, statuses ...corev1.Co
 		return created
 	}
 	return c.setStatuses(t, created, statuses...)
+}
+
+// serviceAccount is a client of service account corepipe/name, bound to a
+// cluster role of its own with rules only: what the chart grants it.
+func (c *cluster) serviceAccount(t *testing.T, name string, rules []rbacv1.PolicyRule) kubernetes.Interface {
+	t.Helper()
+	ctx := context.Background()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "corepipe"}}
+	if _, err := c.kubelet.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+	rbac := c.kubelet.RbacV1()
+	if _, err := rbac.ClusterRoles().Create(ctx, &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: name}, Rules: rules}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	binding := &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: name},
+		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: name},
+		Subjects: []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: name, Namespace: "corepipe"}}}
+	if _, err := rbac.ClusterRoleBindings().Create(ctx, binding, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	client, err := kubernetes.NewForConfig(c.s.ConfigFor("corepipe", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return client
 }
 
 // setStatuses writes the container statuses of pod through the status
@@ -369,23 +396,7 @@ func TestRealServerAgentRBAC(t *testing.T) {
 	// does: a call it needed beyond it would be refused here and logged.
 	c := startCluster(t)
 	ctx := context.Background()
-	rbac := c.kubelet.RbacV1()
-	if _, err := c.kubelet.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "corepipe"}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := rbac.ClusterRoles().Create(ctx, &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: "corepipe-agent"}, Rules: agentRules}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	binding := &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "corepipe-agent"},
-		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "corepipe-agent"},
-		Subjects: []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: "corepipe-agent", Namespace: "corepipe"}}}
-	if _, err := rbac.ClusterRoleBindings().Create(ctx, binding, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	agent, err := kubernetes.NewForConfig(c.s.ConfigFor("corepipe", "corepipe-agent"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	agent := c.serviceAccount(t, "corepipe-agent", agentRules)
 
 	web := c.createPod(t, newPod("web", 1), running("containerd://"+cid(1)))
 	rec := newRecorder()

@@ -34,25 +34,7 @@ var receiverRules = []rbacv1.PolicyRule{
 // receiverClient is a client of a service account with receiverRules only.
 func (c *cluster) receiverClient(t *testing.T) kubernetes.Interface {
 	t.Helper()
-	ctx := context.Background()
-	if _, err := c.kubelet.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "corepipe"}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	rbac := c.kubelet.RbacV1()
-	if _, err := rbac.ClusterRoles().Create(ctx, &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: "corepipe-kpanic"}, Rules: receiverRules}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	binding := &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "corepipe-kpanic"},
-		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "corepipe-kpanic"},
-		Subjects: []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: "corepipe-kpanic", Namespace: "corepipe"}}}
-	if _, err := rbac.ClusterRoleBindings().Create(ctx, binding, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	client, err := kubernetes.NewForConfig(c.s.ConfigFor("corepipe", "corepipe-kpanic"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return client
+	return c.serviceAccount(t, "corepipe-kpanic", receiverRules)
 }
 
 func startPanicWatcher(t *testing.T, cfg PanicConfig) *PanicWatcher {

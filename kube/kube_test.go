@@ -163,12 +163,21 @@ func (s *logSink) count(msg string) int {
 // first listing (unless the API server is meant to be down).
 func start(t *testing.T, cfg Config, rec *recorder, waitSync bool) *Watcher {
 	t.Helper()
+	return startWith(t, cfg, rec, waitSync, nil)
+}
+
+// startWith is start with before applied to the watcher before it runs.
+func startWith(t *testing.T, cfg Config, rec *recorder, waitSync bool, before func(*Watcher)) *Watcher {
+	t.Helper()
 	if cfg.Node == "" {
 		cfg.Node = testNode
 	}
 	w, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if before != nil {
+		before(w)
 	}
 	if rec != nil {
 		rec.w = w

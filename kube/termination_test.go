@@ -25,24 +25,7 @@ func freshClock(w *Watcher) {
 // startAt is start with the watcher's clock set before it runs.
 func startAt(t *testing.T, cfg Config, rec *recorder) *Watcher {
 	t.Helper()
-	if cfg.Node == "" {
-		cfg.Node = testNode
-	}
-	w, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	freshClock(w)
-	rec.w = w
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		w.Run(ctx, rec)
-	}()
-	t.Cleanup(func() { cancel(); <-done })
-	testkit.WaitFor(t, "the pod informer to sync", w.Synced)
-	return w
+	return startWith(t, cfg, rec, true, freshClock)
 }
 
 // updates counts the informer's deliveries of pod updates, resyncs included.
@@ -89,13 +72,7 @@ func TestOOMKilledRecordedOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	testkit.WaitFor(t, "resyncs", func() bool { return seen() >= 3 })
-	w.kick()
-	testkit.WaitFor(t, "the pending terminations to drain", func() bool {
-		w.mu.Lock()
-		defer w.mu.Unlock()
-		return len(w.pending) == 0
-	})
-	rec.none(t)
+	drained(t, w, rec)
 }
 
 func TestSegfaultWithoutCore(t *testing.T) {
