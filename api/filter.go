@@ -84,4 +84,3 @@ func parseSince(v string, now time.Time) (time.Time, error) {
 	}
 	return now.Add(-d), nil
 }
-
