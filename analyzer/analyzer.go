@@ -44,7 +44,8 @@ type Config struct {
 	Inspector Inspector
 	// Workers is how many crashes are analysed at once.
 	Workers int
-	// Durable names the shared work-queue consumer.
+	// Durable names the shared work-queue consumer (DefaultDurable when
+	// empty).
 	Durable string
 	// MaxDeliver is how many attempts a crash gets. After the last one a
 	// crash that keeps failing for a passing reason gets a failed report;
@@ -83,13 +84,18 @@ const DefaultMaxCoreSize = 64 << 30
 // collector's cores do, but the bound is the point, not the exact figure.
 const coreSlack = 1 << 20
 
+// DefaultDurable is the durable consumer every analyzer shares on the
+// crash stream: the one whose backlog says how far behind the analyzers
+// are (the Helm chart's KEDA trigger names it).
+const DefaultDurable = "analyzer"
+
 // New returns an analyzer with defaults filled in.
 func New(cfg Config) *Analyzer {
 	if cfg.Workers <= 0 {
 		cfg.Workers = 1
 	}
 	if cfg.Durable == "" {
-		cfg.Durable = "analyzer"
+		cfg.Durable = DefaultDurable
 	}
 	if cfg.MaxDeliver <= 0 {
 		cfg.MaxDeliver = 5
