@@ -59,6 +59,11 @@ type analysis struct {
 	coreSize int64    // bounds runtime.allglen
 	syms     symbols  // the runtime's own function table, read on first use
 	share    *sharing // identical stacks stored once
+	sched    schedWalk
+	gLayout  *gLayout // runtime.g's fields, nil when delve must read every g
+	listed   struct{ direct, delve int }
+	gBuf     []byte
+	creators map[uint64]string // created-by functions, by the go statement's pc
 
 	// reopen opens a second, independent view of the same core for reading
 	// goroutines in parallel, with its close; nil when there is none.
@@ -76,7 +81,7 @@ type crash struct {
 
 func newAnalysis(ctx context.Context, t *proc.Target, opts Options, coreSize int64) *analysis {
 	return &analysis{ctx: ctx, t: t, opts: opts, statuses: map[uint64]string{}, reasons: map[int64]string{},
-		coreSize: coreSize, share: newSharing()}
+		coreSize: coreSize, share: newSharing(), creators: map[uint64]string{}}
 }
 
 // scopeFrom prepares b, a second view of a's core, to read goroutines as a
@@ -182,6 +187,12 @@ func (a *analysis) goroutine(g *proc.G, crashing bool) (corepipe.Goroutine, []pr
 	if g.GoPC != 0 && g.ID != 1 {
 		rg.CreatedBy = a.share.creator(a.createdBy(g, scope))
 	}
+	if !crashing {
+		if frames, ok := a.schedFrames(g, schedDepth); ok {
+			rg.Frames = frames
+			return rg, nil, nil
+		}
+	}
 	depth := a.opts.MaxFrames + frameSlack
 	if !crashing {
 		depth = min(depth, shallowDepth)
@@ -233,12 +244,23 @@ func (a *analysis) status(g *proc.G) string {
 
 // createdBy spells the creator as the runtime does: "main.main in goroutine 1".
 func (a *analysis) createdBy(g *proc.G, scope *proc.EvalScope) string {
-	_, _, fn := a.t.BinInfo().PCToLine(g.GoPC)
-	if fn == nil {
+	return a.creator(g.GoPC, a.evalUint(scope, "runtime.curg.parentGoid"))
+}
+
+// creator spells the creator of a goroutine started at gopc by goroutine
+// parent (0: unknown).
+func (a *analysis) creator(gopc, parent uint64) string {
+	s, ok := a.creators[gopc]
+	if !ok {
+		if fn := a.t.BinInfo().PCToFunc(gopc); fn != nil {
+			s = funcNameForPrint(fn.Name)
+		}
+		a.creators[gopc] = s
+	}
+	if s == "" {
 		return ""
 	}
-	s := funcNameForPrint(fn.Name)
-	if parent := a.evalUint(scope, "runtime.curg.parentGoid"); parent != 0 {
+	if parent != 0 {
 		s += " in goroutine " + strconv.FormatUint(parent, 10)
 	}
 	return s
@@ -265,6 +287,9 @@ func (a *analysis) goroutines(r *corepipe.Report, crashing *proc.G) error {
 			workers = append(workers, b)
 		}
 	}
+	for _, wa := range workers {
+		wa.useGLayout()
+	}
 	var (
 		wg   sync.WaitGroup
 		errs = make([]error, len(workers))
@@ -277,20 +302,41 @@ func (a *analysis) goroutines(r *corepipe.Report, crashing *proc.G) error {
 					errs[w] = fmt.Errorf("delve panicked reading goroutines: %v", p)
 				}
 			}()
-			errs[w] = wa.pages(pages, w, len(workers), crashing)
+			errs[w] = wa.pages(pages, w, len(workers), limit, crashing)
 		})
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
+	direct, byDelve := 0, 0
+	for _, wa := range workers {
+		direct, byDelve = direct+wa.listed.direct, byDelve+wa.listed.delve
+	}
+	a.opts.Logger.Debug("goroutines listed", "from allgs", direct, "by delve", byDelve)
+	// A page delve listed holds pageSize live goroutines from its first
+	// index on, and runs into the next page's indexes when dead ones are
+	// among them: a goroutine seen on an earlier page is not repeated.
+	var seen map[int64]bool
 	for i, p := range pages {
 		if p.unreadable > 0 {
 			a.opts.Logger.Warn("unreadable goroutines", "count", p.unreadable, "page", i*pageSize)
 		}
+		if p.delve && seen == nil {
+			seen = map[int64]bool{}
+			for _, g := range r.Goroutines {
+				seen[g.ID] = true
+			}
+		}
 		for _, g := range p.goroutines {
 			if a.opts.MaxGoroutines > 0 && len(r.Goroutines) >= a.opts.MaxGoroutines {
 				return nil
+			}
+			if seen != nil {
+				if seen[g.ID] {
+					continue
+				}
+				seen[g.ID] = true
 			}
 			r.Goroutines = append(r.Goroutines, g)
 		}
@@ -311,44 +357,129 @@ type page struct {
 	unreadable int
 	garbage    bool // every goroutine unreadable: allgs ends in garbage
 	end        bool // the last page of allgs
+	delve      bool // listed by delve, by count of live goroutines rather than by index
 }
 
-// pages reads every page whose index is worker modulo of.
-func (a *analysis) pages(pages []page, worker, of int, crashing *proc.G) error {
+// pages reads every page whose index is worker modulo of, of the first
+// limit entries of allgs.
+func (a *analysis) pages(pages []page, worker, of, limit int, crashing *proc.G) error {
 	for i := worker; i < len(pages); i += of {
 		if err := a.ctx.Err(); err != nil {
 			return err
 		}
-		gs, next, err := proc.GoroutinesInfo(a.t, i*pageSize, pageSize)
-		if err != nil {
-			return fmt.Errorf("list goroutines: %w", err)
-		}
 		p := &pages[i]
-		p.end = next < 0
-		for _, g := range gs {
-			if g.Unreadable != nil {
-				p.unreadable++
-				continue
-			}
-			if crashing != nil && g.ID == crashing.ID {
-				continue
-			}
-			if a.status(g) == deadExtra {
-				continue
-			}
-			rg, _, err := a.goroutine(g, false)
-			if err != nil {
-				a.opts.Logger.Warn("cannot unwind goroutine", "goroutine", g.ID, "err", err)
-			}
-			p.goroutines = append(p.goroutines, rg)
+		err := errNoLayout
+		if a.gLayout != nil {
+			err = a.readPage(p, i, limit, crashing)
 		}
-		p.garbage = len(gs) > 0 && p.unreadable == len(gs)
+		if err != nil {
+			if err != errNoLayout {
+				a.opts.Logger.Warn("cannot read allgs directly; delve lists the goroutines", "page", i*pageSize, "err", err)
+			}
+			*p = page{}
+			if err := a.delvePage(p, i, crashing); err != nil {
+				return err
+			}
+		}
 		a.t.ClearCaches()
 		if p.end {
 			return nil
 		}
 	}
 	return nil
+}
+
+var errNoLayout = errors.New("runtime.g's layout is unknown")
+
+// readPage reads page i of allgs itself, asking delve only for the
+// goroutines it cannot report on its own.
+func (a *analysis) readPage(p *page, i, limit int, crashing *proc.G) error {
+	start, end := i*pageSize, min((i+1)*pageSize, limit)
+	p.end = end >= limit
+	seen := 0
+	err := a.allgsPage(start, end, func(j int, raw *rawG) {
+		if raw != nil && raw.status == gDead {
+			return // as delve skips them
+		}
+		seen++
+		if raw != nil && crashing != nil && int64(raw.id) == crashing.ID {
+			return
+		}
+		if raw != nil {
+			if rg, ok := a.schedGoroutine(raw); ok {
+				a.listed.direct++
+				if rg.Status != deadExtra {
+					p.goroutines = append(p.goroutines, rg)
+				}
+				return
+			}
+		}
+		a.listed.delve++
+		gs, _, err := proc.GoroutinesInfo(a.t, j, 1)
+		if err != nil || len(gs) == 0 || (raw != nil && gs[0].Unreadable == nil && gs[0].ID != int64(raw.id)) {
+			p.unreadable++
+			return
+		}
+		a.addGoroutine(p, gs[0], crashing)
+	})
+	p.garbage = seen > 0 && p.unreadable == seen
+	return err
+}
+
+// delvePage lists page i of allgs with delve.
+func (a *analysis) delvePage(p *page, i int, crashing *proc.G) error {
+	gs, next, err := proc.GoroutinesInfo(a.t, i*pageSize, pageSize)
+	if err != nil {
+		return fmt.Errorf("list goroutines: %w", err)
+	}
+	p.end, p.delve = next < 0, true
+	a.listed.delve += len(gs)
+	for _, g := range gs {
+		a.addGoroutine(p, g, crashing)
+	}
+	p.garbage = len(gs) > 0 && p.unreadable == len(gs)
+	return nil
+}
+
+// addGoroutine adds g, as delve read it, to p.
+func (a *analysis) addGoroutine(p *page, g *proc.G, crashing *proc.G) {
+	if g.Unreadable != nil {
+		p.unreadable++
+		return
+	}
+	if crashing != nil && g.ID == crashing.ID {
+		return
+	}
+	if a.status(g) == deadExtra {
+		return
+	}
+	rg, _, err := a.goroutine(g, false)
+	if err != nil {
+		a.opts.Logger.Warn("cannot unwind goroutine", "goroutine", g.ID, "err", err)
+	}
+	p.goroutines = append(p.goroutines, rg)
+}
+
+// schedGoroutine reports a goroutine from its runtime.g alone, when it is
+// parked (or runnable) off any thread, without pprof labels, and its
+// stack is one schedFrames walks.
+func (a *analysis) schedGoroutine(raw *rawG) (corepipe.Goroutine, bool) {
+	if raw.m != 0 || raw.labels != 0 {
+		return corepipe.Goroutine{}, false
+	}
+	g := &proc.G{ID: int64(raw.id), PC: raw.pc, SP: raw.sp, BP: raw.bp, GoPC: raw.gopc, Status: raw.status, WaitReason: raw.waitReason}
+	frames, ok := a.schedFrames(g, schedDepth)
+	if !ok {
+		return corepipe.Goroutine{}, false
+	}
+	rg := corepipe.Goroutine{ID: g.ID, Status: a.status(g), Frames: frames}
+	if st := g.Status &^ gScan; (st == gWaiting || st == gLeaked) && g.WaitReason != 0 {
+		rg.WaitReason = rg.Status
+	}
+	if g.GoPC != 0 && g.ID != 1 {
+		rg.CreatedBy = a.share.creator(a.creator(g.GoPC, raw.parent))
+	}
+	return rg, true
 }
 
 // threads lists every OS thread with where it stopped.

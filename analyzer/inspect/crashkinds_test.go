@@ -18,9 +18,16 @@ func crashExe(t *testing.T, exe string, env []string, args ...string) (*corepipe
 	t.Helper()
 	core, res := crashtest.Core(t, exe, env, args...)
 	r := inspect(t, core, exe)
-	d, err := gotraceback.Parse(res.Stderr)
+	return r, agree(t, r, res.Stderr)
+}
+
+// agree requires r to agree with the runtime's output, stderr, and returns
+// that output parsed.
+func agree(t *testing.T, r *corepipe.Report, stderr string) *gotraceback.Dump {
+	t.Helper()
+	d, err := gotraceback.Parse(stderr)
 	if err != nil {
-		t.Fatalf("parse the runtime's output: %v\n%s", err, res.Stderr)
+		t.Fatalf("parse the runtime's output: %v\n%s", err, stderr)
 	}
 	diffs := append(gotraceback.Compare(r, d), gotraceback.CompareStacks(r, d)...)
 	if partial(r) {
@@ -28,9 +35,9 @@ func crashExe(t *testing.T, exe string, env []string, args ...string) (*corepipe
 		diffs = slices.DeleteFunc(diffs, func(s string) bool { return strings.HasPrefix(s, "goroutines: report lacks") })
 	}
 	if len(diffs) > 0 {
-		t.Errorf("report disagrees with the runtime:\n%s\n\nruntime printed:\n%s", strings.Join(diffs, "\n"), tailLines(res.Stderr, 60))
+		t.Errorf("report disagrees with the runtime:\n%s\n\nruntime printed:\n%s", strings.Join(diffs, "\n"), tailLines(stderr, 60))
 	}
-	return r, d
+	return d
 }
 
 // partial reports whether r says it could read only the crashing goroutine.

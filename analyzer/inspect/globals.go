@@ -24,6 +24,7 @@ var runtimeGlobals = map[string]struct {
 	array bool
 }{
 	"runtime.allglen":           {typ: "uintptr"},
+	"runtime.allgs":             {typ: "[]*runtime.g"},
 	"runtime.gomaxprocs":        {typ: "int32"},
 	"runtime.sched":             {typ: "runtime.schedt"},
 	"runtime.gcController":      {typ: "runtime.gcControllerState"},
@@ -114,20 +115,7 @@ func (a *analysis) globalExpr(expr string) string {
 	if !ok {
 		return expr
 	}
-	if a.globalSyms == nil {
-		a.globalSyms = map[string]globalSym{}
-		bi := a.t.BinInfo()
-		if len(bi.Images) > 0 {
-			syms, err := readGlobalSyms(bi.Images[0].Path, bi.Images[0].StaticBase)
-			if err != nil {
-				a.opts.Logger.Warn("cannot read the executable's symbol table; runtime variables are looked up by delve", "err", err)
-			}
-			for k, v := range syms {
-				a.globalSyms[k] = v
-			}
-		}
-	}
-	sym, found := a.globalSyms[name]
+	sym, found := a.symbols()[name]
 	if !found || sym.addr == 0 {
 		return expr
 	}
@@ -146,4 +134,23 @@ func (a *analysis) globalExpr(expr string) string {
 		return expr
 	}
 	return fmt.Sprintf("(*(*[%d]%s)(%#x))%s", sym.size/elem, g.typ, sym.addr, rest)
+}
+
+// symbols returns where the variables of runtimeGlobals are, read on first
+// use.
+func (a *analysis) symbols() map[string]globalSym {
+	if a.globalSyms == nil {
+		a.globalSyms = map[string]globalSym{}
+		bi := a.t.BinInfo()
+		if len(bi.Images) > 0 {
+			syms, err := readGlobalSyms(bi.Images[0].Path, bi.Images[0].StaticBase)
+			if err != nil {
+				a.opts.Logger.Warn("cannot read the executable's symbol table; runtime variables are looked up by delve", "err", err)
+			}
+			for k, v := range syms {
+				a.globalSyms[k] = v
+			}
+		}
+	}
+	return a.globalSyms
 }

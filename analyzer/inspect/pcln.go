@@ -50,11 +50,13 @@ type funcTable struct {
 type funcInfo struct {
 	entry    uint64
 	nameOff  uint32
+	pcsp     uint32
 	pcfile   uint32
 	pcln     uint32
 	cuOffset uint32
 	inlIndex uint32 // pcdata[PCDATA_InlTreeIndex], 0: none
 	inlTree  uint64 // address of funcdata[FUNCDATA_InlTree], 0: none
+	flag     uint8  // the runtime's abi.FuncFlag
 }
 
 type symKey struct {
@@ -272,8 +274,9 @@ func (ft *funcTable) find(pc uint64) (*funcInfo, error) {
 	f := &funcInfo{
 		entry:   ft.text + uint64(le.Uint32(h[0:])),
 		nameOff: le.Uint32(h[4:]),
-		pcfile:  le.Uint32(h[20:]), pcln: le.Uint32(h[24:]),
+		pcsp:    le.Uint32(h[16:]), pcfile: le.Uint32(h[20:]), pcln: le.Uint32(h[24:]),
 		cuOffset: le.Uint32(h[32:]),
+		flag:     h[41],
 	}
 	npcdata, nfuncdata := le.Uint32(h[28:]), uint32(h[43])
 	if npcdata > pcdataInlTreeIndex {

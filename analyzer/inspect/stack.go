@@ -11,11 +11,13 @@ import (
 
 // Goroutine states (runtime/runtime2.go).
 const (
-	gRunning = 2
-	gSyscall = 3
-	gWaiting = 4
-	gLeaked  = 10
-	gScan    = 0x1000
+	gRunnable = 1
+	gRunning  = 2
+	gSyscall  = 3
+	gWaiting  = 4
+	gDead     = 6
+	gLeaked   = 10
+	gScan     = 0x1000
 )
 
 // frameSlack is how many frames beyond MaxFrames are unwound so that
