@@ -10,10 +10,9 @@ import (
 	"github.com/corepipe/corepipe"
 )
 
-// A real serial console log: Debian's 6.1 kernel under qemu, panicked with
-// echo c > /proc/sysrq-trigger.
-func TestParseQemuSysrqSerial(t *testing.T) {
-	f, err := os.Open("testdata/qemu-sysrq-serial.log")
+func parseFile(t *testing.T, path string) *corepipe.KernelPanic {
+	t.Helper()
+	f, err := os.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -22,6 +21,13 @@ func TestParseQemuSysrqSerial(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return k
+}
+
+// A real serial console log: Debian's 6.1 kernel under qemu, panicked with
+// echo c > /proc/sysrq-trigger.
+func TestParseQemuSysrqSerial(t *testing.T) {
+	k := parseFile(t, "testdata/qemu-sysrq-serial.log")
 	if k.Message != "sysrq triggered crash" || k.Release != "6.1.0-57-amd64" {
 		t.Errorf("message %q release %q", k.Message, k.Release)
 	}
@@ -59,15 +65,7 @@ func TestParseQemuSysrqSerial(t *testing.T) {
 // header, "<N>[ t] text" lines up to the panic notifiers, then the ECC
 // notice.
 func TestParseQemuSysrqPstore(t *testing.T) {
-	f, err := os.Open("testdata/qemu-sysrq-pstore.txt")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	k, err := Parse(f)
-	if err != nil {
-		t.Fatal(err)
-	}
+	k := parseFile(t, "testdata/qemu-sysrq-pstore.txt")
 	if k.Message != "sysrq triggered crash" || k.Release != "6.1.0-57-amd64" || k.Uptime != "6.743254" || !k.Complete {
 		t.Errorf("message %q release %q uptime %q complete %v %v", k.Message, k.Release, k.Uptime, k.Complete, k.Incomplete)
 	}

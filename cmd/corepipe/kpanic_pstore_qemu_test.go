@@ -168,17 +168,10 @@ func TestQemuKernelPanicPstore(t *testing.T) {
 	// The pstore record was published after netconsole's; once the
 	// analyzer had it too, had it been a crash of its own, the index
 	// would show two.
-	var reports []corepipe.Report
-	deadline := time.Now().Add(30 * time.Second)
-	for len(reports) == 0 || reports[0].Status != corepipe.StatusAnalyzed {
-		if time.Now().After(deadline) {
-			t.Fatalf("no analysed kernel panic; crashes %+v; log:\n%s", reports, tail(out.String(), 3000))
-		}
-		time.Sleep(200 * time.Millisecond)
-		reports = kernelCrashes(t, base)
-	}
+	waitKernelReport(t, base, out)
 	time.Sleep(5 * time.Second)
-	if reports = kernelCrashes(t, base); len(reports) != 1 {
+	reports := kernelCrashes(t, base)
+	if len(reports) != 1 {
 		t.Fatalf("%d kernel panics for one panic read from netconsole and pstore", len(reports))
 	}
 	r := reports[0]

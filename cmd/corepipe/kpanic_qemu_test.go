@@ -89,18 +89,11 @@ func TestQemuKernelPanic(t *testing.T) {
 		t.Fatalf("the VM did not panic:\n%s", tail(serial.String(), 3000))
 	}
 
-	var reports []corepipe.Report
-	deadline := time.Now().Add(30 * time.Second)
-	for len(reports) == 0 || reports[0].Status != corepipe.StatusAnalyzed {
-		if time.Now().After(deadline) {
-			t.Fatalf("no analysed kernel panic; crashes %+v; log:\n%s", reports, tail(out.String(), 3000))
-		}
-		time.Sleep(200 * time.Millisecond)
-		reports = kernelCrashes(t, base)
-	}
+	waitKernelReport(t, base, out)
 	t.Logf("panic to analysed report: %s", time.Since(start).Round(100*time.Millisecond))
 	time.Sleep(3 * time.Second) // the second target's capture, had it made a second crash
-	if reports = kernelCrashes(t, base); len(reports) != 1 {
+	reports := kernelCrashes(t, base)
+	if len(reports) != 1 {
 		t.Fatalf("%d kernel panics for one panic sent to two targets", len(reports))
 	}
 	var r corepipe.Report
@@ -158,6 +151,21 @@ func freeUDPPort(t *testing.T) int {
 	}
 	defer udp.Close()
 	return udp.LocalAddr().(*net.UDPAddr).Port
+}
+
+// waitKernelReport waits up to 30 s for the API to list an analysed kernel
+// panic.
+func waitKernelReport(t *testing.T, base string, log *testkit.SyncBuffer) {
+	t.Helper()
+	var reports []corepipe.Report
+	deadline := time.Now().Add(30 * time.Second)
+	for len(reports) == 0 || reports[0].Status != corepipe.StatusAnalyzed {
+		if time.Now().After(deadline) {
+			t.Fatalf("no analysed kernel panic; crashes %+v; log:\n%s", reports, tail(log.String(), 3000))
+		}
+		time.Sleep(200 * time.Millisecond)
+		reports = kernelCrashes(t, base)
+	}
 }
 
 func kernelCrashes(t *testing.T, base string) []corepipe.Report {

@@ -28,6 +28,12 @@ import (
 // newest end, where the panic is, whatever size a record claims.
 const MaxPanicLog = 1 << 20
 
+// maxLastBootLogs bounds how many logs are held at once: archives that
+// keep every dump (kdump-tools keeps all by default) cost the newest few
+// MiB, not one per dump ever made. The older ones were recorded by earlier
+// starts.
+const maxLastBootLogs = 16
+
 // maxInflate bounds the bytes a compressed pstore record may expand to
 // while its newest MaxPanicLog bytes are kept: a record is KiBs, a crafted
 // one must not spin the agent.
@@ -121,7 +127,7 @@ func (b *LastBoot) Find() []PanicLog {
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			log.Warn("previous boot's kernel logs not read", "dir", where, "err", err)
 		}
-		out = append(out, logs...)
+		out = collectPanics(out, logs...)
 	}
 	if b.Pstore != "" {
 		logs, err := pstoreLogs(b.Pstore, true)
@@ -135,16 +141,8 @@ func (b *LastBoot) Find() []PanicLog {
 		logs, err := kdumpLogs(b.Kdump)
 		add(b.Kdump, logs, err)
 	}
-	// Only panics: an Oops the kernel survived, a shutdown's dump, left
-	// as they are.
-	panics := out[:0]
-	for _, l := range out {
-		if _, err := kernlog.Parse(bytes.NewReader(l.Log)); err == nil {
-			panics = append(panics, l)
-		}
-	}
-	sort.SliceStable(panics, func(i, j int) bool { return panics[i].At.Before(panics[j].At) })
-	return panics
+	sort.SliceStable(out, func(i, j int) bool { return out[i].At.Before(out[j].At) })
+	return out
 }
 
 func (b *LastBoot) logger() *slog.Logger {
@@ -174,13 +172,17 @@ func pstoreLogs(dir string, removable bool) ([]PanicLog, error) {
 		return nil, err
 	}
 	var recs []pstoreRecord
+	var errs []error
 	for _, e := range entries {
 		if !e.Type().IsRegular() || !strings.HasPrefix(e.Name(), "dmesg-") {
 			continue
 		}
 		r, err := readPstoreRecord(filepath.Join(dir, e.Name()))
 		if err != nil {
-			return nil, err
+			// One record the kernel could not write or decompress
+			// whole costs only itself.
+			errs = append(errs, err)
+			continue
 		}
 		recs = append(recs, r)
 	}
@@ -216,7 +218,7 @@ func pstoreLogs(dir string, removable bool) ([]PanicLog, error) {
 		group = append(group, r)
 	}
 	flush()
-	return out, nil
+	return out, errors.Join(errs...)
 }
 
 func hasPart(group []pstoreRecord, part int) bool {
@@ -258,15 +260,11 @@ func joinParts(group []pstoreRecord, removable bool) PanicLog {
 // strips its part header and what the backend appended.
 func readPstoreRecord(path string) (pstoreRecord, error) {
 	r := pstoreRecord{path: path}
-	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
+	f, st, err := openLog(path)
 	if err != nil {
-		return r, fmt.Errorf("open pstore record: %w", err)
+		return r, err
 	}
 	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return r, fmt.Errorf("pstore record %s: %w", path, err)
-	}
 	r.at = st.ModTime()
 	var data []byte
 	if strings.HasSuffix(path, ".enc.z") {
@@ -380,6 +378,21 @@ func inflateTail(f *os.File) ([]byte, error) {
 	return data, nil
 }
 
+// openLog opens a log file without following a link: a link planted in a
+// host directory must not make the agent publish some other file.
+func openLog(path string) (*os.File, os.FileInfo, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, nil, fmt.Errorf("open kernel log: %w", err)
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, nil, fmt.Errorf("kernel log %s: %w", path, err)
+	}
+	return f, st, nil
+}
+
 // dropFirstLine drops what precedes the first line boundary of a cut log.
 func dropFirstLine(b []byte) []byte {
 	if i := bytes.IndexByte(b, '\n'); i >= 0 {
@@ -395,34 +408,35 @@ func dropFirstLine(b []byte) []byte {
 // parts are gone.
 func systemdPstoreLogs(dir string) ([]PanicLog, error) {
 	var out []PanicLog
-	var walk func(d string, depth int) error
-	walk = func(d string, depth int) error {
+	var errs []error
+	var walk func(d string, depth int)
+	walk = func(d string, depth int) {
 		logs, err := pstoreLogs(d, false)
 		if err != nil {
-			return err
+			errs = append(errs, err)
 		}
-		out = append(out, logs...)
+		out = collectPanics(out, logs...)
 		entries, err := os.ReadDir(d)
 		if err != nil {
-			return err
+			errs = append(errs, err)
+			return
 		}
 		for _, e := range entries {
 			if e.Name() == "dmesg.txt" && e.Type().IsRegular() && len(logs) == 0 {
 				l, err := fileLog(filepath.Join(d, e.Name()), corepipe.SourcePstore)
 				if err != nil {
-					return err
+					errs = append(errs, err)
+					continue
 				}
-				out = append(out, l)
+				out = collectPanics(out, l)
 			}
 			if e.IsDir() && depth < 2 {
-				if err := walk(filepath.Join(d, e.Name()), depth+1); err != nil {
-					return err
-				}
+				walk(filepath.Join(d, e.Name()), depth+1)
 			}
 		}
-		return nil
 	}
-	return out, walk(dir, 0)
+	walk(dir, 0)
+	return out, errors.Join(errs...)
 }
 
 // kdumpLogs reads kdump's dmesg files: kdump-tools's
@@ -434,6 +448,7 @@ func kdumpLogs(dir string) ([]PanicLog, error) {
 		return nil, err
 	}
 	var out []PanicLog
+	var errs []error
 	for _, e := range entries {
 		if !e.IsDir() {
 			continue
@@ -441,7 +456,8 @@ func kdumpLogs(dir string) ([]PanicLog, error) {
 		sub := filepath.Join(dir, e.Name())
 		files, err := os.ReadDir(sub)
 		if err != nil {
-			return nil, err
+			errs = append(errs, err)
+			continue
 		}
 		for _, f := range files {
 			n := f.Name()
@@ -450,27 +466,41 @@ func kdumpLogs(dir string) ([]PanicLog, error) {
 			}
 			l, err := fileLog(filepath.Join(sub, n), corepipe.SourceKdump)
 			if err != nil {
-				return nil, err
+				errs = append(errs, err)
+				continue
 			}
+			out = collectPanics(out, l)
+		}
+	}
+	return out, errors.Join(errs...)
+}
+
+// collectPanics appends the logs that hold a panic to out — an Oops the kernel
+// survived, a shutdown's dump, stay as they are — and drops the oldest
+// past maxLastBootLogs.
+func collectPanics(out []PanicLog, logs ...PanicLog) []PanicLog {
+	for _, l := range logs {
+		if _, err := kernlog.Parse(bytes.NewReader(l.Log)); err == nil {
 			out = append(out, l)
 		}
 	}
-	return out, nil
+	if len(out) <= maxLastBootLogs {
+		return out
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].At.After(out[j].At) })
+	clear(out[maxLastBootLogs:])
+	return out[:maxLastBootLogs]
 }
 
 // fileLog reads one whole log file, its newest MaxPanicLog bytes, with
 // any pstore part headers and notices in it dropped.
 func fileLog(path, source string) (PanicLog, error) {
 	l := PanicLog{Source: source, Files: []string{path}}
-	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
+	f, st, err := openLog(path)
 	if err != nil {
-		return l, fmt.Errorf("open kernel log: %w", err)
+		return l, err
 	}
 	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return l, fmt.Errorf("kernel log %s: %w", path, err)
-	}
 	l.At = st.ModTime()
 	data, err := readTail(f, st.Size())
 	if err != nil {

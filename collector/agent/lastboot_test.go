@@ -296,15 +296,34 @@ func TestLastBootBoundedAndCompressed(t *testing.T) {
 	zw, _ := flate.NewWriter(&z, flate.BestCompression)
 	zw.Write(bytes.Replace(parts[0], []byte("6.199701]"), []byte("7.000001]"), 1))
 	zw.Close()
-	writeFiles(t, dir, map[string][]byte{"dmesg-ramoops-0.enc.z": z.Bytes()}, time.Now())
+	writeFiles(t, dir, map[string][]byte{"dmesg-ramoops-0.enc.z": z.Bytes(), "dmesg-ramoops-1.enc.z": []byte("\xffnot deflate")}, time.Now())
 	b := lastBoot(r, LastBoot{Pstore: dir})
 	logs := b.Find()
 	if len(logs) != 2 {
-		t.Fatalf("found %d logs, want the big and the compressed one", len(logs))
+		t.Fatalf("found %d logs, want the big and the compressed one (the corrupt one costing only itself)", len(logs))
 	}
 	for _, l := range logs {
 		if len(l.Log) > MaxPanicLog {
 			t.Errorf("%s: %d bytes kept", l.Files[0], len(l.Log))
 		}
+	}
+}
+
+// An archive that keeps every dump costs the newest few logs, not one per
+// dump: the older were recorded by earlier starts.
+func TestLastBootKeepsTheNewest(t *testing.T) {
+	serial, err := os.ReadFile("../../kernlog/testdata/qemu-sysrq-serial.log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	at := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for i := range maxLastBootLogs + 4 {
+		stamp := at.Add(time.Duration(i) * time.Hour).Format("200601021504")
+		writeFiles(t, dir, map[string][]byte{stamp + "/dmesg." + stamp: serial}, at.Add(time.Duration(i)*time.Hour))
+	}
+	logs := (&LastBoot{Kdump: dir}).Find()
+	if len(logs) != maxLastBootLogs || !logs[0].At.Equal(at.Add(4*time.Hour)) || !logs[len(logs)-1].At.Equal(at.Add(time.Duration(maxLastBootLogs+3)*time.Hour)) {
+		t.Fatalf("%d logs, from %v to %v", len(logs), logs[0].At, logs[len(logs)-1].At)
 	}
 }
