@@ -1,55 +1,22 @@
 package analyzer
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
-	"os"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/corepipe/corepipe"
+	"github.com/corepipe/corepipe/internal/testkit/netconsoletest"
 	"github.com/corepipe/corepipe/kernlog"
 	"github.com/corepipe/corepipe/netconsole"
 )
-
-// captureOf replays a real netconsole capture (Debian 6.1 under qemu,
-// sysrq 'c') through a receiver.
-func captureOf(t *testing.T, path string) *netconsole.Capture {
-	t.Helper()
-	var got *netconsole.Capture
-	r, err := netconsole.New(netconsole.Config{}, func(c *netconsole.Capture) { got = c })
-	if err != nil {
-		t.Fatal(err)
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	now := time.Now()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		var d string
-		if err := json.Unmarshal(sc.Bytes(), &d); err != nil {
-			t.Fatal(err)
-		}
-		r.Datagram(now, "127.0.0.1:6665", []byte(d))
-	}
-	r.Flush(now)
-	if got == nil {
-		t.Fatal("no capture")
-	}
-	return got
-}
 
 // TestHandleKernelPanic: a panic recorded from netconsole — twice, as two
 // receivers would — is one crash and one kernel_panic report.
 func TestHandleKernelPanic(t *testing.T) {
 	rg := newRig(t)
 	ctx := context.Background()
-	capture := captureOf(t, "../netconsole/testdata/qemu-sysrq-ext.jsonl")
+	capture := netconsoletest.Replay(t, "../netconsole/testdata/qemu-sysrq-ext.jsonl")
 	rec := &netconsole.Recorder{Blobs: rg.blobs, Queue: rg.queue}
 	c, err := rec.Record(ctx, capture)
 	if err != nil {

@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"bufio"
 	"bytes"
 	"compress/flate"
 	"context"
@@ -13,39 +12,14 @@ import (
 	"time"
 
 	"github.com/corepipe/corepipe"
+	"github.com/corepipe/corepipe/internal/testkit/netconsoletest"
 	"github.com/corepipe/corepipe/netconsole"
 )
 
 // captured is what the receiver made of a real netconsole capture of the
-// sysrq panic of Debian's 6.1 kernel in qemu (one datagram a line, as JSON
-// strings), sent by 127.0.0.1 as qemu's user networking delivers it.
+// sysrq panic of Debian's 6.1 kernel in qemu, sent by 127.0.0.1.
 func captured(t *testing.T, name string) *netconsole.Capture {
-	t.Helper()
-	var got *netconsole.Capture
-	r, err := netconsole.New(netconsole.Config{}, func(c *netconsole.Capture) { got = c })
-	if err != nil {
-		t.Fatal(err)
-	}
-	f, err := os.Open("../../netconsole/testdata/qemu-sysrq-" + name + ".jsonl")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	now := time.Date(2026, 12, 2, 6, 34, 0, 0, time.UTC)
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		var d string
-		if err := json.Unmarshal(sc.Bytes(), &d); err != nil {
-			t.Fatal(err)
-		}
-		now = now.Add(time.Millisecond)
-		r.Datagram(now, "127.0.0.1:6665", []byte(d))
-	}
-	r.Flush(now)
-	if got == nil {
-		t.Fatalf("%s: no capture", name)
-	}
-	return got
+	return netconsoletest.Replay(t, "../../netconsole/testdata/qemu-sysrq-"+name+".jsonl")
 }
 
 // pstoreParts cuts log as the kernel dumps it to pstore at a panic: its
