@@ -38,7 +38,7 @@ func agentFlagsOf(fset *pflag.FlagSet) *agentFlags {
 	fset.DurationVar(&f.maxBackoff, "max-backoff", 30*time.Second, "longest wait between retries while storage or the queue is down")
 	fset.DurationVar(&f.handlerCheck, "handler-check", time.Minute, "with --install-handler: how often to check that core_pattern is still the collector's, and install it again if not")
 	f.netconsole = netconsoleTargetFlagsOf(fset)
-	fset.StringVar(&f.previousBoot.pstore, "pstore", "/sys/fs/pstore", "where pstore is mounted: the previous boot's kernel panic is recorded from it, and its records removed once stored and queued (empty: not read)")
+	fset.StringVar(&f.previousBoot.pstore, "pstore", "/sys/fs/pstore", "`directory` pstore is mounted on: the previous boot's kernel panic is recorded from it, and its records removed once stored and queued (empty: not read)")
 	fset.StringVar(&f.previousBoot.systemdPstore, "systemd-pstore", "/var/lib/systemd/pstore", "systemd-pstore's archive `directory`, read for the previous boot's kernel panic, never changed (empty: not read)")
 	fset.StringVar(&f.previousBoot.kdump, "kdump", "/var/crash", "kdump's dump `directory`, whose <stamp>/dmesg.* files are read for kernel panics, never changed (empty: not read)")
 	return f
