@@ -12,16 +12,23 @@ import (
 // version and workload and folds them into groups, oldest first as a
 // rebuild would.
 func backfillGroups(ctx context.Context, tx *sql.Tx) error {
-	err := eachSummary(ctx, tx, func(r *corepipe.Report) error {
+	w, err := newWriter(ctx, tx, nil)
+	if err != nil {
+		return fmt.Errorf("backfill groups: %w", err)
+	}
+	err = eachSummary(ctx, tx, func(r *corepipe.Report) error {
 		if _, err := tx.ExecContext(ctx, `UPDATE crashes SET version = ?, workload = ? WHERE id = ?`,
 			r.Version(), r.Workload(), r.ID); err != nil {
 			return fmt.Errorf("%s: %w", r.ID, err)
 		}
 		if r.Signature != "" {
-			return observe(ctx, tx, r, nil)
+			return w.observe(r)
 		}
 		return nil
 	})
+	if err == nil {
+		err = w.flush()
+	}
 	if err != nil {
 		return fmt.Errorf("backfill groups: %w", err)
 	}

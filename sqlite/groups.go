@@ -20,29 +20,6 @@ const maxShares = 50
 // MaxBuckets bounds Occurrences, whatever step a caller asks for.
 const MaxBuckets = 1000
 
-// observe folds r into its group, creating the group on its first crash.
-func observe(ctx context.Context, tx *sql.Tx, r *corepipe.Report, owners *corepipe.OwnerRules) error {
-	g, observed, err := loadGroupRow(ctx, tx, r.Signature)
-	if err != nil && !errors.Is(err, corepipe.ErrNotFound) {
-		return err
-	}
-	if g == nil {
-		// A new group, or one a rebuild or regroup folds again: the fold
-		// starts from people's decision, not from its state before.
-		d, err := loadDecision(ctx, tx, r.Signature)
-		if err != nil {
-			return err
-		}
-		g = &corepipe.Group{Triage: d}
-	} else {
-		g.Status = observed
-	}
-	if err := fold(ctx, tx, g, r, owners); err != nil {
-		return err
-	}
-	return saveGroup(ctx, tx, g)
-}
-
 // fold is Group.Observe, which starts a first crash's group afresh, keeping
 // the group's triage and owner, then folds r into the triage too. A group
 // nobody assigned is owned as the owners rules say of its latest crash.
@@ -139,11 +116,8 @@ func saveGroup(ctx context.Context, tx *sql.Tx, g *corepipe.Group) error {
 		if triage, err = json.Marshal(g.Triage); err != nil {
 			return fmt.Errorf("save group %s: %w", g.Signature, err)
 		}
-		if g.Triage.Assignee != "" {
-			// People's say wins over the owners rules.
-			g.Assignee = g.Triage.Assignee
-		}
 	}
+	peopleAssign(g)
 	// g.Status is what the crashes say; the status column is what the
 	// group shows, which lists filter on.
 	_, err = tx.ExecContext(ctx, `INSERT OR REPLACE INTO groups (`+groupColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
@@ -153,6 +127,14 @@ func saveGroup(ctx context.Context, tx *sql.Tx, g *corepipe.Group) error {
 		return fmt.Errorf("save group %s: %w", g.Signature, FormatError(err))
 	}
 	return nil
+}
+
+// peopleAssign gives g the owner people named, whose say wins over the
+// owners rules.
+func peopleAssign(g *corepipe.Group) {
+	if g.Triage != nil && g.Triage.Assignee != "" {
+		g.Assignee = g.Triage.Assignee
+	}
 }
 
 type scanner interface{ Scan(dest ...any) error }

@@ -283,17 +283,7 @@ func TestRebuild(t *testing.T) {
 
 	rebuilt, _ := openTest(t)
 	upsert(t, rebuilt, report(9999)) // stale: not among the stored reports
-	err := rebuilt.Rebuild(context.Background(), func(put func(*corepipe.Report) error) error {
-		for _, r := range final {
-			if err := put(r); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	rebuild(t, rebuilt, final...)
 	fresh, _ := openTest(t)
 	upsert(t, fresh, final...)
 
@@ -320,7 +310,7 @@ func TestRebuild(t *testing.T) {
 	}
 
 	failing := errors.New("blob store down")
-	err = rebuilt.Rebuild(context.Background(), func(put func(*corepipe.Report) error) error {
+	err := rebuilt.Rebuild(context.Background(), func(put func(*corepipe.Report) error) error {
 		put(report(1))
 		return failing
 	})

@@ -25,6 +25,18 @@ const (
 	MaxLimit     = 500
 )
 
+// indexCacheKiB is each connection's page cache. Writing a crash touches
+// a page of every index on crashes, at as many places as the index has
+// keys (nodes, groups, pods): SQLite's default 2 MiB thrashes long before
+// ten million crashes, and the writer reads back the pages it just wrote.
+const indexCacheKiB = 64 << 10
+
+// indexCheckpointPages is how large the WAL grows (4 KiB pages) before a
+// commit checkpoints it. Each checkpoint copies the pages and syncs the
+// file: once every few thousand reports, not on every commit of a batch,
+// which the default 1000 pages (4 MiB) meant.
+const indexCheckpointPages = 16 << 10
+
 // Index is a corepipe.Index stored in one SQLite file. It is safe for
 // concurrent use, and several processes may open the same file.
 type Index struct {
@@ -39,7 +51,7 @@ var _ corepipe.Index = (*Index)(nil)
 func Open(path string) (*Index, error) {
 	// synchronous=NORMAL is durable enough in WAL mode for an index that can
 	// be rebuilt, and avoids an fsync per upsert.
-	db, err := openDB(context.Background(), path, config{kind: "index", synchronous: "NORMAL"})
+	db, err := openDB(context.Background(), path, config{kind: "index", synchronous: "NORMAL", cacheKiB: indexCacheKiB, checkpointPages: indexCheckpointPages})
 	if err != nil {
 		return nil, fmt.Errorf("open index %q: %w", path, err)
 	}
@@ -60,83 +72,33 @@ func (x *Index) Close() error {
 // moves to that group. A pending report never replaces an analyzed or failed
 // one: it is older news that arrived late.
 func (x *Index) Upsert(ctx context.Context, r *corepipe.Report) error {
+	return x.UpsertBatch(ctx, []*corepipe.Report{r})
+}
+
+// UpsertBatch upserts the reports of rs, in order, in one transaction: all
+// of them are indexed or none is. A batch pays for one commit, prepares
+// each statement once, and loads and saves each group once however many of
+// its crashes it holds; the index ends as Upsert of each in turn leaves it.
+func (x *Index) UpsertBatch(ctx context.Context, rs []*corepipe.Report) error {
 	tx, err := x.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("index upsert: %w", FormatError(err))
 	}
 	defer tx.Rollback()
-	if err := upsertTx(ctx, tx, r, x.owners.Load()); err != nil {
-		return err
+	w, err := newWriter(ctx, tx, x.owners.Load())
+	if err != nil {
+		return fmt.Errorf("index upsert: %w", err)
+	}
+	for _, r := range rs {
+		if err := w.upsert(r); err != nil {
+			return err
+		}
+	}
+	if err := w.flush(); err != nil {
+		return fmt.Errorf("index upsert: %w", err)
 	}
 	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("index upsert %s: commit: %w", r.ID, FormatError(err))
-	}
-	return nil
-}
-
-func upsertTx(ctx context.Context, tx *sql.Tx, r *corepipe.Report, owners *corepipe.OwnerRules) error {
-	if err := corepipe.CheckID(r.ID); err != nil {
-		return fmt.Errorf("index upsert: %w", err)
-	}
-	var (
-		prevStatus    corepipe.ReportStatus
-		prevSignature string
-	)
-	err := tx.QueryRowContext(ctx, `SELECT status, signature FROM crashes WHERE id = ?`, r.ID).Scan(&prevStatus, &prevSignature)
-	exists := err == nil
-	if err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return fmt.Errorf("index upsert %s: %w", r.ID, FormatError(err))
-	}
-	if exists && r.Status == corepipe.StatusPending && prevStatus != corepipe.StatusPending {
-		return nil
-	}
-	summary, err := json.Marshal(r.Summary())
-	if err != nil {
-		return fmt.Errorf("index upsert %s: encode summary: %w", r.ID, err)
-	}
-	var namespace, pod string
-	if c := r.Container; c != nil {
-		namespace, pod = c.Namespace, c.Pod
-	}
-	exe := reportExe(r)
-	_, err = tx.ExecContext(ctx, `
-		INSERT INTO crashes (id, captured_at, node, namespace, pod, exe, exe_base, signature, status, version, workload, build_id, go_build_id, core_stored, summary)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-		ON CONFLICT (id) DO UPDATE SET
-			captured_at = excluded.captured_at,
-			node = excluded.node,
-			namespace = excluded.namespace,
-			pod = excluded.pod,
-			exe = excluded.exe,
-			exe_base = excluded.exe_base,
-			signature = excluded.signature,
-			status = excluded.status,
-			version = excluded.version,
-			workload = excluded.workload,
-			build_id = excluded.build_id,
-			go_build_id = excluded.go_build_id,
-			core_stored = excluded.core_stored,
-			summary = excluded.summary`,
-		r.ID, unixNanos(r.CapturedAt), r.Node, namespace, pod, exe, exeBase(exe), r.Signature, r.Status,
-		r.Version(), r.Workload(), r.Artifacts.Executable.BuildID, r.Artifacts.Executable.GoBuildID, r.Artifacts.Core.Key != "", summary)
-	if err != nil {
-		return fmt.Errorf("index upsert %s: %w", r.ID, FormatError(err))
-	}
-	if err := indexText(ctx, tx, r.ID, r); err != nil {
-		return fmt.Errorf("index upsert: %w", err)
-	}
-	if exists && prevSignature == r.Signature {
-		return nil
-	}
-	if exists && prevSignature != "" {
-		if err := regroup(ctx, tx, prevSignature, owners); err != nil {
-			return fmt.Errorf("index upsert %s: move out of its old group: %w", r.ID, err)
-		}
-	}
-	if r.Signature != "" {
-		if err := observe(ctx, tx, r, owners); err != nil {
-			return fmt.Errorf("index upsert %s: %w", r.ID, err)
-		}
+		return fmt.Errorf("index upsert of %d reports: commit: %w", len(rs), FormatError(err))
 	}
 	return nil
 }
@@ -154,12 +116,195 @@ func (x *Index) Rebuild(ctx context.Context, fill func(put func(*corepipe.Report
 	if _, err := tx.ExecContext(ctx, `DELETE FROM crashes; DELETE FROM groups; DELETE FROM crashes_text;`); err != nil {
 		return fmt.Errorf("index rebuild: empty: %w", FormatError(err))
 	}
-	owners := x.owners.Load()
-	if err := fill(func(r *corepipe.Report) error { return upsertTx(ctx, tx, r, owners) }); err != nil {
+	w, err := newWriter(ctx, tx, x.owners.Load())
+	if err != nil {
+		return fmt.Errorf("index rebuild: %w", err)
+	}
+	if err := fill(w.upsert); err != nil {
+		return fmt.Errorf("index rebuild: %w", err)
+	}
+	if err := w.flush(); err != nil {
 		return fmt.Errorf("index rebuild: %w", err)
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("index rebuild: commit: %w", FormatError(err))
+	}
+	return nil
+}
+
+// maxFolding bounds the groups a writer folds in memory before it saves
+// them: a rebuild of a fleet's year meets every group there is.
+const maxFolding = 4096
+
+// writer indexes reports within one transaction, which is what makes a
+// batch cheap: each statement is prepared once, not once a report, and a
+// group is loaded once, folded in memory by every crash of it that comes,
+// and saved once at flush, instead of being decoded and encoded per crash.
+// Folding in memory gives the row that saving after each crash would have.
+type writer struct {
+	ctx    context.Context
+	tx     *sql.Tx
+	owners *corepipe.OwnerRules
+
+	prev, put, dropText, putText *sql.Stmt
+	// groups are folded and not saved yet, by signature.
+	groups map[string]*corepipe.Group
+}
+
+// crashColumns are the columns of a crash row that Upsert writes, in the
+// order of its arguments; id first.
+var crashColumns = []string{"id", "captured_at", "node", "namespace", "pod", "exe", "exe_base", "signature", "status",
+	"version", "workload", "build_id", "go_build_id", "core_stored", "summary"}
+
+// upsertCrash inserts a crash row or replaces every column of the row of its
+// id, which keeps its rowid and so its searchable text's.
+var upsertCrash = func() string {
+	set := make([]string, 0, len(crashColumns)-1)
+	for _, c := range crashColumns[1:] {
+		set = append(set, c+" = excluded."+c)
+	}
+	return "INSERT INTO crashes (" + strings.Join(crashColumns, ", ") + ") VALUES (?" + strings.Repeat(", ?", len(crashColumns)-1) +
+		") ON CONFLICT (id) DO UPDATE SET " + strings.Join(set, ", ")
+}()
+
+// newWriter prepares the statements on tx; they close with it.
+func newWriter(ctx context.Context, tx *sql.Tx, owners *corepipe.OwnerRules) (*writer, error) {
+	w := &writer{ctx: ctx, tx: tx, owners: owners, groups: map[string]*corepipe.Group{}}
+	for _, s := range []struct {
+		stmt  **sql.Stmt
+		query string
+	}{
+		{&w.prev, `SELECT rowid, status, signature FROM crashes WHERE id = ?`},
+		{&w.put, upsertCrash},
+		{&w.dropText, `DELETE FROM crashes_text WHERE rowid = ?`},
+		{&w.putText, `INSERT INTO crashes_text (rowid, text) VALUES (?, ?)`},
+	} {
+		stmt, err := tx.PrepareContext(ctx, s.query)
+		if err != nil {
+			return nil, fmt.Errorf("prepare: %w", FormatError(err))
+		}
+		*s.stmt = stmt
+	}
+	return w, nil
+}
+
+// upsert is Index.Upsert within the writer's transaction.
+func (w *writer) upsert(r *corepipe.Report) error {
+	if err := corepipe.CheckID(r.ID); err != nil {
+		return fmt.Errorf("index upsert: %w", err)
+	}
+	var (
+		rowid         int64
+		prevStatus    corepipe.ReportStatus
+		prevSignature string
+	)
+	err := w.prev.QueryRowContext(w.ctx, r.ID).Scan(&rowid, &prevStatus, &prevSignature)
+	exists := err == nil
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("index upsert %s: %w", r.ID, FormatError(err))
+	}
+	if exists && r.Status == corepipe.StatusPending && prevStatus != corepipe.StatusPending {
+		return nil
+	}
+	summary, err := json.Marshal(r.Summary())
+	if err != nil {
+		return fmt.Errorf("index upsert %s: encode summary: %w", r.ID, err)
+	}
+	var namespace, pod string
+	if c := r.Container; c != nil {
+		namespace, pod = c.Namespace, c.Pod
+	}
+	exe := reportExe(r)
+	res, err := w.put.ExecContext(w.ctx, r.ID, unixNanos(r.CapturedAt), r.Node, namespace, pod, exe, exeBase(exe), r.Signature, r.Status,
+		r.Version(), r.Workload(), r.Artifacts.Executable.BuildID, r.Artifacts.Executable.GoBuildID, r.Artifacts.Core.Key != "", summary)
+	if err != nil {
+		return fmt.Errorf("index upsert %s: %w", r.ID, FormatError(err))
+	}
+	if !exists {
+		// An update keeps the row's rowid; an insert's is the new one.
+		if rowid, err = res.LastInsertId(); err != nil {
+			return fmt.Errorf("index upsert %s: %w", r.ID, FormatError(err))
+		}
+	}
+	if err := w.text(rowid, exists, r); err != nil {
+		return fmt.Errorf("index upsert: %w", err)
+	}
+	if exists && prevSignature == r.Signature {
+		return nil
+	}
+	if exists && prevSignature != "" {
+		// regroup folds from the crash rows, this batch's included: what
+		// the writer folded of the old group so far is superseded.
+		delete(w.groups, prevSignature)
+		if err := regroup(w.ctx, w.tx, prevSignature, w.owners); err != nil {
+			return fmt.Errorf("index upsert %s: move out of its old group: %w", r.ID, err)
+		}
+	}
+	if r.Signature != "" {
+		if err := w.observe(r); err != nil {
+			return fmt.Errorf("index upsert %s: %w", r.ID, err)
+		}
+	}
+	return nil
+}
+
+// text replaces the searchable text of the crash row rowid; replace says
+// whether the row had one.
+func (w *writer) text(rowid int64, replace bool, r *corepipe.Report) error {
+	if replace {
+		if _, err := w.dropText.ExecContext(w.ctx, rowid); err != nil {
+			return fmt.Errorf("index text of %s: %w", r.ID, FormatError(err))
+		}
+	}
+	if _, err := w.putText.ExecContext(w.ctx, rowid, searchText(r)); err != nil {
+		return fmt.Errorf("index text of %s: %w", r.ID, FormatError(err))
+	}
+	return nil
+}
+
+// observe folds r into its group, starting the group on its first crash.
+func (w *writer) observe(r *corepipe.Report) error {
+	g := w.groups[r.Signature]
+	if g == nil {
+		loaded, observed, err := loadGroupRow(w.ctx, w.tx, r.Signature)
+		switch {
+		case err == nil:
+			// Group.Observe goes on from the status the crashes gave it.
+			loaded.Status = observed
+			g = loaded
+		case errors.Is(err, corepipe.ErrNotFound):
+			// A new group, or one a rebuild or regroup folds again: the
+			// fold starts from people's decision, not from its state
+			// before.
+			d, err := loadDecision(w.ctx, w.tx, r.Signature)
+			if err != nil {
+				return err
+			}
+			g = &corepipe.Group{Triage: d}
+		default:
+			return err
+		}
+		if len(w.groups) >= maxFolding {
+			if err := w.flush(); err != nil {
+				return err
+			}
+		}
+		w.groups[r.Signature] = g
+	}
+	if err := fold(w.ctx, w.tx, g, r, w.owners); err != nil {
+		return err
+	}
+	peopleAssign(g)
+	return nil
+}
+
+// flush saves the groups folded so far.
+func (w *writer) flush() error {
+	for sig, g := range w.groups {
+		if err := saveGroup(w.ctx, w.tx, g); err != nil {
+			return err
+		}
+		delete(w.groups, sig)
 	}
 	return nil
 }

@@ -60,6 +60,22 @@ func upsert(t *testing.T, x *Index, rs ...*corepipe.Report) {
 	}
 }
 
+// rebuild rebuilds x from rs, in order.
+func rebuild(t *testing.T, x *Index, rs ...*corepipe.Report) {
+	t.Helper()
+	err := x.Rebuild(context.Background(), func(put func(*corepipe.Report) error) error {
+		for _, r := range rs {
+			if err := put(r); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
 func list(t *testing.T, x *Index, f corepipe.CrashFilter) ([]string, string) {
 	t.Helper()
 	rs, next, err := x.Crashes(context.Background(), f)

@@ -60,6 +60,11 @@ type config struct {
 	synchronous string
 	// maxConns bounds the pool; 0 leaves it open.
 	maxConns int
+	// cacheKiB is each connection's page cache; 0 leaves SQLite's 2 MiB.
+	cacheKiB int
+	// checkpointPages is how large the WAL grows before a commit copies it
+	// into the file; 0 leaves SQLite's 1000 pages.
+	checkpointPages int
 }
 
 // openDB opens or creates the file at path and migrates it.
@@ -74,6 +79,12 @@ func openDB(ctx context.Context, path string, c config) (*DB, error) {
 	// transaction that reads then writes never fails half-way on a lock.
 	dsn := path + fmt.Sprintf("?_pragma=busy_timeout(%d)&_pragma=journal_mode(WAL)&_pragma=synchronous(%s)&_txlock=immediate",
 		busyTimeout.Milliseconds(), c.synchronous)
+	if c.cacheKiB > 0 {
+		dsn += fmt.Sprintf("&_pragma=cache_size(-%d)", c.cacheKiB)
+	}
+	if c.checkpointPages > 0 {
+		dsn += fmt.Sprintf("&_pragma=wal_autocheckpoint(%d)", c.checkpointPages)
+	}
 	sdb, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, err

@@ -244,21 +244,6 @@ func searchText(r *corepipe.Report) string {
 
 const maxSearchFrames = 100
 
-// indexText replaces the searchable text of the crash row id.
-func indexText(ctx context.Context, tx *sql.Tx, id string, r *corepipe.Report) error {
-	var rowid int64
-	if err := tx.QueryRowContext(ctx, `SELECT rowid FROM crashes WHERE id = ?`, id).Scan(&rowid); err != nil {
-		return fmt.Errorf("index text of %s: %w", id, FormatError(err))
-	}
-	if _, err := tx.ExecContext(ctx, `DELETE FROM crashes_text WHERE rowid = ?`, rowid); err != nil {
-		return fmt.Errorf("index text of %s: %w", id, FormatError(err))
-	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO crashes_text (rowid, text) VALUES (?, ?)`, rowid, searchText(r)); err != nil {
-		return fmt.Errorf("index text of %s: %w", id, FormatError(err))
-	}
-	return nil
-}
-
 // matchQuery turns what someone typed into an FTS5 query: each word a
 // quoted prefix, all of them required. Quoting keeps FTS5's operators
 // (NEAR, AND, column filters, '*', '^') out of reach of the input.
@@ -283,7 +268,16 @@ const (
 // from their summaries (title, panic message, top frames), one page at a
 // time.
 func backfillText(ctx context.Context, tx *sql.Tx) error {
-	err := eachSummary(ctx, tx, func(r *corepipe.Report) error { return indexText(ctx, tx, r.ID, r) })
+	w, err := newWriter(ctx, tx, nil)
+	if err == nil {
+		err = eachSummary(ctx, tx, func(r *corepipe.Report) error {
+			var rowid int64
+			if err := tx.QueryRowContext(ctx, `SELECT rowid FROM crashes WHERE id = ?`, r.ID).Scan(&rowid); err != nil {
+				return fmt.Errorf("index text of %s: %w", r.ID, FormatError(err))
+			}
+			return w.text(rowid, true, r)
+		})
+	}
 	if err != nil {
 		return fmt.Errorf("backfill search: %w", err)
 	}

@@ -82,17 +82,7 @@ func TestResolvedRegressesOnlyInANewerVersion(t *testing.T) {
 	for i := len(rs) - 1; i >= 0; i-- {
 		all = append(all, rs[i])
 	}
-	err = x.Rebuild(context.Background(), func(put func(*corepipe.Report) error) error {
-		for _, r := range all {
-			if err := put(r); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	rebuild(t, x, all...)
 	if g := group(t, x, sig); g.Status != corepipe.GroupRegressed || g.Count != 5 {
 		t.Errorf("after a rebuild: %s, %d crashes", g.Status, g.Count)
 	}
