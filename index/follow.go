@@ -22,6 +22,26 @@ const IdleReady = time.Second
 // pollInterval is how often a catching-up follower checks its backlog.
 const pollInterval = 250 * time.Millisecond
 
+// maxBatch bounds the reports indexed in one transaction: a backlog is
+// indexed a batch at a time, each batch acked once it is committed.
+const maxBatch = 256
+
+// ackers is how many acks of a batch are in flight at once: each waits for
+// the server, and one at a time they would cost more than the batch.
+const ackers = 16
+
+// readyFetcher is a consumer that can hand over the messages it has ready
+// without waiting for more (queue/nats's consumers can).
+type readyFetcher interface {
+	FetchReady(ctx context.Context, max int) ([]corepipe.Message, error)
+}
+
+// batchIndex is an index that can upsert several reports in one
+// transaction, all or none (sqlite.Index can).
+type batchIndex interface {
+	UpsertBatch(ctx context.Context, rs []*corepipe.Report) error
+}
+
 // backlogger is a consumer that can tell how many messages it has not
 // acknowledged yet (queue/nats's consumers can).
 type backlogger interface {
@@ -89,36 +109,97 @@ func (f *Follower) Run(ctx context.Context) error {
 			continue
 		}
 		f.lastMessage.Store(time.Now().UnixNano())
-		f.handle(ctx, log, msg)
+		msgs := []corepipe.Message{msg}
+		if rf, ok := f.Consumer.(readyFetcher); ok {
+			more, err := rf.FetchReady(ctx, maxBatch-1)
+			if err != nil {
+				log.Warn("fetch the reports ready", "err", err)
+			}
+			msgs = append(msgs, more...)
+		}
+		f.handle(ctx, log, msgs)
 		f.lastMessage.Store(time.Now().UnixNano())
 	}
 }
 
-func (f *Follower) handle(ctx context.Context, log *slog.Logger, msg corepipe.Message) {
-	var r corepipe.Report
-	if err := json.Unmarshal(msg.Data(), &r); err != nil || corepipe.CheckID(r.ID) != nil {
-		log.Error("unreadable report message skipped", "err", err)
-		msg.Term(ctx)
-		f.handled.Add(1)
-		return
+// pending is a report message read and not indexed yet.
+type pending struct {
+	msg corepipe.Message
+	r   *corepipe.Report
+}
+
+// handle indexes msgs in order: an unreadable message is terminated, a
+// deleted report forgotten, and the runs of reports between them upserted
+// a batch at a time.
+func (f *Follower) handle(ctx context.Context, log *slog.Logger, msgs []corepipe.Message) {
+	var run []pending
+	for _, msg := range msgs {
+		var r corepipe.Report
+		if err := json.Unmarshal(msg.Data(), &r); err != nil || corepipe.CheckID(r.ID) != nil {
+			log.Error("unreadable report message skipped", "err", err)
+			msg.Term(ctx)
+			f.handled.Add(1)
+			continue
+		}
+		if r.Status != corepipe.StatusDeleted {
+			run = append(run, pending{msg, &r})
+			continue
+		}
+		f.upsert(ctx, log, run)
+		run = nil
+		f.done(ctx, log, pending{msg, &r}, f.forget(ctx, r.ID))
 	}
-	var err error
-	if r.Status == corepipe.StatusDeleted {
-		err = f.forget(ctx, r.ID)
-	} else {
-		err = f.Index.Upsert(ctx, &r)
+	f.upsert(ctx, log, run)
+}
+
+// upsert indexes run in one transaction when the index can, then acks each
+// message. When the batch fails, each report is indexed alone, so that the
+// one that fails is retried alone and does not hold the others back.
+func (f *Follower) upsert(ctx context.Context, log *slog.Logger, run []pending) {
+	if b, ok := f.Index.(batchIndex); ok && len(run) > 1 {
+		rs := make([]*corepipe.Report, len(run))
+		for i, p := range run {
+			rs[i] = p.r
+		}
+		err := b.UpsertBatch(ctx, rs)
+		if err == nil {
+			f.ackAll(ctx, log, run)
+			return
+		}
+		log.Warn("index a batch of reports, indexing them one by one", "reports", len(run), "err", err)
 	}
+	for _, p := range run {
+		f.done(ctx, log, p, f.Index.Upsert(ctx, p.r))
+	}
+}
+
+// ackAll acks the messages of an indexed batch, several at a time.
+func (f *Follower) ackAll(ctx context.Context, log *slog.Logger, run []pending) {
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, ackers)
+	for _, p := range run {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			f.done(ctx, log, p, nil)
+		})
+	}
+	wg.Wait()
+}
+
+// done acks p once the index holds it (err nil), or asks for it again.
+func (f *Follower) done(ctx context.Context, log *slog.Logger, p pending, err error) {
 	if err != nil {
-		log.Warn("index report, will retry", corepipe.LogKeyCrash, r.ID, "err", err)
-		msg.Nak(ctx, time.Second)
+		log.Warn("index report, will retry", corepipe.LogKeyCrash, p.r.ID, "err", err)
+		p.msg.Nak(ctx, time.Second)
 		return
 	}
-	if err := msg.Ack(ctx); err != nil {
-		log.Warn("ack report", corepipe.LogKeyCrash, r.ID, "err", err)
+	if err := p.msg.Ack(ctx); err != nil {
+		log.Warn("ack report", corepipe.LogKeyCrash, p.r.ID, "err", err)
 	}
 	f.indexed.Add(1)
 	f.handled.Add(1)
-	log.Debug("report indexed", corepipe.LogKeyCrash, r.ID, "status", r.Status)
+	log.Debug("report indexed", corepipe.LogKeyCrash, p.r.ID, "status", p.r.Status)
 }
 
 // forget takes out of the index a report that retention deleted, when the

@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"reflect"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -248,5 +251,75 @@ func TestReadyWhenIdle(t *testing.T) {
 	}
 	if _, err := f.Pending(context.Background()); err == nil {
 		t.Error("Pending without a counting consumer: no error")
+	}
+}
+
+// flakyIndex fails every batch holding the report poison, and poison's
+// first Upsert alone.
+type flakyIndex struct {
+	*sqlite.Index
+	poison string
+
+	mu          sync.Mutex
+	batches     []int // sizes of the batches asked for
+	poisonTries int
+}
+
+func (x *flakyIndex) UpsertBatch(ctx context.Context, rs []*corepipe.Report) error {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	x.batches = append(x.batches, len(rs))
+	if slices.ContainsFunc(rs, func(r *corepipe.Report) bool { return r.ID == x.poison }) {
+		return errors.New("disk full")
+	}
+	return x.Index.UpsertBatch(ctx, rs)
+}
+
+func (x *flakyIndex) Upsert(ctx context.Context, r *corepipe.Report) error {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if r.ID == x.poison {
+		if x.poisonTries++; x.poisonTries == 1 {
+			return errors.New("disk full")
+		}
+	}
+	return x.Index.Upsert(ctx, r)
+}
+
+// TestFollowBatches: a backlog is indexed in batches; a batch that fails is
+// indexed one report at a time, so that only the report that fails alone
+// waits for its redelivery, and nothing is counted twice.
+func TestFollowBatches(t *testing.T) {
+	p := pipetest.Start(t)
+	var poison string
+	for i := range 120 {
+		r := stored(t, p.Blobs, p.Queue, i, "gocrash/v1:aa", "v1")
+		if i == 70 {
+			poison = r.ID
+		}
+	}
+	x := &flakyIndex{Index: openIndex(t, filepath.Join(t.TempDir(), "index.db")), poison: poison}
+	f, stop := follow(t, p.Queue, x, "api")
+	deadline := time.Now().Add(10 * time.Second)
+	for f.Indexed() < 120 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	stop()
+	if got := counts(snap(t, x.Index)); got["gocrash/v1:aa"] != 120 {
+		t.Errorf("group counts %v, want 120 crashes of gocrash/v1:aa", got)
+	}
+	if _, err := x.Crash(context.Background(), poison); err != nil {
+		t.Errorf("the report that failed once: %v", err)
+	}
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if slices.Max(x.batches) < 2 {
+		t.Errorf("batches of %v: the backlog was indexed one report at a time", x.batches)
+	}
+	if x.poisonTries != 2 {
+		t.Errorf("the failing report was upserted alone %d times, want 2 (failed, then redelivered)", x.poisonTries)
+	}
+	if f.Indexed() != 120 {
+		t.Errorf("indexed %d, want 120", f.Indexed())
 	}
 }

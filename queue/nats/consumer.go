@@ -163,6 +163,33 @@ func (c *consumer) Next(ctx context.Context) (corepipe.Message, error) {
 	}
 }
 
+// FetchReady returns up to max messages that the server has ready now,
+// without waiting for more: none when nothing is. The index follower takes
+// a backlog this way, to index it a batch at a time.
+func (c *consumer) FetchReady(ctx context.Context, max int) ([]corepipe.Message, error) {
+	jc, err := c.current(ctx)
+	if err != nil {
+		return nil, err
+	}
+	batch, err := jc.FetchNoWait(max)
+	if err != nil {
+		return nil, wrapErr("fetch from "+c.cfg.Durable, err)
+	}
+	var out []corepipe.Message
+	for m := range batch.Messages() {
+		msg, err := newMessage(c.q, m)
+		if err != nil {
+			// Unacked, it comes again after AckWait.
+			return out, fmt.Errorf("queue: fetch from %s: %w", c.cfg.Durable, err)
+		}
+		out = append(out, msg)
+	}
+	if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
+		return out, wrapErr("fetch from "+c.cfg.Durable, err)
+	}
+	return out, nil
+}
+
 // pull makes one pull request of at most maxPull. It returns a message, or
 // neither message nor error when the pull expired empty.
 func (c *consumer) pull(ctx context.Context) (*message, error) {
