@@ -301,3 +301,22 @@ func TestLastBootKeepsTheNewest(t *testing.T) {
 		t.Fatalf("%d logs, from %v to %v", len(logs), logs[0].At, logs[len(logs)-1].At)
 	}
 }
+
+// Whatever a record holds, plain or claiming to be compressed, reading it
+// back neither fails the others nor keeps more than MaxPanicLog.
+func FuzzLastBootPstore(f *testing.F) {
+	if raw, err := os.ReadFile("../../kernlog/testdata/qemu-sysrq-pstore.txt"); err == nil {
+		f.Add(raw)
+	}
+	f.Add([]byte("Panic#1 Part2\n[ 1.0] Kernel panic - not syncing: x\n\nECC: No errors detected\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		dir := t.TempDir()
+		at := time.Unix(1764657240, 0)
+		writeFiles(t, dir, map[string][]byte{"dmesg-ramoops-0": data, "dmesg-ramoops-1": data, "dmesg-efi-1.enc.z": data}, at)
+		for _, l := range (&LastBoot{Pstore: dir}).Find() {
+			if len(l.Log) > MaxPanicLog || len(l.Files) == 0 {
+				t.Fatalf("%d bytes from %v", len(l.Log), l.Files)
+			}
+		}
+	})
+}
