@@ -47,7 +47,7 @@ func stored(t *testing.T, blobs corepipe.BlobStore, q *natsq.Queue, i int, sig, 
 	return r
 }
 
-func put(t *testing.T, blobs corepipe.BlobStore, r *corepipe.Report) {
+func put(t testing.TB, blobs corepipe.BlobStore, r *corepipe.Report) {
 	t.Helper()
 	b, err := json.Marshal(r)
 	if err != nil {
@@ -300,10 +300,7 @@ func TestFollowBatches(t *testing.T) {
 	}
 	x := &flakyIndex{Index: openIndex(t, filepath.Join(t.TempDir(), "index.db")), poison: poison}
 	f, stop := follow(t, p.Queue, x, "api")
-	deadline := time.Now().Add(10 * time.Second)
-	for f.Indexed() < 120 && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
+	testkit.WaitFor(t, "120 reports indexed", func() bool { return f.Indexed() >= 120 })
 	stop()
 	if got := counts(snap(t, x.Index)); got["gocrash/v1:aa"] != 120 {
 		t.Errorf("group counts %v, want 120 crashes of gocrash/v1:aa", got)
