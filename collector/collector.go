@@ -319,14 +319,11 @@ func captureCore(ctx context.Context, cfg Config, root *os.Root, tmp string, a k
 		c.Notes = append(c.Notes, fmt.Sprintf("core dropped: %v", err))
 		return
 	}
+	// streamCore lets the process go once it has read the core; the
+	// disk and the hash are waited for after that.
 	res, err := streamCore(ctx, f, stdin, limit, q)
-	// Everything wanted from the kernel is read: let the process go before
-	// waiting for the disk.
-	release(stdin)
 	if err == nil {
-		if serr := f.Sync(); serr != nil {
-			err = errWrite{serr}
-		}
+		err = settleCore(f, &res)
 	}
 	if err == nil {
 		var fi os.FileInfo

@@ -7,13 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"runtime"
 	"sync"
 	"time"
 
 	"github.com/klauspost/compress/zstd"
-	"golang.org/x/sys/unix"
 
 	"github.com/corepipe/corepipe/internal/ctxio"
 )
@@ -32,9 +32,6 @@ const (
 	// maxEncoders bounds the compressing goroutines: beyond a few, a node
 	// that is busy crashing only loses memory to them.
 	maxEncoders = 4
-	// writebackEvery starts the kernel's writeback of what was written so
-	// far, so the final fsync finds little left to do.
-	writebackEvery = 8 << 20
 )
 
 // coreResult is what streaming the core produced.
@@ -62,31 +59,116 @@ func (e errWrite) Unwrap() error { return e.err }
 type chunk struct {
 	raw  []byte
 	n    int
+	enc  *zstd.Encoder // the encoder its frame was made with
 	out  []byte
 	done chan struct{}
 }
 
-// streamCore compresses src into dst, keeping at most limit raw bytes
-// (limit <= 0: no limit). It does not sync dst: the caller releases the
-// kernel's pipe first, since the dying process waits until it is closed.
-// Every compressed frame is covered
-// by q (nil: no spool limits) before it is written, so the entry never
-// holds more than its reservation. It stops at EOF, at the limit, when q
-// refuses, or when ctx is done, always leaving a valid zstd stream whose
-// size and sha256 are those of the raw bytes it holds.
-//
-// The reading goroutine only reads, so the kernel's pipe drains as fast as
-// the encoders allow; encoders compress chunks in parallel; one writer
-// puts the frames in order, hashing each chunk as it goes out.
-func streamCore(ctx context.Context, dst *os.File, src io.Reader, limit int64, q *quota) (coreResult, error) {
-	var res coreResult
-	workers := max(1, min(maxEncoders, runtime.GOMAXPROCS(0)))
-	enc, err := zstd.NewWriter(nil,
+// encoders are the two ways a chunk is compressed. zstd's own encoder
+// samples a block's literals and stores them as they are when they look
+// random, instead of building a Huffman table that cannot shrink them;
+// klauspost's tries the table on every block. Pages of random-looking bytes
+// (keys, compressed or encrypted buffers, a heap filled with them) then
+// cost several times their share of the time the kernel waits, so chunks
+// that sample as random go through an encoder that never entropy-codes
+// literals. Matches and zero pages are found alike by both.
+type encoders struct{ full, flat *zstd.Encoder }
+
+func newEncoders(workers int) (encoders, error) {
+	opts := []zstd.EOption{
 		zstd.WithEncoderLevel(zstd.SpeedFastest),
 		zstd.WithEncoderConcurrency(workers),
 		zstd.WithWindowSize(chunkSize),
 		zstd.WithLowerEncoderMem(true),
-	)
+	}
+	full, err := zstd.NewWriter(nil, opts...)
+	if err != nil {
+		return encoders{}, err
+	}
+	flat, err := zstd.NewWriter(nil, append(opts, zstd.WithNoEntropyCompression(true))...)
+	if err != nil {
+		full.Close()
+		return encoders{}, err
+	}
+	return encoders{full: full, flat: flat}, nil
+}
+
+func (e encoders) Close() {
+	e.full.Close()
+	e.flat.Close()
+}
+
+// How pick samples a chunk: 8 KiB, as zstd samples literals (HUF_compress's
+// check of 2 × 4 KiB), with the same bound on the commonest byte.
+const (
+	samples    = 32
+	sampleSize = 256
+)
+
+// pick returns the encoder for the chunk b: flat when its bytes are spread
+// so evenly that Huffman coding could not shrink them, that is when no
+// byte value is more common in the sample than zstd's own bound allows.
+// Samples that are one repeated byte (zero
+// pages) are left out, since the match finder turns those into repeats,
+// not literals.
+func (e encoders) pick(b []byte) *zstd.Encoder {
+	if len(b) < samples*sampleSize {
+		return e.full
+	}
+	var hist [256]int
+	n, step := 0, len(b)/samples
+	for i := range samples {
+		s := b[i*step : i*step+sampleSize]
+		if isRun(s) {
+			continue
+		}
+		for _, c := range s {
+			hist[c]++
+		}
+		n += sampleSize
+	}
+	if n == 0 {
+		return e.full
+	}
+	most := 0
+	for _, c := range hist {
+		most = max(most, c)
+	}
+	if most > n>>7+4 {
+		return e.full
+	}
+	return e.flat
+}
+
+// isRun reports whether b is one byte repeated.
+func isRun(b []byte) bool {
+	for _, c := range b[1:] {
+		if c != b[0] {
+			return false
+		}
+	}
+	return true
+}
+
+// streamCore compresses src into dst, keeping at most limit raw bytes
+// (limit <= 0: no limit), and releases src (see release) as soon as it has
+// read what it keeps: the dying process waits until then, not for the
+// last frames to be compressed and written. It neither syncs nor hashes
+// dst (see settleCore). Every compressed frame is covered by q (nil: no
+// spool limits) before it is written, so the entry never holds more than
+// its reservation. It stops at EOF, at the limit, when q refuses, or when
+// ctx is done, always leaving a valid zstd stream of res.Size raw bytes.
+//
+// The reading goroutine only reads, so the kernel's pipe drains as fast as
+// the encoders allow; encoders compress chunks in parallel; one writer
+// puts the frames in order. Anything else done per byte while the kernel
+// waits (the sha256 of the raw core, starting writeback) would compete for
+// the same CPUs: it is done afterwards.
+func streamCore(ctx context.Context, dst *os.File, src io.Reader, limit int64, q *quota) (coreResult, error) {
+	var res coreResult
+	defer release(src)
+	workers := max(1, min(maxEncoders, runtime.GOMAXPROCS(0)))
+	enc, err := newEncoders(workers)
 	if err != nil {
 		return res, errWrite{err}
 	}
@@ -103,19 +185,17 @@ func streamCore(ctx context.Context, dst *os.File, src io.Reader, limit int64, q
 	for range workers {
 		wg.Go(func() {
 			for c := range work {
-				c.out = enc.EncodeAll(c.raw[:c.n], c.out[:0])
+				c.enc = enc.pick(c.raw[:c.n])
+				c.out = c.enc.EncodeAll(c.raw[:c.n], c.out[:0])
 				c.done <- struct{}{}
 			}
 		})
 	}
 
 	// The writer's state; read by this goroutine only after wg.Wait.
-	h := sha256.New()
 	var (
 		writeErr error
 		quotaCut bool
-		written  int64
-		synced   int64
 	)
 	stopped := make(chan struct{})
 	wg.Go(func() {
@@ -124,21 +204,14 @@ func streamCore(ctx context.Context, dst *os.File, src io.Reader, limit int64, q
 			if writeErr == nil && !quotaCut {
 				last := q != nil && !q.take(int64(len(c.out)))
 				if last {
-					fitChunk(enc, c, q)
+					fitChunk(c, q)
 				}
 				if c.n > 0 {
 					if _, err := dst.Write(c.out); err != nil {
 						writeErr = err
 					} else {
-						h.Write(c.raw[:c.n])
 						res.Size += int64(c.n)
-						written += int64(len(c.out))
 					}
-				}
-				if written-synced >= writebackEvery {
-					// Best effort: a filesystem without it syncs at the end.
-					unix.SyncFileRange(int(dst.Fd()), synced, written-synced, unix.SYNC_FILE_RANGE_WRITE)
-					synced = written
 				}
 				quotaCut = last
 				if writeErr != nil || quotaCut {
@@ -186,6 +259,14 @@ read:
 			break
 		}
 	}
+	atLimit := false
+	if readErr == nil && limit > 0 && read >= limit {
+		// Stopped at the limit: one more byte says whether the core was longer.
+		var one [1]byte
+		n, _ := io.ReadFull(r, one[:])
+		atLimit = n > 0
+	}
+	release(src)
 	close(work)
 	close(ordered)
 	wg.Wait()
@@ -197,11 +278,7 @@ read:
 		res.Truncated, res.SpoolFull = true, true
 		res.Why = fmt.Sprintf("spool full (%s) after %d bytes", q.why, res.Size)
 	case readErr == nil:
-		// Stopped at the limit: one more byte says whether the core was longer.
-		var one [1]byte
-		if n, _ := io.ReadFull(r, one[:]); n > 0 {
-			res.Truncated, res.AtLimit = true, true
-		}
+		res.Truncated, res.AtLimit = atLimit, atLimit
 	case errors.Is(readErr, io.EOF), errors.Is(readErr, io.ErrUnexpectedEOF):
 	case ctx.Err() != nil || errors.Is(readErr, os.ErrDeadlineExceeded):
 		res.Truncated = true
@@ -210,21 +287,62 @@ read:
 		res.Truncated = true
 		res.Why = fmt.Sprintf("reading the core from the kernel failed after %d bytes: %v", res.Size, readErr)
 	}
-	res.SHA256 = hex.EncodeToString(h.Sum(nil))
 	return res, nil
+}
+
+// settleCore makes the stored core durable and hashes it, once the kernel
+// has let the process go: the fsync and a read back of the frames run side
+// by side. The sha256 is of the raw bytes the frames decode to, so it also
+// proves the stored stream whole; a stream that does not decode to the
+// size written is a write error. Reading back is bounded by what was
+// written, from the page cache.
+func settleCore(f *os.File, res *coreResult) error {
+	synced := make(chan error, 1)
+	go func() { synced <- f.Sync() }()
+	size, sum, herr := hashFrames(io.NewSectionReader(f, 0, math.MaxInt64))
+	if err := <-synced; err != nil {
+		return errWrite{err}
+	}
+	switch {
+	case herr != nil:
+		return errWrite{fmt.Errorf("read back: %w", herr)}
+	case size != res.Size:
+		return errWrite{fmt.Errorf("read back %d raw bytes of the %d written", size, res.Size)}
+	}
+	res.SHA256 = sum
+	return nil
+}
+
+// hashFrames decodes the zstd stream r in constant memory and returns the
+// raw size and sha256.
+func hashFrames(r io.Reader) (int64, string, error) {
+	d, err := zstd.NewReader(r,
+		zstd.WithDecoderConcurrency(1),
+		zstd.WithDecoderLowmem(true),
+		zstd.WithDecoderMaxWindow(chunkSize))
+	if err != nil {
+		return 0, "", err
+	}
+	defer d.Close()
+	h := sha256.New()
+	n, err := io.CopyBuffer(h, d, make([]byte, copyBuffer))
+	if err != nil {
+		return n, "", err
+	}
+	return n, hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // fitChunk cuts c to what the spool's limits still allow, compressed
 // anew, or to nothing. Incompressible data grows by at most a block header
 // per 128 KiB plus the frame's header and checksum, which the margin covers.
-func fitChunk(enc *zstd.Encoder, c *chunk, q *quota) {
+func fitChunk(c *chunk, q *quota) {
 	fit := q.rest()*16383/16384 - 64
 	if fit <= 0 {
 		c.n = 0
 		return
 	}
 	c.n = int(min(fit, int64(c.n)))
-	c.out = enc.EncodeAll(c.raw[:c.n], c.out[:0])
+	c.out = c.enc.EncodeAll(c.raw[:c.n], c.out[:0])
 	if !q.take(int64(len(c.out))) {
 		c.n = 0
 	}

@@ -46,9 +46,10 @@ func openSpoolRoot(dir string) (*os.Root, error) {
 }
 
 // createExcl creates a new file in root: never an existing one, never
-// through a symlink, readable by root only.
+// through a symlink, readable by root only. The handle also reads, so that
+// what was written can be read back (the core is hashed that way).
 func createExcl(root *os.Root, name string) (*os.File, error) {
-	return root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW, 0o600)
+	return root.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW, 0o600)
 }
 
 // syncDir makes the entries of a directory (new files, renames) durable.
