@@ -10,6 +10,7 @@ import (
 	"math"
 	"reflect"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -318,7 +319,13 @@ func (a *analysis) goroutines(r *corepipe.Report, crashing *proc.G) error {
 	// index on, and runs into the next page's indexes when dead ones are
 	// among them: a goroutine seen on an earlier page is not repeated.
 	var seen map[int64]bool
-	for i, p := range pages {
+	n := len(r.Goroutines)
+	for _, p := range pages {
+		n += len(p.goroutines)
+	}
+	r.Goroutines = slices.Grow(r.Goroutines, n-len(r.Goroutines))
+	for i := range pages {
+		p := &pages[i]
 		if p.unreadable > 0 {
 			a.opts.Logger.Warn("unreadable goroutines", "count", p.unreadable, "page", i*pageSize)
 		}
@@ -340,6 +347,7 @@ func (a *analysis) goroutines(r *corepipe.Report, crashing *proc.G) error {
 			}
 			r.Goroutines = append(r.Goroutines, g)
 		}
+		p.goroutines = nil // copied: the report holds each goroutine once
 		if p.garbage || p.end {
 			return nil // the rest of allgs is garbage too, or there is no rest
 		}
@@ -382,6 +390,9 @@ func (a *analysis) pages(pages []page, worker, of, limit int, crashing *proc.G) 
 			}
 		}
 		a.t.ClearCaches()
+		if a.opts.Grown != nil {
+			a.opts.Grown(false)
+		}
 		if p.end {
 			return nil
 		}

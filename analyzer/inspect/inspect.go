@@ -40,11 +40,13 @@ type Options struct {
 	// an executable without DWARF: <dir>/.build-id/xx/rest.debug, then
 	// <dir>/<executable's name>.debug.
 	DebugInfoDirs []string
-	// Loaded, if set, is called once delve has read the executable's
-	// debug information, which on a big binary is most of what the
-	// analysis holds in memory: the caller may size its garbage
-	// collector's limits by it.
-	Loaded func()
+	// Grown, if set, is called where what the analysis holds has grown:
+	// once delve has read the executable's debug information (first,
+	// with loaded true), which on a big binary is most of it, and after
+	// each page of goroutines, from the goroutine that read it (two may
+	// run at once). The caller may size its garbage collector's limits
+	// by it.
+	Grown func(loaded bool)
 }
 
 const defaultMaxFrames = 1000
@@ -123,8 +125,8 @@ func Inspect(ctx context.Context, corePath, exePath string, opts Options) (rep *
 		return nil, fmt.Errorf("open core %s with %s: %w", corePath, exePath, err)
 	}
 	defer tg.Detach(false)
-	if opts.Loaded != nil {
-		opts.Loaded()
+	if opts.Grown != nil {
+		opts.Grown(true)
 	}
 
 	a := newAnalysis(ctx, tg.Selected, opts, c.Size)

@@ -80,7 +80,7 @@ report of kind "kernel_panic".`,
 		if *logPath != "" {
 			return analyzeLog(cmd, *logPath, output)
 		}
-		loaded := tuneGC()
+		grown := tuneGC()
 		stopProfiles, err := startProfiles(*cpuProfile, *memProfile)
 		if err != nil {
 			return err
@@ -92,7 +92,7 @@ report of kind "kernel_panic".`,
 				return err
 			}
 		}
-		r, err := inspect.Inspect(cmd.Context(), args[0], *exe, inspect.Options{DebugInfoDirs: *debugDirs, Loaded: loaded})
+		r, err := inspect.Inspect(cmd.Context(), args[0], *exe, inspect.Options{DebugInfoDirs: *debugDirs, Grown: grown})
 		if err != nil {
 			if errors.Is(err, corepipe.ErrInvalid) || errors.Is(err, corepipe.ErrNotFound) {
 				return invalidInput{err}
@@ -108,44 +108,38 @@ report of kind "kernel_panic".`,
 	return cmd
 }
 
-// tuneGC trades memory the analysis can spare for the time the collector
-// takes, in two steps, and returns the second, for when delve has read the
-// executable's debug information. Until then the collector runs at its
-// default pace: that information is live from the moment it is read, and
-// on a big binary (MinIO's, 150 MB) it alone is larger than any fixed soft
-// limit that suits a small one, under which the collector would run
-// without pause (measured: a third of the CPU). Once it is read, the soft
-// limit becomes what is live then plus analysisHeadroom, with GOGC 200
-// below it: reading 100 000 goroutines allocates gigabytes of short-lived
-// garbage in delve, and the limit is what keeps the peak within the
-// analyzer's budget, whatever the binary. GOGC and GOMEMLIMIT in the
-// environment still win.
-func tuneGC() (loaded func()) {
-	gogc, limit := os.Getenv("GOGC") == "", os.Getenv("GOMEMLIMIT") == ""
-	return func() {
-		if !limit && !gogc {
-			return
+// tuneGC bounds the analysis's memory by what it must hold, and returns
+// what inspect calls as that grows. Delve's debug information is live from
+// the moment it is read, and on a big binary (MinIO's, 150 MB) it alone is
+// larger than any fixed soft limit that suits a small one: under a fixed
+// 160 MiB the collector ran without pause, a third of the CPU. So the soft
+// limit follows what is live: once the debug information is read, a
+// collection measures it, and after each page of goroutines the limit is
+// what the last collection found live plus analysisHeadroom, which also
+// has the runtime return what delve's reading freed. Below the limit the
+// collector keeps its default pace: GOGC 200 bought a tenth of the CPU for
+// a quarter more peak RSS (100 000 parked goroutines: 105 MiB at 100,
+// 127 MiB at 200). GOMEMLIMIT in the environment still wins, as GOGC does.
+func tuneGC() (grown func(loaded bool)) {
+	if os.Getenv("GOMEMLIMIT") != "" {
+		return nil
+	}
+	return func(loaded bool) {
+		if loaded {
+			runtime.GC()
 		}
-		runtime.GC()
-		if limit {
-			s := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
-			metrics.Read(s)
-			live := int64(0)
-			if s[0].Value.Kind() == metrics.KindUint64 {
-				live = int64(s[0].Value.Uint64())
-			}
-			debug.SetMemoryLimit(live + analysisHeadroom)
-		}
-		if gogc {
-			debug.SetGCPercent(200)
+		s := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+		metrics.Read(s)
+		if s[0].Value.Kind() == metrics.KindUint64 {
+			debug.SetMemoryLimit(int64(s[0].Value.Uint64()) + analysisHeadroom)
 		}
 	}
 }
 
-// analysisHeadroom is how far the heap may grow past the debug information
-// while goroutines are read: the report of 100 000 goroutines and delve's
-// caches of one page of them fit (peak RSS about 120 MiB on such a core).
-const analysisHeadroom = 80 << 20
+// analysisHeadroom is how far the memory may grow past what the last
+// collection found live: delve's garbage from a page of goroutines, and
+// the report's JSON as it is written, fit.
+const analysisHeadroom = 48 << 20
 
 // startProfiles starts a CPU profile into cpu and arranges a heap profile
 // into mem ("" for neither), returning what ends them.
