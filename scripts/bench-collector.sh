@@ -126,8 +126,8 @@ for mib in sizes:
                         stored = os.path.getsize(os.path.join(d, "core.zst"))
     for name, rs in results.items():
         holds = [r[0] for r in rs]
-        print(f"{name:<10} {mib:5d} MiB  hold {statistics.median(holds):6.2f}s  exit {statistics.median(r[1] for r in rs):6.2f}s"
-              f"  max RSS {max(r[2] for r in rs):6d} KiB  (holds: {' '.join(f'{h:.2f}' for h in holds)})")
+        print(f"{name:<10} {mib:5d} MiB  hold {statistics.median(holds):6.3f}s  exit {statistics.median(r[1] for r in rs):6.3f}s"
+              f"  max RSS {max(r[2] for r in rs):6d} KiB  (holds: {' '.join(f'{h:.3f}' for h in holds)})")
     c, z = [r[0] for r in results["collector"]], [r[0] for r in results["zstd"]]
     print(f"           collector / zstd hold: {statistics.median(c) / statistics.median(z):.2f}x"
           f" (per round: {' '.join(f'{a / b:.2f}' for a, b in zip(c, z))});"

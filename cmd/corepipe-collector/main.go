@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -32,12 +33,21 @@ import (
 // maxLogSize caps collector.log; one older generation is kept beside it.
 const maxLogSize = 1 << 20
 
+// memoryLimit is where the collector's heap is collected instead of at
+// GOGC's doublings. Its buffers are allocated at once and then streamed
+// through with little garbage, so the default's cycles all come while
+// they are first allocated, 4 MB to 15 MB, and only delay the dying
+// process (a small core's hold by a fifth). Its live heap is about 10 MB.
+const memoryLimit = 32 << 20
+
 func main() { os.Exit(run(os.Args[1:])) }
 
 // run exits 0 whenever an entry was committed: the kernel does nothing with
 // the status, and a non-zero one would only say that nothing was saved.
 func run(argv []string) int {
 	start := time.Now()
+	debug.SetGCPercent(-1)
+	debug.SetMemoryLimit(memoryLimit)
 	flags := flag.NewFlagSet("corepipe-collector", flag.ContinueOnError)
 	spoolDir := flags.String("spool", "", "spool `directory` the node agent reads")
 	maxCore := flags.String("max-core-size", "0", "keep at most this many raw core bytes, a size like 512M or 2G (0: no limit)")
