@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -10,6 +11,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -96,20 +98,31 @@ func TestQemuKernelPanicPstore(t *testing.T) {
 	nats := natstest.StartEmbedded(t)
 	blobURL := minio.URL("corepipe-kpanic")
 	port := freeUDPPort(t)
+	// The host's parts as the static binary's processes, the production
+	// topology: receiver, analyzer, and the API's index.
 	ctx, cancel := context.WithCancel(context.Background())
 	var host []<-chan error
 	out := &testkit.SyncBuffer{}
-	run := func(args ...string) {
+	run := func(args ...string) <-chan error {
+		cmd := exec.CommandContext(ctx, bin, args...)
+		cmd.Stdout, cmd.Stderr = out, out
+		cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+		cmd.WaitDelay = 20 * time.Second
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
 		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
 		host = append(host, done)
-		go func() { done <- runCLI(ctx, out, nil, args...) }()
+		return done
 	}
 	t.Cleanup(func() {
 		cancel()
 		for _, done := range host {
 			select {
 			case err := <-done:
-				if err != nil {
+				// Canceled: it exited cleanly on SIGTERM.
+				if err != nil && !errors.Is(err, context.Canceled) {
 					t.Error(err)
 				}
 			case <-time.After(30 * time.Second): // its error went to waitUI
@@ -118,8 +131,7 @@ func TestQemuKernelPanicPstore(t *testing.T) {
 	})
 	run("kpanic", "--listen", fmt.Sprintf("udp://127.0.0.1:%d", port), "--blob", blobURL, "--nats", nats.ClientURL(), "--netconsole-quiet", "2s")
 	run("analyzer", "--blob", blobURL, "--nats", nats.ClientURL())
-	run("api", "--blob", blobURL, "--nats", nats.ClientURL(), "--listen", "127.0.0.1:0", "--db", filepath.Join(dir, "index.db"))
-	base := waitUI(t, out, host[len(host)-1])
+	base := waitUI(t, out, run("api", "--blob", blobURL, "--nats", nats.ClientURL(), "--listen", "127.0.0.1:0", "--db", filepath.Join(dir, "index.db")))
 
 	// The guest reaches the host only at 10.0.2.2, user networking's alias
 	// of its loopback, where MinIO and NATS listen.
@@ -143,8 +155,22 @@ func TestQemuKernelPanicPstore(t *testing.T) {
 		"-netdev", "user,id=n0", "-device", "e1000,netdev=n0")
 	serial := &testkit.SyncBuffer{}
 	vm.Stdout, vm.Stderr = serial, serial
-	if err := vm.Run(); err != nil {
-		t.Fatalf("qemu: %v\n%s", err, tail(serial.String(), 6000))
+	// A second boot that finds pstore empty panics again, and again.
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		for vmctx.Err() == nil {
+			if strings.Count(serial.String(), "corepipe-test: first boot") > 1 {
+				vmcancel()
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}()
+	err := vm.Run()
+	vmcancel()
+	<-watched
+	if err != nil {
+		t.Fatalf("qemu: %v (a second first boot: pstore lost the dump)\n%s", err, tail(serial.String(), 6000))
 	}
 	t.Logf("two boots, panic, pstore recorded, power-off: %s", time.Since(start).Round(100*time.Millisecond))
 	console := serial.String()
