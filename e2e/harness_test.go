@@ -96,6 +96,12 @@ func start(t *testing.T, env []string, args ...string) *proc {
 	p := &proc{name: args[0], out: &testkit.SyncBuffer{}, url: make(chan string, 1), done: make(chan struct{})}
 	p.cmd = exec.Command(filepath.Join(binDir, "corepipe"), args...)
 	p.cmd.Env = append(os.Environ(), env...)
+	if args[0] == "agent" {
+		// This host's own pstore and crash archives are not the tests':
+		// an agent reads them on start and removes pstore records it ships.
+		// A test that wants them gives the flags, which win.
+		p.cmd.Env = append(p.cmd.Env, "COREPIPE_PSTORE=", "COREPIPE_SYSTEMD_PSTORE=", "COREPIPE_KDUMP=")
+	}
 	p.cmd.Stderr = p.out
 	stdout, err := p.cmd.StdoutPipe()
 	if err != nil {

@@ -7,10 +7,17 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 )
+
+// addTemplateFuncs registers the usage template's functions once: cobra
+// keeps them in one package-wide map, which roots built at the same time
+// (the tests run CLIs side by side) would otherwise write concurrently, a
+// fatal "concurrent map writes".
+var addTemplateFuncs sync.Once
 
 // newRoot is the command tree. Each command's flags live in its own
 // constructor; a new flag is one line there, and reads COREPIPE_<FLAG> like
@@ -41,8 +48,10 @@ from the command line, and browses the crashes an API holds.`,
 		SuggestionsMinimumDistance: 2,
 	}
 	root.SetFlagErrorFunc(flagError)
-	cobra.AddTemplateFunc("envExample", envExample)
-	cobra.AddTemplateFunc("hasSizeFlags", hasSizeFlags)
+	addTemplateFuncs.Do(func() {
+		cobra.AddTemplateFunc("envExample", envExample)
+		cobra.AddTemplateFunc("hasSizeFlags", hasSizeFlags)
+	})
 	root.SetUsageTemplate(root.UsageTemplate() + `{{if .HasAvailableLocalFlags}}
 Every flag can also be set as COREPIPE_<FLAG>, upper case with dashes as
 underscores ({{envExample .}}); the command line wins.

@@ -13,6 +13,7 @@ import (
 	"runtime/debug"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/spf13/cobra"
@@ -285,4 +286,24 @@ func TestCompletion(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestRootsSideBySide: CLIs built at the same time (tests run several
+// runCLI at once) do not race on cobra's package-wide template functions,
+// which crashed a run with "concurrent map writes".
+func TestRootsSideBySide(t *testing.T) {
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for range 50 {
+				var out bytes.Buffer
+				root := newRoot(slog.New(slog.DiscardHandler), nil)
+				root.SetOut(&out)
+				root.SetErr(&out)
+				root.SetArgs([]string{"analyze", "--help"})
+				root.Execute()
+			}
+		})
+	}
+	wg.Wait()
 }
