@@ -60,7 +60,7 @@ func put(t testing.TB, blobs corepipe.BlobStore, r *corepipe.Report) {
 	}
 }
 
-func openIndex(t *testing.T, path string) *sqlite.Index {
+func openIndex(t testing.TB, path string) *sqlite.Index {
 	t.Helper()
 	x, err := sqlite.Open(path)
 	if err != nil {
@@ -380,4 +380,45 @@ func BenchmarkRebuild(b *testing.B) {
 		testkit.ReportCPUPer(b, cpu, st.Indexed, "report")
 		x.Close()
 	}
+}
+
+// BenchmarkFollow indexes a backlog of b.N reports from an embedded
+// JetStream, as `corepipe api` catches up after a restart: batches from
+// FetchReady, one transaction each, acks after the commit. The CPU per
+// report counts the server's too, which runs in the process.
+func BenchmarkFollow(b *testing.B) {
+	p := pipetest.Start(b)
+	ctx := context.Background()
+	for i := range b.N {
+		at := base.Add(time.Duration(i) * time.Second)
+		r := &corepipe.Report{
+			Schema: corepipe.ReportSchema, ID: corepipe.NewID(at), Status: corepipe.StatusAnalyzed, CapturedAt: at,
+			Node: fmt.Sprintf("node-%02d", i%50), Container: &corepipe.Container{Namespace: "prod", Pod: fmt.Sprintf("pod-%03d", i%200)},
+			Signature: fmt.Sprintf("gocrash/v1:%016x", i*7919%500), Title: "nil pointer dereference",
+		}
+		if err := p.Queue.PublishReport(ctx, r); err != nil {
+			b.Fatal(err)
+		}
+	}
+	cons, err := p.Queue.Reports(ctx, "bench")
+	if err != nil {
+		b.Fatal(err)
+	}
+	f := &index.Follower{Consumer: cons, Index: openIndex(b, filepath.Join(b.TempDir(), "index.db"))}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	b.ResetTimer()
+	began, cpu := time.Now(), testkit.CPUTime()
+	go func() { done <- f.Run(ctx) }()
+	for f.Indexed() < int64(b.N) {
+		time.Sleep(time.Millisecond)
+	}
+	took := time.Since(began)
+	b.StopTimer()
+	cancel()
+	if err := <-done; err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(b.N)/took.Seconds(), "reports/s")
+	testkit.ReportCPUPer(b, cpu, b.N, "report")
 }
