@@ -168,9 +168,11 @@ func (a *analysis) allgsPage(start, end int, fn func(i int, g *rawG)) error {
 }
 
 // useGLayout reads runtime.g's layout, so that pages of allgs are read
-// directly; without it (no DWARF type, no allgs symbol) delve lists them.
+// directly; without it (no DWARF type, no allgs symbol), or where
+// schedFrames walks no stack (no function table, not amd64), delve lists
+// them.
 func (a *analysis) useGLayout() {
-	if delveListsAll || a.symbols()["runtime.allgs"].addr == 0 {
+	if delveListsAll || a.symbols()["runtime.allgs"].addr == 0 || a.funcTable() == nil || a.t.BinInfo().Arch.Name != "amd64" {
 		return
 	}
 	l, err := newGLayout(a.t.BinInfo())

@@ -13,7 +13,7 @@ import (
 )
 
 // parkedKinds parks goroutines in every way a program does (a channel a
-// few frames deep, a select, a mutex, a sync.Cond, a WaitGroup, a timer, a
+// few frames deep and one 120 frames deep, a select, a mutex, a sync.Cond, a WaitGroup, a timer, a
 // generic function, a method value, a deferred call, pprof labels, a
 // locked thread, a read on a pipe, runtime.Gosched in a loop), after
 // thousands of goroutines have exited, which leaves dead entries between
@@ -110,6 +110,7 @@ func main() {
 		pprof.Do(context.Background(), pprof.Labels("job", "labelled"), func(context.Context) { <-block })
 	})
 	start(func() { runtime.LockOSThread(); <-block })
+	start(func() { ping(60) }) // deeper than the walk goes
 	start(func() { var b [1]byte; r.Read(b[:]) })
 	for range 2 {
 		start(func() {
