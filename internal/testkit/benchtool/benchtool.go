@@ -224,7 +224,10 @@ func DumpProcess(dir string, cmd *exec.Cmd, ready func(exited <-chan struct{}) e
 	return core, n, err
 }
 
-// countGoroutines counts the "goroutine N [" headers of a traceback.
+// countGoroutines counts the "goroutine N [" headers of a traceback, but
+// not "goroutine 0": the system stack of a thread running none, which
+// GOTRACEBACK=crash prints for the thread the signal reached (as a SIGABRT
+// sent from outside does).
 func countGoroutines(path string) (int, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -235,7 +238,7 @@ func countGoroutines(path string) (int, error) {
 	s := bufio.NewScanner(f)
 	s.Buffer(make([]byte, 64<<10), 1<<20)
 	for s.Scan() {
-		if line := s.Bytes(); bytes.HasPrefix(line, []byte("goroutine ")) && bytes.HasSuffix(line, []byte(":")) {
+		if line := s.Bytes(); bytes.HasPrefix(line, []byte("goroutine ")) && !bytes.HasPrefix(line, []byte("goroutine 0 ")) && bytes.HasSuffix(line, []byte(":")) {
 			n++
 		}
 	}
