@@ -365,10 +365,17 @@ const minParallelPages = 4
 // 130 000 functions a second and a half of CPU and 200 MiB.
 const goroutinesPerFunction = 2
 
+// maxParallelFunctions bounds the binaries a second view is opened for:
+// its debug information, held twice, must fit the headroom the analyze
+// command's soft memory limit leaves (48 MiB; MinIO's 130 000 functions
+// hold 190 MiB), or the collector would run without pause while it loads.
+const maxParallelFunctions = 1 << 15
+
 // parallelWorth reports whether reading limit goroutines on a second view
 // of the core, in parallel, pays for opening it.
 func (a *analysis) parallelWorth(limit int) bool {
-	return limit >= minParallelPages*pageSize && limit >= goroutinesPerFunction*len(a.t.BinInfo().Functions)
+	funcs := len(a.t.BinInfo().Functions)
+	return limit >= minParallelPages*pageSize && limit >= goroutinesPerFunction*funcs && funcs <= maxParallelFunctions
 }
 
 // page is what one page of runtime.allgs held.
