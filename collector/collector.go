@@ -492,7 +492,8 @@ func commit(root *os.Root, tmp string, c *corepipe.Crash, q *quota, log *slog.Lo
 	if err := syncDir(root, tmp); err != nil {
 		return fmt.Errorf("sync spool entry: %w", err)
 	}
-	if err := root.Rename(tmp, c.ID); err != nil {
+	err = q.renaming(func() error { return root.Rename(tmp, c.ID) })
+	if err != nil {
 		return fmt.Errorf("commit spool entry: %w", err)
 	}
 	// Published: a failed sync now only risks losing the rename in a power

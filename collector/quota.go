@@ -163,6 +163,22 @@ func (q *quota) release() error {
 	return nil
 }
 
+// renaming runs rename, which gives an entry of the spool another name,
+// under the ledger's lock (without it when the lock cannot be had: the
+// entry is not lost for that). A listing of the spool made while an entry
+// is renamed may hold neither of its names, since a directory's listing
+// is not atomic against a rename (ext4 files the two names at different
+// hashes); the walk would then count the entry as nothing and grant its
+// bytes a second time.
+func (q *quota) renaming(rename func() error) error {
+	if q != nil {
+		if lock, err := lockFile(q.root, spool.LockFile, lockTimeout); err == nil {
+			defer lock.Close()
+		}
+	}
+	return rename()
+}
+
 // ledgerUsage counts the spool for the ledger: every regular file, and for
 // entries being written the larger of their files and their reservation.
 // pending is the part of reservations not yet written, which the
