@@ -130,7 +130,16 @@ func main() {
 // lists and unwinds every one, each once although dead goroutines lie
 // between the live ones, and most of them without delve.
 func TestSchedWalk(t *testing.T) {
-	exe := crashtest.BuildGo(t, crashtest.Program{Files: map[string]string{"main.go": parkedKinds}})
+	for _, tc := range []struct {
+		name  string
+		flags []string
+	}{{"exe", nil}, {"pie", []string{"-buildmode=pie"}}} {
+		t.Run(tc.name, func(t *testing.T) { testSchedWalk(t, tc.flags) })
+	}
+}
+
+func testSchedWalk(t *testing.T, flags []string) {
+	exe := crashtest.BuildGo(t, crashtest.Program{Files: map[string]string{"main.go": parkedKinds}, Flags: flags})
 	core, res := crashtest.Core(t, exe, nil)
 	var log bytes.Buffer
 	opts := Options{Logger: slog.New(slog.NewTextHandler(&log, &slog.HandlerOptions{Level: slog.LevelDebug}))}
