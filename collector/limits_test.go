@@ -329,7 +329,7 @@ func TestCommitRenamesUnderLedgerLock(t *testing.T) {
 	}
 	defer root.Close()
 	q := newQuota(Config{SpoolDir: dir, SpoolMaxUse: 1 << 20}, root, "x"+spool.TmpSuffix)
-	lock, err := lockFile(root, spool.LockFile, time.Second)
+	lock, err := spool.Lock(root, spool.LockFile, time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -98,7 +98,7 @@ func (q *quota) rest() int64 {
 // grow raises the reservation to want, or as far as the limits allow, and
 // fails when that is below need.
 func (q *quota) grow(need, want int64) error {
-	lock, err := lockFile(q.root, spool.LockFile, lockTimeout)
+	lock, err := spool.Lock(q.root, spool.LockFile, lockTimeout)
 	if err != nil {
 		return err
 	}
@@ -172,7 +172,7 @@ func (q *quota) release() error {
 // bytes a second time.
 func (q *quota) renaming(rename func() error) error {
 	if q != nil {
-		if lock, err := lockFile(q.root, spool.LockFile, lockTimeout); err == nil {
+		if lock, err := spool.Lock(q.root, spool.LockFile, lockTimeout); err == nil {
 			defer lock.Close()
 		}
 	}
@@ -268,30 +268,4 @@ func readReservation(root *os.Root, entry string) int64 {
 		return 0
 	}
 	return n
-}
-
-// lockFile opens name in root and takes an exclusive flock on it, waiting
-// at most timeout. It is the one kind of file the collector opens without
-// O_EXCL: a lock is shared by every collector by design. O_NOFOLLOW still
-// refuses a planted symlink. Closing the file releases the lock.
-func lockFile(root *os.Root, name string, timeout time.Duration) (*os.File, error) {
-	f, err := root.OpenFile(name, os.O_RDWR|os.O_CREATE|unix.O_NOFOLLOW, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("lock %s: %w", name, err)
-	}
-	deadline := time.Now().Add(timeout)
-	for {
-		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
-		if err == nil {
-			return f, nil
-		}
-		if !errors.Is(err, unix.EWOULDBLOCK) || time.Now().After(deadline) {
-			f.Close()
-			if errors.Is(err, unix.EWOULDBLOCK) {
-				return nil, fmt.Errorf("lock %s: still held by another collector after %v", name, timeout)
-			}
-			return nil, fmt.Errorf("lock %s: %w", name, err)
-		}
-		time.Sleep(time.Millisecond)
-	}
 }

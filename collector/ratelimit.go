@@ -46,7 +46,7 @@ func admit(root *os.Root, key string, limit int, window time.Duration, now time.
 	// open and the lock, the count would go to an unlinked file. Lock, then
 	// check the name still leads to the locked file.
 	for range 3 {
-		f, err := lockFile(root, name, lockTimeout)
+		f, err := spool.Lock(root, name, lockTimeout)
 		if err != nil {
 			return true, spool.RateState{}, fmt.Errorf("rate limit: %w", err)
 		}

@@ -350,11 +350,26 @@ func openNoFollow(path string) (*os.File, error) {
 // ledger counts it against the spool's limits.
 const KeptSuffix = ".kept"
 
+// ledgerWait bounds the agent's wait for the space ledger's lock, which a
+// collector holds only while it counts the spool.
+const ledgerWait = 2 * time.Second
+
 // Keep turns a shipped entry into a kept one: its executable (stored
-// already) goes, its core stays.
+// already) goes, its core stays. The rename is made under the space
+// ledger's lock, as the collector's commit is: a collector's walk that
+// lists the spool during a rename can miss both names and would grant the
+// core's bytes again. Without the lock (not had within ledgerWait) the
+// entry is kept all the same.
 func (e Entry) Keep() (Entry, error) {
 	if err := os.Remove(filepath.Join(e.Dir, ExecutableFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return Entry{}, fmt.Errorf("keep spool entry %s: %w", e.ID, err)
+	}
+	if root, err := os.OpenRoot(filepath.Dir(e.Dir)); err == nil {
+		lock, err := Lock(root, LockFile, ledgerWait)
+		root.Close()
+		if err == nil {
+			defer lock.Close()
+		}
 	}
 	kept := Entry{ID: e.ID, Dir: e.Dir + KeptSuffix}
 	if err := os.Rename(e.Dir, kept.Dir); err != nil {

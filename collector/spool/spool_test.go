@@ -182,3 +182,38 @@ func TestCleanStaleAndUsage(t *testing.T) {
 		t.Errorf("Usage went from %d to %d after removing one manifest and a 1-byte core", before, after)
 	}
 }
+
+// Keep renames the entry only while no collector counts the spool (see
+// Entry.Keep): it waits for the ledger's lock, and keeps the entry once
+// the lock is free.
+func TestKeepWaitsForLedger(t *testing.T) {
+	dir := t.TempDir()
+	id := corepipe.NewID(time.Now())
+	writeEntry(t, dir, id, id, CoreFile, ExecutableFile)
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+	lock, err := Lock(root, LockFile, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := Entry{ID: id, Dir: filepath.Join(dir, id)}.Keep()
+		done <- err
+	}()
+	// Less than ledgerWait, after which Keep goes ahead anyway.
+	time.Sleep(ledgerWait / 4)
+	if _, err := os.Stat(filepath.Join(dir, id+KeptSuffix)); err == nil {
+		t.Error("kept while a collector holds the ledger's lock")
+	}
+	lock.Close()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, id+KeptSuffix, CoreFile)); err != nil {
+		t.Errorf("kept entry: %v", err)
+	}
+}
