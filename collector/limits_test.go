@@ -316,6 +316,25 @@ func TestLedgerCountsEntryCommittedWhileWalking(t *testing.T) {
 	}
 }
 
+// Entries the agent quarantined stay on the spool's disk and count against
+// its limits: they used to count as nothing, a level too deep for the walk.
+func TestLedgerCountsQuarantinedEntries(t *testing.T) {
+	dir := t.TempDir()
+	id := corepipe.NewID(time.Now())
+	os.MkdirAll(filepath.Join(dir, spool.QuarantineDir, id), 0o700)
+	os.WriteFile(filepath.Join(dir, spool.QuarantineDir, id, spool.CoreFile), make([]byte, 7000), 0o600)
+	os.WriteFile(filepath.Join(dir, spool.QuarantineDir, id, "manifest.json"), make([]byte, 100), 0o600)
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+	used, _, err := ledgerUsage(root)
+	if err != nil || used != 7100 {
+		t.Errorf("ledgerUsage = %d, %v; want the quarantined entry's 7100 bytes", used, err)
+	}
+}
+
 // A walk's listing made while an entry is renamed can miss both its names
 // (ext4 files them at different hashes), which the walk cannot repair: the
 // collector renames its entry only under the ledger's lock, which every

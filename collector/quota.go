@@ -210,8 +210,13 @@ func ledgerUsage(root *os.Root) (used, pending int64, err error) {
 			}
 			var files int64
 			for _, f := range des {
-				if f.Type().IsRegular() {
+				switch {
+				case f.Type().IsRegular():
 					files += entrySize(f)
+				case f.IsDir() && de.Name() == spool.QuarantineDir:
+					// Quarantined entries are a level down and still
+					// on the spool's disk.
+					files += quarantinedSize(root, f.Name())
 				}
 			}
 			if strings.HasSuffix(de.Name(), spool.TmpSuffix) {
@@ -224,6 +229,22 @@ func ledgerUsage(root *os.Root) (used, pending int64, err error) {
 		}
 	}
 	return used, pending, nil
+}
+
+// quarantinedSize is the bytes of the files of quarantined entry name, 0
+// when it went away.
+func quarantinedSize(root *os.Root, name string) int64 {
+	des, err := readDir(root, path.Join(spool.QuarantineDir, name))
+	if err != nil {
+		return 0
+	}
+	var n int64
+	for _, f := range des {
+		if f.Type().IsRegular() {
+			n += entrySize(f)
+		}
+	}
+	return n
 }
 
 // ledgerListed runs between the walk's listing and its reads; tests
