@@ -2,8 +2,8 @@ package api
 
 import "testing"
 
-// BenchmarkSearch pages through full-text search results on the index of
-// 100 000 crashes: a word in 1 crash in 500, a phrase in all, a function of
+// BenchmarkSearch pages through full-text search results on the benchmark
+// index: a word in 1 crash in 500, a phrase in all, a function of
 // the crashing goroutine, a word in none (the worst: nothing fills the
 // page), and a word with a filter.
 func BenchmarkSearch(b *testing.B) {
@@ -20,7 +20,8 @@ func BenchmarkSearch(b *testing.B) {
 	}
 }
 
-// BenchmarkReleases reads every crash row of the 100 000 to list releases.
+// BenchmarkReleases reads every crash row of the benchmark index to list
+// releases.
 func BenchmarkReleases(b *testing.B) {
 	benchGets(b, func(int) string { return "/api/v1/releases" })
 }

@@ -13,27 +13,52 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/corepipe/corepipe"
 	"github.com/corepipe/corepipe/blob/fs"
+	"github.com/corepipe/corepipe/internal/testkit"
 	"github.com/corepipe/corepipe/sqlite"
 )
 
 // The benchmarks share one index of benchCrashes crashes, built once per
-// run in a temporary directory: go test -run '^$' -bench . -benchtime 500x ./api
-const (
-	benchCrashes = 100_000
-	// Every benchStoredEvery-th crash has its full report stored, for the
-	// detail benchmarks.
-	benchStoredEvery = 100
-)
+// run in a temporary directory ($TMPDIR):
+//
+//	go test -run '^$' -bench . -benchtime 500x ./api
+//	COREPIPE_BENCH_CRASHES=10000000 COREPIPE_BENCH_DIR=/var/tmp/bench-10m go test -run '^$' -bench . -benchtime 500x -timeout 3h ./api
+var benchCrashes = benchSize()
+
+// Every benchStoredEvery-th crash has its full report stored, for the
+// detail benchmarks.
+const benchStoredEvery = 100
+
+// benchBuildBatch is how many reports the benchmark index is built from
+// a transaction.
+const benchBuildBatch = 10_000
+
+// benchBatch is how many reports BenchmarkIngest/batch indexes in one
+// transaction, as the follower does with a backlog.
+const benchBatch = 256
+
+func benchSize() int {
+	n := 100_000
+	if v := os.Getenv("COREPIPE_BENCH_CRASHES"); v != "" {
+		var err error
+		if n, err = strconv.Atoi(v); err != nil || n < benchStoredEvery {
+			panic(fmt.Sprintf("COREPIPE_BENCH_CRASHES=%q: want a number of crashes, at least %d", v, benchStoredEvery))
+		}
+	}
+	return n
+}
 
 var bench struct {
 	once   sync.Once
 	dir    string
+	keep   bool // dir is the caller's
 	err    error
 	index  *sqlite.Index
 	blobs  *fs.Store
@@ -53,7 +78,7 @@ func (w withBenchCleanup) Run() int {
 	if bench.close != nil {
 		bench.close()
 	}
-	if bench.dir != "" {
+	if bench.dir != "" && !bench.keep {
 		os.RemoveAll(bench.dir)
 	}
 	return code
@@ -95,64 +120,112 @@ func benchReport(rng *rand.Rand, i int, at time.Time) *corepipe.Report {
 }
 
 func benchEnv(b *testing.B) {
-	bench.once.Do(func() {
-		bench.dir, bench.err = os.MkdirTemp("", "corepipe-bench-")
-		if bench.err != nil {
-			return
-		}
-		if bench.index, bench.err = sqlite.Open(filepath.Join(bench.dir, "index.db")); bench.err != nil {
-			return
-		}
-		if bench.blobs, bench.err = fs.Open(filepath.Join(bench.dir, "blobs")); bench.err != nil {
-			return
-		}
-		rng := rand.New(rand.NewPCG(1, 2))
-		start := time.Now().Add(-30 * 24 * time.Hour)
-		step := 30 * 24 * time.Hour / benchCrashes
-		ctx := context.Background()
-		began := time.Now()
-		bench.err = bench.index.Rebuild(ctx, func(put func(*corepipe.Report) error) error {
-			for i := range benchCrashes {
-				r := benchReport(rng, i, start.Add(time.Duration(i)*step))
-				if i%benchStoredEvery == 0 {
-					body, err := json.Marshal(r)
-					if err != nil {
-						return err
-					}
-					if err := bench.blobs.Put(ctx, corepipe.ReportKey(r.ID), bytes.NewReader(body), int64(len(body))); err != nil {
-						return err
-					}
-					bench.stored = append(bench.stored, r.ID)
-				}
-				if err := put(r); err != nil {
-					return err
-				}
-				bench.newest = r.CapturedAt
-			}
-			return nil
-		})
-		if bench.err != nil {
-			return
-		}
-		fmt.Fprintf(os.Stderr, "bench: indexed %d crashes in %v\n", benchCrashes, time.Since(began).Round(time.Millisecond))
-		groups, _, err := bench.index.Groups(ctx, corepipe.GroupFilter{Limit: 50})
-		if bench.err = err; err != nil {
-			return
-		}
-		for _, g := range groups {
-			bench.sigs = append(bench.sigs, g.Signature)
-		}
-		srv, err := New(Config{Index: bench.index, Blobs: bench.blobs})
-		if bench.err = err; err != nil {
-			return
-		}
-		ts := httptest.NewServer(srv.Handler())
-		bench.url = ts.URL
-		bench.close = func() { ts.Close(); bench.index.Close() }
-	})
+	bench.once.Do(func() { bench.err = openBench(context.Background()) })
 	if bench.err != nil {
 		b.Fatalf("build the benchmark index: %v", bench.err)
 	}
+}
+
+// openBench opens the benchmark index in $COREPIPE_BENCH_DIR, kept for
+// the next run (an index of ten million takes an hour to build here), or
+// in a new temporary directory, and builds it unless it is already there.
+func openBench(ctx context.Context) error {
+	bench.dir, bench.keep = os.Getenv("COREPIPE_BENCH_DIR"), true
+	if bench.dir == "" {
+		var err error
+		if bench.dir, err = os.MkdirTemp("", "corepipe-bench-"); err != nil {
+			return err
+		}
+		bench.keep = false
+	}
+	var err error
+	if bench.index, err = sqlite.Open(filepath.Join(bench.dir, "index.db")); err != nil {
+		return err
+	}
+	if bench.blobs, err = fs.Open(filepath.Join(bench.dir, "blobs")); err != nil {
+		return err
+	}
+	switch n, _, err := bench.index.Size(ctx); {
+	case err != nil:
+		return err
+	case n == 0:
+		if err := buildBench(ctx); err != nil {
+			return err
+		}
+	case n < int64(benchCrashes):
+		return fmt.Errorf("%s holds %d crashes, fewer than the %d asked for: remove it", bench.dir, n, benchCrashes)
+	default:
+		fmt.Fprintf(os.Stderr, "bench: %d crashes already indexed in %s\n", n, bench.dir)
+		err := bench.blobs.List(ctx, corepipe.ReportsPrefix, func(key string) error {
+			bench.stored = append(bench.stored, strings.TrimSuffix(strings.TrimPrefix(key, corepipe.ReportsPrefix), ".json"))
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		newest, _, err := bench.index.Crashes(ctx, corepipe.CrashFilter{Limit: 1})
+		if err != nil || len(newest) == 0 {
+			return fmt.Errorf("newest crash: %v", err)
+		}
+		bench.newest = newest[0].CapturedAt
+	}
+	groups, _, err := bench.index.Groups(ctx, corepipe.GroupFilter{Limit: 50})
+	if err != nil {
+		return err
+	}
+	for _, g := range groups {
+		bench.sigs = append(bench.sigs, g.Signature)
+	}
+	srv, err := New(Config{Index: bench.index, Blobs: bench.blobs})
+	if err != nil {
+		return err
+	}
+	ts := httptest.NewServer(srv.Handler())
+	bench.url = ts.URL
+	bench.close = func() { ts.Close(); bench.index.Close() }
+	return nil
+}
+
+// buildBench indexes benchCrashes crashes of the last 30 days and stores
+// the full reports of every benchStoredEvery-th, and says how fast that was
+// and how much disk it took.
+func buildBench(ctx context.Context) error {
+	rng := rand.New(rand.NewPCG(1, 2))
+	start := time.Now().Add(-30 * 24 * time.Hour)
+	step := 30 * 24 * time.Hour / time.Duration(benchCrashes)
+	began := time.Now()
+	// Batches of benchBuildBatch, as a follower catching up with the
+	// stream indexes: one transaction of ten million would hold the whole
+	// index twice on disk until its checkpoint.
+	batch := make([]*corepipe.Report, 0, benchBuildBatch)
+	for i := range benchCrashes {
+		r := benchReport(rng, i, start.Add(time.Duration(i)*step))
+		if i%benchStoredEvery == 0 {
+			body, err := json.Marshal(r)
+			if err != nil {
+				return err
+			}
+			if err := bench.blobs.Put(ctx, corepipe.ReportKey(r.ID), bytes.NewReader(body), int64(len(body))); err != nil {
+				return err
+			}
+			bench.stored = append(bench.stored, r.ID)
+		}
+		bench.newest = r.CapturedAt
+		if batch = append(batch, r); len(batch) == benchBuildBatch || i == benchCrashes-1 {
+			if err := bench.index.UpsertBatch(ctx, batch); err != nil {
+				return err
+			}
+			batch = batch[:0]
+		}
+		if (i+1)%1_000_000 == 0 {
+			fmt.Fprintf(os.Stderr, "bench: %d crashes indexed in %v\n", i+1, time.Since(began).Round(time.Second))
+		}
+	}
+	took := time.Since(began)
+	db := filepath.Join(bench.dir, "index.db")
+	fmt.Fprintf(os.Stderr, "bench: indexed %d crashes in %v (%.0f reports/s), index %d MiB on disk + WAL %d MiB\n",
+		benchCrashes, took.Round(time.Millisecond), float64(benchCrashes)/took.Seconds(), fileSize(db)>>20, fileSize(db+"-wal")>>20)
+	return nil
 }
 
 // benchGets requests the paths path(i) b.N times and reports latency
@@ -241,22 +314,40 @@ func BenchmarkGroups(b *testing.B) {
 	})
 }
 
-// BenchmarkIngest indexes new crashes into the full index one transaction
-// each, as the follower does, and reports the rate.
+func fileSize(path string) int64 {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return 0
+	}
+	return fi.Size()
+}
+
+// BenchmarkIngest indexes new crashes into the full index and reports the
+// rate: one transaction each (one report at a time on the stream), and
+// benchBatch a transaction (the follower draining a backlog).
 func BenchmarkIngest(b *testing.B) {
-	benchEnv(b)
-	rng := rand.New(rand.NewPCG(3, 4))
-	rs := make([]*corepipe.Report, b.N)
-	for i := range rs {
-		rs[i] = benchReport(rng, benchCrashes+1, bench.newest.Add(time.Duration(i+1)*time.Millisecond))
+	for _, tc := range []struct {
+		name  string
+		batch int
+	}{{"one", 1}, {"batch", benchBatch}} {
+		b.Run(tc.name, func(b *testing.B) {
+			benchEnv(b)
+			rng := rand.New(rand.NewPCG(3, uint64(tc.batch)))
+			rs := make([]*corepipe.Report, b.N)
+			for i := range rs {
+				bench.newest = bench.newest.Add(time.Millisecond)
+				rs[i] = benchReport(rng, benchCrashes+1, bench.newest)
+			}
+			ctx := context.Background()
+			b.ResetTimer()
+			start, cpu := time.Now(), testkit.CPUTime()
+			for chunk := range slices.Chunk(rs, tc.batch) {
+				if err := bench.index.UpsertBatch(ctx, chunk); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "reports/s")
+			testkit.ReportCPUPer(b, cpu, b.N, "report")
+		})
 	}
-	ctx := context.Background()
-	b.ResetTimer()
-	start := time.Now()
-	for _, r := range rs {
-		if err := bench.index.Upsert(ctx, r); err != nil {
-			b.Fatal(err)
-		}
-	}
-	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "reports/s")
 }
