@@ -5,6 +5,8 @@ import (
 	"math"
 	"strconv"
 	"strings"
+
+	"github.com/corepipe/corepipe"
 )
 
 // kernelArgs are the core_pattern specifiers, in the order
@@ -68,7 +70,7 @@ func parseArgs(args []string) (kernelArgs, []string) {
 			}
 		}
 		if err != nil {
-			problems = append(problems, fmt.Sprintf("kernel argument %s = %q is not a number; ignored", argNames[i], truncateText(s, 40)))
+			problems = append(problems, fmt.Sprintf("kernel argument %s = %q is not a number; ignored", argNames[i], corepipe.Clip(s, 40)))
 		}
 	}
 	return a, problems
@@ -84,13 +86,4 @@ func (a kernelArgs) rlimitString() string {
 	default:
 		return strconv.FormatUint(a.Rlimit, 10)
 	}
-}
-
-// truncateText cuts untrusted text for a note; the manifest keeps the full
-// value where it has a field for it.
-func truncateText(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "…"
 }

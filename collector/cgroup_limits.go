@@ -86,7 +86,7 @@ func readCgroupLimits(cgroupRoot, cg string) (*corepipe.CgroupLimits, error) {
 		}
 		n, err := strconv.ParseInt(s, 10, 64)
 		if err != nil || n < 0 {
-			errs = append(errs, fmt.Errorf("cgroup %s/%s: %q is not a count", cg, name, truncateText(s, 40)))
+			errs = append(errs, fmt.Errorf("cgroup %s/%s: %q is not a count", cg, name, corepipe.Clip(s, 40)))
 			return 0
 		}
 		return n
@@ -131,14 +131,14 @@ func readCgroupLimits(cgroupRoot, cg string) (*corepipe.CgroupLimits, error) {
 func cgroupRel(cg string) (string, error) {
 	rel, ok := strings.CutPrefix(cg, "/")
 	if !ok {
-		return "", fmt.Errorf("cgroup limits not read: %q is not an absolute cgroup v2 path", truncateText(cg, 80))
+		return "", fmt.Errorf("cgroup limits not read: %q is not an absolute cgroup v2 path", corepipe.Clip(cg, 80))
 	}
 	if rel == "" {
 		return ".", nil
 	}
 	for e := range strings.SplitSeq(rel, "/") {
 		if e == "" || e == "." || e == ".." || strings.ContainsRune(e, 0) {
-			return "", fmt.Errorf("cgroup limits not read: path %q is not a clean path inside the hierarchy", truncateText(cg, 80))
+			return "", fmt.Errorf("cgroup limits not read: path %q is not a clean path inside the hierarchy", corepipe.Clip(cg, 80))
 		}
 	}
 	return rel, nil
@@ -164,7 +164,7 @@ func parseOOMKills(s string) (int64, error) {
 		if v, ok := strings.CutPrefix(line, "oom_kill "); ok {
 			n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
 			if err != nil || n < 0 {
-				return 0, fmt.Errorf("oom_kill %q is not a count", truncateText(v, 40))
+				return 0, fmt.Errorf("oom_kill %q is not a count", corepipe.Clip(v, 40))
 			}
 			return n, nil
 		}
@@ -176,18 +176,18 @@ func parseOOMKills(s string) (int64, error) {
 func parseCPUMax(s string) (quota, period int64, err error) {
 	f := strings.Fields(s)
 	if len(f) != 2 {
-		return 0, 0, fmt.Errorf("%q is not \"<quota> <period>\"", truncateText(s, 40))
+		return 0, 0, fmt.Errorf("%q is not \"<quota> <period>\"", corepipe.Clip(s, 40))
 	}
 	period, err = strconv.ParseInt(f[1], 10, 64)
 	if err != nil || period <= 0 {
-		return 0, 0, fmt.Errorf("period %q is not a positive number", truncateText(f[1], 20))
+		return 0, 0, fmt.Errorf("period %q is not a positive number", corepipe.Clip(f[1], 20))
 	}
 	if f[0] == "max" {
 		return 0, period, nil
 	}
 	quota, err = strconv.ParseInt(f[0], 10, 64)
 	if err != nil || quota <= 0 {
-		return 0, 0, fmt.Errorf("quota %q is not a positive number", truncateText(f[0], 20))
+		return 0, 0, fmt.Errorf("quota %q is not a positive number", corepipe.Clip(f[0], 20))
 	}
 	return quota, period, nil
 }

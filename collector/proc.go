@@ -201,7 +201,7 @@ func parseLimits(b []byte) (map[string]string, error) {
 	soft := strings.Index(header, "Soft Limit")
 	hard := strings.Index(header, "Hard Limit")
 	if soft <= 0 || hard <= soft {
-		return nil, fmt.Errorf("limits: unexpected header %q", truncateText(header, 80))
+		return nil, fmt.Errorf("limits: unexpected header %q", corepipe.Clip(header, 80))
 	}
 	limits := make(map[string]string)
 	for _, line := range lines[1:] {
