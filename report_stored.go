@@ -2,12 +2,13 @@ package corepipe
 
 import (
 	"bufio"
-	"encoding/binary"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/maphash"
 	"io"
+	"strconv"
 	"strings"
 )
 
@@ -40,6 +41,7 @@ type StoredWriter struct {
 	stacks     map[stackKey]int
 	seeds      [2]maphash.Seed
 	goroutines int
+	num        []byte
 	err        error
 }
 
@@ -98,54 +100,181 @@ func (sw *StoredWriter) Goroutine(g *Goroutine) error {
 	if sw.err != nil {
 		return sw.err
 	}
+	b, err := json.Marshal(g)
+	if err != nil {
+		sw.err = fmt.Errorf("encode goroutine %d: %w", g.ID, err)
+		return sw.err
+	}
+	return sw.GoroutineJSON(b)
+}
+
+// GoroutineJSON writes the next goroutine from its JSON object, for a
+// writer that has it as JSON: it is not decoded unless its members are
+// written in some way json.Marshal would not write them. obj need only be
+// valid JSON during the call.
+func (sw *StoredWriter) GoroutineJSON(obj []byte) error {
+	if sw.err != nil {
+		return sw.err
+	}
+	frames, ok := framesMember(obj)
+	if !ok {
+		// Decoded and encoded again, the goroutine is as json.Marshal
+		// writes it, which framesMember reads.
+		var g Goroutine
+		if err := json.Unmarshal(obj, &g); err != nil {
+			sw.err = fmt.Errorf("%w: stored report: goroutine: %v", ErrInvalid, err)
+			return sw.err
+		}
+		b, err := json.Marshal(&g)
+		if err != nil {
+			sw.err = fmt.Errorf("encode goroutine %d: %w", g.ID, err)
+			return sw.err
+		}
+		if frames, ok = framesMember(b); !ok {
+			sw.err = fmt.Errorf("encode goroutine %d: its frames are not where they belong", g.ID)
+			return sw.err
+		}
+		obj = b
+	}
 	if sw.goroutines == 0 {
 		sw.bw.WriteString(`,"goroutines":[`)
 	} else {
 		sw.bw.WriteByte(',')
 	}
 	sw.goroutines++
-	s := storedGoroutine{Goroutine: *g}
-	s.Goroutine.Frames = nil
-	// A goroutine without frames (nil, not empty) keeps no stack, so that
-	// it reads back as it was.
-	if g.Frames != nil {
-		k := sw.key(g.Frames)
-		n, ok := sw.stacks[k]
-		if !ok {
-			n = len(sw.stacks)
-			sw.stacks[k] = n
-			s.Frames = g.Frames
-		}
-		s.Stack = &n
+	value := obj[frames.value[0]:frames.value[1]]
+	// A goroutine without frames (null, not empty) keeps no stack, so
+	// that it reads back as it was.
+	if string(value) == "null" {
+		sw.bw.Write(obj)
+		return nil
 	}
-	b, err := json.Marshal(&s)
-	if err != nil {
-		sw.err = fmt.Errorf("encode goroutine %d: %w", g.ID, err)
-		return sw.err
+	k := sw.key(value)
+	n, seen := sw.stacks[k]
+	if !seen {
+		n = len(sw.stacks)
+		sw.stacks[k] = n
 	}
-	sw.bw.Write(b)
+	sw.bw.Write(obj[:frames.key[0]])
+	sw.num = strconv.AppendInt(append(sw.num[:0], `"stack":`...), int64(n), 10)
+	sw.bw.Write(sw.num)
+	if !seen && string(value) != "[]" {
+		sw.bw.WriteString(`,"frames":`)
+		sw.bw.Write(value)
+	}
+	sw.bw.Write(obj[frames.value[1]:])
 	return nil
 }
 
-func (sw *StoredWriter) key(frames []Frame) stackKey {
-	var k stackKey
-	for i, seed := range sw.seeds {
-		var h maphash.Hash
-		h.SetSeed(seed)
-		var n [8]byte
-		str := func(s string) {
-			h.Write(binary.LittleEndian.AppendUint64(n[:0], uint64(len(s))))
-			h.WriteString(s)
-		}
-		for _, f := range frames {
-			str(f.Function)
-			str(f.File)
-			str(f.PC)
-			h.Write(binary.LittleEndian.AppendUint64(n[:0], uint64(f.Line)))
-		}
-		k[i] = h.Sum64()
+func (sw *StoredWriter) key(frames []byte) stackKey {
+	return stackKey{maphash.Bytes(sw.seeds[0], frames), maphash.Bytes(sw.seeds[1], frames)}
+}
+
+// member is where a member of a JSON object is: its key, quotes included,
+// and its value.
+type member struct{ key, value [2]int }
+
+// framesMember finds the frames of a goroutine's JSON object as
+// json.Marshal writes it: ok is false when the object has no frames, or
+// has members a decoder would read differently from what is seen here (a
+// key with escapes, frames or stack under two names or in other case).
+func framesMember(obj []byte) (m member, ok bool) {
+	found := false
+	i := skipSpace(obj, 0)
+	if i >= len(obj) || obj[i] != '{' {
+		return m, false
 	}
-	return k
+	i = skipSpace(obj, i+1)
+	for i < len(obj) && obj[i] != '}' {
+		var cur member
+		cur.key[0] = i
+		i = endOfString(obj, i)
+		if i < 0 {
+			return m, false
+		}
+		cur.key[1] = i
+		key := obj[cur.key[0]+1 : cur.key[1]-1]
+		i = skipSpace(obj, i)
+		if i >= len(obj) || obj[i] != ':' {
+			return m, false
+		}
+		cur.value[0] = skipSpace(obj, i+1)
+		i = endOfValue(obj, cur.value[0])
+		if i < 0 {
+			return m, false
+		}
+		cur.value[1] = i
+		switch {
+		case bytes.IndexByte(key, '\\') >= 0:
+			return m, false
+		case string(key) == "frames" && !found:
+			m, found = cur, true
+		case strings.EqualFold(string(key), "frames") || strings.EqualFold(string(key), "stack"):
+			return m, false
+		}
+		i = skipSpace(obj, i)
+		if i < len(obj) && obj[i] == ',' {
+			i = skipSpace(obj, i+1)
+		}
+	}
+	return m, found
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// endOfString returns where the JSON string at b[i] ends, after its
+// closing quote; -1 if it does not.
+func endOfString(b []byte, i int) int {
+	if i >= len(b) || b[i] != '"' {
+		return -1
+	}
+	for i++; i < len(b); i++ {
+		switch b[i] {
+		case '\\':
+			i++
+		case '"':
+			return i + 1
+		}
+	}
+	return -1
+}
+
+// endOfValue returns where the JSON value at b[i] ends; -1 if it does not.
+func endOfValue(b []byte, i int) int {
+	depth := 0
+	for i < len(b) {
+		switch c := b[i]; {
+		case c == '"':
+			if i = endOfString(b, i); i < 0 {
+				return -1
+			}
+			if depth == 0 {
+				return i
+			}
+			continue
+		case c == '{' || c == '[':
+			depth++
+		case c == '}' || c == ']':
+			if depth == 0 {
+				return i
+			}
+			if depth--; depth == 0 {
+				return i + 1
+			}
+		case depth == 0 && (c == ',' || c == ' ' || c == '\t' || c == '\n' || c == '\r'):
+			return i
+		}
+		i++
+	}
+	if depth == 0 {
+		return i
+	}
+	return -1
 }
 
 // Close ends the report and flushes it.

@@ -207,3 +207,43 @@ func FuzzReadStored(f *testing.F) {
 		sameJSON(t, served.Bytes(), want)
 	})
 }
+
+// FuzzStoredGoroutineJSON: a goroutine written from its JSON, as the
+// analyzer has it, reads back as the goroutine that JSON decodes to.
+func FuzzStoredGoroutineJSON(f *testing.F) {
+	f.Add([]byte(`{"id":1,"status":"x","frames":[{"function":"f","line":2}],"frames_elided":3}`), []byte(`{"id":2,"frames":[{"function":"f","line":2}]}`))
+	f.Add([]byte(`{ "id" : 1 , "Frames" : [ ] , "labels" : {"frames":"null"} }`), []byte(`{"id":2,"frames":null,"stack":4}`))
+	f.Add([]byte(`{"fr\u0061mes":[{"function":"g"}],"frames":[]}`), []byte(`{"created_by":"\"frames\":[","frames":[{"pc":"0x1"}]}`))
+	f.Fuzz(func(t *testing.T, a, b []byte) {
+		var want []Goroutine
+		for _, obj := range [][]byte{a, b, a} {
+			var g Goroutine
+			if json.Unmarshal(obj, &g) != nil {
+				return
+			}
+			want = append(want, g)
+		}
+		var out bytes.Buffer
+		sw, err := NewStoredWriter(&out, &Report{Schema: ReportSchema})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, obj := range [][]byte{a, b, a} {
+			if err := sw.GoroutineJSON(obj); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := sw.Close(); err != nil {
+			t.Fatal(err)
+		}
+		r, err := ReadStored(&out)
+		if err != nil {
+			t.Fatalf("%v\n%s", err, out.Bytes())
+		}
+		gotJSON, _ := json.Marshal(r.Goroutines)
+		wantJSON, _ := json.Marshal(want)
+		if !bytes.Equal(gotJSON, wantJSON) {
+			t.Fatalf("read back\n %s\nwant\n %s\nstored %s", gotJSON, wantJSON, out.Bytes())
+		}
+	})
+}

@@ -104,11 +104,11 @@ func (r *rig) report(t *testing.T, id string) *corepipe.Report {
 		t.Fatal(err)
 	}
 	defer rc.Close()
-	var rep corepipe.Report
-	if err := json.NewDecoder(rc).Decode(&rep); err != nil {
+	rep, err := corepipe.ReadStored(rc)
+	if err != nil {
 		t.Fatal(err)
 	}
-	return &rep
+	return rep
 }
 
 // pending reports whether the work queue still holds a message.

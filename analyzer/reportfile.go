@@ -169,20 +169,34 @@ func (sec *section) scan(s *scanner, i int, first *[]byte) error {
 	return nil
 }
 
-// write writes the section's elements from f, validated again as they are
-// read: the file is the child's, and it is read a second time.
-func (sec *section) write(w io.Writer, f io.ReaderAt, i int) error {
+// each calls fn with each of the section's elements from f, validated
+// again as they are read: the file is the child's, and it is read a second
+// time. elem is only valid during the call.
+func (sec *section) each(f io.ReaderAt, i int, fn func(elem []byte) error) error {
 	s := newScanner(io.NewSectionReader(f, sec.start, sec.end-sec.start+1))
+	n := 0
+	err := eachElement(s, i, func(elem []byte) error {
+		n++
+		return fn(elem)
+	})
+	if err == nil && n != sec.n {
+		err = invalidf("report file changed while it was stored")
+	}
+	return err
+}
+
+// write writes the section's elements from f as a JSON array.
+func (sec *section) write(w io.Writer, f io.ReaderAt, i int) error {
 	n := 0
 	// The child indents its report for people; the store keeps it
 	// compact, a third smaller.
-	var compact bytes.Buffer
-	err := eachElement(s, i, func(elem []byte) error {
+	compact := bytes.NewBufferString("[")
+	err := sec.each(f, i, func(elem []byte) error {
 		if n > 0 {
 			compact.Write(comma)
 		}
 		n++
-		if err := json.Compact(&compact, elem); err != nil {
+		if err := json.Compact(compact, elem); err != nil {
 			return invalidf("%v", err)
 		}
 		if compact.Len() < 32<<10 {
@@ -193,10 +207,8 @@ func (sec *section) write(w io.Writer, f io.ReaderAt, i int) error {
 		return err
 	})
 	if err == nil {
+		compact.WriteByte(']')
 		_, err = w.Write(compact.Bytes())
-	}
-	if err == nil && n != sec.n {
-		err = invalidf("report file changed while it was stored")
 	}
 	return err
 }
@@ -235,35 +247,42 @@ func eachElement(s *scanner, sec int, fn func(elem []byte) error) error {
 	}
 }
 
-// writeReport writes r as JSON; with rf, its goroutines and their groups
-// are rf's rather than r's own (which then hold only the crashing
-// goroutine).
+// writeReport writes r in the stored form (corepipe.StoredForm); with rf,
+// its goroutines and their groups are rf's rather than r's own (which then
+// hold only the crashing goroutine). Both are copied from the file one
+// element at a time, compacted, without being decoded.
 func writeReport(w io.Writer, r *corepipe.Report, rf *reportFile) error {
 	if rf == nil {
-		return r.WriteJSON(w, false)
+		return r.WriteStored(w)
 	}
 	rest := *r
 	rest.Goroutines, rest.GoroutineGroups = nil, nil
-	head, err := json.Marshal(&rest)
+	sw, err := corepipe.NewStoredWriter(w, &rest)
 	if err != nil {
-		return fmt.Errorf("encode report: %w", err)
+		return err
 	}
-	bw := bufio.NewWriterSize(w, 64<<10)
-	// The schema field is always there, so what follows needs a comma.
-	bw.Write(head[:len(head)-1])
 	for i := range rf.sections {
 		sec := &rf.sections[i]
 		if sec.n == 0 {
 			continue
 		}
-		fmt.Fprintf(bw, `,"%s":[`, streamed[i])
-		if err := sec.write(bw, rf.f, i); err != nil {
+		if streamed[i] != "goroutines" {
+			err = sw.Member(streamed[i], func(w io.Writer) error { return sec.write(w, rf.f, i) })
+		} else {
+			var compact bytes.Buffer
+			err = sec.each(rf.f, i, func(elem []byte) error {
+				compact.Reset()
+				if err := json.Compact(&compact, elem); err != nil {
+					return invalidf("%v", err)
+				}
+				return sw.GoroutineJSON(compact.Bytes())
+			})
+		}
+		if err != nil {
 			return err
 		}
-		bw.WriteByte(']')
 	}
-	bw.WriteString("}\n")
-	return bw.Flush()
+	return sw.Close()
 }
 
 var (

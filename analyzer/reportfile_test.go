@@ -91,17 +91,17 @@ func TestReportFileRoundTrip(t *testing.T) {
 	if s := head.Summary(); len(s.TopFrames) == 0 || s.TopFrames[0].Function != "main.worker0.func0" {
 		t.Errorf("summary top frames %+v", s.TopFrames)
 	}
-	var got corepipe.Report
-	if err := json.Unmarshal(out, &got); err != nil {
+	got, err := corepipe.ReadStored(bytes.NewReader(out))
+	if err != nil {
 		t.Fatalf("stored report: %v", err)
 	}
-	if !reflect.DeepEqual(&got, want) {
+	if !reflect.DeepEqual(got, want) {
 		t.Errorf("the stored report differs from the child's")
 	}
-	var compact bytes.Buffer
-	want.WriteJSON(&compact, false)
-	if len(out) != compact.Len() {
-		t.Errorf("stored %d bytes, want the compact report's %d", len(out), compact.Len())
+	var stored bytes.Buffer
+	want.WriteStored(&stored)
+	if len(out) != stored.Len() {
+		t.Errorf("stored %d bytes, want the stored form's %d", len(out), stored.Len())
 	}
 	// A report without goroutines (a C program's) keeps none.
 	_, out, err = roundTrip(writeFile(t, &corepipe.Report{Schema: 1, ID: "x", Threads: []corepipe.Thread{{ID: 3}}}))
@@ -148,8 +148,8 @@ func TestReportFileHostile(t *testing.T) {
 	if err != nil || head.Title != "t" {
 		t.Fatalf("%v %+v", err, head)
 	}
-	var got corepipe.Report
-	if err := json.Unmarshal(out, &got); err != nil || len(got.Goroutines) != 1 || got.Process.PID != 0 || got.Goroutines[0].CreatedBy != `x"],"process":{"pid":6}}` {
+	got, err := corepipe.ReadStored(bytes.NewReader(out))
+	if err != nil || len(got.Goroutines) != 1 || got.Process.PID != 0 || got.Goroutines[0].CreatedBy != `x"],"process":{"pid":6}}` {
 		t.Errorf("stored %s: %v", out, err)
 	}
 }

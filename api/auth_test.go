@@ -145,6 +145,7 @@ func TestAuthMatrix(t *testing.T) {
 		{"/login", RoleNone, true},
 		{"/api/v1/crashes", RoleViewer, false},
 		{"/api/v1/crashes/" + r.ID, RoleViewer, false},
+		{"/api/v1/crashes/" + r.ID + "/goroutines", RoleViewer, false},
 		{"/api/v1/groups", RoleViewer, false},
 		{"/api/v1/groups/" + r.Signature, RoleViewer, false},
 		{"/api/v1/crashes/" + r.ID + "/core", RoleDebugger, false},

@@ -9,6 +9,7 @@ import (
 	"mime"
 	"net/http"
 	"path"
+	"strconv"
 	"strings"
 	"time"
 
@@ -48,11 +49,88 @@ func (s *Server) listCrashes(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, crashList{Crashes: redact(r, crashes), NextCursor: next})
 }
 
-// getCrash streams the stored report: it can be tens of MiB for a process
-// with many goroutines. A viewer gets it through redactStream, which
-// scrubs the command line and copies the rest as it reads.
+// getCrash serves the stored report as clients know it (WriteJSON), with
+// its identical stacks written out again for every goroutine. A viewer's
+// copy has its command line scrubbed.
 func (s *Server) getCrash(w http.ResponseWriter, r *http.Request) {
+	rep, err := s.storedReport(r, r.PathValue("id"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	// A report of 100 000 goroutines is over 100 MB of JSON: it is
+	// written as it is sent.
+	pr, pw := io.Pipe()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		pw.CloseWithError(rep.WriteJSON(pw, false))
+	}()
+	defer func() {
+		// Unblocks the writer if the client went away, then waits for it.
+		pr.Close()
+		<-done
+	}()
+	s.stream(w, r, pr, "application/json", "")
+}
+
+// storedReport reads the full report of an indexed crash as r may see it.
+// Goroutines of one stack share its frames.
+func (s *Server) storedReport(r *http.Request, id string) (*corepipe.Report, error) {
+	if _, err := s.crash(r.Context(), id); err != nil {
+		return nil, err
+	}
+	rc, err := s.openReport(r.Context(), id)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	rep, err := corepipe.ReadStored(rc)
+	if err != nil {
+		return nil, fmt.Errorf("crash %s: %w", id, err)
+	}
+	if !seesSecrets(r) {
+		rep = rep.Redacted()
+	}
+	return rep, nil
+}
+
+// defaultGoroutinePage is the page of goroutines a client gets when it
+// does not say: one that shows a report of 100 000 goroutines asks for
+// them a page at a time, of up to maxLimit.
+const defaultGoroutinePage = 100
+
+// goroutinePage is one page of a report's goroutines, in the report's
+// order; NextOffset is absent on the last page.
+type goroutinePage struct {
+	Goroutines []corepipe.Goroutine `json:"goroutines"`
+	Total      int                  `json:"total"`
+	Offset     int                  `json:"offset"`
+	NextOffset int                  `json:"next_offset,omitempty"`
+}
+
+// getGoroutines serves a page of a report's goroutines (offset, limit),
+// holding only that page and the report's distinct stacks while it reads.
+func (s *Server) getGoroutines(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
+	q := r.URL.Query()
+	offset, limit := 0, defaultGoroutinePage
+	if v := q.Get("offset"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			s.writeError(w, r, fmt.Errorf("%w: offset %q: want a non-negative integer", corepipe.ErrInvalid, corepipe.Clip(v, 64)))
+			return
+		}
+		offset = n
+	}
+	if q.Get("limit") != "" {
+		n, err := parseLimit(q)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		limit = n
+	}
 	if _, err := s.crash(r.Context(), id); err != nil {
 		s.writeError(w, r, err)
 		return
@@ -63,23 +141,22 @@ func (s *Server) getCrash(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer rc.Close()
-	if seesSecrets(r) {
-		s.stream(w, r, rc, "application/json", "")
+	p := goroutinePage{Goroutines: []corepipe.Goroutine{}, Offset: offset}
+	_, err = corepipe.ReadStoredEach(rc, func(_ *corepipe.Report, g corepipe.Goroutine) error {
+		if p.Total >= offset && p.Total < offset+limit {
+			p.Goroutines = append(p.Goroutines, g)
+		}
+		p.Total++
+		return nil
+	})
+	if err != nil {
+		s.writeError(w, r, fmt.Errorf("crash %s: %w", id, err))
 		return
 	}
-	pr, pw := io.Pipe()
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		pw.CloseWithError(redactStream(pw, rc))
-	}()
-	defer func() {
-		// Unblocks the copier if the client went away, then waits for it
-		// before rc is closed under it.
-		pr.Close()
-		<-done
-	}()
-	s.stream(w, r, pr, "application/json", "")
+	if offset+limit < p.Total {
+		p.NextOffset = offset + limit
+	}
+	writeJSON(w, http.StatusOK, p)
 }
 
 // suidOnlyAdmin refuses the artifacts of a setuid or otherwise privileged

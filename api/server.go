@@ -247,6 +247,7 @@ func (s *Server) Handler() http.Handler {
 
 	api("/api/v1/crashes", RoleViewer, s.listCrashes)
 	api("/api/v1/crashes/{id}", RoleViewer, s.getCrash)
+	api("/api/v1/crashes/{id}/goroutines", RoleViewer, s.getGoroutines)
 	api("/api/v1/crashes/{id}/core", RoleDebugger, s.getCore)
 	api("/api/v1/crashes/{id}/executable", RoleDebugger, s.getExecutable)
 	api("/api/v1/crashes/{id}/console", RoleDebugger, s.getConsole)

@@ -3,13 +3,13 @@ package api
 import (
 	"bytes"
 	"embed"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"html/template"
 	"io/fs"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -258,7 +258,7 @@ func (s *Server) uiCrash(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	debug := s.debugCommand(r, id)
-	rep, err := s.loadReport(r, id)
+	p, err := s.loadCrashPage(r, id)
 	if errors.Is(err, corepipe.ErrNotFound) {
 		s.render(w, r, http.StatusOK, s.pages.crash, s.withCore(r, crashPage{Report: redact(r, []*corepipe.Report{sum})[0], Pending: true, Debug: debug}))
 		return
@@ -267,22 +267,10 @@ func (s *Server) uiCrash(w http.ResponseWriter, r *http.Request) {
 		s.uiError(w, r, err)
 		return
 	}
-	if !seesSecrets(r) {
-		rep = rep.Redacted()
-	}
-	p := crashPage{Report: rep, Crashing: rep.CrashingGoroutineReport(), Debug: debug}
+	p.Debug = debug
 	if p.Crashing != nil {
+		rep := p.Report
 		p.CrashingFrames = stackList(p.Crashing.Frames, func(f corepipe.Frame) string { return s.sourceLinks.Link(rep, f) }, rep.InApp)
-	}
-	for _, g := range rep.Goroutines {
-		if p.Crashing != nil && g.ID == p.Crashing.ID {
-			continue
-		}
-		if len(p.Others) == maxUIGoroutines {
-			p.Hidden++
-			continue
-		}
-		p.Others = append(p.Others, g)
 	}
 	s.render(w, r, http.StatusOK, s.pages.crash, s.withCore(r, p))
 }
@@ -305,17 +293,47 @@ func (s *Server) debugCommand(r *http.Request, id string) string {
 	return "corepipe debug --server " + server + " " + id
 }
 
-func (s *Server) loadReport(r *http.Request, id string) (*corepipe.Report, error) {
+// loadCrashPage reads the stored report of id for its page, keeping of its
+// goroutines only the crashing one and the first maxUIGoroutines others:
+// the page of a leak of 100 000 goroutines holds a thousand of them and
+// the report's distinct stacks, each decoded once.
+func (s *Server) loadCrashPage(r *http.Request, id string) (crashPage, error) {
 	rc, err := s.openReport(r.Context(), id)
 	if err != nil {
-		return nil, err
+		return crashPage{}, err
 	}
 	defer rc.Close()
-	var rep corepipe.Report
-	if err := json.NewDecoder(rc).Decode(&rep); err != nil {
-		return nil, fmt.Errorf("crash %s: decode report: %w", id, err)
+	var p crashPage
+	rep, err := corepipe.ReadStoredEach(rc, func(head *corepipe.Report, g corepipe.Goroutine) error {
+		switch {
+		case g.ID == head.CrashingGoroutine && g.ID != 0 && p.Crashing == nil:
+			p.Crashing = &g
+		case len(p.Others) == maxUIGoroutines:
+			p.Hidden++
+		default:
+			p.Others = append(p.Others, g)
+		}
+		return nil
+	})
+	if err != nil {
+		return crashPage{}, fmt.Errorf("crash %s: %w", id, err)
 	}
-	return &rep, nil
+	if i := slices.IndexFunc(p.Others, func(g corepipe.Goroutine) bool { return g.ID == rep.CrashingGoroutine }); p.Crashing == nil && rep.CrashingGoroutine != 0 && i >= 0 {
+		// A report that names its crashing goroutine after listing them.
+		p.Crashing = &p.Others[i]
+		p.Others = slices.Delete(slices.Clone(p.Others), i, i+1)
+	}
+	// The page's report has the goroutines it shows, for what reads them
+	// from it (the crashing goroutine, the title's place).
+	if p.Crashing != nil {
+		rep.Goroutines = append(rep.Goroutines, *p.Crashing)
+	}
+	rep.Goroutines = append(rep.Goroutines, p.Others...)
+	if !seesSecrets(r) {
+		rep = rep.Redacted()
+	}
+	p.Report = rep
+	return p, nil
 }
 
 type groupsPage struct {

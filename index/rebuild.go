@@ -2,10 +2,8 @@ package index
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"strings"
 	"sync"
@@ -126,20 +124,14 @@ func readReport(ctx context.Context, blobs corepipe.BlobStore, key string) (*cor
 		return nil, fmt.Errorf("read %s: %w", key, err)
 	}
 	defer rc.Close()
-	var r corepipe.Report
-	if err := json.NewDecoder(rc).Decode(&r); err != nil {
-		var (
-			syntax *json.SyntaxError
-			typ    *json.UnmarshalTypeError
-		)
-		// A read that fails is the store's problem, not the object's.
-		if errors.As(err, &syntax) || errors.As(err, &typ) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
-			return nil, fmt.Errorf("%w: decode %s: %v", corepipe.ErrInvalid, key, err)
-		}
-		return nil, fmt.Errorf("read %s: %w", key, err)
+	// A read that fails is the store's problem, not the object's: only
+	// the latter is ErrInvalid.
+	r, err := corepipe.ReadStored(rc)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", key, err)
 	}
 	if r.ID != id {
 		return nil, fmt.Errorf("%w: %s holds the report of %q", corepipe.ErrInvalid, key, r.ID)
 	}
-	return &r, nil
+	return r, nil
 }

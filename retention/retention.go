@@ -9,7 +9,6 @@ package retention
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -289,14 +288,14 @@ func (s *Sweeper) report(ctx context.Context, id string) (*corepipe.Report, erro
 		return nil, fmt.Errorf("retention: crash %s: read report: %w", id, err)
 	}
 	defer rc.Close()
-	var r corepipe.Report
-	if err := json.NewDecoder(rc).Decode(&r); err != nil {
-		return nil, fmt.Errorf("retention: crash %s: read report: %w", id, err)
+	r, err := corepipe.ReadStored(rc)
+	if err != nil {
+		return nil, fmt.Errorf("retention: crash %s: %w", id, err)
 	}
 	if r.ID != id {
 		return nil, fmt.Errorf("%w: retention: crash %s: the stored report is of %q", corepipe.ErrInvalid, id, r.ID)
 	}
-	return &r, nil
+	return r, nil
 }
 
 // putReport streams r back into the store: a report of many goroutines is
@@ -306,7 +305,7 @@ func (s *Sweeper) putReport(ctx context.Context, r *corepipe.Report) error {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		pw.CloseWithError(json.NewEncoder(pw).Encode(r))
+		pw.CloseWithError(r.WriteStored(pw))
 	}()
 	err := s.cfg.Blobs.Put(ctx, corepipe.ReportKey(r.ID), pr, -1)
 	pr.CloseWithError(err)

@@ -6,7 +6,6 @@ package apitest
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
@@ -84,11 +83,11 @@ func (s *Server) Add(tb testing.TB, r *corepipe.Report, core, exe []byte, exeID 
 		r.Artifacts.Executable = corepipe.ExeArtifact{Path: r.Process.Exe, Found: true, Key: corepipe.ExecutableKey(exeID)}
 		s.Put(tb, r.Artifacts.Executable.Key, exe)
 	}
-	b, err := json.Marshal(r)
-	if err != nil {
+	var b bytes.Buffer
+	if err := r.WriteStored(&b); err != nil {
 		tb.Fatal(err)
 	}
-	s.Put(tb, corepipe.ReportKey(r.ID), b)
+	s.Put(tb, corepipe.ReportKey(r.ID), b.Bytes())
 	if err := s.Index.Upsert(context.Background(), r); err != nil {
 		tb.Fatal(err)
 	}
