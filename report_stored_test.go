@@ -181,6 +181,7 @@ func FuzzReadStored(f *testing.F) {
 	plain, _ := json.Marshal(leakReport(5, 2, 2))
 	f.Add(plain)
 	f.Add([]byte(`{"schema":1,"stored_form":1,"goroutines":[{"id":1,"stack":0},{"id":2,"stack":0,"frames":[]}]}`))
+	f.Add([]byte(`{"schema":1,"goroutines":[{"id":1,"frames":[{"function":"f"}]}],"title":"after","crashing_goroutine":1}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		r, err := ReadStored(bytes.NewReader(data))
 		if err != nil {
@@ -202,6 +203,26 @@ func FuzzReadStored(f *testing.F) {
 			t.Fatalf("stored again, the report changed:\n got %s\nwant %s", got, want)
 		}
 		if err := r.WriteJSON(&served, false); err != nil {
+			t.Fatal(err)
+		}
+		sameJSON(t, served.Bytes(), want)
+		// Served one goroutine at a time, as the API does, with what
+		// follows the goroutines written after them.
+		served.Reset()
+		var jw *JSONWriter
+		tail, err := ReadStoredEach(bytes.NewReader(data), func(head *Report, g Goroutine) error {
+			if jw == nil {
+				var err error
+				if jw, err = NewJSONWriter(&served, head, false); err != nil {
+					return err
+				}
+			}
+			return jw.Goroutine(&g)
+		})
+		if err != nil || jw == nil {
+			return
+		}
+		if err := jw.Close(tail); err != nil {
 			t.Fatal(err)
 		}
 		sameJSON(t, served.Bytes(), want)

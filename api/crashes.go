@@ -49,50 +49,76 @@ func (s *Server) listCrashes(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, crashList{Crashes: redact(r, crashes), NextCursor: next})
 }
 
-// getCrash serves the stored report as clients know it (WriteJSON), with
-// its identical stacks written out again for every goroutine. A viewer's
-// copy has its command line scrubbed.
+// getCrash serves the stored report as clients know it (WriteJSON), one
+// goroutine at a time, its identical stacks written out again for every
+// goroutine that has them: a report of 100 000 goroutines is over 100 MB of
+// JSON, and the server holds only its distinct stacks. A viewer's copy has
+// its command line scrubbed.
 func (s *Server) getCrash(w http.ResponseWriter, r *http.Request) {
-	rep, err := s.storedReport(r, r.PathValue("id"))
+	id := r.PathValue("id")
+	if _, err := s.crash(r.Context(), id); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	rc, err := s.openReport(r.Context(), id)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	// A report of 100 000 goroutines is over 100 MB of JSON: it is
-	// written as it is sent.
+	defer rc.Close()
 	pr, pw := io.Pipe()
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		pw.CloseWithError(rep.WriteJSON(pw, false))
+		pw.CloseWithError(storedErr(id, serveStored(pw, rc, !seesSecrets(r))))
 	}()
 	defer func() {
-		// Unblocks the writer if the client went away, then waits for it.
+		// Unblocks the writer if the client went away, then waits for it
+		// before rc is closed under it.
 		pr.Close()
 		<-done
 	}()
 	s.stream(w, r, pr, "application/json", "")
 }
 
-// storedReport reads the full report of an indexed crash as r may see it.
-// Goroutines of one stack share its frames.
-func (s *Server) storedReport(r *http.Request, id string) (*corepipe.Report, error) {
-	if _, err := s.crash(r.Context(), id); err != nil {
-		return nil, err
+// serveStored writes the stored report in src to w as WriteJSON does,
+// scrubbed by Redacted with redact.
+func serveStored(w io.Writer, src io.Reader, redact bool) error {
+	scrub := func(r *corepipe.Report) *corepipe.Report {
+		if redact {
+			return r.Redacted()
+		}
+		return r
 	}
-	rc, err := s.openReport(r.Context(), id)
+	var jw *corepipe.JSONWriter
+	rep, err := corepipe.ReadStoredEach(src, func(head *corepipe.Report, g corepipe.Goroutine) error {
+		if jw == nil {
+			var err error
+			if jw, err = corepipe.NewJSONWriter(w, scrub(head), false); err != nil {
+				return err
+			}
+		}
+		return jw.Goroutine(&g)
+	})
+	switch {
+	case err != nil:
+		return err
+	case jw == nil:
+		return scrub(rep).WriteJSON(w, false)
+	}
+	return jw.Close(scrub(rep))
+}
+
+// storedErr says what went wrong reading the stored report of id: bytes
+// that are not a report are the server's fault (500), not the client's.
+func storedErr(id string, err error) error {
+	if errors.Is(err, corepipe.ErrInvalid) {
+		return fmt.Errorf("crash %s: the stored report is damaged: %v", id, err)
+	}
 	if err != nil {
-		return nil, err
+		return fmt.Errorf("crash %s: %w", id, err)
 	}
-	defer rc.Close()
-	rep, err := corepipe.ReadStored(rc)
-	if err != nil {
-		return nil, fmt.Errorf("crash %s: %w", id, err)
-	}
-	if !seesSecrets(r) {
-		rep = rep.Redacted()
-	}
-	return rep, nil
+	return nil
 }
 
 // defaultGoroutinePage is the page of goroutines a client gets when it
@@ -150,7 +176,7 @@ func (s *Server) getGoroutines(w http.ResponseWriter, r *http.Request) {
 		return nil
 	})
 	if err != nil {
-		s.writeError(w, r, fmt.Errorf("crash %s: %w", id, err))
+		s.writeError(w, r, storedErr(id, err))
 		return
 	}
 	if offset+limit < p.Total {

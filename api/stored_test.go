@@ -149,3 +149,20 @@ func TestUICrashOfLeak(t *testing.T) {
 		t.Errorf("the page does not say %q", want)
 	}
 }
+
+// TestDamagedStoredReport: a stored report that does not read is the
+// server's fault (500), not the client's (400), on every route that reads
+// it.
+func TestDamagedStoredReport(t *testing.T) {
+	e := newEnv(t)
+	r := newReport(time.Minute)
+	e.add(r, false)
+	e.put(corepipe.ReportKey(r.ID), []byte(`{"schema":1,"stored_form":1,"goroutines":[{"id":1,"status":"x","stack":5}]}`))
+	for _, p := range []string{"/api/v1/crashes/" + r.ID, "/api/v1/crashes/" + r.ID + "/goroutines", "/crashes/" + r.ID} {
+		resp, body := e.get(p)
+		// An internal error's detail goes to the log, not the client.
+		if resp.StatusCode != http.StatusInternalServerError {
+			t.Errorf("%s: %s %.200s", p, resp.Status, body)
+		}
+	}
+}

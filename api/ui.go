@@ -316,7 +316,7 @@ func (s *Server) loadCrashPage(r *http.Request, id string) (crashPage, error) {
 		return nil
 	})
 	if err != nil {
-		return crashPage{}, fmt.Errorf("crash %s: %w", id, err)
+		return crashPage{}, storedErr(id, err)
 	}
 	if i := slices.IndexFunc(p.Others, func(g corepipe.Goroutine) bool { return g.ID == rep.CrashingGoroutine }); p.Crashing == nil && rep.CrashingGoroutine != 0 && i >= 0 {
 		// A report that names its crashing goroutine after listing them.
