@@ -12,7 +12,6 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -30,6 +29,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/corepipe/corepipe"
 	"github.com/corepipe/corepipe/internal/testkit/benchtool"
 	"github.com/corepipe/corepipe/internal/testkit/toolcache"
 )
@@ -291,70 +291,46 @@ func dlvCount(path string) (int, error) {
 }
 
 // reportCount counts the report's goroutines one at a time, and returns
-// the size of the report as the analyzer stores it: the same JSON without
-// the whitespace between tokens. The report of 100 000 goroutines is far
-// bigger than what is needed to count them.
+// the size of the report as the analyzer stores it: in the stored form,
+// which writes each distinct stack once. The report of 100 000 goroutines
+// is far bigger than what is needed to count them.
 func reportCount(path string) (goroutines int, stored int64, err error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return 0, 0, err
 	}
 	defer f.Close()
-	dec := json.NewDecoder(bufio.NewReader(f))
-	var buf bytes.Buffer
-	compact := func(raw json.RawMessage) error {
-		buf.Reset()
-		if err := json.Compact(&buf, raw); err != nil {
-			return err
+	var out countWriter
+	var sw *corepipe.StoredWriter
+	head, err := corepipe.ReadStoredEach(bufio.NewReader(f), func(head *corepipe.Report, g corepipe.Goroutine) error {
+		if sw == nil {
+			if sw, err = corepipe.NewStoredWriter(&out, head); err != nil {
+				return err
+			}
 		}
-		stored += int64(buf.Len())
-		return nil
-	}
-	if _, err := dec.Token(); err != nil {
+		goroutines++
+		return sw.Goroutine(&g)
+	})
+	if err != nil {
 		return 0, 0, err
 	}
-	stored = 2 // the braces
-	for i := 0; dec.More(); i++ {
-		key, err := dec.Token()
-		if err != nil {
-			return 0, 0, err
-		}
-		k, _ := key.(string)
-		stored += int64(len(k)) + 3 // quotes and colon
-		if i > 0 {
-			stored++ // the comma before it
-		}
-		if k != "goroutines" {
-			var v json.RawMessage
-			if err := dec.Decode(&v); err != nil {
-				return 0, 0, err
-			}
-			if err := compact(v); err != nil {
-				return 0, 0, err
-			}
-			continue
-		}
-		if _, err := dec.Token(); err != nil {
-			return 0, 0, err
-		}
-		stored += 2 // the brackets
-		for ; dec.More(); goroutines++ {
-			var g json.RawMessage
-			if err := dec.Decode(&g); err != nil {
-				return 0, 0, err
-			}
-			if err := compact(g); err != nil {
-				return 0, 0, err
-			}
-			if goroutines > 0 {
-				stored++
-			}
-		}
-		if _, err := dec.Token(); err != nil {
+	if sw == nil {
+		if sw, err = corepipe.NewStoredWriter(&out, head); err != nil {
 			return 0, 0, err
 		}
 	}
-	return goroutines, stored, nil
+	if err := sw.Close(); err != nil {
+		return 0, 0, err
+	}
+	return goroutines, int64(out), nil
+}
+
+// countWriter counts what is written to it.
+type countWriter int64
+
+func (c *countWriter) Write(p []byte) (int, error) {
+	*c += countWriter(len(p))
+	return len(p), nil
 }
 
 func printTable(w io.Writer, rows []row) {
