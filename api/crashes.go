@@ -56,11 +56,7 @@ func (s *Server) listCrashes(w http.ResponseWriter, r *http.Request) {
 // its command line scrubbed.
 func (s *Server) getCrash(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	if _, err := s.crash(r.Context(), id); err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	rc, err := s.openReport(r.Context(), id)
+	rc, err := s.indexedReport(r.Context(), id)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -157,11 +153,7 @@ func (s *Server) getGoroutines(w http.ResponseWriter, r *http.Request) {
 		}
 		limit = n
 	}
-	if _, err := s.crash(r.Context(), id); err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	rc, err := s.openReport(r.Context(), id)
+	rc, err := s.indexedReport(r.Context(), id)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -287,6 +279,15 @@ func (s *Server) crash(ctx context.Context, id string) (*corepipe.Report, error)
 
 // openReport opens the full report of an indexed crash. A crash is indexed
 // before its analysis ends, so a missing report is expected and said plainly.
+// indexedReport opens the stored report of a crash the index holds: an ID
+// the index does not know is not found, whatever the blob store has.
+func (s *Server) indexedReport(ctx context.Context, id string) (io.ReadCloser, error) {
+	if _, err := s.crash(ctx, id); err != nil {
+		return nil, err
+	}
+	return s.openReport(ctx, id)
+}
+
 func (s *Server) openReport(ctx context.Context, id string) (io.ReadCloser, error) {
 	rc, err := s.blobs.Get(ctx, corepipe.ReportKey(id))
 	if errors.Is(err, corepipe.ErrNotFound) {
