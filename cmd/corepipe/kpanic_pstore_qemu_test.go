@@ -34,15 +34,7 @@ const (
 // the VM, and the second finds the dump in pstore, runs the real agent
 // against the host's NATS and MinIO until it has recorded the panic and
 // removed the record, shows what pstore holds then, and powers off.
-const qemuPstoreInit = `#!/bin/busybox sh
-/bin/busybox mkdir -p /sbin /usr/bin /usr/sbin
-/bin/busybox --install -s
-mount -t proc proc /proc
-mount -t sysfs sys /sys
-mount -t devtmpfs dev /dev
-insmod /m/e1000.ko
-insmod /m/configfs.ko
-insmod /m/reed_solomon.ko
+const qemuPstoreInit = qemuBoot + `insmod /m/reed_solomon.ko
 insmod /m/ramoops.ko ` + ramoopsArgs + `
 mount -t pstore pstore /sys/fs/pstore
 ip link set eth0 up

@@ -21,10 +21,9 @@ import (
 	"github.com/corepipe/corepipe/internal/testkit"
 )
 
-// qemuInit is the VM's /init: it brings up the NIC, starts netconsole with
-// the targets on the kernel command line, prints a line longer than plain
-// netconsole's 1000-byte chunks, and panics the kernel.
-const qemuInit = `#!/bin/busybox sh
+// qemuBoot is how every test VM's /init starts: busybox's applets, the
+// kernel's file systems, and the NIC's and netconsole's configfs modules.
+const qemuBoot = `#!/bin/busybox sh
 /bin/busybox mkdir -p /sbin /usr/bin /usr/sbin
 /bin/busybox --install -s
 mount -t proc proc /proc
@@ -32,7 +31,12 @@ mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
 insmod /m/e1000.ko
 insmod /m/configfs.ko
-ip link set eth0 up
+`
+
+// qemuInit is the VM's /init: it brings up the NIC, starts netconsole with
+// the targets on the kernel command line, prints a line longer than plain
+// netconsole's 1000-byte chunks, and panics the kernel.
+const qemuInit = qemuBoot + `ip link set eth0 up
 ip addr add 10.0.2.15/24 dev eth0
 sleep 2
 insmod /m/netconsole.ko netconsole="$(tr ' ' '\n' < /proc/cmdline | sed -n 's/^kp.target=//p')"
