@@ -27,7 +27,9 @@ import (
 	"time"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
+	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -125,6 +127,57 @@ func (s *Server) ConfigFor(namespace, name string) *rest.Config {
 	}
 	cfg := s.Config()
 	cfg.BearerToken = tr.Status.Token
+	return cfg
+}
+
+// Grant binds service account namespace/name to a cluster role of its own,
+// named after it, with rules only, and returns once the API server's
+// authorizer honours every rule: the RBAC authorizer reads bindings from a
+// watch cache, so a request made right after the create can still be
+// refused. It returns the account's client configuration.
+func (s *Server) Grant(namespace, name string, rules []rbacv1.PolicyRule) *rest.Config {
+	s.t.Helper()
+	ctx := context.Background()
+	admin := s.Client()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}
+	if _, err := admin.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		s.t.Fatalf("kubetest: namespace %s: %v", namespace, err)
+	}
+	cfg := s.ConfigFor(namespace, name)
+	role := &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: name}, Rules: rules}
+	if _, err := admin.RbacV1().ClusterRoles().Create(ctx, role, metav1.CreateOptions{}); err != nil {
+		s.t.Fatalf("kubetest: cluster role %s: %v", name, err)
+	}
+	binding := &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: name},
+		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: name},
+		Subjects: []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: name, Namespace: namespace}}}
+	if _, err := admin.RbacV1().ClusterRoleBindings().Create(ctx, binding, metav1.CreateOptions{}); err != nil {
+		s.t.Fatalf("kubetest: cluster role binding %s: %v", name, err)
+	}
+	user := "system:serviceaccount:" + namespace + ":" + name
+	deadline := time.Now().Add(30 * time.Second)
+	for _, rule := range rules {
+		for _, group := range rule.APIGroups {
+			for _, resource := range rule.Resources {
+				for _, verb := range rule.Verbs {
+					review := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
+						User:               user,
+						Groups:             []string{"system:serviceaccounts", "system:serviceaccounts:" + namespace, "system:authenticated"},
+						ResourceAttributes: &authorizationv1.ResourceAttributes{Group: group, Resource: resource, Verb: verb}}}
+					for {
+						got, err := admin.AuthorizationV1().SubjectAccessReviews().Create(ctx, review, metav1.CreateOptions{})
+						if err == nil && got.Status.Allowed {
+							break
+						}
+						if time.Now().After(deadline) {
+							s.t.Fatalf("kubetest: %s may not %s %s after 30s: %v", user, verb, resource, err)
+						}
+						time.Sleep(50 * time.Millisecond)
+					}
+				}
+			}
+		}
+	}
 	return cfg
 }
 

@@ -86,7 +86,6 @@ func TestStopRestartKeepsObjects(t *testing.T) {
 func TestConfigForHasOnlyItsRights(t *testing.T) {
 	s := Start(t)
 	ctx := context.Background()
-	admin := s.Client()
 	reader, err := kubernetes.NewForConfig(s.ConfigFor("default", "reader"))
 	if err != nil {
 		t.Fatal(err)
@@ -94,17 +93,7 @@ func TestConfigForHasOnlyItsRights(t *testing.T) {
 	if _, err := reader.CoreV1().Pods("").List(ctx, metav1.ListOptions{}); !apierrors.IsForbidden(err) {
 		t.Fatalf("an account without roles lists pods: %v", err)
 	}
-	role := &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: "pod-reader"},
-		Rules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"list"}}}}
-	if _, err := admin.RbacV1().ClusterRoles().Create(ctx, role, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	binding := &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "reader"},
-		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "pod-reader"},
-		Subjects: []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: "reader", Namespace: "default"}}}
-	if _, err := admin.RbacV1().ClusterRoleBindings().Create(ctx, binding, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	s.Grant("default", "reader", []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"list"}}})
 	if _, err := reader.CoreV1().Pods("").List(ctx, metav1.ListOptions{}); err != nil {
 		t.Fatalf("list pods with the role: %v", err)
 	}
