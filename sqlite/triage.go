@@ -245,8 +245,12 @@ func searchText(r *corepipe.Report) string {
 const maxSearchFrames = 100
 
 // matchQuery turns what someone typed into an FTS5 query: each word a
-// quoted prefix, all of them required. Quoting keeps FTS5's operators
-// (NEAR, AND, column filters, '*', '^') out of reach of the input.
+// quoted phrase, all of them required; a word that ends in '*' is a prefix.
+// Quoting keeps FTS5's other operators (NEAR, AND, column filters, '^') out
+// of reach of the input. Whole words are the default because FTS5 reads a
+// prefix query's whole match list before it returns the first row: on ten
+// million crashes, 2 s for a word every crash has, against milliseconds
+// for the word itself.
 func matchQuery(q string) (string, error) {
 	words := strings.Fields(q)
 	if len(q) > maxQuery || len(words) > maxQueryWords {
@@ -254,7 +258,11 @@ func matchQuery(q string) (string, error) {
 	}
 	var parts []string
 	for _, w := range words {
-		parts = append(parts, `"`+strings.ReplaceAll(w, `"`, `""`)+`"*`)
+		prefix := ""
+		if len(w) > 1 && strings.HasSuffix(w, "*") {
+			w, prefix = strings.TrimSuffix(w, "*"), "*"
+		}
+		parts = append(parts, `"`+strings.ReplaceAll(w, `"`, `""`)+`"`+prefix)
 	}
 	return strings.Join(parts, " "), nil
 }
@@ -286,15 +294,30 @@ func backfillText(ctx context.Context, tx *sql.Tx) error {
 
 // fewMatches is how many matching crashes are few enough to fetch and sort
 // by time; with more, walking the time index until the page is full is
-// cheaper. A variable for the tests, which take both ways.
+// cheaper. A variable for the tests, which take each way.
 var fewMatches = 2000
 
-// matchTerm is the WHERE term of a search, chosen by how many crashes the
-// search matches. SQLite's planner, left alone, always fetches every match
-// and sorts them: 0.3 s for a word that 100 000 crashes have. The unary +
-// keeps it from driving the query by rowid, so that it walks the time
-// index and checks each crash against the matches instead, which fills a
-// page of a common word at once. Counting stops at fewMatches+1.
+// denseMatches is the share of the newest crashes matching a search above
+// which the walk down the time index asks the text index about each crash
+// it meets, instead of gathering every match first: gathering costs in
+// proportion to all the matches, asking in proportion to the crashes walked
+// to fill a page. A variable for the tests.
+var denseMatches = 0.05
+
+// densitySample is how many of the newest crashes (by rowid, which follows
+// arrival) a search's density is measured on.
+const densitySample = 20_000
+
+// matchTerm is the WHERE term of a search, with the match query as its one
+// argument, chosen by how many crashes the search matches:
+//   - few: SQLite's planner's own way, fetch every match and sort them;
+//   - many, but sparse among the newest: walk the time index and check
+//     each crash against the gathered matches (the unary + keeps the
+//     planner from driving the query by rowid), which fills a page of a
+//     common word at once;
+//   - dense: walk the time index and ask the text index whether each crash
+//     matches, a seek by rowid in every word's match list, so a page costs
+//     a few dozen seeks however many crashes match.
 func (x *Index) matchTerm(ctx context.Context, match string) (string, error) {
 	var n int
 	err := x.db.QueryRowContext(ctx, `SELECT count(*) FROM (SELECT rowid FROM crashes_text WHERE crashes_text MATCH ? LIMIT ?)`,
@@ -304,6 +327,18 @@ func (x *Index) matchTerm(ctx context.Context, match string) (string, error) {
 	}
 	if n <= fewMatches {
 		return "rowid IN (SELECT rowid FROM crashes_text WHERE crashes_text MATCH ?)", nil
+	}
+	var newest, dense int64
+	err = x.db.QueryRowContext(ctx, `SELECT coalesce(max(rowid), 0) FROM crashes`).Scan(&newest)
+	if err == nil {
+		err = x.db.QueryRowContext(ctx, `SELECT count(*) FROM crashes_text WHERE crashes_text MATCH ? AND rowid > ?`,
+			match, newest-densitySample).Scan(&dense)
+	}
+	if err != nil {
+		return "", FormatError(err)
+	}
+	if float64(dense) >= denseMatches*float64(min(newest, densitySample)) {
+		return "EXISTS (SELECT 1 FROM crashes_text t WHERE t.crashes_text MATCH ? AND t.rowid >= crashes.rowid AND t.rowid <= crashes.rowid)", nil
 	}
 	return "+rowid IN (SELECT rowid FROM crashes_text WHERE crashes_text MATCH ?)", nil
 }

@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -144,10 +143,16 @@ func searchReport(i int, title, message string, functions ...string) *corepipe.R
 }
 
 func TestSearch(t *testing.T) {
-	for _, few := range []int{fewMatches, 0} {
-		t.Run(fmt.Sprintf("few=%d", few), func(t *testing.T) {
-			defer func(was int) { fewMatches = was }(fewMatches)
-			fewMatches = few
+	// Each way matchTerm can take: fetch and sort the few matches, check
+	// the walk against the gathered matches, ask the text index per crash.
+	for _, tc := range []struct {
+		name  string
+		few   int
+		dense float64
+	}{{"few", fewMatches, denseMatches}, {"gathered", 0, 2}, {"asked", 0, 0}} {
+		t.Run(tc.name, func(t *testing.T) {
+			defer func(few int, dense float64) { fewMatches, denseMatches = few, dense }(fewMatches, denseMatches)
+			fewMatches, denseMatches = tc.few, tc.dense
 			testSearch(t)
 		})
 	}
@@ -171,7 +176,10 @@ func testSearch(t *testing.T) {
 		{corepipe.CrashFilter{Query: "main.(*server).retries"}, []string{a.ID}}, // as the runtime prints it
 		{corepipe.CrashFilter{Query: "idleWorker"}, nil},                        // not the crashing goroutine
 		{corepipe.CrashFilter{Query: "index"}, []string{c.ID, b.ID}},            // newest first
-		{corepipe.CrashFilter{Query: "bill"}, []string{c.ID, b.ID}},             // a prefix
+		{corepipe.CrashFilter{Query: "bill"}, nil},                              // whole words
+		{corepipe.CrashFilter{Query: "bill*"}, []string{c.ID, b.ID}},            // a prefix
+		{corepipe.CrashFilter{Query: "bill* refund"}, []string{c.ID}},           // a prefix and a word
+		{corepipe.CrashFilter{Query: "*"}, nil},                                 // a star alone is text
 		{corepipe.CrashFilter{Query: "index", Node: "node-b"}, []string{b.ID}},  // with a filter
 		{corepipe.CrashFilter{Query: "LENGTH 3"}, []string{b.ID}},               // any case
 		{corepipe.CrashFilter{Query: `NEAR("index" ) OR * "`}, nil},             // FTS5 syntax is text

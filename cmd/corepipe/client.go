@@ -123,7 +123,7 @@ func lsCmd() *cobra.Command {
 	fset.StringVar(&filter.Exe, "exe", "", "only crashes of this executable (path or base name)")
 	fset.StringVar((*string)(&filter.Status), "status", "", "analyzed, failed, pending or dropped")
 	fset.StringVar(&filter.Signature, "signature", "", "only crashes of this group")
-	fset.StringVar(&filter.Query, "q", "", "only crashes whose title, panic message or crashing functions have these words")
+	fset.StringVar(&filter.Query, "q", "", "only crashes whose title, panic message or crashing functions have these words (whole words; end one with * for a prefix)")
 	return cmd
 }
 
