@@ -12,11 +12,8 @@ import (
 // version and workload and folds them into groups, oldest first as a
 // rebuild would.
 func backfillGroups(ctx context.Context, tx *sql.Tx) error {
-	w, err := newWriter(ctx, tx, nil)
-	if err != nil {
-		return fmt.Errorf("backfill groups: %w", err)
-	}
-	err = eachSummary(ctx, tx, func(r *corepipe.Report) error {
+	w := newWriter(ctx, tx, nil, nil)
+	err := eachSummary(ctx, tx, func(r *corepipe.Report) error {
 		if _, err := tx.ExecContext(ctx, `UPDATE crashes SET version = ?, workload = ? WHERE id = ?`,
 			r.Version(), r.Workload(), r.ID); err != nil {
 			return fmt.Errorf("%s: %w", r.ID, err)

@@ -23,7 +23,7 @@ const MaxBuckets = 1000
 // fold is Group.Observe, which starts a first crash's group afresh, keeping
 // the group's triage and owner, then folds r into the triage too. A group
 // nobody assigned is owned as the owners rules say of its latest crash.
-func fold(ctx context.Context, tx *sql.Tx, g *corepipe.Group, r *corepipe.Report, owners *corepipe.OwnerRules) error {
+func fold(ctx context.Context, tx dbtx, g *corepipe.Group, r *corepipe.Report, owners *corepipe.OwnerRules) error {
 	t, assignee := g.Triage, g.Assignee
 	g.Observe(r)
 	g.Triage, g.Assignee = t, assignee
@@ -40,7 +40,7 @@ func fold(ctx context.Context, tx *sql.Tx, g *corepipe.Group, r *corepipe.Report
 // take a crash back, and a crash moves between groups only when it is
 // re-analysed, so the cost of a full fold is paid rarely. The fold streams
 // the rows: memory stays constant whatever the group's size.
-func regroup(ctx context.Context, tx *sql.Tx, signature string, owners *corepipe.OwnerRules) error {
+func regroup(ctx context.Context, tx dbtx, signature string, owners *corepipe.OwnerRules) error {
 	rows, err := tx.QueryContext(ctx, `SELECT summary FROM crashes WHERE signature = ? ORDER BY captured_at, id`, signature)
 	if err != nil {
 		return fmt.Errorf("regroup %s: %w", signature, FormatError(err))
@@ -102,7 +102,7 @@ func loadGroupRow(ctx context.Context, q querier, signature string) (*corepipe.G
 	return g, observed, nil
 }
 
-func saveGroup(ctx context.Context, tx *sql.Tx, g *corepipe.Group) error {
+func saveGroup(ctx context.Context, tx dbtx, g *corepipe.Group) error {
 	nodes, err := json.Marshal(nonNil(g.Nodes))
 	if err != nil {
 		return fmt.Errorf("save group %s: %w", g.Signature, err)

@@ -41,6 +41,8 @@ const indexCheckpointPages = 16 << 10
 // concurrent use, and several processes may open the same file.
 type Index struct {
 	db *DB
+	// stmts are the writer's statements, prepared once.
+	stmts statements
 	// owners name the owner of groups nobody assigned; nil names none.
 	owners atomic.Pointer[corepipe.OwnerRules]
 }
@@ -55,11 +57,14 @@ func Open(path string) (*Index, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open index %q: %w", path, err)
 	}
-	return &Index{db: db}, nil
+	x := &Index{db: db}
+	x.stmts.db = db.DB
+	return x, nil
 }
 
 // Close releases the database. Queries in flight fail afterwards.
 func (x *Index) Close() error {
+	x.stmts.close()
 	if err := x.db.Close(); err != nil {
 		return fmt.Errorf("close index: %w", err)
 	}
@@ -85,10 +90,7 @@ func (x *Index) UpsertBatch(ctx context.Context, rs []*corepipe.Report) error {
 		return fmt.Errorf("index upsert: %w", FormatError(err))
 	}
 	defer tx.Rollback()
-	w, err := newWriter(ctx, tx, x.owners.Load())
-	if err != nil {
-		return fmt.Errorf("index upsert: %w", err)
-	}
+	w := newWriter(ctx, tx, &x.stmts, x.owners.Load())
 	for _, r := range rs {
 		if err := w.upsert(r); err != nil {
 			return err
@@ -116,10 +118,7 @@ func (x *Index) Rebuild(ctx context.Context, fill func(put func(*corepipe.Report
 	if _, err := tx.ExecContext(ctx, `DELETE FROM crashes; DELETE FROM groups; DELETE FROM crashes_text;`); err != nil {
 		return fmt.Errorf("index rebuild: empty: %w", FormatError(err))
 	}
-	w, err := newWriter(ctx, tx, x.owners.Load())
-	if err != nil {
-		return fmt.Errorf("index rebuild: %w", err)
-	}
+	w := newWriter(ctx, tx, &x.stmts, x.owners.Load())
 	if err := fill(w.upsert); err != nil {
 		return fmt.Errorf("index rebuild: %w", err)
 	}
@@ -143,10 +142,9 @@ const maxFolding = 4096
 // Folding in memory gives the row that saving after each crash would have.
 type writer struct {
 	ctx    context.Context
-	tx     *sql.Tx
+	q      *prepared
 	owners *corepipe.OwnerRules
 
-	prev, put, dropText, putText *sql.Stmt
 	// groups are folded and not saved yet, by signature.
 	groups map[string]*corepipe.Group
 }
@@ -167,25 +165,10 @@ var upsertCrash = func() string {
 		") ON CONFLICT (id) DO UPDATE SET " + strings.Join(set, ", ")
 }()
 
-// newWriter prepares the statements on tx; they close with it.
-func newWriter(ctx context.Context, tx *sql.Tx, owners *corepipe.OwnerRules) (*writer, error) {
-	w := &writer{ctx: ctx, tx: tx, owners: owners, groups: map[string]*corepipe.Group{}}
-	for _, s := range []struct {
-		stmt  **sql.Stmt
-		query string
-	}{
-		{&w.prev, `SELECT rowid, status, signature FROM crashes WHERE id = ?`},
-		{&w.put, upsertCrash},
-		{&w.dropText, `DELETE FROM crashes_text WHERE rowid = ?`},
-		{&w.putText, `INSERT INTO crashes_text (rowid, text) VALUES (?, ?)`},
-	} {
-		stmt, err := tx.PrepareContext(ctx, s.query)
-		if err != nil {
-			return nil, fmt.Errorf("prepare: %w", FormatError(err))
-		}
-		*s.stmt = stmt
-	}
-	return w, nil
+// newWriter writes on tx, with the statements of shared (nil: prepared on
+// tx).
+func newWriter(ctx context.Context, tx *sql.Tx, shared *statements, owners *corepipe.OwnerRules) *writer {
+	return &writer{ctx: ctx, q: newPrepared(tx, shared), owners: owners, groups: map[string]*corepipe.Group{}}
 }
 
 // upsert is Index.Upsert within the writer's transaction.
@@ -198,7 +181,7 @@ func (w *writer) upsert(r *corepipe.Report) error {
 		prevStatus    corepipe.ReportStatus
 		prevSignature string
 	)
-	err := w.prev.QueryRowContext(w.ctx, r.ID).Scan(&rowid, &prevStatus, &prevSignature)
+	err := w.q.QueryRowContext(w.ctx, `SELECT rowid, status, signature FROM crashes WHERE id = ?`, r.ID).Scan(&rowid, &prevStatus, &prevSignature)
 	exists := err == nil
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return fmt.Errorf("index upsert %s: %w", r.ID, FormatError(err))
@@ -215,7 +198,7 @@ func (w *writer) upsert(r *corepipe.Report) error {
 		namespace, pod = c.Namespace, c.Pod
 	}
 	exe := reportExe(r)
-	res, err := w.put.ExecContext(w.ctx, r.ID, unixNanos(r.CapturedAt), r.Node, namespace, pod, exe, exeBase(exe), r.Signature, r.Status,
+	res, err := w.q.ExecContext(w.ctx, upsertCrash, r.ID, unixNanos(r.CapturedAt), r.Node, namespace, pod, exe, exeBase(exe), r.Signature, r.Status,
 		r.Version(), r.Workload(), r.Artifacts.Executable.BuildID, r.Artifacts.Executable.GoBuildID, r.Artifacts.Core.Key != "", summary)
 	if err != nil {
 		return fmt.Errorf("index upsert %s: %w", r.ID, FormatError(err))
@@ -236,7 +219,7 @@ func (w *writer) upsert(r *corepipe.Report) error {
 		// regroup folds from the crash rows, this batch's included: what
 		// the writer folded of the old group so far is superseded.
 		delete(w.groups, prevSignature)
-		if err := regroup(w.ctx, w.tx, prevSignature, w.owners); err != nil {
+		if err := regroup(w.ctx, w.q, prevSignature, w.owners); err != nil {
 			return fmt.Errorf("index upsert %s: move out of its old group: %w", r.ID, err)
 		}
 	}
@@ -252,11 +235,11 @@ func (w *writer) upsert(r *corepipe.Report) error {
 // whether the row had one.
 func (w *writer) text(rowid int64, replace bool, r *corepipe.Report) error {
 	if replace {
-		if _, err := w.dropText.ExecContext(w.ctx, rowid); err != nil {
+		if _, err := w.q.ExecContext(w.ctx, `DELETE FROM crashes_text WHERE rowid = ?`, rowid); err != nil {
 			return fmt.Errorf("index text of %s: %w", r.ID, FormatError(err))
 		}
 	}
-	if _, err := w.putText.ExecContext(w.ctx, rowid, searchText(r)); err != nil {
+	if _, err := w.q.ExecContext(w.ctx, `INSERT INTO crashes_text (rowid, text) VALUES (?, ?)`, rowid, searchText(r)); err != nil {
 		return fmt.Errorf("index text of %s: %w", r.ID, FormatError(err))
 	}
 	return nil
@@ -266,7 +249,7 @@ func (w *writer) text(rowid int64, replace bool, r *corepipe.Report) error {
 func (w *writer) observe(r *corepipe.Report) error {
 	g := w.groups[r.Signature]
 	if g == nil {
-		loaded, observed, err := loadGroupRow(w.ctx, w.tx, r.Signature)
+		loaded, observed, err := loadGroupRow(w.ctx, w.q, r.Signature)
 		switch {
 		case err == nil:
 			// Group.Observe goes on from the status the crashes gave it.
@@ -276,7 +259,7 @@ func (w *writer) observe(r *corepipe.Report) error {
 			// A new group, or one a rebuild or regroup folds again: the
 			// fold starts from people's decision, not from its state
 			// before.
-			d, err := loadDecision(w.ctx, w.tx, r.Signature)
+			d, err := loadDecision(w.ctx, w.q, r.Signature)
 			if err != nil {
 				return err
 			}
@@ -291,7 +274,7 @@ func (w *writer) observe(r *corepipe.Report) error {
 		}
 		w.groups[r.Signature] = g
 	}
-	if err := fold(w.ctx, w.tx, g, r, w.owners); err != nil {
+	if err := fold(w.ctx, w.q, g, r, w.owners); err != nil {
 		return err
 	}
 	peopleAssign(g)
@@ -301,7 +284,7 @@ func (w *writer) observe(r *corepipe.Report) error {
 // flush saves the groups folded so far.
 func (w *writer) flush() error {
 	for sig, g := range w.groups {
-		if err := saveGroup(w.ctx, w.tx, g); err != nil {
+		if err := saveGroup(w.ctx, w.q, g); err != nil {
 			return err
 		}
 		delete(w.groups, sig)

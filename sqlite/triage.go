@@ -128,7 +128,7 @@ func (x *Index) TriageHistory(ctx context.Context, signature string) ([]corepipe
 	return out, nil
 }
 
-func addHistory(ctx context.Context, tx *sql.Tx, signature string, e corepipe.TriageEvent) error {
+func addHistory(ctx context.Context, tx dbtx, signature string, e corepipe.TriageEvent) error {
 	var crash any
 	if e.CrashID != "" {
 		crash = e.CrashID
@@ -181,7 +181,7 @@ func firstSeenVersions(ctx context.Context, tx *sql.Tx, signature string) ([]str
 // foldTriage folds r into the group's decision after Group.Observe has
 // folded it into the group, and records in the history what the crash
 // changed.
-func foldTriage(ctx context.Context, tx *sql.Tx, t *corepipe.Triage, r *corepipe.Report) error {
+func foldTriage(ctx context.Context, tx dbtx, t *corepipe.Triage, r *corepipe.Report) error {
 	if t == nil {
 		return nil
 	}
@@ -276,16 +276,14 @@ const (
 // from their summaries (title, panic message, top frames), one page at a
 // time.
 func backfillText(ctx context.Context, tx *sql.Tx) error {
-	w, err := newWriter(ctx, tx, nil)
-	if err == nil {
-		err = eachSummary(ctx, tx, func(r *corepipe.Report) error {
-			var rowid int64
-			if err := tx.QueryRowContext(ctx, `SELECT rowid FROM crashes WHERE id = ?`, r.ID).Scan(&rowid); err != nil {
-				return fmt.Errorf("index text of %s: %w", r.ID, FormatError(err))
-			}
-			return w.text(rowid, true, r)
-		})
-	}
+	w := newWriter(ctx, tx, nil, nil)
+	err := eachSummary(ctx, tx, func(r *corepipe.Report) error {
+		var rowid int64
+		if err := tx.QueryRowContext(ctx, `SELECT rowid FROM crashes WHERE id = ?`, r.ID).Scan(&rowid); err != nil {
+			return fmt.Errorf("index text of %s: %w", r.ID, FormatError(err))
+		}
+		return w.text(rowid, true, r)
+	})
 	if err != nil {
 		return fmt.Errorf("backfill search: %w", err)
 	}
