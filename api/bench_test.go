@@ -41,8 +41,8 @@ const benchStoredEvery = 100
 const benchBuildBatch = 10_000
 
 // benchBatch is how many reports BenchmarkIngest/batch indexes in one
-// transaction, as the follower does with a backlog.
-const benchBatch = 256
+// transaction, as the follower does with a backlog (index.maxBatch).
+const benchBatch = 1000
 
 func benchSize() int {
 	n := 100_000

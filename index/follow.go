@@ -23,8 +23,13 @@ const IdleReady = time.Second
 const pollInterval = 250 * time.Millisecond
 
 // maxBatch bounds the reports indexed in one transaction: a backlog is
-// indexed a batch at a time, each batch acked once it is committed.
-const maxBatch = 256
+// indexed a batch at a time, each batch acked once it is committed. A
+// commit writes every page the batch touched, in each of the index's
+// indexes, so a larger batch writes each page for more reports: on ten
+// million crashes, 256 a batch indexed 4 000-4 500 reports/s and 1 000
+// 5 200-5 500. It stays within JetStream's default MaxAckPending (1 000)
+// of a pull consumer.
+const maxBatch = 1000
 
 // ackers is how many acks of a batch are in flight at once: each waits for
 // the server, and one at a time they would cost more than the batch.
