@@ -154,31 +154,39 @@ func (s *Server) Grant(namespace, name string, rules []rbacv1.PolicyRule) *rest.
 	if _, err := admin.RbacV1().ClusterRoleBindings().Create(ctx, binding, metav1.CreateOptions{}); err != nil {
 		s.t.Fatalf("kubetest: cluster role binding %s: %v", name, err)
 	}
-	user := "system:serviceaccount:" + namespace + ":" + name
 	deadline := time.Now().Add(30 * time.Second)
 	for _, rule := range rules {
 		for _, group := range rule.APIGroups {
 			for _, resource := range rule.Resources {
 				for _, verb := range rule.Verbs {
-					review := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
-						User:               user,
-						Groups:             []string{"system:serviceaccounts", "system:serviceaccounts:" + namespace, "system:authenticated"},
-						ResourceAttributes: &authorizationv1.ResourceAttributes{Group: group, Resource: resource, Verb: verb}}}
-					for {
-						got, err := admin.AuthorizationV1().SubjectAccessReviews().Create(ctx, review, metav1.CreateOptions{})
-						if err == nil && got.Status.Allowed {
-							break
-						}
-						if time.Now().After(deadline) {
-							s.t.Fatalf("kubetest: %s may not %s %s after 30s: %v", user, verb, resource, err)
-						}
-						time.Sleep(50 * time.Millisecond)
-					}
+					s.waitAllowed(namespace, name, authorizationv1.ResourceAttributes{Group: group, Resource: resource, Verb: verb}, deadline)
 				}
 			}
 		}
 	}
 	return cfg
+}
+
+// waitAllowed returns once the authorizer lets service account
+// namespace/name do what attrs say, and fails the test past deadline.
+func (s *Server) waitAllowed(namespace, name string, attrs authorizationv1.ResourceAttributes, deadline time.Time) {
+	s.t.Helper()
+	user := "system:serviceaccount:" + namespace + ":" + name
+	review := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
+		User:               user,
+		Groups:             []string{"system:serviceaccounts", "system:serviceaccounts:" + namespace, "system:authenticated"},
+		ResourceAttributes: &attrs}}
+	reviews := s.Client().AuthorizationV1().SubjectAccessReviews()
+	for {
+		got, err := reviews.Create(context.Background(), review, metav1.CreateOptions{})
+		if err == nil && got.Status.Allowed {
+			return
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("kubetest: %s may not %s %s: %v", user, attrs.Verb, attrs.Resource, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // Kubeconfig is the path of a kubeconfig file of the admin, for programs
