@@ -7,11 +7,12 @@ import (
 )
 
 // dbtx is what the index's writing steps run statements on: a transaction,
-// or the statements a writer prepared on one.
+// or the statements a writer prepared on one. It is a querier that also
+// writes and reads many rows.
 type dbtx interface {
+	querier
 	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
 	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
-	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
 }
 
 // statements are the writing steps' queries prepared on the index's pool,
