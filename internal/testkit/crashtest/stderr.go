@@ -9,14 +9,26 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/corepipe/corepipe/collector/corepattern"
 )
 
 // Stderr runs exe with GOTRACEBACK=traceback ("" leaves it unset, as most
 // images do) and no core (RLIMIT_CORE 0 in the child), requires it to
 // crash, and returns what the runtime printed: the traceback a container's
 // log holds.
+//
+// It crashes under the core_pattern lock: RLIMIT_CORE 0 stops a core file,
+// not a pipe handler, so a crash while another package's test has its
+// handler installed would be that test's crash too (e2e.TestFaults counted
+// gotrace's crashes in its spool).
 func Stderr(t testing.TB, exe, traceback string, args ...string) string {
 	t.Helper()
+	unlock, err := corepattern.Lock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unlock()
 	cmd := exec.Command("prlimit", append([]string{"--core=0", "--", exe}, args...)...)
 	cmd.Env = WithoutTraceback(os.Environ())
 	if traceback != "" {
