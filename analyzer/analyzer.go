@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/corepipe/corepipe"
+	"github.com/corepipe/corepipe/internal/settings"
 )
 
 // Inspector turns a core and its executable into a report, written as JSON
@@ -91,18 +92,12 @@ const DefaultDurable = "analyzer"
 
 // New returns an analyzer with defaults filled in.
 func New(cfg Config) *Analyzer {
-	if cfg.Workers <= 0 {
-		cfg.Workers = 1
-	}
+	settings.Default(&cfg.Workers, 1)
 	if cfg.Durable == "" {
 		cfg.Durable = DefaultDurable
 	}
-	if cfg.MaxDeliver <= 0 {
-		cfg.MaxDeliver = 5
-	}
-	if cfg.MaxCoreSize <= 0 {
-		cfg.MaxCoreSize = DefaultMaxCoreSize
-	}
+	settings.Default(&cfg.MaxDeliver, 5)
+	settings.Default(&cfg.MaxCoreSize, DefaultMaxCoreSize)
 	if cfg.Heartbeat == 0 {
 		cfg.Heartbeat = 15 * time.Second
 	}

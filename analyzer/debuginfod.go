@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/corepipe/corepipe"
+	"github.com/corepipe/corepipe/internal/settings"
 	"github.com/corepipe/corepipe/symbols"
 )
 
@@ -102,13 +103,9 @@ func (d *Debuginfod) Fetch(ctx context.Context, id, dst string) (bool, error) {
 // checked it, or says why not.
 func (d *Debuginfod) download(ctx context.Context, server, id, path string) error {
 	timeout := d.Timeout
-	if timeout <= 0 {
-		timeout = DefaultDebuginfodTimeout
-	}
+	settings.Default(&timeout, DefaultDebuginfodTimeout)
 	max := d.MaxSize
-	if max <= 0 {
-		max = DefaultDebuginfodMaxSize
-	}
+	settings.Default(&max, DefaultDebuginfodMaxSize)
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, server+"/buildid/"+id+"/debuginfo", nil)

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/corepipe/corepipe"
+	"github.com/corepipe/corepipe/internal/settings"
 )
 
 // Local analyses a core where it lies, for a node agent applying the
@@ -35,9 +36,7 @@ func (l Local) Analyse(ctx context.Context, c *corepipe.Crash, corePath, exePath
 	}
 	defer os.RemoveAll(dir)
 	a := Analyzer{cfg: Config{MaxCoreSize: l.MaxCoreSize}}
-	if a.cfg.MaxCoreSize <= 0 {
-		a.cfg.MaxCoreSize = DefaultMaxCoreSize
-	}
+	settings.Default(&a.cfg.MaxCoreSize, DefaultMaxCoreSize)
 	core := filepath.Join(dir, "core")
 	zf, err := os.Open(corePath)
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/corepipe/corepipe"
+	"github.com/corepipe/corepipe/internal/settings"
 	"github.com/corepipe/corepipe/symbols"
 )
 
@@ -62,9 +63,7 @@ func (s *Server) putSymbols(w http.ResponseWriter, r *http.Request) {
 	}
 	store := s.symbolStore()
 	max := store.MaxSize
-	if max <= 0 {
-		max = symbols.DefaultMaxSize
-	}
+	settings.Default(&max, symbols.DefaultMaxSize)
 	if r.ContentLength > max {
 		s.writeError(w, r, fmt.Errorf("%w: debug file of %d bytes is larger than the limit of %d MiB", corepipe.ErrInvalid, r.ContentLength, max>>20))
 		return

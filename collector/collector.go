@@ -23,6 +23,7 @@ import (
 
 	"github.com/corepipe/corepipe"
 	"github.com/corepipe/corepipe/collector/spool"
+	"github.com/corepipe/corepipe/internal/settings"
 )
 
 // DefaultEnvAllowlist are the environment variables kept from the crashed
@@ -95,18 +96,12 @@ func (cfg Config) withDefaults() Config {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	if cfg.RateWindow <= 0 {
-		cfg.RateWindow = DefaultRateWindow
-	}
+	settings.Default(&cfg.RateWindow, DefaultRateWindow)
 	if cfg.MaxExecutableSize == 0 {
 		cfg.MaxExecutableSize = DefaultMaxExecutableSize
 	}
-	if cfg.MaxCollectors <= 0 {
-		cfg.MaxCollectors = DefaultMaxCollectors
-	}
-	if cfg.SlotWait <= 0 {
-		cfg.SlotWait = DefaultSlotWait
-	}
+	settings.Default(&cfg.MaxCollectors, DefaultMaxCollectors)
+	settings.Default(&cfg.SlotWait, DefaultSlotWait)
 	return cfg
 }
 

@@ -12,6 +12,7 @@ import (
 
 	"github.com/corepipe/corepipe"
 	"github.com/corepipe/corepipe/gotrace"
+	"github.com/corepipe/corepipe/internal/settings"
 )
 
 // Excerpt is the part of a log that holds its last crash: the program's
@@ -42,15 +43,9 @@ type ExcerptOptions struct {
 }
 
 func (o ExcerptOptions) withDefaults() ExcerptOptions {
-	if o.MaxBytes <= 0 {
-		o.MaxBytes = 4 << 20
-	}
-	if o.Context <= 0 {
-		o.Context = 50
-	}
-	if o.MaxRead <= 0 {
-		o.MaxRead = 256 << 20
-	}
+	settings.Default(&o.MaxBytes, 4<<20)
+	settings.Default(&o.Context, 50)
+	settings.Default(&o.MaxRead, 256<<20)
 	return o
 }
 

@@ -18,6 +18,7 @@ import (
 	"unsafe"
 
 	"github.com/corepipe/corepipe"
+	"github.com/corepipe/corepipe/internal/settings"
 )
 
 // Bounds on what one parse keeps; zero fields take the defaults.
@@ -56,21 +57,13 @@ const (
 )
 
 func (o Options) withDefaults() Options {
-	if o.MaxGoroutines <= 0 {
-		o.MaxGoroutines = DefaultMaxGoroutines
-	}
+	settings.Default(&o.MaxGoroutines, DefaultMaxGoroutines)
 	if o.MaxFrames <= 1 {
 		o.MaxFrames = DefaultMaxFrames
 	}
-	if o.MaxLine <= 0 {
-		o.MaxLine = DefaultMaxLine
-	}
-	if o.MaxNames <= 0 {
-		o.MaxNames = DefaultMaxNames
-	}
-	if o.MaxBytes <= 0 {
-		o.MaxBytes = DefaultMaxBytes
-	}
+	settings.Default(&o.MaxLine, DefaultMaxLine)
+	settings.Default(&o.MaxNames, DefaultMaxNames)
+	settings.Default(&o.MaxBytes, DefaultMaxBytes)
 	return o
 }
 

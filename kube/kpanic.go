@@ -22,6 +22,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/corepipe/corepipe"
+	"github.com/corepipe/corepipe/internal/settings"
 )
 
 // AnnotationTerminationReason tells a pod that its node's kernel panicked:
@@ -121,24 +122,12 @@ func NewPanicWatcher(cfg PanicConfig) (*PanicWatcher, error) {
 	if cfg.Client == nil {
 		return nil, errors.New("kube: no client")
 	}
-	if cfg.ConfirmWait <= 0 {
-		cfg.ConfirmWait = DefaultConfirmWait
-	}
-	if cfg.DeletedTTL <= 0 {
-		cfg.DeletedTTL = DefaultDeletedTTL
-	}
-	if cfg.MaxDeleted <= 0 {
-		cfg.MaxDeleted = DefaultMaxDeleted
-	}
-	if cfg.SyncWait <= 0 {
-		cfg.SyncWait = DefaultSyncWait
-	}
-	if cfg.Resync <= 0 {
-		cfg.Resync = DefaultResync
-	}
-	if cfg.APITimeout <= 0 {
-		cfg.APITimeout = DefaultAPITimeout
-	}
+	settings.Default(&cfg.ConfirmWait, DefaultConfirmWait)
+	settings.Default(&cfg.DeletedTTL, DefaultDeletedTTL)
+	settings.Default(&cfg.MaxDeleted, DefaultMaxDeleted)
+	settings.Default(&cfg.SyncWait, DefaultSyncWait)
+	settings.Default(&cfg.Resync, DefaultResync)
+	settings.Default(&cfg.APITimeout, DefaultAPITimeout)
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)

@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/corepipe/corepipe"
+	"github.com/corepipe/corepipe/internal/settings"
 )
 
 // Config configures a Notifier.
@@ -78,9 +79,7 @@ func Open(cfg Config) (*Notifier, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	if cfg.Poll <= 0 {
-		cfg.Poll = 5 * time.Second
-	}
+	settings.Default(&cfg.Poll, 5*time.Second)
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)

@@ -28,6 +28,7 @@ import (
 
 	"github.com/corepipe/corepipe"
 	"github.com/corepipe/corepipe/buildid"
+	"github.com/corepipe/corepipe/internal/settings"
 )
 
 // DefaultMaxSize bounds an uploaded debug file unless configured
@@ -132,9 +133,7 @@ func (s *Store) Put(ctx context.Context, id, name string, r io.Reader) (meta *Me
 	defer os.Remove(f.Name())
 	defer f.Close()
 	max := s.MaxSize
-	if max <= 0 {
-		max = DefaultMaxSize
-	}
+	settings.Default(&max, DefaultMaxSize)
 	h := sha256.New()
 	n, err := io.Copy(io.MultiWriter(f, h), io.LimitReader(r, max+1))
 	if err != nil {

@@ -23,6 +23,7 @@ import (
 
 	"github.com/corepipe/corepipe"
 	"github.com/corepipe/corepipe/analyzer/corefile"
+	"github.com/corepipe/corepipe/internal/settings"
 )
 
 // Options tune an analysis. The zero value is ready to use.
@@ -52,9 +53,7 @@ type Options struct {
 const defaultMaxFrames = 1000
 
 func (o Options) withDefaults() Options {
-	if o.MaxFrames <= 0 {
-		o.MaxFrames = defaultMaxFrames
-	}
+	settings.Default(&o.MaxFrames, defaultMaxFrames)
 	if o.MaxFrames < 4 {
 		o.MaxFrames = 4
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/corepipe/corepipe"
 	"github.com/corepipe/corepipe/containerlog"
 	"github.com/corepipe/corepipe/crashout/crashfile"
+	"github.com/corepipe/corepipe/internal/settings"
 )
 
 // Recorder stores and publishes a crash that has no spool entry: the
@@ -59,9 +60,7 @@ const crashDirMode = 0o1733
 
 // Run scans the directory until ctx is done.
 func (co *CrashOutputs) Run(ctx context.Context) error {
-	if co.Poll <= 0 {
-		co.Poll = time.Second
-	}
+	settings.Default(&co.Poll, time.Second)
 	if err := os.MkdirAll(co.Dir, 0o755); err != nil {
 		return fmt.Errorf("crash-output directory: %w", err)
 	}
@@ -102,9 +101,7 @@ func (co *CrashOutputs) Scan(ctx context.Context) (int, error) {
 		return 0, fmt.Errorf("read crash-output directory: %w", err)
 	}
 	limit := co.MaxPerScan
-	if limit <= 0 {
-		limit = 64
-	}
+	settings.Default(&limit, 64)
 	shipped := 0
 	var errs []error
 	for _, name := range names {

@@ -30,6 +30,7 @@ import (
 
 	"github.com/corepipe/corepipe"
 	"github.com/corepipe/corepipe/internal/promreg"
+	"github.com/corepipe/corepipe/internal/settings"
 	"github.com/corepipe/corepipe/notify"
 )
 
@@ -149,9 +150,7 @@ func New(cfg Config) (*Client, error) {
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
 	}
-	if c.interval <= 0 {
-		c.interval = time.Second
-	}
+	settings.Default(&c.interval, time.Second)
 	f, registered := promreg.Factory(cfg.Registerer)
 	c.requests = f.NewCounterVec(prometheus.CounterOpts{
 		Name: "corepipe_slack_requests_total",
