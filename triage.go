@@ -167,21 +167,11 @@ func (t *Triage) Apply(c TriageChange, g *Group, versions []string, now time.Tim
 			said = append(said, "reopened")
 		}
 	}
-	if c.Assignee != nil && *c.Assignee != next.Assignee {
-		next.Assignee = *c.Assignee
-		if next.Assignee == "" {
-			said = append(said, "unassigned")
-		} else {
-			said = append(said, "assigned to "+next.Assignee)
-		}
+	if s, ok := setText(&next.Assignee, c.Assignee, "unassigned", "assigned to "); ok {
+		said = append(said, s)
 	}
-	if c.IssueURL != nil && *c.IssueURL != next.IssueURL {
-		next.IssueURL = *c.IssueURL
-		if next.IssueURL == "" {
-			said = append(said, "unlinked its issue")
-		} else {
-			said = append(said, "linked to "+next.IssueURL)
-		}
+	if s, ok := setText(&next.IssueURL, c.IssueURL, "unlinked its issue", "linked to "); ok {
+		said = append(said, s)
 	}
 	if len(said) == 0 {
 		if c.Comment == "" {
@@ -190,6 +180,21 @@ func (t *Triage) Apply(c TriageChange, g *Group, versions []string, now time.Tim
 		said = append(said, "commented")
 	}
 	return &next, strings.Join(said, ", "), nil
+}
+
+// setText applies a change to a text field of a decision: to is the new
+// value, nil for no change. It says what changed, cleared when the field is
+// now empty and set followed by the value otherwise; ok is false when the
+// field is as it was.
+func setText(field, to *string, cleared, set string) (said string, ok bool) {
+	if to == nil || *to == *field {
+		return "", false
+	}
+	*field = *to
+	if *field == "" {
+		return cleared, true
+	}
+	return set + *field, true
 }
 
 func (c TriageChange) check() error {
