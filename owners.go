@@ -1,7 +1,7 @@
 package corepipe
 
 import (
-	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"path"
@@ -42,28 +42,26 @@ const maxOwnerRules = 10000
 // ParseOwners reads a rules file.
 func ParseOwners(r io.Reader) (*OwnerRules, error) {
 	o := &OwnerRules{}
-	sc := bufio.NewScanner(r)
-	for n := 1; sc.Scan(); n++ {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		fields := strings.Fields(line)
+	err := EachRule(r, func(n int, fields []string) error {
 		if len(fields) != 2 || !printable(fields[1], maxTriageText) {
-			return nil, fmt.Errorf("%w: owners line %d: want \"PATTERN OWNER\"", ErrInvalid, n)
+			return fmt.Errorf("%w: owners line %d: want \"PATTERN OWNER\"", ErrInvalid, n)
 		}
 		rule := ownerRule{pattern: fields[0], owner: fields[1], glob: strings.Contains(fields[0], "*")}
 		if rule.glob {
 			if _, err := path.Match(rule.pattern, ""); err != nil {
-				return nil, fmt.Errorf("%w: owners line %d: pattern %q: %v", ErrInvalid, n, Clip(rule.pattern, 64), err)
+				return fmt.Errorf("%w: owners line %d: pattern %q: %v", ErrInvalid, n, Clip(rule.pattern, 64), err)
 			}
 		}
 		if len(o.rules) == maxOwnerRules {
-			return nil, fmt.Errorf("%w: owners: more than %d rules", ErrInvalid, maxOwnerRules)
+			return fmt.Errorf("%w: owners: more than %d rules", ErrInvalid, maxOwnerRules)
 		}
 		o.rules = append(o.rules, rule)
-	}
-	if err := sc.Err(); err != nil {
+		return nil
+	})
+	switch {
+	case errors.Is(err, ErrInvalid):
+		return nil, err
+	case err != nil:
 		return nil, fmt.Errorf("owners: %w", err)
 	}
 	return o, nil

@@ -1,7 +1,6 @@
 package api
 
 import (
-	"bufio"
 	"crypto/sha256"
 	"crypto/subtle"
 	"fmt"
@@ -136,26 +135,20 @@ func readTokens(path string) ([]tokenEntry, fileStamp, error) {
 func ParseTokens(r io.Reader) (*Tokens, error) {
 	t := &Tokens{}
 	seen := map[[sha256.Size]byte]bool{}
-	sc := bufio.NewScanner(r)
-	for n := 1; sc.Scan(); n++ {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		fields := strings.Fields(line)
+	err := corepipe.EachRule(r, func(n int, fields []string) error {
 		if len(fields) != 2 && len(fields) != 3 {
-			return nil, fmt.Errorf("line %d: want \"TOKEN ROLE [NAME]\"", n)
+			return fmt.Errorf("line %d: want \"TOKEN ROLE [NAME]\"", n)
 		}
 		if len(fields[0]) < minTokenLen {
-			return nil, fmt.Errorf("line %d: token shorter than %d characters", n, minTokenLen)
+			return fmt.Errorf("line %d: token shorter than %d characters", n, minTokenLen)
 		}
 		role, err := ParseRole(fields[1])
 		if err != nil {
-			return nil, fmt.Errorf("line %d: %w", n, err)
+			return fmt.Errorf("line %d: %w", n, err)
 		}
 		h := sha256.Sum256([]byte(fields[0]))
 		if seen[h] {
-			return nil, fmt.Errorf("line %d: token listed twice", n)
+			return fmt.Errorf("line %d: token listed twice", n)
 		}
 		seen[h] = true
 		e := tokenEntry{hash: h, role: role}
@@ -163,8 +156,9 @@ func ParseTokens(r io.Reader) (*Tokens, error) {
 			e.name = fields[2]
 		}
 		t.entries = append(t.entries, e)
-	}
-	if err := sc.Err(); err != nil {
+		return nil
+	})
+	if err != nil {
 		return nil, err
 	}
 	if len(t.entries) == 0 {
