@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -49,17 +48,10 @@ func (c *CoreQuota) bucket(ctx context.Context) (jetstream.KeyValue, error) {
 	if c.kv != nil {
 		return c.kv, nil
 	}
-	kv, err := c.q.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:      QuotaBucket,
-		Description: "corepipe: cores uploaded per decision key and window",
-		// A counter is worthless once its window has ended.
-		TTL:      2 * c.window,
-		History:  1,
-		Storage:  jetstream.FileStorage,
-		Replicas: c.q.opts.replicas,
-	})
+	// A counter is worthless once its window has ended.
+	kv, err := c.q.keyValue(ctx, QuotaBucket, "corepipe: cores uploaded per decision key and window", 2*c.window)
 	if err != nil {
-		return nil, wrapErr("create bucket "+QuotaBucket, err)
+		return nil, err
 	}
 	c.kv = kv
 	return kv, nil
@@ -112,21 +104,7 @@ func (c *CoreQuota) Admit(ctx context.Context, key string) (bool, error) {
 }
 
 // kvKey keeps a decision key within the KV key alphabet.
-func kvKey(s string) string {
-	var b strings.Builder
-	for _, r := range s {
-		switch {
-		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '-', r == '_', r == '=':
-			b.WriteRune(r)
-		default:
-			b.WriteByte('_')
-		}
-	}
-	if b.Len() == 0 {
-		return "_"
-	}
-	return b.String()
-}
+func kvKey(s string) string { return token(s, "=") }
 
 // RepublishCrash queues c again for analysis: once its core has been
 // stored on request, or for a re-analysis (corepipe reanalyze). why names

@@ -51,16 +51,9 @@ func (l *Lease) bucket(ctx context.Context) (jetstream.KeyValue, error) {
 	if l.kv != nil {
 		return l.kv, nil
 	}
-	kv, err := l.q.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:      LeaseBucket,
-		Description: "corepipe: which process of the cluster does a job of one (retention)",
-		TTL:         l.ttl,
-		History:     1,
-		Storage:     jetstream.FileStorage,
-		Replicas:    l.q.opts.replicas,
-	})
+	kv, err := l.q.keyValue(ctx, LeaseBucket, "corepipe: which process of the cluster does a job of one (retention)", l.ttl)
 	if err != nil {
-		return nil, wrapErr("create bucket "+LeaseBucket, err)
+		return nil, err
 	}
 	l.kv = kv
 	return kv, nil

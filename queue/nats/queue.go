@@ -271,11 +271,15 @@ func (q *Queue) createStreams(ctx context.Context) error {
 // SubjectToken turns a node name into a single subject token. NATS would
 // split a hostname at its dots, and '*' and '>' are wildcards, so anything
 // outside [A-Za-z0-9_-] becomes '_'.
-func SubjectToken(s string) string {
+func SubjectToken(s string) string { return token(s, "") }
+
+// token keeps s's ASCII letters and digits, '-', '_' and the runes of also,
+// and turns every other rune into '_'; an empty s becomes "_".
+func token(s, also string) string {
 	var b strings.Builder
 	for _, r := range s {
 		switch {
-		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '-', r == '_':
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '-', r == '_', strings.ContainsRune(also, r):
 			b.WriteRune(r)
 		default:
 			b.WriteByte('_')
@@ -285,6 +289,23 @@ func SubjectToken(s string) string {
 		return "_"
 	}
 	return b.String()
+}
+
+// keyValue creates or updates a KV bucket that keeps one value a key on
+// disk, replicated as the queue's streams are: the lease and the core quota.
+func (q *Queue) keyValue(ctx context.Context, bucket, description string, ttl time.Duration) (jetstream.KeyValue, error) {
+	kv, err := q.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      bucket,
+		Description: description,
+		TTL:         ttl,
+		History:     1,
+		Storage:     jetstream.FileStorage,
+		Replicas:    q.opts.replicas,
+	})
+	if err != nil {
+		return nil, wrapErr("create bucket "+bucket, err)
+	}
+	return kv, nil
 }
 
 // reconnectDelay backs off exponentially from 100ms to 5s, with jitter so
