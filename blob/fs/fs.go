@@ -64,6 +64,14 @@ func (s *Store) root() (*os.Root, error) {
 	return r, nil
 }
 
+// rootFor checks key and opens the root for one operation on it.
+func (s *Store) rootFor(key string) (*os.Root, error) {
+	if err := checkKey(key); err != nil {
+		return nil, err
+	}
+	return s.root()
+}
+
 func checkKey(key string) error {
 	if err := blobkey.Check(key); err != nil {
 		return err
@@ -79,10 +87,7 @@ func checkKey(key string) error {
 // Put writes r to a temp file next to key, syncs it, and renames it over key,
 // so readers see the old object or the whole new one.
 func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64) (err error) {
-	if err := checkKey(key); err != nil {
-		return err
-	}
-	root, err := s.root()
+	root, err := s.rootFor(key)
 	if err != nil {
 		return err
 	}
@@ -175,10 +180,7 @@ func syncDir(root *os.Root, dir string) error {
 // Get opens key for reading. Symlinks are not objects: the store never
 // writes them, and os.Root keeps any that appear from leading outside.
 func (s *Store) Get(ctx context.Context, key string) (io.ReadCloser, error) {
-	if err := checkKey(key); err != nil {
-		return nil, err
-	}
-	root, err := s.root()
+	root, err := s.rootFor(key)
 	if err != nil {
 		return nil, err
 	}
@@ -196,10 +198,7 @@ func (s *Store) Get(ctx context.Context, key string) (io.ReadCloser, error) {
 
 // Stat returns the size of key.
 func (s *Store) Stat(ctx context.Context, key string) (int64, error) {
-	if err := checkKey(key); err != nil {
-		return 0, err
-	}
-	root, err := s.root()
+	root, err := s.rootFor(key)
 	if err != nil {
 		return 0, err
 	}
@@ -218,10 +217,7 @@ func (s *Store) Stat(ctx context.Context, key string) (int64, error) {
 // Delete removes key. A missing key is no error, as on S3: a sweep that
 // stopped half way can run again.
 func (s *Store) Delete(ctx context.Context, key string) error {
-	if err := checkKey(key); err != nil {
-		return err
-	}
-	root, err := s.root()
+	root, err := s.rootFor(key)
 	if err != nil {
 		return err
 	}
