@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sync"
@@ -14,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/corepipe/corepipe"
+	"github.com/corepipe/corepipe/collector/internal/hostfile"
 	"github.com/corepipe/corepipe/collector/spool"
 )
 
@@ -229,24 +231,11 @@ func writeManifest(e spool.Entry, c *corepipe.Crash) error {
 		return err
 	}
 	name := filepath.Join(e.Dir, spool.ManifestFile)
-	tmp := name + spool.TmpSuffix
-	os.Remove(tmp)
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW, 0o600)
-	if err != nil {
+	err = hostfile.Replace(name, name+spool.TmpSuffix, 0o600, true, func(w io.Writer) error {
+		_, err := w.Write(b)
 		return err
-	}
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, name)
-	}
+	})
 	if err != nil {
-		os.Remove(tmp)
 		return fmt.Errorf("kept entry %s: manifest: %w", e.ID, err)
 	}
 	return nil

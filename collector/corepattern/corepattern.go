@@ -15,6 +15,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/corepipe/corepipe/collector/internal/hostfile"
 )
 
 // DefaultSysDir is where the kernel exposes core_pattern.
@@ -177,24 +179,11 @@ func InstallBinary(src, dir string) (string, error) {
 		return "", fmt.Errorf("install collector: %w", err)
 	}
 	dst := filepath.Join(dir, Marker)
-	tmp := fmt.Sprintf("%s.tmp%d", dst, os.Getpid())
-	os.Remove(tmp)
-	out, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW, 0o755)
+	err = hostfile.Replace(dst, fmt.Sprintf("%s.tmp%d", dst, os.Getpid()), 0o755, true, func(w io.Writer) error {
+		_, err := io.Copy(w, in)
+		return err
+	})
 	if err != nil {
-		return "", fmt.Errorf("install collector: %w", err)
-	}
-	_, err = io.Copy(out, in)
-	if err == nil {
-		err = out.Sync()
-	}
-	if cerr := out.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, dst)
-	}
-	if err != nil {
-		os.Remove(tmp)
 		return "", fmt.Errorf("install collector into %s: %w", dir, err)
 	}
 	return dst, nil

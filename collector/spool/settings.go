@@ -4,11 +4,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/corepipe/corepipe/collector/internal/hostfile"
 )
 
 // SettingsFile is the name, inside the spool, of the settings the agent
@@ -63,22 +64,11 @@ func (s Settings) Save(spool string) error {
 	if err != nil {
 		return err
 	}
-	tmp := filepath.Join(spool, SettingsFile+".tmp")
-	os.Remove(tmp)
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW, 0o600)
-	if err != nil {
-		return fmt.Errorf("save collector settings: %w", err)
-	}
-	_, err = f.Write(append(b, '\n'))
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, filepath.Join(spool, SettingsFile))
-	}
+	name := filepath.Join(spool, SettingsFile)
+	err = hostfile.Replace(name, name+".tmp", 0o600, true, func(w io.Writer) error {
+		_, err := w.Write(append(b, '\n'))
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("save collector settings: %w", err)
 	}

@@ -22,6 +22,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/corepipe/corepipe"
+	"github.com/corepipe/corepipe/collector/internal/hostfile"
 )
 
 // The spool format. One directory per crash, named by its ID:
@@ -254,24 +255,15 @@ func (s Spool) MarkExecutableStored(contentID string, m StoredExe) error {
 	if cur, ok := s.ExecutableStored(contentID); ok && cur == m {
 		return nil
 	}
-	tmp := name + TmpSuffix
-	os.Remove(tmp)
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW, 0o600)
-	if err != nil {
-		return fmt.Errorf("mark executable stored: %w", err)
-	}
-	if m.SHA256 != "" {
-		_, err = fmt.Fprintf(f, "%s %d\n", m.SHA256, m.Size)
-	}
 	// Losing a marker in a power cut only costs one more copy: no fsync.
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, name)
-	}
+	err := hostfile.Replace(name, name+TmpSuffix, 0o600, false, func(w io.Writer) error {
+		if m.SHA256 == "" {
+			return nil
+		}
+		_, err := fmt.Fprintf(w, "%s %d\n", m.SHA256, m.Size)
+		return err
+	})
 	if err != nil {
-		os.Remove(tmp)
 		return fmt.Errorf("mark executable stored: %w", err)
 	}
 	return nil
