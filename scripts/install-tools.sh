@@ -38,25 +38,21 @@ nats_version=$(go list -m -f '{{if .Replace}}{{.Replace.Version}}{{else}}{{.Vers
 build_nats() { go build -o "$out" github.com/nats-io/nats-server/v2; }
 ensure nats-server "$nats_version" "queue tests against a separate server" build_nats
 
-# deploy's tests render the chart with it; about two minutes to build.
-build_helm() {
+# go_install NAME PACKAGE@VERSION: go install's PACKAGE into a directory of
+# its own and moves the binary, NAME, to $out.
+go_install() {
 	local gobin
-	gobin=$(mktemp -d "$COREPIPE_CACHE/helm-build.XXXXXX")
-	GOBIN=$gobin go install "helm.sh/helm/v3/cmd/helm@$helm_version"
-	mv "$gobin/helm" "$out"
+	gobin=$(mktemp -d "$COREPIPE_CACHE/$1-build.XXXXXX")
+	GOBIN=$gobin go install "$2"
+	mv "$gobin/$1" "$out"
 	rmdir "$gobin"
 }
-ensure helm "$helm_version" "chart tests" build_helm
+
+# deploy's tests render the chart with it; about two minutes to build.
+ensure helm "$helm_version" "chart tests" go_install helm "helm.sh/helm/v3/cmd/helm@$helm_version"
 
 # deploy's tests run the chart's MinIO setup script with it.
-build_mc() {
-	local gobin
-	gobin=$(mktemp -d "$COREPIPE_CACHE/mc-build.XXXXXX")
-	GOBIN=$gobin go install "github.com/minio/mc@$mc_version"
-	mv "$gobin/mc" "$out"
-	rmdir "$gobin"
-}
-ensure mc "$mc_version" "the chart's MinIO setup script" build_mc
+ensure mc "$mc_version" "the chart's MinIO setup script" go_install mc "github.com/minio/mc@$mc_version"
 
 scripts/install-kube.sh
 
