@@ -148,6 +148,22 @@ func TestEnrichWaitsForTheStatus(t *testing.T) {
 	}
 }
 
+// enrichReturns enriches c, failing the test with blocked if Enrich has
+// not returned within 30 seconds.
+func enrichReturns(t *testing.T, w *Watcher, c *corepipe.Crash, blocked string) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		w.Enrich(context.Background(), c)
+	}()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal(blocked)
+	}
+}
+
 func TestEnrichPodOnlyWhenContainerUnknown(t *testing.T) {
 	pod := newPod("web", 1, running("containerd://"+cid(1)))
 	w := start(t, Config{Client: fakeClient(pod), LookupWait: 20 * time.Millisecond}, nil, true)
@@ -169,16 +185,7 @@ func TestEnrichAPIServerDown(t *testing.T) {
 	const wait = 100 * time.Millisecond
 	check := func(t *testing.T, w *Watcher, c *corepipe.Crash) {
 		t.Helper()
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			w.Enrich(context.Background(), c)
-		}()
-		select {
-		case <-done:
-		case <-time.After(30 * time.Second):
-			t.Fatal("Enrich blocked while the API server is down")
-		}
+		enrichReturns(t, w, c, "Enrich blocked while the API server is down")
 	}
 
 	t.Run("list fails", func(t *testing.T) {
@@ -303,16 +310,7 @@ func TestEnrichByPodUIDAlone(t *testing.T) {
 	pod := newPod("web", 1, running("containerd://"+cid(1)))
 	w := start(t, Config{Client: fakeClient(pod), LookupWait: time.Hour}, nil, true)
 	c := crashIn("", string(pod.UID))
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		w.Enrich(context.Background(), c)
-	}()
-	select {
-	case <-done:
-	case <-time.After(30 * time.Second):
-		t.Fatal("Enrich waited for a container ID it was never given")
-	}
+	enrichReturns(t, w, c, "Enrich waited for a container ID it was never given")
 	if c.Container.Pod != pod.Name || c.Container.Namespace != "shop" || len(c.Notes) != 1 {
 		t.Errorf("container %+v, notes %q", c.Container, c.Notes)
 	}
