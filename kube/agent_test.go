@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -21,6 +20,7 @@ import (
 	"github.com/corepipe/corepipe/collector/agent"
 	"github.com/corepipe/corepipe/collector/spool"
 	"github.com/corepipe/corepipe/internal/testkit"
+	"github.com/corepipe/corepipe/internal/testkit/blobtest"
 	"github.com/corepipe/corepipe/internal/testkit/natstest"
 	"github.com/corepipe/corepipe/kube"
 	natsq "github.com/corepipe/corepipe/queue/nats"
@@ -223,17 +223,8 @@ func writeEntry(t *testing.T, spoolDir string, c *corepipe.Crash) {
 
 func manifest(t *testing.T, store corepipe.BlobStore, c *corepipe.Crash) *corepipe.Crash {
 	t.Helper()
-	rc, err := store.Get(context.Background(), corepipe.ManifestKey(c))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rc.Close()
-	b, err := io.ReadAll(rc)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var out corepipe.Crash
-	if err := json.Unmarshal(b, &out); err != nil {
+	if err := json.Unmarshal(blobtest.Read(t, store, corepipe.ManifestKey(c)), &out); err != nil {
 		t.Fatal(err)
 	}
 	return &out

@@ -1,7 +1,6 @@
 package kube
 
 import (
-	"context"
 	"io"
 	"path/filepath"
 	"strings"
@@ -11,6 +10,7 @@ import (
 	"github.com/corepipe/corepipe"
 	"github.com/corepipe/corepipe/blob/fs"
 	"github.com/corepipe/corepipe/containerlog"
+	"github.com/corepipe/corepipe/internal/testkit/blobtest"
 	"github.com/corepipe/corepipe/internal/testkit/crilog"
 )
 
@@ -57,12 +57,7 @@ func TestTerminationKeepsLogExcerpt(t *testing.T) {
 	if c.Log == nil || c.Log.Key != corepipe.LogKey(c) || c.Log.Format != containerlog.FormatCRI || c.Log.Truncated {
 		t.Fatalf("log artifact %+v, notes %q", c.Log, c.Notes)
 	}
-	rc, err := blobs.Get(context.Background(), c.Log.Key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rc.Close()
-	b, _ := io.ReadAll(rc)
+	b := blobtest.Read(t, blobs, c.Log.Key)
 	if !strings.Contains(string(b), goPanic) || strings.Contains(string(b), "served") {
 		t.Errorf("stored excerpt:\n%s", b)
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/corepipe/corepipe"
 	"github.com/corepipe/corepipe/blob/fs"
 	"github.com/corepipe/corepipe/collector/spool"
+	"github.com/corepipe/corepipe/internal/testkit/blobtest"
 	"github.com/corepipe/corepipe/internal/testkit/pipetest"
 	natsq "github.com/corepipe/corepipe/queue/nats"
 )
@@ -71,39 +72,11 @@ func newRig(t *testing.T, blobs corepipe.BlobStore) *rig {
 // queued drains the crashes work queue and returns the IDs it held.
 func (r *rig) queued(t *testing.T) []string {
 	t.Helper()
-	cons, err := r.queue.Crashes(context.Background(), "test")
-	if err != nil {
-		t.Fatal(err)
-	}
 	var ids []string
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
-		msg, err := cons.Next(ctx)
-		cancel()
-		if err != nil {
-			return ids
-		}
-		var c corepipe.Crash
-		if err := json.Unmarshal(msg.Data(), &c); err != nil {
-			t.Fatal(err)
-		}
+	for _, c := range r.queuedCrashes(t) {
 		ids = append(ids, c.ID)
-		msg.Ack(context.Background())
 	}
-}
-
-func readBlob(t *testing.T, s corepipe.BlobStore, key string) []byte {
-	t.Helper()
-	rc, err := s.Get(context.Background(), key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rc.Close()
-	b, err := io.ReadAll(rc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
+	return ids
 }
 
 func TestShipStoresThenQueuesThenDeletes(t *testing.T) {
@@ -115,14 +88,14 @@ func TestShipStoresThenQueuesThenDeletes(t *testing.T) {
 	if err != nil || n != 1 {
 		t.Fatalf("ShipAll = %d, %v", n, err)
 	}
-	if got := readBlob(t, r.blobs, corepipe.CoreKey(c)); string(got) != "compressed core" {
+	if got := blobtest.Read(t, r.blobs, corepipe.CoreKey(c)); string(got) != "compressed core" {
 		t.Errorf("stored core %q", got)
 	}
-	if got := readBlob(t, r.blobs, corepipe.ExecutableKey("abc123")); string(got) != "\x7fELF executable" {
+	if got := blobtest.Read(t, r.blobs, corepipe.ExecutableKey("abc123")); string(got) != "\x7fELF executable" {
 		t.Errorf("stored executable %q", got)
 	}
 	var stored corepipe.Crash
-	if err := json.Unmarshal(readBlob(t, r.blobs, corepipe.ManifestKey(c)), &stored); err != nil {
+	if err := json.Unmarshal(blobtest.Read(t, r.blobs, corepipe.ManifestKey(c)), &stored); err != nil {
 		t.Fatal(err)
 	}
 	if stored.Core.Key != corepipe.CoreKey(c) || stored.Executable.Key != corepipe.ExecutableKey("abc123") {
@@ -155,7 +128,7 @@ func TestShipKnownExecutable(t *testing.T) {
 		t.Fatal(err)
 	}
 	var stored corepipe.Crash
-	json.Unmarshal(readBlob(t, r.blobs, corepipe.ManifestKey(second)), &stored)
+	json.Unmarshal(blobtest.Read(t, r.blobs, corepipe.ManifestKey(second)), &stored)
 	if stored.Executable.Key != corepipe.ExecutableKey("abc123") {
 		t.Errorf("second crash's executable key %q", stored.Executable.Key)
 	}
@@ -236,11 +209,11 @@ func TestManifestOnlyEntry(t *testing.T) {
 		t.Fatal(err)
 	}
 	var stored corepipe.Crash
-	json.Unmarshal(readBlob(t, r.blobs, corepipe.ManifestKey(c)), &stored)
+	json.Unmarshal(blobtest.Read(t, r.blobs, corepipe.ManifestKey(c)), &stored)
 	if stored.Core.Key != "" || stored.Core.Dropped != "rlimit_core=0" {
 		t.Errorf("manifest-only crash stored as %+v", stored.Core)
 	}
-	if !bytes.Contains(readBlob(t, r.blobs, corepipe.ManifestKey(c)), []byte(c.ID)) {
+	if !bytes.Contains(blobtest.Read(t, r.blobs, corepipe.ManifestKey(c)), []byte(c.ID)) {
 		t.Error("manifest lacks the crash ID")
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +15,7 @@ import (
 	"github.com/corepipe/corepipe"
 	"github.com/corepipe/corepipe/blob/fs"
 	"github.com/corepipe/corepipe/gotrace"
+	"github.com/corepipe/corepipe/internal/testkit/blobtest"
 	"github.com/corepipe/corepipe/internal/testkit/crashtest"
 	"github.com/corepipe/corepipe/internal/testkit/gotraceback"
 )
@@ -87,12 +87,7 @@ func TestCrashOutput(t *testing.T) {
 			if left, _ := filepath.Glob(filepath.Join(dir, "*")); len(left) != 0 {
 				t.Errorf("collected file left behind: %v", left)
 			}
-			rc, err := blobs.Get(context.Background(), c.Log.Key)
-			if err != nil {
-				t.Fatal(err)
-			}
-			text, _ := io.ReadAll(rc)
-			rc.Close()
+			text := blobtest.Read(t, blobs, c.Log.Key)
 			want, err := gotraceback.Parse(stderr)
 			if err != nil {
 				t.Fatalf("%v\n%s", err, stderr)
@@ -182,12 +177,7 @@ func TestCrashOutputOfThrow(t *testing.T) {
 	if n, err := co.Scan(context.Background()); n != 1 || err != nil {
 		t.Fatalf("scan: %d, %v", n, err)
 	}
-	rc, err := blobs.Get(context.Background(), rec.got[0].Log.Key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	text, _ := io.ReadAll(rc)
-	rc.Close()
+	text := blobtest.Read(t, blobs, rec.got[0].Log.Key)
 	r, err := gotrace.Parse(string(text), gotrace.Options{})
 	if err != nil {
 		t.Fatal(err)

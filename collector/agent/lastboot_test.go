@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/corepipe/corepipe"
+	"github.com/corepipe/corepipe/internal/testkit/blobtest"
 	"github.com/corepipe/corepipe/internal/testkit/netconsoletest"
 	"github.com/corepipe/corepipe/netconsole"
 )
@@ -236,7 +237,7 @@ func TestLastBootKdump(t *testing.T) {
 	for _, id := range ids {
 		if err := r.blobs.List(context.Background(), "cores/", func(key string) error {
 			if strings.HasSuffix(key, id+"/manifest.json") {
-				return json.Unmarshal(readBlob(t, r.blobs, key), &c)
+				return json.Unmarshal(blobtest.Read(t, r.blobs, key), &c)
 			}
 			return nil
 		}); err != nil {

@@ -17,6 +17,7 @@ import (
 	"github.com/corepipe/corepipe"
 	"github.com/corepipe/corepipe/analyzer"
 	"github.com/corepipe/corepipe/collector/spool"
+	"github.com/corepipe/corepipe/internal/testkit/blobtest"
 	"github.com/corepipe/corepipe/internal/testkit/natstest"
 	natsq "github.com/corepipe/corepipe/queue/nats"
 )
@@ -133,7 +134,7 @@ func TestPolicyShipsQuotaKeepsRest(t *testing.T) {
 	if err := r.agent.UploadKept(context.Background(), keptCrash.ID); err != nil {
 		t.Fatal(err)
 	}
-	if got := readBlob(t, r.blobs, corepipe.CoreKey(&keptCrash)); !bytes.Equal(got, zstdOf(t, []byte("core"))) {
+	if got := blobtest.Read(t, r.blobs, corepipe.CoreKey(&keptCrash)); !bytes.Equal(got, zstdOf(t, []byte("core"))) {
 		t.Errorf("requested core stored as %q", got)
 	}
 	again := r.queuedCrashes(t)

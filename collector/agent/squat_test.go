@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/corepipe/corepipe"
+	"github.com/corepipe/corepipe/internal/testkit/blobtest"
 )
 
 func sha256Hex(s string) string {
@@ -34,15 +35,15 @@ func TestSquattedBuildIDDoesNotPoison(t *testing.T) {
 		t.Fatal(err)
 	}
 	var stored corepipe.Crash
-	json.Unmarshal(readBlob(t, r.blobs, corepipe.ManifestKey(victim)), &stored)
+	json.Unmarshal(blobtest.Read(t, r.blobs, corepipe.ManifestKey(victim)), &stored)
 	wantKey := corepipe.ExecutableKey(victim.Executable.SHA256)
 	if stored.Executable.Key != wantKey {
 		t.Fatalf("victim's executable key %q, want %q; notes %q", stored.Executable.Key, wantKey, stored.Notes)
 	}
-	if got := readBlob(t, r.blobs, wantKey); string(got) != "\x7fELF victim!!" {
+	if got := blobtest.Read(t, r.blobs, wantKey); string(got) != "\x7fELF victim!!" {
 		t.Errorf("victim's stored executable %q", got)
 	}
-	if got := readBlob(t, r.blobs, corepipe.ExecutableKey("abc123")); string(got) != "\x7fELF squatter" {
+	if got := blobtest.Read(t, r.blobs, corepipe.ExecutableKey("abc123")); string(got) != "\x7fELF squatter" {
 		t.Errorf("object under the build ID replaced: %q", got)
 	}
 	found := false
@@ -65,7 +66,7 @@ func TestSquattedBuildIDDoesNotPoison(t *testing.T) {
 	if _, err := r.agent.ShipAll(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	json.Unmarshal(readBlob(t, r.blobs, corepipe.ManifestKey(again)), &stored)
+	json.Unmarshal(blobtest.Read(t, r.blobs, corepipe.ManifestKey(again)), &stored)
 	if stored.Executable.Key != wantKey {
 		t.Errorf("uncopied victim crash's executable key %q, want %q", stored.Executable.Key, wantKey)
 	}
@@ -82,7 +83,7 @@ func TestSameContentDeduplicated(t *testing.T) {
 		t.Fatal(err)
 	}
 	var stored corepipe.Crash
-	json.Unmarshal(readBlob(t, r.blobs, corepipe.ManifestKey(b)), &stored)
+	json.Unmarshal(blobtest.Read(t, r.blobs, corepipe.ManifestKey(b)), &stored)
 	if stored.Executable.Key != corepipe.ExecutableKey("abc123") || len(stored.Notes) != 0 {
 		t.Errorf("second copy: key %q, notes %q", stored.Executable.Key, stored.Notes)
 	}

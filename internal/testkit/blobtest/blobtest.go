@@ -64,16 +64,7 @@ func put(t *testing.T, s corepipe.BlobStore, key, data string) {
 
 func get(t *testing.T, s corepipe.BlobStore, key string) string {
 	t.Helper()
-	rc, err := s.Get(t.Context(), key)
-	if err != nil {
-		t.Fatalf("Get(%q): %v", key, err)
-	}
-	defer rc.Close()
-	b, err := io.ReadAll(rc)
-	if err != nil {
-		t.Fatalf("Get(%q): read: %v", key, err)
-	}
-	return string(b)
+	return string(Read(t, s, key))
 }
 
 func list(t *testing.T, s corepipe.BlobStore, prefix string) []string {
