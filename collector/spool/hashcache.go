@@ -3,6 +3,7 @@ package spool
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"time"
@@ -21,21 +22,28 @@ const HashCacheDir = "exehash"
 // cache holds only executables that crashed lately; one whose entry is
 // removed is hashed again on its next crash.
 func (s Spool) CleanHashCache(olderThan time.Duration) (int, error) {
-	dir := filepath.Join(s.Dir, HashCacheDir)
+	return s.removeStale(HashCacheDir, "hash cache", func(_ string, de fs.DirEntry) bool {
+		fi, err := de.Info()
+		return err == nil && time.Since(fi.ModTime()) >= olderThan
+	})
+}
+
+// removeStale removes the regular files in the spool's directory sub that
+// stale picks, and counts them; a missing directory holds none. what names
+// the directory in errors.
+func (s Spool) removeStale(sub, what string, stale func(path string, de fs.DirEntry) bool) (int, error) {
+	dir := filepath.Join(s.Dir, sub)
 	des, err := os.ReadDir(dir)
-	if errors.Is(err, os.ErrNotExist) {
+	if errors.Is(err, fs.ErrNotExist) {
 		return 0, nil
 	}
 	if err != nil {
-		return 0, fmt.Errorf("clean hash cache: %w", err)
+		return 0, fmt.Errorf("clean %s: %w", what, err)
 	}
 	removed := 0
 	for _, de := range des {
-		fi, err := de.Info()
-		if err != nil || !fi.Mode().IsRegular() || time.Since(fi.ModTime()) < olderThan {
-			continue
-		}
-		if os.Remove(filepath.Join(dir, de.Name())) == nil {
+		p := filepath.Join(dir, de.Name())
+		if de.Type().IsRegular() && stale(p, de) && os.Remove(p) == nil {
 			removed++
 		}
 	}

@@ -1,12 +1,9 @@
 package spool
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"io/fs"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -59,38 +56,20 @@ func (s RateState) Expired(now time.Time) bool {
 // CleanRateLimits removes the rate limit files whose window is over, so the
 // directory holds only executables that crashed recently.
 func (s Spool) CleanRateLimits(now time.Time) (int, error) {
-	dir := filepath.Join(s.Dir, RateLimitDir)
-	des, err := os.ReadDir(dir)
-	if errors.Is(err, fs.ErrNotExist) {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, fmt.Errorf("clean rate limits: %w", err)
-	}
-	removed := 0
-	for _, de := range des {
-		if !de.Type().IsRegular() {
-			continue
-		}
-		p := filepath.Join(dir, de.Name())
+	return s.removeStale(RateLimitDir, "rate limits", func(p string, _ fs.DirEntry) bool {
 		f, err := openNoFollow(p)
 		if err != nil {
-			continue
+			return false
 		}
 		b, err := io.ReadAll(io.LimitReader(f, 128))
 		fi, serr := f.Stat()
 		f.Close()
 		if err != nil || serr != nil {
-			continue
+			return false
 		}
 		// An unreadable state is only garbage once no collector can be
 		// about to write it: a new file is empty until its first count.
 		st, ok := ParseRateState(b)
-		if ok && st.Expired(now) || !ok && now.Sub(fi.ModTime()) > time.Minute {
-			if os.Remove(p) == nil {
-				removed++
-			}
-		}
-	}
-	return removed, nil
+		return ok && st.Expired(now) || !ok && now.Sub(fi.ModTime()) > time.Minute
+	})
 }
