@@ -3,7 +3,6 @@ package retention_test
 import (
 	"context"
 	"encoding/json"
-	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -14,7 +13,6 @@ import (
 	"github.com/corepipe/corepipe/internal/testkit/natstest"
 	natsq "github.com/corepipe/corepipe/queue/nats"
 	"github.com/corepipe/corepipe/retention"
-	"github.com/corepipe/corepipe/sqlite"
 )
 
 // Two API replicas over one index and one blob store, each with its own
@@ -114,14 +112,7 @@ func TestOtherReplicaFollowsTheSweep(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer q.Close(context.Background())
-	other, err := sqlite.Open(filepath.Join(t.TempDir(), "other.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer other.Close()
-	if _, err := index.Rebuild(t.Context(), s.Blobs, other, nil); err != nil {
-		t.Fatal(err)
-	}
+	other := rebuilt(t, s.Blobs)
 	sw, err := retention.New(retention.Config{Blobs: s.Blobs, Index: s.Index, Cores: 30 * day, Reports: 38 * day, Keep: 2,
 		Publish: q, Now: func() time.Time { return base.Add(40 * day) }})
 	if err != nil {

@@ -12,7 +12,6 @@ import (
 
 	"github.com/corepipe/corepipe"
 	"github.com/corepipe/corepipe/blob/s3"
-	"github.com/corepipe/corepipe/index"
 	"github.com/corepipe/corepipe/internal/testkit/miniotest"
 	"github.com/corepipe/corepipe/retention"
 	"github.com/corepipe/corepipe/sqlite"
@@ -82,15 +81,7 @@ func TestSweepAndRebuildOnMinIO(t *testing.T) {
 	if !slices.Equal(cores, named) {
 		t.Errorf("stored cores %q, the index names %q", cores, named)
 	}
-	fresh, err := sqlite.Open(filepath.Join(t.TempDir(), "rebuilt.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fresh.Close()
-	if _, err := index.Rebuild(t.Context(), blobs, fresh, nil); err != nil {
-		t.Fatal(err)
-	}
-	if got, want := describe(t, fresh), describe(t, idx); !slices.Equal(got, want) || len(want) != 5 {
+	if got, want := describe(t, rebuilt(t, blobs)), describe(t, idx); !slices.Equal(got, want) || len(want) != 5 {
 		t.Errorf("rebuilt index:\n%s\nswept index (want 5):\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }

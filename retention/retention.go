@@ -164,16 +164,9 @@ func (s *Sweeper) Pass(ctx context.Context) (Stats, error) {
 			return st, fmt.Errorf("retention: %w", err)
 		}
 		st.MoreReports = len(ids) == s.cfg.Batch
-		for _, id := range ids {
-			r, err := s.report(ctx, id)
-			if err != nil {
-				return st, err
-			}
-			if err := s.deleteReport(ctx, r); err != nil {
-				return st, err
-			}
-			exes[r.Artifacts.Executable.Key] = r.Artifacts.Executable
-			st.Reports++
+		st.Reports, err = s.each(ctx, ids, exes, func(r *corepipe.Report) error { return s.deleteReport(ctx, r) })
+		if err != nil {
+			return st, err
 		}
 	}
 	if s.cfg.Cores > 0 {
@@ -182,16 +175,9 @@ func (s *Sweeper) Pass(ctx context.Context) (Stats, error) {
 			return st, fmt.Errorf("retention: %w", err)
 		}
 		st.MoreCores = len(ids) == s.cfg.Batch
-		for _, id := range ids {
-			r, err := s.report(ctx, id)
-			if err != nil {
-				return st, err
-			}
-			if err := s.expireCore(ctx, r, now); err != nil {
-				return st, err
-			}
-			exes[r.Artifacts.Executable.Key] = r.Artifacts.Executable
-			st.Cores++
+		st.Cores, err = s.each(ctx, ids, exes, func(r *corepipe.Report) error { return s.expireCore(ctx, r, now) })
+		if err != nil {
+			return st, err
 		}
 	}
 	delete(exes, "")
@@ -210,6 +196,22 @@ func (s *Sweeper) Pass(ctx context.Context) (Stats, error) {
 		st.Executables++
 	}
 	return st, nil
+}
+
+// each runs expire on the report of every crash of ids, in order, noting in
+// exes the executables they name, and counts the reports it was done to.
+func (s *Sweeper) each(ctx context.Context, ids []string, exes map[string]corepipe.ExeArtifact, expire func(*corepipe.Report) error) (int, error) {
+	for i, id := range ids {
+		r, err := s.report(ctx, id)
+		if err != nil {
+			return i, err
+		}
+		if err := expire(r); err != nil {
+			return i, err
+		}
+		exes[r.Artifacts.Executable.Key] = r.Artifacts.Executable
+	}
+	return len(ids), nil
 }
 
 // expireCore says in the report that its core expired, in the blob store,

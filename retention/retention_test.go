@@ -84,6 +84,21 @@ func scene(t *testing.T) (*apitest.Server, []*corepipe.Report, *corepipe.Report)
 	return s, a, b
 }
 
+// rebuilt is a new index, closed when the test ends, rebuilt from what
+// blobs holds.
+func rebuilt(t *testing.T, blobs corepipe.BlobStore) *sqlite.Index {
+	t.Helper()
+	idx, err := sqlite.Open(filepath.Join(t.TempDir(), "rebuilt.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { idx.Close() })
+	if _, err := index.Rebuild(t.Context(), blobs, idx, nil); err != nil {
+		t.Fatal(err)
+	}
+	return idx
+}
+
 func TestCoresExpireButExemplarsStay(t *testing.T) {
 	s, a, b := scene(t)
 	clk := &clock{now: base.Add(40 * day)}
@@ -213,14 +228,7 @@ func TestRebuildAgreesAfterSweep(t *testing.T) {
 	if st, err := sw.Pass(t.Context()); err != nil || st.Reports == 0 || st.Cores == 0 {
 		t.Fatalf("pass = %+v, %v; want reports and cores swept", st, err)
 	}
-	fresh, err := sqlite.Open(filepath.Join(t.TempDir(), "rebuilt.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fresh.Close()
-	if _, err := index.Rebuild(t.Context(), s.Blobs, fresh, nil); err != nil {
-		t.Fatal(err)
-	}
+	fresh := rebuilt(t, s.Blobs)
 	want, got := describe(t, s.Index), describe(t, fresh)
 	if !slices.Equal(got, want) {
 		t.Errorf("rebuilt index:\n%s\nswept index:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
