@@ -17,10 +17,7 @@ const (
 )
 
 func TestParseCgroup(t *testing.T) {
-	fixture, err := os.ReadFile("testdata/proc/4242/cgroup")
-	if err != nil {
-		t.Fatal(err)
-	}
+	fixture := procFile(t, "cgroup")
 	for _, tc := range []struct {
 		name, file string
 		wantPath   string

@@ -132,18 +132,26 @@ func genCore(n int64) []byte {
 	return b
 }
 
-func readCore(t testing.TB, path string) []byte {
+// openCore opens a spooled core.zst for reading, decompressed; closing it
+// closes the file.
+func openCore(t testing.TB, path string) (core io.Reader, closeCore func()) {
 	t.Helper()
 	f, err := os.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
 	d, err := zstd.NewReader(f)
 	if err != nil {
+		f.Close()
 		t.Fatal(err)
 	}
-	defer d.Close()
+	return d, func() { d.Close(); f.Close() }
+}
+
+func readCore(t testing.TB, path string) []byte {
+	t.Helper()
+	d, closeCore := openCore(t, path)
+	defer closeCore()
 	b, err := io.ReadAll(d)
 	if err != nil {
 		t.Fatalf("decompress %s: %v", path, err)
@@ -169,6 +177,26 @@ func committed(t testing.TB, spoolDir string) spool.Entry {
 		}
 	}
 	return entries[0]
+}
+
+// committedManifest is the manifest of the only entry in the spool.
+func committedManifest(t testing.TB, spoolDir string) *corepipe.Crash {
+	t.Helper()
+	m, err := committed(t, spoolDir).Manifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// procFile reads the file name of the fixture process in testdata/proc.
+func procFile(t testing.TB, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("testdata/proc/4242", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 func hasNote(c *corepipe.Crash, substr string) bool {
@@ -293,10 +321,7 @@ func TestRunHostileProcess(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := committed(t, cfg.SpoolDir).Manifest()
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := committedManifest(t, cfg.SpoolDir)
 	if !reflect.DeepEqual(m.Process, c.Process) {
 		t.Errorf("hostile process did not round-trip through JSON:\n%q\n%q", m.Process.Cmdline[:3], c.Process.Cmdline[:3])
 	}
@@ -413,27 +438,12 @@ func TestRunSpoolFull(t *testing.T) {
 	if got := readCore(t, e.CorePath()); !bytes.Equal(got, core[:c.Core.Size]) || c.Core.SHA256 != sha(got) {
 		t.Errorf("stored core is not the first %d bytes", c.Core.Size)
 	}
-	if used := diskUsage(t, cfg.SpoolDir); used > cfg.SpoolMaxUse {
+	if used := testkit.FilesSize(cfg.SpoolDir); used > cfg.SpoolMaxUse {
 		t.Errorf("spool holds %d bytes, max use %d", used, cfg.SpoolMaxUse)
 	}
 	if _, err := os.Lstat(filepath.Join(e.Dir, reservationFile)); err == nil {
 		t.Error("the committed entry kept its reservation")
 	}
-}
-
-// diskUsage sums the sizes of the regular files under dir, independently of
-// the collector's own accounting.
-func diskUsage(t testing.TB, dir string) int64 {
-	var n int64
-	filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
-		if err == nil && d.Type().IsRegular() {
-			if fi, err := d.Info(); err == nil {
-				n += fi.Size()
-			}
-		}
-		return nil
-	})
-	return n
 }
 
 func TestRunExecutableMarker(t *testing.T) {

@@ -14,10 +14,10 @@ import (
 
 	"github.com/corepipe/corepipe"
 	"github.com/corepipe/corepipe/blob/fs"
-	"github.com/corepipe/corepipe/buildid"
 	"github.com/corepipe/corepipe/collector"
 	"github.com/corepipe/corepipe/collector/agent"
 	"github.com/corepipe/corepipe/collector/spool"
+	"github.com/corepipe/corepipe/internal/testkit/blobtest"
 	"github.com/corepipe/corepipe/internal/testkit/crashtest"
 )
 
@@ -45,14 +45,9 @@ func (p *published) PublishCrash(_ context.Context, c *corepipe.Crash) error {
 func TestKernelHostileForgedBuildID(t *testing.T) {
 	rig := collector.NewKernelRig(t, spool.Settings{RateLimit: 1, RateWindow: 3600e9})
 	victim := crashtest.BuildGo(t, crashtest.Program{Files: map[string]string{"main.go": collector.HolderSource}})
-	f, err := os.Open(victim)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ids, err := buildid.Read(f)
-	f.Close()
-	if err != nil || ids.GNU == "" || ids.Go == "" {
-		t.Fatalf("victim's build IDs %+v, %v", ids, err)
+	ids := crashtest.BuildIDs(t, victim)
+	if ids.GNU == "" || ids.Go == "" {
+		t.Fatalf("victim's build IDs %+v", ids)
 	}
 	squatterSrc := strings.Replace(collector.HolderSource, `"ready\n"`, `"ready\n" + tag`, 1) + "\nvar tag = \"\"\n"
 	built := crashtest.BuildGo(t, crashtest.Program{
@@ -64,9 +59,7 @@ func TestKernelHostileForgedBuildID(t *testing.T) {
 	if err := os.WriteFile(squatter, b, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	f, _ = os.Open(squatter)
-	forged, _ := buildid.Read(f)
-	f.Close()
+	forged := crashtest.BuildIDs(t, squatter)
 	victimBytes, _ := os.ReadFile(victim)
 	if forged != ids || bytes.Equal(b, victimBytes) {
 		t.Fatalf("squatter's build IDs %+v, want the victim's %+v, with other content", forged, ids)
@@ -112,15 +105,8 @@ func TestKernelHostileForgedBuildID(t *testing.T) {
 	if c.Executable.SHA256 != sum || c.Executable.Key != corepipe.ExecutableKey(sum) {
 		t.Fatalf("victim's executable %+v, want stored under its sha256 %s", c.Executable, sum)
 	}
-	rc, err := store.Get(context.Background(), c.Executable.Key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rc.Close()
-	var got bytes.Buffer
-	got.ReadFrom(rc)
-	if !bytes.Equal(got.Bytes(), victimBytes) {
-		t.Errorf("the executable a debugger downloads for the victim is not the victim's (%d bytes)", got.Len())
+	if got := blobtest.Read(t, store, c.Executable.Key); !bytes.Equal(got, victimBytes) {
+		t.Errorf("the executable a debugger downloads for the victim is not the victim's (%d bytes)", len(got))
 	}
 }
 

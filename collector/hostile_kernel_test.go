@@ -23,6 +23,7 @@ import (
 	"github.com/corepipe/corepipe"
 	"github.com/corepipe/corepipe/collector/corepattern"
 	"github.com/corepipe/corepipe/collector/spool"
+	"github.com/corepipe/corepipe/internal/testkit"
 	"github.com/corepipe/corepipe/internal/testkit/crashtest"
 )
 
@@ -45,12 +46,7 @@ func newKernelRig(t testing.TB, s spool.Settings) *kernelRig {
 	if err := unix.Setrlimit(unix.RLIMIT_CORE, &lim); err != nil {
 		t.Fatal(err)
 	}
-	// core_pattern holds at most 127 bytes: keep the paths in it short.
-	dir, err := os.MkdirTemp("", "cph")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	dir := crashtest.PatternDir(t, "cph")
 	// Programs run as another user must reach their executables.
 	os.Chmod(dir, 0o755)
 	r := &kernelRig{dir: dir, bin: buildCollector(t, dir), spool: filepath.Join(dir, "s")}
@@ -244,7 +240,7 @@ func TestKernelHostileSparseExecutable(t *testing.T) {
 	if m.Executable.GoBuildID == "" {
 		t.Errorf("build ID not read from the bounded notes: %+v", m.Executable)
 	}
-	if u := diskUsage(t, r.spool); u > 64<<20 {
+	if u := testkit.FilesSize(r.spool); u > 64<<20 {
 		t.Errorf("spool holds %d MiB", u>>20)
 	}
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/corepipe/corepipe"
 	"github.com/corepipe/corepipe/collector/spool"
+	"github.com/corepipe/corepipe/internal/testkit"
 )
 
 // sparseCopy writes a file of size bytes whose first bytes are those of
@@ -60,7 +61,7 @@ func TestRunSparseExecutable(t *testing.T) {
 		if !hasNote(c, want) {
 			t.Errorf("rlimit %s: no note %q: %q", rlimit, want, c.Notes)
 		}
-		if u := diskUsage(t, cfg.SpoolDir); u > 1<<20 {
+		if u := testkit.FilesSize(cfg.SpoolDir); u > 1<<20 {
 			t.Errorf("spool holds %d bytes", u)
 		}
 	}
@@ -242,7 +243,7 @@ func TestRunDumpable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, _ := committed(t, cfg.SpoolDir).Manifest()
+	m := committedManifest(t, cfg.SpoolDir)
 	if m.Process.Dumpable != 2 || !hasNote(c, "suid_dumpable=2") {
 		t.Errorf("dumpable %d, notes %q", m.Process.Dumpable, c.Notes)
 	}

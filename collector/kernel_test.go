@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/klauspost/compress/zstd"
 	"golang.org/x/sys/unix"
 
 	"github.com/corepipe/corepipe/collector/corepattern"
@@ -27,12 +26,7 @@ import (
 // the kernel's invocation committed.
 func TestKernelCapturesGoCrash(t *testing.T) {
 	crashtest.RequireRoot(t)
-	// core_pattern holds at most 127 bytes: keep the paths in it short.
-	dir, err := os.MkdirTemp("", "cp")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	dir := crashtest.PatternDir(t, "cp")
 	bin := buildCollector(t, dir)
 	spoolDir := filepath.Join(dir, "s")
 	exe := crashtest.BuildGo(t, crashtest.Program{Files: map[string]string{"main.go": `package main
@@ -90,16 +84,8 @@ func main() {
 		t.Errorf("executable = %+v, path %q", m.Executable, e.ExecutablePath())
 	}
 
-	f, err := os.Open(e.CorePath())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	d, err := zstd.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
+	d, closeCore := openCore(t, e.CorePath())
+	defer closeCore()
 	var hdr [18]byte
 	if _, err := io.ReadFull(d, hdr[:]); err != nil {
 		t.Fatalf("decompress core: %v", err)
@@ -162,11 +148,7 @@ func main() {
 // (scripts/bench-collector.sh with BENCH_HOLD=1 prints them per round).
 func BenchmarkKernelPipeHold(b *testing.B) {
 	crashtest.RequireRoot(b)
-	dir, err := os.MkdirTemp("", "cph")
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { os.RemoveAll(dir) })
+	dir := crashtest.PatternDir(b, "cph")
 	bin := buildCollector(b, dir)
 	exe := crashtest.BuildGo(b, crashtest.Program{Files: map[string]string{"main.go": holder}})
 	lim := unix.Rlimit{Cur: unix.RLIM_INFINITY, Max: unix.RLIM_INFINITY}

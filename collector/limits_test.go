@@ -16,6 +16,7 @@ import (
 
 	"github.com/corepipe/corepipe"
 	"github.com/corepipe/corepipe/collector/spool"
+	"github.com/corepipe/corepipe/internal/testkit"
 )
 
 // pipedCore feeds core through a pipe the way the kernel does and reports,
@@ -131,19 +132,7 @@ func TestRunSpoolLedger(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	var peak atomic.Int64
-	stop := make(chan struct{})
-	var sampler sync.WaitGroup
-	sampler.Go(func() {
-		for {
-			peak.Store(max(peak.Load(), diskUsage(t, spoolDir)))
-			select {
-			case <-stop:
-				return
-			case <-time.After(time.Millisecond):
-			}
-		}
-	})
+	stopSampling := testkit.SamplePeak(spoolDir, time.Millisecond)
 
 	const crashes = 16
 	cores := make([][]byte, crashes)
@@ -160,13 +149,12 @@ func TestRunSpoolLedger(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	close(stop)
-	sampler.Wait()
+	peak := stopSampling()
 
-	final := diskUsage(t, spoolDir)
-	t.Logf("peak %d, final %d bytes of %d", peak.Load(), final, maxUse)
-	if peak.Load() > maxUse || final > maxUse {
-		t.Errorf("spool held %d bytes at its peak, %d at the end; max use %d", peak.Load(), final, maxUse)
+	final := testkit.FilesSize(spoolDir)
+	t.Logf("peak %d, final %d bytes of %d", peak, final, maxUse)
+	if peak > maxUse || final > maxUse {
+		t.Errorf("spool held %d bytes at its peak, %d at the end; max use %d", peak, final, maxUse)
 	}
 	entries, err := spool.Spool{Dir: spoolDir}.Entries()
 	if err != nil || len(entries) != crashes {
@@ -228,10 +216,7 @@ func TestRunHostileExecutable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := committed(t, cfg.SpoolDir).Manifest()
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := committedManifest(t, cfg.SpoolDir)
 	if m.Process.Exe != exe || !m.Executable.Found || c.Executable.GoBuildID == "" {
 		t.Errorf("exe %q found %v, want %q captured", m.Process.Exe, m.Executable.Found, exe)
 	}

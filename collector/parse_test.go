@@ -3,7 +3,6 @@ package collector
 import (
 	"bytes"
 	"math"
-	"os"
 	"reflect"
 	"strings"
 	"testing"
@@ -51,11 +50,7 @@ func TestParseArgs(t *testing.T) {
 }
 
 func TestParseStatus(t *testing.T) {
-	b, err := os.ReadFile("testdata/proc/4242/status")
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := parseStatus(b)
+	st, err := parseStatus(procFile(t, "status"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,11 +64,7 @@ func TestParseStatus(t *testing.T) {
 }
 
 func TestParseLimits(t *testing.T) {
-	b, err := os.ReadFile("testdata/proc/4242/limits")
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := parseLimits(b)
+	l, err := parseLimits(procFile(t, "limits"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/corepipe/corepipe/buildid"
+	"github.com/corepipe/corepipe/internal/testkit/crashtest"
 	"github.com/corepipe/corepipe/symbols"
 )
 
@@ -130,7 +130,7 @@ func TestDockerfilesShipStripped(t *testing.T) {
 				if ok, err := symbols.HasDWARF(debug); !ok || err != nil {
 					t.Errorf("%s: no DWARF in %s (%v)", b, debug, err)
 				}
-				if a, b := gnuID(t, exe), gnuID(t, debug); a == "" || a != b {
+				if a, b := crashtest.BuildIDs(t, exe).GNU, crashtest.BuildIDs(t, debug).GNU; a == "" || a != b {
 					t.Errorf("%s: build ID %q, its debug file's %q", exe, a, b)
 				}
 			}
@@ -145,20 +145,6 @@ func TestDockerfilesShipStripped(t *testing.T) {
 			}
 		})
 	}
-}
-
-func gnuID(t *testing.T, path string) string {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	ids, err := buildid.Read(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ids.GNU
 }
 
 // startDev runs `corepipe dev` (no crash handler) and returns its URL.

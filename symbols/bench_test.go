@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/corepipe/corepipe/blob/fs"
-	"github.com/corepipe/corepipe/buildid"
+	"github.com/corepipe/corepipe/internal/testkit/crashtest"
 	"github.com/corepipe/corepipe/symbols"
 )
 
@@ -19,14 +19,9 @@ func bigBuild(b *testing.B) (path, gnu string) {
 	if out, err := exec.Command("go", "build", "-o", path, "../cmd/corepipe").CombinedOutput(); err != nil {
 		b.Fatalf("build: %v\n%s", err, out)
 	}
-	f, err := os.Open(path)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer f.Close()
-	ids, err := buildid.Read(f)
-	if err != nil || ids.GNU == "" {
-		b.Fatalf("no GNU build ID: %v", err)
+	ids := crashtest.BuildIDs(b, path)
+	if ids.GNU == "" {
+		b.Fatal("no GNU build ID")
 	}
 	return path, ids.GNU
 }

@@ -7,14 +7,12 @@ import (
 	"encoding/binary"
 	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/corepipe/corepipe"
 	"github.com/corepipe/corepipe/blob/fs"
-	"github.com/corepipe/corepipe/buildid"
 	"github.com/corepipe/corepipe/internal/testkit/crashtest"
 	"github.com/corepipe/corepipe/symbols"
 )
@@ -34,30 +32,8 @@ func build(t *testing.T, flags ...string) string {
 // split is the recipe: the debug file and the shipped binary from one build.
 func split(t *testing.T, exe string) (debug, shipped string) {
 	t.Helper()
-	debug, shipped = exe+".debug", exe+".shipped"
-	for _, args := range [][]string{
-		{"--only-keep-debug", exe, debug},
-		{"--strip-all", exe, shipped},
-	} {
-		if out, err := exec.Command("objcopy", args...).CombinedOutput(); err != nil {
-			t.Skipf("SKIP: objcopy %v: %v\n%s", args, err, out)
-		}
-	}
-	return debug, shipped
-}
-
-func ids(t *testing.T, path string) buildid.IDs {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	ids, err := buildid.Read(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ids
+	shipped = exe + ".shipped"
+	return crashtest.SplitDebug(t, exe, shipped), shipped
 }
 
 func newStore(t *testing.T) *symbols.Store {
@@ -82,12 +58,12 @@ func put(t *testing.T, s *symbols.Store, id, path string) (*symbols.Meta, bool, 
 func TestSplitKeepsBuildIDs(t *testing.T) {
 	exe := build(t)
 	debug, shipped := split(t, exe)
-	want := ids(t, exe)
+	want := crashtest.BuildIDs(t, exe)
 	if want.GNU == "" || want.Go == "" {
 		t.Fatalf("go build gave build IDs %+v: want both", want)
 	}
 	for _, p := range []string{debug, shipped} {
-		if got := ids(t, p); got != want {
+		if got := crashtest.BuildIDs(t, p); got != want {
 			t.Errorf("%s: build IDs %+v, want %+v", filepath.Base(p), got, want)
 		}
 	}
@@ -96,7 +72,7 @@ func TestSplitKeepsBuildIDs(t *testing.T) {
 func TestPutDebugFileAndLookUpByEitherID(t *testing.T) {
 	exe := build(t)
 	debug, _ := split(t, exe)
-	want := ids(t, exe)
+	want := crashtest.BuildIDs(t, exe)
 	s := newStore(t)
 	m, stored, err := put(t, s, want.GNU, debug)
 	if err != nil || !stored {
@@ -141,7 +117,7 @@ func TestPutDebugFileAndLookUpByEitherID(t *testing.T) {
 func TestPutUnstrippedBinaryWithBuildInfo(t *testing.T) {
 	exe := build(t)
 	s := newStore(t)
-	m, _, err := put(t, s, ids(t, exe).GNU, exe)
+	m, _, err := put(t, s, crashtest.BuildIDs(t, exe).GNU, exe)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,7 +129,7 @@ func TestPutUnstrippedBinaryWithBuildInfo(t *testing.T) {
 func TestPutIsIdempotent(t *testing.T) {
 	exe := build(t)
 	debug, _ := split(t, exe)
-	id := ids(t, exe).GNU
+	id := crashtest.BuildIDs(t, exe).GNU
 	s := newStore(t)
 	first, _, err := put(t, s, id, debug)
 	if err != nil {
@@ -175,7 +151,7 @@ func TestPutRefusesWithoutDWARF(t *testing.T) {
 		"strip-all": func() string { _, shipped := split(t, build(t)); return shipped }(),
 	} {
 		t.Run(name, func(t *testing.T) {
-			_, _, err := put(t, newStore(t), ids(t, path).GNU, path)
+			_, _, err := put(t, newStore(t), crashtest.BuildIDs(t, path).GNU, path)
 			if !errors.Is(err, corepipe.ErrInvalid) || !errors.Is(err, symbols.ErrNoDWARF) {
 				t.Fatalf("Put of a file without DWARF: %v", err)
 			}
@@ -199,7 +175,7 @@ func TestPutRefusesOtherBuildID(t *testing.T) {
 	exe := build(t)
 	debug, _ := split(t, exe)
 	_, _, err := put(t, newStore(t), strings.Repeat("ab", 20), debug)
-	if !errors.Is(err, corepipe.ErrInvalid) || !strings.Contains(err.Error(), "gnu:"+ids(t, exe).GNU) {
+	if !errors.Is(err, corepipe.ErrInvalid) || !strings.Contains(err.Error(), "gnu:"+crashtest.BuildIDs(t, exe).GNU) {
 		t.Fatalf("Put under another build ID: %v", err)
 	}
 }
@@ -236,7 +212,7 @@ func TestPutRefusesHugeSectionCheaply(t *testing.T) {
 	if err := os.WriteFile(forged, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	_, _, err = put(t, newStore(t), ids(t, exe).GNU, forged)
+	_, _, err = put(t, newStore(t), crashtest.BuildIDs(t, exe).GNU, forged)
 	if !errors.Is(err, corepipe.ErrInvalid) || !strings.Contains(err.Error(), "past the end") {
 		t.Fatalf("Put of a file claiming a 1 TiB section: %v", err)
 	}
@@ -246,7 +222,7 @@ func TestPutRefusesOverLimit(t *testing.T) {
 	exe := build(t)
 	s := newStore(t)
 	s.MaxSize = 1 << 10
-	if _, _, err := put(t, s, ids(t, exe).GNU, exe); !errors.Is(err, corepipe.ErrInvalid) {
+	if _, _, err := put(t, s, crashtest.BuildIDs(t, exe).GNU, exe); !errors.Is(err, corepipe.ErrInvalid) {
 		t.Fatalf("Put over the limit: %v", err)
 	}
 }

@@ -143,18 +143,27 @@ func Run(t testing.TB, timeout time.Duration, exe string, env []string, args ...
 	return res
 }
 
+// PatternDir returns a new directory, removed when the test ends, for the
+// paths a test puts in core_pattern: the kernel takes at most 127 bytes
+// there, too few for t.TempDir's paths, so it is directly under
+// os.TempDir and named by prefix.
+func PatternDir(t testing.TB, prefix string) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
+
 // Core crashes exe with core_pattern pointing at a fresh directory and
 // returns the core's path with how the program died. It fails the test when
 // the program did not dump core.
 func Core(t testing.TB, exe string, env []string, args ...string) (string, Result) {
 	t.Helper()
 	RequireRoot(t)
-	dir, err := os.MkdirTemp("", "corepipe-core")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	corePath := filepath.Join(dir, "core")
+	corePath := filepath.Join(PatternDir(t, "corepipe-core"), "core")
 
 	var res Result
 	WithPattern(t, corepattern.Settings{Pattern: corePath}, func() {
