@@ -24,10 +24,7 @@ func secretRefs(c corev1.Container) map[string]string {
 
 func TestChartPerRoleCredentialsBundled(t *testing.T) {
 	objs := renderObjects(t, withNotifier)
-	secrets := map[string]*corev1.Secret{}
-	for _, s := range ofType[*corev1.Secret](objs) {
-		secrets[s.Name] = s
-	}
+	secrets := byName[*corev1.Secret](objs)
 	w := workloads(objs)
 	passwords := map[string]string{}
 	for _, role := range natsRoles {

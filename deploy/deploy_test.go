@@ -118,6 +118,18 @@ func ofType[T runtime.Object](objs []runtime.Object) []T {
 	return out
 }
 
+// byName indexes the rendered objects of type T by their names.
+func byName[T interface {
+	runtime.Object
+	GetName() string
+}](objs []runtime.Object) map[string]T {
+	out := map[string]T{}
+	for _, o := range ofType[T](objs) {
+		out[o.GetName()] = o
+	}
+	return out
+}
+
 // workload is the pod template of a rendered Deployment, DaemonSet or
 // StatefulSet, by its component label.
 type workload struct {

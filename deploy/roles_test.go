@@ -53,18 +53,13 @@ func natsWithRoles(t *testing.T) func(role string) string {
 	t.Helper()
 	objs := renderObjects(t, withNotifier)
 	var conf string
-	for _, cm := range ofType[*corev1.ConfigMap](objs) {
-		if cm.Name == release+"-corepipe-nats" {
-			conf = cm.Data["nats.conf"]
-		}
+	if cm := byName[*corev1.ConfigMap](objs)[release+"-corepipe-nats"]; cm != nil {
+		conf = cm.Data["nats.conf"]
 	}
 	if conf == "" {
 		t.Fatal("no NATS configuration rendered")
 	}
-	secrets := map[string]*corev1.Secret{}
-	for _, s := range ofType[*corev1.Secret](objs) {
-		secrets[s.Name] = s
-	}
+	secrets := byName[*corev1.Secret](objs)
 	server := workloads(objs)["nats"].pod.Spec.Containers[0]
 	for _, e := range server.Env {
 		if e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil {
@@ -419,10 +414,7 @@ func TestChartMinIOSetup(t *testing.T) {
 	if script == "" {
 		t.Fatal("no setup script rendered")
 	}
-	secrets := map[string]*corev1.Secret{}
-	for _, s := range ofType[*corev1.Secret](objs) {
-		secrets[s.Name] = s
-	}
+	secrets := byName[*corev1.Secret](objs)
 	for _, role := range []string{"agent", "analyzer", "api"} {
 		d := filepath.Join(dir, "credentials", role)
 		if err := os.MkdirAll(d, 0o700); err != nil {
