@@ -226,14 +226,8 @@ func threadExhaustion(r *corepipe.Report, limits map[string]string, cl *corepipe
 	if n := r.Process.Threads; n > 0 {
 		ev = append(ev, fmt.Sprintf("%d threads when the collector read /proc", n))
 	}
-	blocked := 0
-	for _, g := range r.Goroutines {
-		if g.Status == "syscall" || g.ThreadID != 0 {
-			blocked++
-		}
-	}
-	if blocked > 0 {
-		ev = append(ev, fmt.Sprintf("%d goroutines in system calls or locked to a thread", blocked))
+	if n := countGoroutines(r, func(g *corepipe.Goroutine) bool { return g.Status == "syscall" || g.ThreadID != 0 }); n > 0 {
+		ev = append(ev, fmt.Sprintf("%d goroutines in system calls or locked to a thread", n))
 	}
 	return &corepipe.Diagnosis{Code: CodeThreadExhaustion, Severity: Critical,
 		Message:  "the process ran out of OS threads: every blocking system call, cgo call or LockOSThread holds one; the limit is the runtime's (debug.SetMaxThreads), the user's (ulimit -u) or the cgroup's pids.max",
@@ -327,19 +321,25 @@ func concurrentMap(r *corepipe.Report) *corepipe.Diagnosis {
 	if fn := userFrame(r.CrashingGoroutineReport()); fn != "" {
 		ev = append(ev, fmt.Sprintf("goroutine %d was in %s", r.CrashingGoroutine, fn))
 	}
-	others := 0
-	for i := range r.Goroutines {
-		g := &r.Goroutines[i]
-		if g.ID != r.CrashingGoroutine && g.Status == "running" && userFrame(g) != "" {
-			others++
-		}
-	}
-	if others > 0 {
-		ev = append(ev, fmt.Sprintf("%d other goroutines were running program code", others))
+	if n := countGoroutines(r, func(g *corepipe.Goroutine) bool {
+		return g.ID != r.CrashingGoroutine && g.Status == "running" && userFrame(g) != ""
+	}); n > 0 {
+		ev = append(ev, fmt.Sprintf("%d other goroutines were running program code", n))
 	}
 	return &corepipe.Diagnosis{Code: CodeConcurrentMap, Severity: Critical,
 		Message:  "a map was used by several goroutines without a lock: guard it with a sync.Mutex or use sync.Map; `go test -race` finds the other side",
 		Evidence: strings.Join(ev, "; ")}
+}
+
+// countGoroutines is how many of r's goroutines match.
+func countGoroutines(r *corepipe.Report, match func(g *corepipe.Goroutine) bool) int {
+	n := 0
+	for i := range r.Goroutines {
+		if match(&r.Goroutines[i]) {
+			n++
+		}
+	}
+	return n
 }
 
 func stackOverflow(r *corepipe.Report) *corepipe.Diagnosis {
