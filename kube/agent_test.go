@@ -26,27 +26,6 @@ import (
 	natsq "github.com/corepipe/corepipe/queue/nats"
 )
 
-// messages collects the log messages of a watcher.
-type messages struct {
-	mu  sync.Mutex
-	got map[string]int
-}
-
-func (m *messages) Enabled(context.Context, slog.Level) bool { return true }
-func (m *messages) Handle(_ context.Context, r slog.Record) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.got[r.Message]++
-	return nil
-}
-func (m *messages) WithAttrs([]slog.Attr) slog.Handler { return m }
-func (m *messages) WithGroup(string) slog.Handler      { return m }
-func (m *messages) count(msg string) int {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.got[msg]
-}
-
 // runWatcher runs a watcher recording through ag until the returned stop.
 func runWatcher(t *testing.T, cfg kube.Config, ag *agent.Agent) (*kube.Watcher, func()) {
 	t.Helper()
@@ -187,10 +166,10 @@ func TestAgentWithWatcher(t *testing.T) {
 	stop()
 
 	// A restarted agent lists the pod again with the OOM kill in its status.
-	log := &messages{got: map[string]int{}}
+	log := &testkit.Messages{}
 	cfg.Logger = slog.New(log)
 	runWatcher(t, cfg, ag)
-	testkit.WaitFor(t, "the restarted watcher to find the record", func() bool { return log.count("termination already recorded") == 1 })
+	testkit.WaitFor(t, "the restarted watcher to find the record", func() bool { return log.Count("termination already recorded") == 1 })
 	if c := next(500 * time.Millisecond); c != nil {
 		t.Errorf("recorded again after a restart: %+v", c)
 	}

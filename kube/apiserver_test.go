@@ -227,7 +227,7 @@ func TestRealServerRecordsTermination(t *testing.T) {
 	ctx := context.Background()
 	web := c.createPod(t, newPod("web", 1), running("containerd://"+cid(1)))
 	rec := newRecorder()
-	sink := &logSink{}
+	sink := &testkit.Messages{}
 	w := start(t, Config{Client: c.agent, UIURL: "https://crashes.example", Logger: slogOf(sink)}, rec, true)
 
 	// The kubelet restarts the container after its first run exited 2.
@@ -252,7 +252,7 @@ func TestRealServerRecordsTermination(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if n := sink.count("pod event"); n != 0 {
+		if n := sink.Count("pod event"); n != 0 {
 			t.Fatalf("%d events refused", n)
 		}
 		return len(evs.Items) == 1 && evs.Items[0].Reason == ReasonCrashed && strings.Contains(evs.Items[0].Message, rec1.ID)
@@ -294,7 +294,7 @@ func TestRealServerDownAndBack(t *testing.T) {
 	web := c.createPod(t, newPod("web", 1), running("containerd://"+cid(1)))
 	gone := c.createPod(t, newPod("batch", 2), running("containerd://"+cid(9)))
 	rec := newRecorder()
-	sink := &logSink{}
+	sink := &testkit.Messages{}
 	w := start(t, Config{Client: c.agent, Logger: slogOf(sink)}, rec, true)
 
 	first := now()
@@ -341,7 +341,7 @@ func TestRealServerDownAndBack(t *testing.T) {
 		t.Errorf("container of the pod deleted while the watcher was away: %+v", got)
 	}
 	drained(t, w, rec)
-	if n := sink.count("termination recorded"); n != 3 {
+	if n := sink.Count("termination recorded"); n != 3 {
 		t.Errorf("%d terminations recorded, want 3", n)
 	}
 }
@@ -384,7 +384,7 @@ func TestRealServerAgentRBAC(t *testing.T) {
 
 	web := c.createPod(t, newPod("web", 1), running("containerd://"+cid(1)))
 	rec := newRecorder()
-	sink := &logSink{}
+	sink := &testkit.Messages{}
 	w := start(t, Config{Client: agent, Logger: slogOf(sink)}, rec, true)
 	// A core of the running container, then its termination.
 	core := &corepipe.Crash{ID: corepipe.NewID(time.Now()), CapturedAt: time.Now(),
@@ -408,7 +408,7 @@ func TestRealServerAgentRBAC(t *testing.T) {
 		t.Errorf("pod annotation %q, want the core's %s: %v", p.Annotations[AnnotationCrashID], core.ID, err)
 	}
 	for _, msg := range []string{"annotate pod", "pod event"} {
-		if n := sink.count(msg); n != 0 {
+		if n := sink.Count(msg); n != 0 {
 			t.Errorf("%d times %q: refused with the chart's rules", n, msg)
 		}
 	}
@@ -424,7 +424,7 @@ func TestRealServerAnnotationSkipsReplacedPod(t *testing.T) {
 	pod.Name = "db-0"
 	pod.OwnerReferences[0].Kind, pod.OwnerReferences[0].Name = "StatefulSet", "db"
 	old := c.createPod(t, pod, running("containerd://"+cid(1)))
-	sink := &logSink{}
+	sink := &testkit.Messages{}
 	w := start(t, Config{Client: c.agent, Logger: slogOf(sink)}, nil, true)
 	core := &corepipe.Crash{ID: corepipe.NewID(time.Now()), CapturedAt: time.Now(),
 		Container: &corepipe.Container{ID: cid(1), PodUID: string(old.UID)}}
@@ -442,7 +442,7 @@ func TestRealServerAnnotationSkipsReplacedPod(t *testing.T) {
 			FieldSelector: fields.OneTermEqualSelector("involvedObject.uid", string(old.UID)).String()})
 		return err == nil && len(evs.Items) == 1
 	})
-	if n := sink.count("annotate pod"); n != 1 {
+	if n := sink.Count("annotate pod"); n != 1 {
 		t.Errorf("%d refused annotations logged, want 1", n)
 	}
 	p, err := c.kubelet.CoreV1().Pods("shop").Get(ctx, replaced.Name, metav1.GetOptions{})

@@ -94,7 +94,7 @@ func TestRealServerKernelPanicTellsPods(t *testing.T) {
 	c.createPod(t, batch, completed("containerd://"+cid(4), now().Add(-time.Hour)))
 	elsewhere := c.createPod(t, onNode("db", 5, "node-b"), running("containerd://"+cid(5)))
 
-	sink := &logSink{}
+	sink := &testkit.Messages{}
 	w := startPanicWatcher(t, PanicConfig{Client: c.receiverClient(t), UIURL: "https://corepipe.example/", Logger: slogOf(sink)})
 	at := time.Now()
 	// The pod GC deletes a dead node's pods before its panic is recorded.
@@ -154,7 +154,7 @@ func TestRealServerKernelPanicTellsPods(t *testing.T) {
 	testkit.WaitFor(t, "the node's event", func() bool { return len(podEvents(t, c.kubelet, "default", ReasonKernelPanic)) == 1 })
 	// A replay, or a second receiver, tells nobody twice.
 	w.Recorded(ctx, crash, corepipe.KernelTitle(k))
-	testkit.WaitFor(t, "the replay handled", func() bool { return sink.count("kernel panic confirmed: pods told") == 2 })
+	testkit.WaitFor(t, "the replay handled", func() bool { return sink.Count("kernel panic confirmed: pods told") == 2 })
 
 	evs := podEvents(t, c.kubelet, "shop", ReasonKernelPanic)
 	got := map[string]int{}
@@ -175,7 +175,7 @@ func TestRealServerKernelPanicTellsPods(t *testing.T) {
 		t.Errorf("node-b's pod annotated: %v", p.Annotations)
 	}
 	for _, msg := range []string{"kernel panic: annotate pod", "kernel panic: pod event", "kernel panic: node event"} {
-		if n := sink.count(msg); n != 0 {
+		if n := sink.Count(msg); n != 0 {
 			t.Errorf("%d times %q with the chart's rules", n, msg)
 		}
 	}
@@ -191,7 +191,7 @@ func TestRealServerSpoofedPanicTellsNobody(t *testing.T) {
 	c.s.CreateNode("node-c", "127.0.0.3", "boot-3")
 	web := c.createPod(t, onNode("web", 1, "node-a"), running("containerd://"+cid(1)))
 	db := c.createPod(t, onNode("db", 2, "node-c"), running("containerd://"+cid(2)))
-	sink := &logSink{}
+	sink := &testkit.Messages{}
 	w := startPanicWatcher(t, PanicConfig{Client: c.agent, ConfirmWait: time.Second, Logger: slogOf(sink)})
 
 	at := time.Now()
@@ -204,12 +204,12 @@ func TestRealServerSpoofedPanicTellsNobody(t *testing.T) {
 		return &corepipe.Crash{ID: corepipe.KernelPanicID(node, k), Node: node, CapturedAt: at, Pods: pods}
 	}
 	w.Recorded(ctx, panicOf("10.9.9.9"), "kernel panic: sysrq triggered crash")
-	if n := sink.count("kernel panic from no Node of this cluster (no such name or InternalIP): its pods are not told"); n != 1 {
+	if n := sink.Count("kernel panic from no Node of this cluster (no such name or InternalIP): its pods are not told"); n != 1 {
 		t.Errorf("a panic from no node: said %d times", n)
 	}
 	w.Recorded(ctx, panicOf("node-a"), "kernel panic: sysrq triggered crash")
 	testkit.WaitFor(t, "the wait for node-a given up", func() bool {
-		return sink.count("kernel panic not confirmed: its node stayed Ready with the same boot ID; its pods are not told") == 1
+		return sink.Count("kernel panic not confirmed: its node stayed Ready with the same boot ID; its pods are not told") == 1
 	})
 	if p, _ := c.kubelet.CoreV1().Pods("shop").Get(ctx, web.Name, metav1.GetOptions{}); len(p.Annotations) != 0 {
 		t.Errorf("a spoofed panic annotated %s: %v", web.Name, p.Annotations)
@@ -235,7 +235,7 @@ func TestPanicWatcherAPIServerUnreachable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sink := &logSink{}
+	sink := &testkit.Messages{}
 	w, err := NewPanicWatcher(PanicConfig{Client: client, SyncWait: 200 * time.Millisecond, Logger: slogOf(sink)})
 	if err != nil {
 		t.Fatal(err)
@@ -252,7 +252,7 @@ func TestPanicWatcherAPIServerUnreachable(t *testing.T) {
 		t.Errorf("PodsOn: %v", err)
 	}
 	w.Recorded(ctx, &corepipe.Crash{ID: "X", Node: "node-a"}, "kernel panic")
-	if n := sink.count("kernel panic: its pods are not told"); n != 1 {
+	if n := sink.Count("kernel panic: its pods are not told"); n != 1 {
 		t.Errorf("said %d times that the pods are not told", n)
 	}
 }

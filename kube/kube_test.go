@@ -130,35 +130,6 @@ func (r *recorder) none(t *testing.T) {
 	}
 }
 
-// logSink collects log messages, so that a test can wait for the watcher
-// to have done something that leaves no other trace.
-type logSink struct {
-	mu   sync.Mutex
-	msgs []string
-}
-
-func (s *logSink) Enabled(context.Context, slog.Level) bool { return true }
-func (s *logSink) Handle(_ context.Context, r slog.Record) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.msgs = append(s.msgs, r.Message)
-	return nil
-}
-func (s *logSink) WithAttrs([]slog.Attr) slog.Handler { return s }
-func (s *logSink) WithGroup(string) slog.Handler      { return s }
-
-func (s *logSink) count(msg string) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	n := 0
-	for _, m := range s.msgs {
-		if m == msg {
-			n++
-		}
-	}
-	return n
-}
-
 // start runs a watcher of client until the test ends and waits for its
 // first listing (unless the API server is meant to be down).
 func start(t *testing.T, cfg Config, rec *recorder, waitSync bool) *Watcher {

@@ -300,9 +300,9 @@ func TestWatchesOnlyItsNode(t *testing.T) {
 }
 
 func TestSaysWhenListed(t *testing.T) {
-	sink := &logSink{}
+	sink := &testkit.Messages{}
 	start(t, Config{Client: fakeClient(newPod("web", 1, running("containerd://"+cid(1)))), Logger: slogOf(sink)}, nil, true)
-	testkit.WaitFor(t, "the log line", func() bool { return sink.count("watching the pods of this node") == 1 })
+	testkit.WaitFor(t, "the log line", func() bool { return sink.Count("watching the pods of this node") == 1 })
 }
 
 func TestEnrichByPodUIDAlone(t *testing.T) {

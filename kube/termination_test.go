@@ -162,7 +162,7 @@ func TestRecordRetriedWhileQueueDown(t *testing.T) {
 	pod := newPod("web", 1, restarted(running("containerd://"+cid(2)), "containerd://"+cid(1), 137, "OOMKilled", t0))
 	rec := newRecorder()
 	rec.fails = 1
-	sink := &logSink{}
+	sink := &testkit.Messages{}
 	w, err := New(Config{Client: fakeClient(pod), Node: testNode, Logger: slogOf(sink)})
 	if err != nil {
 		t.Fatal(err)
@@ -173,7 +173,7 @@ func TestRecordRetriedWhileQueueDown(t *testing.T) {
 	done := make(chan struct{})
 	go func() { defer close(done); w.Run(ctx, rec) }()
 	defer func() { cancel(); <-done }()
-	testkit.WaitFor(t, "the failed attempt", func() bool { return sink.count("record termination") == 1 })
+	testkit.WaitFor(t, "the failed attempt", func() bool { return sink.Count("record termination") == 1 })
 	if c := rec.next(t); c.Termination.Reason != "OOMKilled" {
 		t.Errorf("termination %+v", c.Termination)
 	}
