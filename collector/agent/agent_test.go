@@ -140,6 +140,16 @@ type failingStore struct {
 	down bool
 }
 
+// downStore is a filesystem store, down until the test sets down false.
+func downStore(t *testing.T) *failingStore {
+	t.Helper()
+	store, err := fs.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &failingStore{BlobStore: store, down: true}
+}
+
 func (f *failingStore) Put(ctx context.Context, key string, r io.Reader, size int64) error {
 	if f.down {
 		return corepipe.ErrUnavailable
@@ -157,11 +167,7 @@ func (f *failingStore) Stat(ctx context.Context, key string) (int64, error) {
 // While storage is down nothing is lost and nothing is queued; once it is
 // back every crash goes out exactly once.
 func TestStorageDownKeepsSpool(t *testing.T) {
-	store, err := fs.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	failing := &failingStore{BlobStore: store, down: true}
+	failing := downStore(t)
 	r := newRig(t, failing)
 	a, b := newCrash(1), newCrash(2)
 	writeEntry(t, r.spool.Dir, a, []byte("core a"), []byte("exe"))

@@ -15,7 +15,6 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/corepipe/corepipe"
-	"github.com/corepipe/corepipe/blob/fs"
 	"github.com/corepipe/corepipe/collector/corepattern"
 	"github.com/corepipe/corepipe/collector/spool"
 	"github.com/corepipe/corepipe/internal/testkit"
@@ -62,11 +61,7 @@ func TestRunWakesOnCommit(t *testing.T) {
 }
 
 func TestMetrics(t *testing.T) {
-	store, err := fs.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	failing := &failingStore{BlobStore: store, down: true}
+	failing := downStore(t)
 	r := newRig(t, failing)
 	reg := prometheus.NewPedanticRegistry()
 	r.agent = New(Config{Spool: r.spool, Blobs: failing, Queue: r.queue, Registerer: reg})
