@@ -60,7 +60,6 @@ func newRig(t *testing.T) *rig {
 // stored puts a crash's core and executable in the blob store and queues it.
 func (r *rig) stored(t *testing.T, core []byte) *corepipe.Crash {
 	t.Helper()
-	ctx := context.Background()
 	now := time.Now()
 	c := &corepipe.Crash{ID: corepipe.NewID(now), CapturedAt: now, Node: "n1",
 		Process: corepipe.Process{PID: 99, Exe: "/bin/app"}, Signal: corepipe.Signal{Number: 6, Name: "SIGABRT"}}
@@ -69,17 +68,42 @@ func (r *rig) stored(t *testing.T, core []byte) *corepipe.Crash {
 	enc.Write(core)
 	enc.Close()
 	c.Core.Key = corepipe.CoreKey(c)
-	c.Executable.Key = corepipe.ExecutableKey("b1")
-	if err := r.blobs.Put(ctx, c.Core.Key, bytes.NewReader(z.Bytes()), int64(z.Len())); err != nil {
-		t.Fatal(err)
-	}
-	if err := r.blobs.Put(ctx, c.Executable.Key, bytes.NewReader([]byte("exe")), 3); err != nil {
-		t.Fatal(err)
-	}
-	if err := r.queue.PublishCrash(ctx, c); err != nil {
-		t.Fatal(err)
-	}
+	r.queueWithCore(t, c, z.Bytes())
 	return c
+}
+
+// queueWithCore stores z as c's core, and an executable, and queues c.
+func (r *rig) queueWithCore(t *testing.T, c *corepipe.Crash, z []byte) {
+	t.Helper()
+	c.Executable.Key = corepipe.ExecutableKey("b1")
+	r.put(t, c.Core.Key, z)
+	r.put(t, c.Executable.Key, []byte("exe"))
+	r.publish(t, c)
+}
+
+// put stores data under key.
+func (r *rig) put(t *testing.T, key string, data []byte) {
+	t.Helper()
+	if err := r.blobs.Put(context.Background(), key, bytes.NewReader(data), int64(len(data))); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// publish queues c.
+func (r *rig) publish(t *testing.T, c *corepipe.Crash) {
+	t.Helper()
+	if err := r.queue.PublishCrash(context.Background(), c); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// analyse has an analyzer with insp handle the next queued crash, and
+// returns c's stored report.
+func (r *rig) analyse(t *testing.T, c *corepipe.Crash, insp Inspector) *corepipe.Report {
+	t.Helper()
+	a := New(Config{Blobs: r.blobs, Queue: r.queue, Inspector: insp, TempDir: t.TempDir()})
+	a.Handle(context.Background(), r.next(t))
+	return r.report(t, c.ID)
 }
 
 func (r *rig) next(t *testing.T) corepipe.Message {
@@ -129,10 +153,7 @@ func TestHandleStoresReportAndAcks(t *testing.T) {
 		CrashingGoroutine: 1,
 		Goroutines:        []corepipe.Goroutine{{ID: 1, Status: "running", Frames: []corepipe.Frame{{Function: "main.f"}}}},
 	}}
-	a := New(Config{Blobs: r.blobs, Queue: r.queue, Inspector: insp, TempDir: t.TempDir()})
-	a.Handle(context.Background(), r.next(t))
-
-	rep := r.report(t, c.ID)
+	rep := r.analyse(t, c, insp)
 	if rep.Status != corepipe.StatusAnalyzed || rep.Title != "nil pointer dereference in main.f" || len(rep.Goroutines) != 1 {
 		t.Errorf("stored report %+v", rep)
 	}
@@ -168,9 +189,7 @@ func TestHandleInvalidCoreFails(t *testing.T) {
 	r := newRig(t)
 	c := r.stored(t, []byte("junk"))
 	insp := &fakeInspector{t: t, core: []byte("junk"), err: fmt.Errorf("%w: not an ELF core", corepipe.ErrInvalid)}
-	a := New(Config{Blobs: r.blobs, Queue: r.queue, Inspector: insp, TempDir: t.TempDir()})
-	a.Handle(context.Background(), r.next(t))
-	rep := r.report(t, c.ID)
+	rep := r.analyse(t, c, insp)
 	if rep.Status != corepipe.StatusFailed || rep.Error == "" {
 		t.Errorf("report %+v, want failed with the error", rep)
 	}
@@ -214,13 +233,9 @@ func TestHandleMissingCore(t *testing.T) {
 	r := newRig(t)
 	now := time.Now()
 	c := &corepipe.Crash{ID: corepipe.NewID(now), CapturedAt: now, Core: corepipe.CoreArtifact{Dropped: "rlimit_core=0"}}
-	if err := r.queue.PublishCrash(context.Background(), c); err != nil {
-		t.Fatal(err)
-	}
+	r.publish(t, c)
 	insp := &fakeInspector{t: t}
-	a := New(Config{Blobs: r.blobs, Queue: r.queue, Inspector: insp, TempDir: t.TempDir()})
-	a.Handle(context.Background(), r.next(t))
-	rep := r.report(t, c.ID)
+	rep := r.analyse(t, c, insp)
 	// A core the collector chose not to keep is no failure: the crash is
 	// recorded as dropped, saying why.
 	if rep.Status != corepipe.StatusDropped || !bytes.Contains([]byte(rep.Title), []byte("rlimit_core=0")) || rep.Error != "" || insp.calls != 0 {
@@ -293,20 +308,10 @@ func TestHandleBeyondMaxDeliverFailsWithoutAnalysis(t *testing.T) {
 // expand to size bytes (0: not declared).
 func (r *rig) storedCompressed(t *testing.T, z []byte, size int64) *corepipe.Crash {
 	t.Helper()
-	ctx := context.Background()
 	now := time.Now()
 	c := &corepipe.Crash{ID: corepipe.NewID(now), CapturedAt: now, Node: "n1", Process: corepipe.Process{PID: 7, Exe: "/bin/bomb"}}
 	c.Core = corepipe.CoreArtifact{Key: corepipe.CoreKey(c), Size: size, StoredSize: int64(len(z))}
-	c.Executable.Key = corepipe.ExecutableKey("b1")
-	if err := r.blobs.Put(ctx, c.Core.Key, bytes.NewReader(z), int64(len(z))); err != nil {
-		t.Fatal(err)
-	}
-	if err := r.blobs.Put(ctx, c.Executable.Key, bytes.NewReader([]byte("exe")), 3); err != nil {
-		t.Fatal(err)
-	}
-	if err := r.queue.PublishCrash(ctx, c); err != nil {
-		t.Fatal(err)
-	}
+	r.queueWithCore(t, c, z)
 	return c
 }
 

@@ -133,6 +133,22 @@ func newReportFile(t *testing.T) *os.File {
 	return f
 }
 
+// reportJSON writes rep to a file, as a child that made it would, and
+// returns the file's name.
+func reportJSON(t *testing.T, rep *corepipe.Report) string {
+	t.Helper()
+	name := filepath.Join(t.TempDir(), "report.json")
+	f, err := os.Create(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := rep.WriteJSON(f, true); err != nil {
+		t.Fatal(err)
+	}
+	return name
+}
+
 func contents(t *testing.T, f *os.File) string {
 	b, err := os.ReadFile(f.Name())
 	if err != nil {
@@ -250,21 +266,11 @@ func TestChildReportIsStoredWhole(t *testing.T) {
 		want.Goroutines = append(want.Goroutines, corepipe.Goroutine{ID: int64(i + 1), Status: "chan receive",
 			Frames: []corepipe.Frame{{Function: "main.f", File: "/src/main.go", Line: 7, PC: "0x401000"}}})
 	}
-	file := filepath.Join(t.TempDir(), "report.json")
-	f, err := os.Create(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := want.WriteJSON(f, true); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
+	file := reportJSON(t, want)
 
 	r := newRig(t)
 	c := r.stored(t, []byte("core"))
-	a := New(Config{Blobs: r.blobs, Queue: r.queue, TempDir: t.TempDir(), Inspector: Child{Command: []string{bin, "report", file}}})
-	a.Handle(context.Background(), r.next(t))
-	got := r.report(t, c.ID)
+	got := r.analyse(t, c, Child{Command: []string{bin, "report", file}})
 	if got.Status != corepipe.StatusAnalyzed || got.Title != want.Title || len(got.Goroutines) != 1000 || len(got.Threads) != 1 || got.Goroutines[999].ID != 1000 {
 		t.Fatalf("stored %d goroutines, title %q, status %q, error %q", len(got.Goroutines), got.Title, got.Status, got.Error)
 	}
@@ -295,13 +301,7 @@ func TestHandleChildCrashThenGoesOn(t *testing.T) {
 		t.Fatal("the crash whose analysis crashed is still queued")
 	}
 
-	good := filepath.Join(t.TempDir(), "report.json")
-	f, err := os.Create(good)
-	if err != nil {
-		t.Fatal(err)
-	}
-	(&corepipe.Report{Schema: corepipe.ReportSchema, Status: corepipe.StatusAnalyzed, Title: "fine"}).WriteJSON(f, false)
-	f.Close()
+	good := reportJSON(t, &corepipe.Report{Schema: corepipe.ReportSchema, Status: corepipe.StatusAnalyzed, Title: "fine"})
 	second := r.stored(t, []byte("core two"))
 	a.cfg.Inspector = Child{Command: []string{bin, "report", good}}
 	a.Handle(ctx, r.next(t))

@@ -1,7 +1,6 @@
 package analyzer
 
 import (
-	"context"
 	"slices"
 	"strings"
 	"testing"
@@ -23,14 +22,9 @@ func TestHandleTerminationWithoutCore(t *testing.T) {
 		Termination: &corepipe.Termination{ExitCode: 137, Reason: "OOMKilled", Signal: 9},
 		Environ:     map[string]string{"GOGC": "100"},
 	}
-	if err := r.queue.PublishCrash(context.Background(), c); err != nil {
-		t.Fatal(err)
-	}
+	r.publish(t, c)
 	insp := &fakeInspector{t: t}
-	a := New(Config{Blobs: r.blobs, Queue: r.queue, Inspector: insp, TempDir: t.TempDir()})
-	a.Handle(context.Background(), r.next(t))
-
-	rep := r.report(t, c.ID)
+	rep := r.analyse(t, c, insp)
 	if rep.Status != corepipe.StatusAnalyzed || insp.calls != 0 {
 		t.Fatalf("report %+v, inspector calls %d: want analysed from the termination alone", rep, insp.calls)
 	}

@@ -59,28 +59,29 @@ func TestLogAndCoreShareSignature(t *testing.T) {
 	}
 }
 
+// queueLogCrash queues the end of container shop/web/app, which exited with
+// code, leaving log and no core (dropped says why, if anything).
+func (r *rig) queueLogCrash(t *testing.T, code int, dropped, log string) *corepipe.Crash {
+	t.Helper()
+	now := time.Now()
+	c := &corepipe.Crash{ID: corepipe.NewID(now), CapturedAt: now, Node: "n1",
+		Container:   &corepipe.Container{Namespace: "shop", Pod: "web", Container: "app"},
+		Termination: &corepipe.Termination{ExitCode: code}}
+	c.Core.Dropped = dropped
+	c.Log = &corepipe.LogArtifact{Source: corepipe.SourceLog, Key: corepipe.LogKey(c), Size: int64(len(log))}
+	r.put(t, c.Log.Key, []byte(log))
+	r.publish(t, c)
+	return c
+}
+
 // TestHandleLogCrash: a container run the agent saw end, with the log
 // excerpt it kept and no core, becomes an analysed report from the log.
 func TestHandleLogCrash(t *testing.T) {
 	exe := crashtest.BuildKinds(t)
 	out := crashtest.Stderr(t, exe, "", "nilfield")
 	rg := newRig(t)
-	ctx := context.Background()
-	now := time.Now()
-	c := &corepipe.Crash{ID: corepipe.NewID(now), CapturedAt: now, Node: "n1",
-		Container:   &corepipe.Container{Namespace: "shop", Pod: "web", Container: "app"},
-		Termination: &corepipe.Termination{ExitCode: 2}}
-	c.Core.Dropped = "no core: the program exited with code 2 itself"
-	c.Log = &corepipe.LogArtifact{Source: corepipe.SourceLog, Key: corepipe.LogKey(c), Size: int64(len(out))}
-	if err := rg.blobs.Put(ctx, c.Log.Key, strings.NewReader(out), int64(len(out))); err != nil {
-		t.Fatal(err)
-	}
-	if err := rg.queue.PublishCrash(ctx, c); err != nil {
-		t.Fatal(err)
-	}
-	a := New(Config{Blobs: rg.blobs, Queue: rg.queue, Inspector: &fakeInspector{t: t}, TempDir: t.TempDir()})
-	a.Handle(ctx, rg.next(t))
-	rep := rg.report(t, c.ID)
+	c := rg.queueLogCrash(t, 2, "no core: the program exited with code 2 itself", out)
+	rep := rg.analyse(t, c, &fakeInspector{t: t})
 	if rep.Status != corepipe.StatusAnalyzed || rep.Source != corepipe.SourceLog || rep.Kind != corepipe.KindGo {
 		t.Fatalf("report status %q source %q kind %q: %s", rep.Status, rep.Source, rep.Kind, rep.Error)
 	}
@@ -103,18 +104,8 @@ func TestHandleLogCrash(t *testing.T) {
 // the report of how the container ended.
 func TestHandleLogWithoutCrash(t *testing.T) {
 	rg := newRig(t)
-	ctx := context.Background()
-	now := time.Now()
-	c := &corepipe.Crash{ID: corepipe.NewID(now), CapturedAt: now, Node: "n1",
-		Container:   &corepipe.Container{Namespace: "shop", Pod: "web", Container: "app"},
-		Termination: &corepipe.Termination{ExitCode: 1}}
-	text := "2026/12/01 10:00:00 open /etc/app.yaml: no such file or directory\n"
-	c.Log = &corepipe.LogArtifact{Source: corepipe.SourceLog, Key: corepipe.LogKey(c), Size: int64(len(text))}
-	rg.blobs.Put(ctx, c.Log.Key, strings.NewReader(text), int64(len(text)))
-	rg.queue.PublishCrash(ctx, c)
-	a := New(Config{Blobs: rg.blobs, Queue: rg.queue, Inspector: &fakeInspector{t: t}, TempDir: t.TempDir()})
-	a.Handle(ctx, rg.next(t))
-	rep := rg.report(t, c.ID)
+	c := rg.queueLogCrash(t, 1, "", "2026/12/01 10:00:00 open /etc/app.yaml: no such file or directory\n")
+	rep := rg.analyse(t, c, &fakeInspector{t: t})
 	if rep.Status != corepipe.StatusAnalyzed || rep.Source != corepipe.SourceTermination || rep.Artifacts.Log == nil {
 		t.Fatalf("report status %q source %q log %+v", rep.Status, rep.Source, rep.Artifacts.Log)
 	}

@@ -24,15 +24,7 @@ func TestNodeReportWithoutCore(t *testing.T) {
 	made := &corepipe.Report{Schema: corepipe.ReportSchema, Status: corepipe.StatusAnalyzed, Title: "nil pointer dereference in main.f",
 		Signature: "gocrash/v1:abcd", CrashingGoroutine: 1, Kind: corepipe.KindGo,
 		Goroutines: []corepipe.Goroutine{{ID: 1, Status: "running", Frames: []corepipe.Frame{{Function: "main.f", File: "/src/main.go", Line: 7}}}}}
-	file := filepath.Join(t.TempDir(), "report.json")
-	f, err := os.Create(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := made.WriteJSON(f, true); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
+	file := reportJSON(t, made)
 
 	// The spooled core, zstd as the collector writes it.
 	spooled := filepath.Join(t.TempDir(), "core.zst")
@@ -65,13 +57,9 @@ func TestNodeReportWithoutCore(t *testing.T) {
 	rf.Close()
 	until := now.Add(time.Hour).UTC().Truncate(time.Second)
 	c.Core.Location = &corepipe.CoreLocation{State: corepipe.CoreOnNode, Node: "n1", Until: until, Reason: "over the quota"}
-	if err := r.queue.PublishCrash(ctx, c); err != nil {
-		t.Fatal(err)
-	}
+	r.publish(t, c)
 
-	a := New(Config{Blobs: r.blobs, Queue: r.queue, TempDir: t.TempDir(), Inspector: Child{Command: []string{bin, "panic"}}})
-	a.Handle(ctx, r.next(t))
-	got := r.report(t, c.ID)
+	got := r.analyse(t, c, Child{Command: []string{bin, "panic"}})
 	if got.Status != corepipe.StatusAnalyzed || got.Signature != made.Signature || len(got.Goroutines) != 1 || got.Title != made.Title {
 		t.Fatalf("stored status %q (error %q), signature %q, %d goroutines, title %q", got.Status, got.Error, got.Signature, len(got.Goroutines), got.Title)
 	}
@@ -88,16 +76,11 @@ func TestNodeReportWithoutCore(t *testing.T) {
 // one the collector dropped says never kept, and why.
 func TestDroppedReportSaysCoreLocation(t *testing.T) {
 	r := newRig(t)
-	ctx := context.Background()
 	now := time.Now()
 	c := &corepipe.Crash{ID: corepipe.NewID(now), CapturedAt: now, Node: "n1",
 		Process: corepipe.Process{PID: 7, Exe: "/bin/app"}, Core: corepipe.CoreArtifact{Dropped: "rate_limited"}}
-	if err := r.queue.PublishCrash(ctx, c); err != nil {
-		t.Fatal(err)
-	}
-	a := New(Config{Blobs: r.blobs, Queue: r.queue, TempDir: t.TempDir()})
-	a.Handle(ctx, r.next(t))
-	got := r.report(t, c.ID)
+	r.publish(t, c)
+	got := r.analyse(t, c, nil)
 	if l := got.Artifacts.Core.Location; got.Status != corepipe.StatusDropped || l == nil || l.State != corepipe.CoreNotKept || !strings.Contains(l.Reason, "rate_limited") {
 		t.Errorf("status %q, core location %+v", got.Status, l)
 	}
@@ -120,17 +103,12 @@ func TestChildNice(t *testing.T) {
 // is recorded, as a dropped one is, saying where its core is.
 func TestKeptUnanalysedIsNotAFailure(t *testing.T) {
 	r := newRig(t)
-	ctx := context.Background()
 	now := time.Now()
 	c := &corepipe.Crash{ID: corepipe.NewID(now), CapturedAt: now, Node: "n1", Signal: corepipe.Signal{Number: 6, Name: "SIGABRT"},
 		Process: corepipe.Process{PID: 7, Exe: "/bin/app"},
 		Core:    corepipe.CoreArtifact{Location: &corepipe.CoreLocation{State: corepipe.CoreOnNode, Node: "n1", Until: now.Add(time.Hour), Reason: "over the quota"}}}
-	if err := r.queue.PublishCrash(ctx, c); err != nil {
-		t.Fatal(err)
-	}
-	a := New(Config{Blobs: r.blobs, Queue: r.queue, TempDir: t.TempDir()})
-	a.Handle(ctx, r.next(t))
-	got := r.report(t, c.ID)
+	r.publish(t, c)
+	got := r.analyse(t, c, nil)
 	if got.Status != corepipe.StatusDropped || !strings.Contains(got.Title, "core kept on node n1") || got.Artifacts.Core.Location.State != corepipe.CoreOnNode {
 		t.Errorf("status %q, title %q, location %+v", got.Status, got.Title, got.Artifacts.Core.Location)
 	}
