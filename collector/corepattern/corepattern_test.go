@@ -19,6 +19,17 @@ func fakeKernel(t *testing.T, pattern string, limit string) Kernel {
 	return Kernel{SysDir: dir}
 }
 
+// installed is a Handler that has installed s over a fake kernel's
+// default settings (core, no pipe limit).
+func installed(t *testing.T, s Settings) Handler {
+	t.Helper()
+	h := Handler{Kernel: fakeKernel(t, "core", "0"), StateFile: filepath.Join(t.TempDir(), "state.json")}
+	if err := h.Install(s); err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
 func mustRead(t *testing.T, k Kernel) Settings {
 	t.Helper()
 	s, err := k.Read()
@@ -29,12 +40,9 @@ func mustRead(t *testing.T, k Kernel) Settings {
 }
 
 func TestInstallRestore(t *testing.T) {
-	k := fakeKernel(t, "core", "0")
-	h := Handler{Kernel: k, StateFile: filepath.Join(t.TempDir(), "state.json")}
 	want := Settings{Pattern: Pattern("/opt/corepipe-collector", "/var/spool"), PipeLimit: 16}
-	if err := h.Install(want); err != nil {
-		t.Fatal(err)
-	}
+	h := installed(t, want)
+	k := h.Kernel
 	if got := mustRead(t, k); got != want {
 		t.Fatalf("installed %+v, want %+v", got, want)
 	}
@@ -97,11 +105,8 @@ func TestInstallAfterKill(t *testing.T) {
 // If an operator replaced the handler while corepipe ran, restoring must not
 // clobber their choice.
 func TestRestoreKeepsReplacement(t *testing.T) {
-	k := fakeKernel(t, "core", "0")
-	h := Handler{Kernel: k, StateFile: filepath.Join(t.TempDir(), "state.json")}
-	if err := h.Install(Settings{Pattern: Pattern("/a/corepipe-collector", "/s"), PipeLimit: 8}); err != nil {
-		t.Fatal(err)
-	}
+	h := installed(t, Settings{Pattern: Pattern("/a/corepipe-collector", "/s"), PipeLimit: 8})
+	k := h.Kernel
 	theirs := Settings{Pattern: "|/usr/bin/other %p", PipeLimit: 2}
 	if err := k.Write(theirs); err != nil {
 		t.Fatal(err)
@@ -138,12 +143,9 @@ func TestOwned(t *testing.T) {
 }
 
 func TestEnsure(t *testing.T) {
-	k := fakeKernel(t, "core", "0")
-	h := Handler{Kernel: k, StateFile: filepath.Join(t.TempDir(), "state.json")}
 	want := Settings{Pattern: Pattern("/opt/corepipe-collector", "/var/spool"), PipeLimit: 16}
-	if err := h.Install(want); err != nil {
-		t.Fatal(err)
-	}
+	h := installed(t, want)
+	k := h.Kernel
 	if replaced, err := h.Ensure(want); err != nil || replaced != nil {
 		t.Fatalf("Ensure on an intact handler = %v, %v", replaced, err)
 	}
