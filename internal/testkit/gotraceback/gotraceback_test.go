@@ -31,6 +31,21 @@ func ids(d *Dump) []int64 {
 	return out
 }
 
+// wantHead requires d to have the kind, message and signal (nil: none)
+// the runtime printed, and the goroutines want, in order.
+func wantHead(t *testing.T, d *Dump, kind, msg string, sig *Signal, want ...int64) {
+	t.Helper()
+	if d.Kind != kind || d.Message != msg {
+		t.Errorf("kind, message = %q, %q; want %q, %q", d.Kind, d.Message, kind, msg)
+	}
+	if (d.Signal == nil) != (sig == nil) || sig != nil && *d.Signal != *sig {
+		t.Errorf("signal = %+v, want %+v", d.Signal, sig)
+	}
+	if got := ids(d); !slices.Equal(got, want) {
+		t.Errorf("goroutines = %v, want %v", got, want)
+	}
+}
+
 func fns(g Goroutine) []string {
 	var out []string
 	for _, f := range g.Frames {
@@ -41,17 +56,10 @@ func fns(g Goroutine) []string {
 
 func TestParseNilDereference(t *testing.T) {
 	d := parseFile(t, "nil_deref.txt")
-	if d.Kind != "panic" || d.Message != "runtime error: invalid memory address or nil pointer dereference" {
-		t.Errorf("kind, message = %q, %q", d.Kind, d.Message)
-	}
-	if s := d.Signal; s == nil || *s != (Signal{Name: "SIGSEGV", Code: 1, Address: "0x0", PC: "0x4865c4"}) {
-		t.Errorf("signal = %+v", s)
-	}
+	wantHead(t, d, "panic", "runtime error: invalid memory address or nil pointer dereference",
+		&Signal{Name: "SIGSEGV", Code: 1, Address: "0x0", PC: "0x4865c4"}, 1, 2, 3, 4, 17, 18, 19, 20)
 	if d.CrashingGoroutine != 1 {
 		t.Errorf("crashing goroutine = %d", d.CrashingGoroutine)
-	}
-	if got, want := ids(d), []int64{1, 2, 3, 4, 17, 18, 19, 20}; !slices.Equal(got, want) {
-		t.Errorf("goroutines = %v, want %v", got, want)
 	}
 	g := d.Goroutines[0]
 	want := []string{"panic", "runtime.panicmem", "runtime.sigpanic", "main.(*server).retries", "main.handle", "main.serve", "main.main", "runtime.main", "runtime.goexit"}
@@ -75,16 +83,9 @@ func TestParseNilDereference(t *testing.T) {
 
 func TestParseSignalInCgo(t *testing.T) {
 	d := parseFile(t, "cgo_sigsegv.txt")
-	if d.Kind != "signal" || d.Message != "SIGSEGV: segmentation violation" {
-		t.Errorf("kind, message = %q, %q", d.Kind, d.Message)
-	}
-	if s := d.Signal; s == nil || *s != (Signal{Name: "SIGSEGV", Code: 1, Address: "0x0", PC: "0x47e520"}) {
-		t.Errorf("signal = %+v", s)
-	}
 	// The g0 stacks the other Ms print after "SIGQUIT: quit" are not goroutines.
-	if got, want := ids(d), []int64{1, 2, 3, 4}; !slices.Equal(got, want) {
-		t.Errorf("goroutines = %v, want %v", got, want)
-	}
+	wantHead(t, d, "signal", "SIGSEGV: segmentation violation",
+		&Signal{Name: "SIGSEGV", Code: 1, Address: "0x0", PC: "0x47e520"}, 1, 2, 3, 4)
 	if d.CrashingGoroutine != 1 || d.Goroutines[0].Status != "syscall" {
 		t.Errorf("crashing = %d, %+v", d.CrashingGoroutine, d.Goroutines[0])
 	}
@@ -95,12 +96,7 @@ func TestParseSignalInCgo(t *testing.T) {
 
 func TestParseCustomPanic(t *testing.T) {
 	d := parseFile(t, "custom_panic.txt")
-	if d.Kind != "panic" || d.Message != "custom message: x=3" || d.Signal != nil {
-		t.Errorf("dump = %+v", d)
-	}
-	if got := ids(d); !slices.Equal(got, []int64{1, 2, 3, 4, 5, 6}) {
-		t.Errorf("goroutines = %v", got)
-	}
+	wantHead(t, d, "panic", "custom message: x=3", nil, 1, 2, 3, 4, 5, 6)
 	if g := d.Goroutines[5]; g.Status != "runnable" || len(g.Frames) != 2 {
 		t.Errorf("goroutine 6 = %+v", g)
 	}
