@@ -27,24 +27,33 @@ func TestRealCrashes(t *testing.T) {
 		"recovered", "repanicked", "nested", "mapwrites", "deadlock", "overflow", "threads"} {
 		for _, tb := range []string{"single", "all", "crash"} {
 			t.Run(kind+"/"+tb, func(t *testing.T) {
-				out := crashtest.Stderr(t, exe, tb, kind)
-				want, err := gotraceback.Parse(out)
-				if err != nil {
-					t.Fatalf("oracle: %v\n%s", err, out)
-				}
-				r, err := gotrace.Parse(out, gotrace.Options{})
-				if err != nil {
-					t.Fatalf("parse: %v\n%s", err, out)
-				}
-				if diffs := gotraceback.Compare(r, want); len(diffs) > 0 {
-					t.Errorf("report disagrees with the runtime:\n%s\n\nruntime printed:\n%s", strings.Join(diffs, "\n"), head(out, 60))
-				}
+				r, want := parseCrash(t, exe, tb, kind)
 				if tb == "single" && want.Kind == "panic" && !lacks(r, "only the crashing goroutine") {
 					t.Errorf("GOTRACEBACK=single: lacks %q, want it to say only the crashing goroutine was printed", r.Lacks)
 				}
 			})
 		}
 	}
+}
+
+// parseCrash crashes exe's kind under GOTRACEBACK=tb, parses what the
+// runtime printed, and requires the report to say what the runtime said.
+// It returns the report and the runtime's output parsed by the oracle.
+func parseCrash(t *testing.T, exe, tb, kind string) (*corepipe.Report, *gotraceback.Dump) {
+	t.Helper()
+	out := crashtest.Stderr(t, exe, tb, kind)
+	want, err := gotraceback.Parse(out)
+	if err != nil {
+		t.Fatalf("oracle: %v\n%s", err, out)
+	}
+	r, err := gotrace.Parse(out, gotrace.Options{})
+	if err != nil {
+		t.Fatalf("parse: %v\n%s", err, out)
+	}
+	if diffs := gotraceback.Compare(r, want); len(diffs) > 0 {
+		t.Errorf("report disagrees with the runtime:\n%s\n\nruntime printed:\n%s", strings.Join(diffs, "\n"), head(out, 60))
+	}
+	return r, want
 }
 
 func lacks(r *corepipe.Report, prefix string) bool {
