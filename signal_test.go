@@ -3,24 +3,18 @@ package corepipe
 import (
 	"strings"
 	"testing"
+
+	"github.com/corepipe/corepipe/internal/testkit"
 )
 
 func TestSignalName(t *testing.T) {
-	for n, want := range map[int]string{6: "SIGABRT", 11: "SIGSEGV", 31: "SIGSYS", 0: "SIG0", 32: "SIG32", 64: "SIG64", -1: "SIG-1"} {
-		if got := SignalName(n); got != want {
-			t.Errorf("SignalName(%d) = %q, want %q", n, got, want)
-		}
-	}
+	testkit.Table(t, "SignalName", SignalName, map[int]string{6: "SIGABRT", 11: "SIGSEGV", 31: "SIGSYS", 0: "SIG0", 32: "SIG32", 64: "SIG64", -1: "SIG-1"})
 }
 
 // The texts are the Go runtime's (runtime/sigtab_linux_generic.go), so that a
 // C program's report reads like the traceback of a Go program.
 func TestSignalText(t *testing.T) {
-	for n, want := range map[int]string{7: "bus error", 11: "segmentation violation", 13: "write to broken pipe", 10: "signal", 99: "signal"} {
-		if got := SignalText(n); got != want {
-			t.Errorf("SignalText(%d) = %q, want %q", n, got, want)
-		}
-	}
+	testkit.Table(t, "SignalText", SignalText, map[int]string{7: "bus error", 11: "segmentation violation", 13: "write to broken pipe", 10: "signal", 99: "signal"})
 }
 
 func TestSignalMeaning(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/corepipe/corepipe"
+	"github.com/corepipe/corepipe/internal/testkit"
 )
 
 func TestFunction(t *testing.T) {
@@ -39,17 +40,13 @@ func TestFunction(t *testing.T) {
 }
 
 func TestMessage(t *testing.T) {
-	for in, want := range map[string]string{
+	testkit.Table(t, "Message", Message, map[string]string{
 		"runtime error: index out of range [5] with length 3":            "runtime error: index out of range [N] with length N",
 		"runtime error: slice bounds out of range [:12] with capacity 8": "runtime error: slice bounds out of range [:N] with capacity N",
 		"(main.state) 0x4d5020":              "(main.state) 0xN",
 		"concurrent map writes":              "concurrent map writes",
 		"custom failure: order 42 not found": "custom failure: order N not found",
-	} {
-		if got := Message(in); got != want {
-			t.Errorf("Message(%q) = %q, want %q", in, got, want)
-		}
-	}
+	})
 }
 
 func frames(fns ...string) []corepipe.Frame {
