@@ -34,12 +34,8 @@ func TestDebuginfodURLsForGDBAndDelve(t *testing.T) {
 	dlv := buildDelve(t)
 	prog := crashProgram{name: "nilderef"}
 	exe := prog.build(t)
-	debug, shipped := exe+".debug", filepath.Join(t.TempDir(), "crasher")
-	for _, args := range [][]string{{"--only-keep-debug", exe, debug}, {"--strip-all", exe, shipped}} {
-		if out, err := exec.Command("objcopy", args...).CombinedOutput(); err != nil {
-			t.Fatalf("objcopy %v: %v\n%s", args, err, out)
-		}
-	}
+	shipped := filepath.Join(t.TempDir(), "crasher")
+	debug := crashtest.SplitDebug(t, exe, shipped)
 	// The core straight from the kernel, as a user would have it on a
 	// node; crashtest.Core holds and restores core_pattern by itself, so it
 	// runs before this test takes core_pattern for corepipe dev.

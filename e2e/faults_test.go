@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -67,11 +66,7 @@ func TestFaults(t *testing.T) {
 	ns := natstest.StartExternal(t)
 	big := crashtest.BuildGo(t, crashtest.Program{Files: map[string]string{"main.go": bigCrasher}})
 	small := crashtest.BuildGo(t, crashtest.Program{Files: map[string]string{"main.go": smallCrasher}})
-	dir, err := os.MkdirTemp("", "cpf")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	dir := crashtest.PatternDir(t, "cpf")
 	spoolDir := filepath.Join(dir, "spool")
 	metricsAddr := fmt.Sprintf("127.0.0.1:%d", natstest.FreePort(t))
 	agentArgs := []string{"agent", "--spool", spoolDir, "--blob", minio.URL("corepipe-faults"), "--nats", ns.URL(),
@@ -112,27 +107,31 @@ func TestFaults(t *testing.T) {
 		time.Sleep(300 * time.Millisecond)
 	}
 
-	t.Run("minio", func(t *testing.T) {
-		midUpload()
-		minio.Stop()
-		crash(small)
-		crash(small)
-		time.Sleep(2 * time.Second)
-		if n := len(spoolEntries(t, spoolDir)); n != 3 {
-			t.Errorf("%d spool entries while MinIO is down, want the 3 crashes", n)
-		}
-		minio.Restart()
-		waitQueued(t, ns.URL(), pids)
-	})
-	t.Run("nats", func(t *testing.T) {
-		midUpload()
-		ns.Stop()
-		crash(small)
-		crash(small)
-		time.Sleep(2 * time.Second)
-		ns.Restart()
-		waitQueued(t, ns.URL(), pids)
-	})
+	// Each server goes down while the big crash ships and two small ones
+	// come in; once it is back, every crash is queued.
+	for _, tc := range []struct {
+		name      string
+		srv       restartable
+		whileDown func(t *testing.T)
+	}{
+		{"minio", minio, func(t *testing.T) {
+			if n := len(spoolEntries(t, spoolDir)); n != 3 {
+				t.Errorf("%d spool entries while MinIO is down, want the 3 crashes", n)
+			}
+		}},
+		{"nats", ns, func(*testing.T) {}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			midUpload()
+			tc.srv.Stop()
+			crash(small)
+			crash(small)
+			time.Sleep(2 * time.Second)
+			tc.whileDown(t)
+			tc.srv.Restart()
+			waitQueued(t, ns.URL(), pids)
+		})
+	}
 	if t.Failed() {
 		return
 	}
@@ -264,7 +263,15 @@ func queued(ctx context.Context, js jetstream.JetStream) ([]*corepipe.Crash, err
 	return crashes, nil
 }
 
-// scrape reads the agent's metrics without labels.
+// restartable is a server a test takes down and brings back.
+type restartable interface {
+	Stop()
+	Restart()
+}
+
+// scrape reads an agent's metrics: each sample's value by its series, the
+// name with its labels (corepipe_agent_retries_total,
+// corepipe_agent_core_decisions_total{decision="kept"}).
 func scrape(t *testing.T, addr string) map[string]float64 {
 	t.Helper()
 	resp, err := http.Get("http://" + addr + "/metrics")
@@ -275,12 +282,13 @@ func scrape(t *testing.T, addr string) map[string]float64 {
 	m := map[string]float64{}
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
-		name, val, ok := strings.Cut(sc.Text(), " ")
-		if !ok || strings.HasPrefix(name, "#") || strings.Contains(name, "{") {
+		line := sc.Text()
+		i := strings.LastIndexByte(line, ' ')
+		if i < 0 || strings.HasPrefix(line, "#") {
 			continue
 		}
-		if v, err := strconv.ParseFloat(val, 64); err == nil {
-			m[name] = v
+		if v, err := strconv.ParseFloat(line[i+1:], 64); err == nil {
+			m[line[:i]] = v
 		}
 	}
 	return m

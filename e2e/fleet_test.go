@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -113,11 +112,7 @@ func TestFleet(t *testing.T) {
 	front := miniotest.NewFront(t, set)
 	env := set[0].Env()
 	blob := front.URL("corepipe-fleet")
-	dir, err := os.MkdirTemp("", "cpfleet")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	dir := crashtest.PatternDir(t, "cpfleet")
 	queue := []string{"--blob", blob, "--nats", ns.URL(), "--nats-replicas", "3"}
 
 	var metrics []string
@@ -346,22 +341,12 @@ func TestFleet(t *testing.T) {
 // decisions scrapes an agent's core-policy decisions by kind.
 func decisions(t *testing.T, addr string) map[string]float64 {
 	t.Helper()
-	resp, err := http.Get("http://" + addr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
 	out := map[string]float64{}
-	sc := bufio.NewScanner(resp.Body)
-	const prefix = `corepipe_agent_core_decisions_total{decision="`
-	for sc.Scan() {
-		rest, ok := strings.CutPrefix(sc.Text(), prefix)
-		if !ok {
-			continue
-		}
-		kind, val, ok := strings.Cut(rest, `"} `)
-		if v, err := strconv.ParseFloat(val, 64); ok && err == nil {
-			out[kind] = v
+	for series, v := range scrape(t, addr) {
+		if rest, ok := strings.CutPrefix(series, `corepipe_agent_core_decisions_total{decision="`); ok {
+			if kind, ok := strings.CutSuffix(rest, `"}`); ok {
+				out[kind] = v
+			}
 		}
 	}
 	return out

@@ -166,11 +166,7 @@ func (p *proc) waitURL(t *testing.T) string {
 // runs its collector. The caller holds the core_pattern (holdCorePattern).
 func startDev(t *testing.T, env []string, extra ...string) (*proc, string) {
 	t.Helper()
-	data, err := os.MkdirTemp("", "cpd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(data) })
+	data := crashtest.PatternDir(t, "cpd")
 	dev := start(t, env, append([]string{"dev", "--data", data, "--listen", "127.0.0.1:0", "--install-handler",
 		"--collector", filepath.Join(binDir, "corepipe-collector")}, extra...)...)
 	api := dev.waitURL(t)
@@ -216,14 +212,9 @@ func waitReport(t *testing.T, api string, pid int, timeout time.Duration) *corep
 
 func getJSON(t *testing.T, u string, v any) {
 	t.Helper()
-	resp, err := http.Get(u)
-	if err != nil {
-		t.Fatalf("GET %s: %v", u, err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET %s: %s: %s", u, resp.Status, body)
+	code, body := get(t, u)
+	if code != http.StatusOK {
+		t.Fatalf("GET %s: %d %s: %s", u, code, http.StatusText(code), body)
 	}
 	if err := json.Unmarshal(body, v); err != nil {
 		t.Fatalf("GET %s: %v: %s", u, err, tail(string(body), 5))

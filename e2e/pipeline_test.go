@@ -42,11 +42,7 @@ func TestDistributed(t *testing.T) {
 	holdCorePattern(t)
 	minio := miniotest.Start(t)
 	nats := natstest.StartExternal(t)
-	dir, err := os.MkdirTemp("", "cps")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	dir := crashtest.PatternDir(t, "cps")
 
 	env := minio.Env()
 	blob := minio.URL("corepipe-e2e")

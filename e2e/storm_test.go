@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"errors"
-	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,6 +17,7 @@ import (
 	"github.com/corepipe/corepipe"
 	"github.com/corepipe/corepipe/collector/corepattern"
 	"github.com/corepipe/corepipe/collector/spool"
+	"github.com/corepipe/corepipe/internal/testkit"
 	"github.com/corepipe/corepipe/internal/testkit/crashtest"
 )
 
@@ -50,11 +50,7 @@ func main() {
 	println(p.x)
 }
 `}})
-	dir, err := os.MkdirTemp("", "cst")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	dir := crashtest.PatternDir(t, "cst")
 	spoolDir := filepath.Join(dir, "s")
 	if err := os.Mkdir(spoolDir, 0o700); err != nil {
 		t.Fatal(err)
@@ -82,19 +78,7 @@ func main() {
 		t.Fatal(err)
 	}
 
-	var peak atomic.Int64
-	stopSampling := make(chan struct{})
-	var sampler sync.WaitGroup
-	sampler.Go(func() {
-		for {
-			peak.Store(max(peak.Load(), filesSize(spoolDir)))
-			select {
-			case <-stopSampling:
-				return
-			case <-time.After(2 * time.Millisecond):
-			}
-		}
-	})
+	stopSampling := testkit.SamplePeak(spoolDir, 2*time.Millisecond)
 
 	start := time.Now()
 	pids := make(chan int, crashes)
@@ -142,8 +126,7 @@ func main() {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	close(stopSampling)
-	sampler.Wait()
+	peak := stopSampling()
 
 	byPID := map[int]*corepipe.Crash{}
 	for _, e := range entries {
@@ -192,7 +175,7 @@ func main() {
 		}
 	}
 	t.Logf("%d crashes in %v: %d kept, %d rate limited, %d spool full, %d with a spool-full note; spool peak %d of %d bytes",
-		crashes, storm.Round(time.Millisecond), kept, limited, full, spoolNotes, peak.Load(), maxUse)
+		crashes, storm.Round(time.Millisecond), kept, limited, full, spoolNotes, peak, maxUse)
 	// A crash that finds the spool full does not count against the rate
 	// limit: the admitted ones are the kept ones and some of the full ones.
 	if kept == 0 || kept > rateLimit || kept+full < rateLimit || kept+full+limited != crashes {
@@ -201,27 +184,13 @@ func main() {
 	if spoolNotes == 0 {
 		t.Error("no crash met the spool's max use: the limit was not exercised")
 	}
-	if p := peak.Load(); p > maxUse {
-		t.Errorf("the spool held %d bytes during the storm, max use %d", p, maxUse)
+	if peak > maxUse {
+		t.Errorf("the spool held %d bytes during the storm, max use %d", peak, maxUse)
 	}
 	if len(entries) != crashes {
 		log, _ := os.ReadFile(filepath.Join(spoolDir, spool.LogFile))
 		t.Errorf("%d entries for %d crashes; collector.log:\n%s", len(entries), crashes, tail(string(log), 20))
 	}
-}
-
-// filesSize sums the regular files under dir, as du --apparent-size would.
-func filesSize(dir string) int64 {
-	var n int64
-	filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
-		if err == nil && d.Type().IsRegular() {
-			if fi, err := d.Info(); err == nil {
-				n += fi.Size()
-			}
-		}
-		return nil
-	})
-	return n
 }
 
 func hasNote(c *corepipe.Crash, substr string) bool {

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/corepipe/corepipe"
-	"github.com/corepipe/corepipe/buildid"
 	"github.com/corepipe/corepipe/internal/testkit/crashtest"
 	"github.com/corepipe/corepipe/symbols"
 )
@@ -28,20 +27,11 @@ func TestStrippedCrashThenUpload(t *testing.T) {
 	_, api := startDev(t, nil)
 	prog := crashProgram{name: "nilderef"}
 	exe := prog.build(t)
-	debug, shipped := exe+".debug", filepath.Join(t.TempDir(), "crasher")
-	for _, args := range [][]string{{"--only-keep-debug", exe, debug}, {"--strip-all", exe, shipped}} {
-		if out, err := exec.Command("objcopy", args...).CombinedOutput(); err != nil {
-			t.Skipf("SKIP: objcopy %v: %v\n%s", args, err, out)
-		}
-	}
-	f, err := os.Open(shipped)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ids, err := buildid.Read(f)
-	f.Close()
-	if err != nil || ids.GNU == "" {
-		t.Fatalf("shipped binary has no GNU build ID: %v", err)
+	shipped := filepath.Join(t.TempDir(), "crasher")
+	debug := crashtest.SplitDebug(t, exe, shipped)
+	ids := crashtest.BuildIDs(t, shipped)
+	if ids.GNU == "" {
+		t.Fatal("shipped binary has no GNU build ID")
 	}
 	cli := func(args ...string) (string, error) {
 		out, err := exec.Command(filepath.Join(binDir, "corepipe"), args...).CombinedOutput()
