@@ -80,7 +80,7 @@ func Rebuild(ctx context.Context, blobs corepipe.BlobStore, x Rebuilder, log *sl
 		for range fetchers {
 			wg.Go(func() {
 				for f := range jobs {
-					r, err := readReport(ctx, blobs, f.key)
+					r, err := ReadReport(ctx, blobs, f.key)
 					f.out <- fetched{r, err}
 				}
 			})
@@ -112,9 +112,10 @@ func Rebuild(ctx context.Context, blobs corepipe.BlobStore, x Rebuilder, log *sl
 	return st, nil
 }
 
-// readReport reads the report at key. ErrInvalid means the object is not a
-// report of ours; ErrNotFound that it went away since it was listed.
-func readReport(ctx context.Context, blobs corepipe.BlobStore, key string) (*corepipe.Report, error) {
+// ReadReport reads the report at key, checking that it is the report of
+// the crash the key names. ErrInvalid means the object is not a report of
+// ours; ErrNotFound that there is none (it went away since it was listed).
+func ReadReport(ctx context.Context, blobs corepipe.BlobStore, key string) (*corepipe.Report, error) {
 	id, ok := strings.CutSuffix(strings.TrimPrefix(key, corepipe.ReportsPrefix), ".json")
 	if !ok || !corepipe.ValidID(id) {
 		return nil, fmt.Errorf("%w: %s is not a report key", corepipe.ErrInvalid, key)

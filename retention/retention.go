@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/corepipe/corepipe"
+	"github.com/corepipe/corepipe/index"
 )
 
 // Index is what the sweeper asks of the index (sqlite.Index is one).
@@ -278,7 +279,7 @@ func (s *Sweeper) deleteReport(ctx context.Context, r *corepipe.Report) error {
 // index's summary when the store has none (analysis lost): either way the
 // sweep moves on past it.
 func (s *Sweeper) report(ctx context.Context, id string) (*corepipe.Report, error) {
-	rc, err := s.cfg.Blobs.Get(ctx, corepipe.ReportKey(id))
+	r, err := index.ReadReport(ctx, s.cfg.Blobs, corepipe.ReportKey(id))
 	if errors.Is(err, corepipe.ErrNotFound) {
 		sum, err := s.cfg.Index.Crash(ctx, id)
 		if err != nil {
@@ -287,15 +288,7 @@ func (s *Sweeper) report(ctx context.Context, id string) (*corepipe.Report, erro
 		return sum, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("retention: crash %s: read report: %w", id, err)
-	}
-	defer rc.Close()
-	r, err := corepipe.ReadStored(rc)
-	if err != nil {
 		return nil, fmt.Errorf("retention: crash %s: %w", id, err)
-	}
-	if r.ID != id {
-		return nil, fmt.Errorf("%w: retention: crash %s: the stored report is of %q", corepipe.ErrInvalid, id, r.ID)
 	}
 	return r, nil
 }
