@@ -106,17 +106,24 @@ func (r *rig) analyse(t *testing.T, c *corepipe.Crash, insp Inspector) *corepipe
 	return r.report(t, c.ID)
 }
 
+// next takes the next crash off the work queue.
 func (r *rig) next(t *testing.T) corepipe.Message {
 	t.Helper()
 	cons, err := r.queue.Crashes(context.Background(), "analyzer")
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	return within(t, cons, 10*time.Second)
+}
+
+// within takes cons's next message, failing t if none comes within d.
+func within(t *testing.T, cons corepipe.Consumer, d time.Duration) corepipe.Message {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
 	msg, err := cons.Next(ctx)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("no message within %v: %v", d, err)
 	}
 	return msg
 }
@@ -170,14 +177,8 @@ func TestHandleStoresReportAndAcks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	msg, err := reports.Next(ctx)
-	if err != nil {
-		t.Fatalf("no report announced: %v", err)
-	}
 	var summary corepipe.Report
-	json.Unmarshal(msg.Data(), &summary)
+	json.Unmarshal(within(t, reports, 5*time.Second).Data(), &summary)
 	if summary.ID != c.ID || summary.Goroutines != nil {
 		t.Errorf("announced %+v, want the summary of %s", summary, c.ID)
 	}
@@ -213,12 +214,7 @@ func TestHandleRetriesThenFails(t *testing.T) {
 	}
 	// The nak asked for a delay; take the redelivery when it comes.
 	cons, _ := r.queue.Crashes(context.Background(), "analyzer")
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	second, err := cons.Next(ctx)
-	if err != nil {
-		t.Fatalf("no redelivery: %v", err)
-	}
+	second := within(t, cons, 20*time.Second)
 	if second.Deliveries() != 2 {
 		t.Fatalf("deliveries %d, want 2", second.Deliveries())
 	}
