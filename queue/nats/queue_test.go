@@ -69,6 +69,16 @@ func crashes(t *testing.T, q *natsq.Queue, durable string) corepipe.Consumer {
 }
 
 // next waits up to d for a message.
+// oneQueued publishes crash to a queue, opened with opts, of a fresh
+// embedded server, and returns the server and the analyzers' consumer.
+func oneQueued(t *testing.T, crash *corepipe.Crash, opts ...natsq.Option) (*natsq.Embedded, corepipe.Consumer) {
+	t.Helper()
+	srv := natstest.StartEmbedded(t)
+	q := open(t, srv.ClientURL(), opts...)
+	publishCrash(t, q, crash)
+	return srv, crashes(t, q, "analyzer")
+}
+
 func next(t *testing.T, c corepipe.Consumer, d time.Duration) corepipe.Message {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), d)
@@ -226,10 +236,7 @@ func TestSubjectToken(t *testing.T) {
 }
 
 func TestAckRemovesFromWorkQueue(t *testing.T) {
-	srv := natstest.StartEmbedded(t)
-	q := open(t, srv.ClientURL())
-	publishCrash(t, q, newCrash("n1"))
-	c := crashes(t, q, "analyzer")
+	srv, c := oneQueued(t, newCrash("n1"))
 	ack(t, next(t, c, 5*time.Second))
 
 	if n := streamMsgs(t, inspect(t, srv.ClientURL()), natsq.CoresStream); n != 0 {
@@ -239,11 +246,8 @@ func TestAckRemovesFromWorkQueue(t *testing.T) {
 }
 
 func TestNakRedelivers(t *testing.T) {
-	srv := natstest.StartEmbedded(t)
-	q := open(t, srv.ClientURL())
 	crash := newCrash("n1")
-	publishCrash(t, q, crash)
-	c := crashes(t, q, "analyzer")
+	_, c := oneQueued(t, crash)
 
 	if err := next(t, c, 5*time.Second).Nak(context.Background(), 0); err != nil {
 		t.Fatalf("Nak: %v", err)
@@ -263,10 +267,7 @@ func TestNakRedelivers(t *testing.T) {
 }
 
 func TestInProgressDefersRedelivery(t *testing.T) {
-	srv := natstest.StartEmbedded(t)
-	q := open(t, srv.ClientURL(), natsq.AckWait(time.Second))
-	publishCrash(t, q, newCrash("n1"))
-	c := crashes(t, q, "analyzer")
+	_, c := oneQueued(t, newCrash("n1"), natsq.AckWait(time.Second))
 	m := next(t, c, 5*time.Second)
 
 	// Twice AckWait of work, reporting progress every quarter of it.
@@ -283,10 +284,7 @@ func TestInProgressDefersRedelivery(t *testing.T) {
 }
 
 func TestMaxDeliverStopsRedelivery(t *testing.T) {
-	srv := natstest.StartEmbedded(t)
-	q := open(t, srv.ClientURL(), natsq.MaxDeliver(3))
-	publishCrash(t, q, newCrash("n1"))
-	c := crashes(t, q, "analyzer")
+	_, c := oneQueued(t, newCrash("n1"), natsq.MaxDeliver(3))
 	for want := 1; want <= 3; want++ {
 		m := next(t, c, 5*time.Second)
 		if m.Deliveries() != want {
@@ -300,10 +298,7 @@ func TestMaxDeliverStopsRedelivery(t *testing.T) {
 }
 
 func TestTermRemovesFromWorkQueue(t *testing.T) {
-	srv := natstest.StartEmbedded(t)
-	q := open(t, srv.ClientURL())
-	publishCrash(t, q, newCrash("n1"))
-	c := crashes(t, q, "analyzer")
+	srv, c := oneQueued(t, newCrash("n1"))
 	if err := next(t, c, 5*time.Second).Term(context.Background()); err != nil {
 		t.Fatalf("Term: %v", err)
 	}
