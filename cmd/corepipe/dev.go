@@ -127,15 +127,10 @@ func runDev(ctx context.Context, stdout io.Writer, log *slog.Logger, f *devFlags
 	if f.install {
 		agentOpts = append(agentOpts, withGuard(handlerGuard(f.collectorBin, spool, stateFile, f.force), time.Minute))
 	}
-	pods, err := f.kube.watcher(log, blobs)
-	if err != nil {
-		return err
+	if f.crashOutput == "" {
+		f.crashOutput = filepath.Join(dir, "crash-output")
 	}
-	policy, err := f.policy.policy(q)
-	if err != nil {
-		return err
-	}
-	ag, err := newAgent(log, spool, blobs, q, append(agentOpts, withWatcher(pods), withPolicy(policy))...)
+	parts, err := nodeAgent(log, spool, blobs, q, f.kube, f.policy, f.crashOutput, agentOpts...)
 	if err != nil {
 		return err
 	}
@@ -155,14 +150,11 @@ func runDev(ctx context.Context, stdout io.Writer, log *slog.Logger, f *devFlags
 		return err
 	}
 	fmt.Fprintf(stdout, "corepipe: UI at http://%s/\n", ln.Addr())
-	if f.crashOutput == "" {
-		f.crashOutput = filepath.Join(dir, "crash-output")
-	}
 	kpanic, err := kpanicPart(log, f.netconsole, f.receiver, f.kube, blobs, q, idx)
 	if err != nil {
 		return err
 	}
-	return runAll(ctx, kpanic, ag.Run, runWatcher(pods, ag), crashOutputs(log, f.crashOutput, f.kube.node, blobs, ag, pods), coreRequests(log, q, policy, f.kube.node, ag), an.Run, apiPart(log, ln, idx, blobs, q, "api", apiSetup{tokens: tokens, web: f.api.web, metrics: reg, owners: f.api.owners, maxSymbolSize: f.api.maxSymbolSize, retain: f.api.retain}), notifier)
+	return runAll(ctx, append(parts, kpanic, an.Run, apiPart(log, ln, idx, blobs, q, "api", apiSetup{tokens: tokens, web: f.api.web, metrics: reg, owners: f.api.owners, maxSymbolSize: f.api.maxSymbolSize, retain: f.api.retain}), notifier)...)
 }
 
 func analyzerFlagsOf(fset *pflag.FlagSet) *analyzerFlags {

@@ -25,6 +25,7 @@ import (
 	"github.com/corepipe/corepipe/collector/spool"
 	"github.com/corepipe/corepipe/index"
 	"github.com/corepipe/corepipe/internal/size"
+	natsq "github.com/corepipe/corepipe/queue/nats"
 	"github.com/corepipe/corepipe/sqlite"
 	"github.com/corepipe/corepipe/symbols"
 )
@@ -107,6 +108,25 @@ func newAgent(log *slog.Logger, spoolDir string, blobs corepipe.BlobStore, q age
 		o(&cfg)
 	}
 	return agent.New(cfg), nil
+}
+
+// nodeAgent builds the agent of a node with its pod watcher and core policy,
+// and returns the parts that run them: the agent, the watcher, the collection
+// of crash-output files and the answers to core requests.
+func nodeAgent(log *slog.Logger, spoolDir string, blobs corepipe.BlobStore, q *natsq.Queue, kf *kubeFlags, pf *corePolicyFlags, crashOutput string, opts ...func(*agent.Config)) ([]func(context.Context) error, error) {
+	pods, err := kf.watcher(log, blobs)
+	if err != nil {
+		return nil, err
+	}
+	policy, err := pf.policy(q)
+	if err != nil {
+		return nil, err
+	}
+	ag, err := newAgent(log, spoolDir, blobs, q, append(opts, withWatcher(pods), withPolicy(policy))...)
+	if err != nil {
+		return nil, err
+	}
+	return []func(context.Context) error{ag.Run, runWatcher(pods, ag), crashOutputs(log, crashOutput, kf.node, blobs, ag, pods), coreRequests(log, q, policy, kf.node, ag)}, nil
 }
 
 type analyzerFlags struct {

@@ -133,21 +133,13 @@ func runAgent(ctx context.Context, log *slog.Logger, f *agentCmdFlags) error {
 		return err
 	}
 	defer q.Close(context.Background())
-	pods, err := f.kube.watcher(log, blobs)
+	parts, err := nodeAgent(log, f.spool, blobs, q, f.kube, f.policy, f.crashOutput, opts...)
 	if err != nil {
 		return err
 	}
-	policy, err := f.policy.policy(q)
-	if err != nil {
-		return err
-	}
-	ag, err := newAgent(log, f.spool, blobs, q, append(opts, withWatcher(pods), withPolicy(policy))...)
-	if err != nil {
-		return err
-	}
-	return runAll(ctx, ag.Run, f.agent.lastBoot(log, f.kube.node, blobs, q), runWatcher(pods, ag), crashOutputs(log, f.crashOutput, f.kube.node, blobs, ag, pods), coreRequests(log, q, policy, f.kube.node, ag), func(ctx context.Context) error {
+	return runAll(ctx, append(parts, f.agent.lastBoot(log, f.kube.node, blobs, q), func(ctx context.Context) error {
 		return serveMetrics(ctx, f.agent.metricsListen, reg)
-	})
+	})...)
 }
 
 // analyzerCmdFlags are `corepipe analyzer`'s flags.
