@@ -352,11 +352,7 @@ func TestMigrateFromV1(t *testing.T) {
 	}
 	db.Close()
 
-	x, err := Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer x.Close()
+	x := openPath(t, path)
 	if g := group(t, x, sig); g.Count != 3 || g.FirstVersion != "v1" || g.Status != corepipe.GroupOngoing {
 		t.Errorf("backfilled group: %+v", g)
 	}

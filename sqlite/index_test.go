@@ -20,6 +20,12 @@ var base = time.Date(2025, 11, 25, 12, 0, 0, 0, time.UTC)
 func openTest(t *testing.T) (*Index, string) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "index.db")
+	return openPath(t, path), path
+}
+
+// openPath opens the index file at path, migrating it, until the test ends.
+func openPath(t *testing.T, path string) *Index {
+	t.Helper()
 	x, err := Open(path)
 	if err != nil {
 		t.Fatal(err)
@@ -29,7 +35,7 @@ func openTest(t *testing.T) (*Index, string) {
 			t.Error(err)
 		}
 	})
-	return x, path
+	return x
 }
 
 // report builds a report captured i seconds after base. Its ID comes from the

@@ -244,11 +244,7 @@ func TestMigrateFromV2(t *testing.T) {
 	}
 	db.Close()
 
-	x, err := Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer x.Close()
+	x := openPath(t, path)
 	if vs := recorded(t, path); !slices.Equal(vs, []int{1, 2, 3, 4, 5}) {
 		t.Errorf("recorded %v", vs)
 	}
