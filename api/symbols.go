@@ -168,9 +168,8 @@ func (s *Server) debuginfod(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	rc, err := s.symbolStore().Open(r.Context(), meta)
-	if err != nil {
-		s.writeError(w, r, err)
+	rc, ok := s.openSymbols(w, r, meta)
+	if !ok {
 		return
 	}
 	defer rc.Close()
@@ -214,9 +213,8 @@ func (s *Server) debuginfodSection(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, fmt.Errorf("%w: the debug file of %s has no section %q with contents", corepipe.ErrNotFound, meta.IDs(), corepipe.Clip(name, 64)))
 		return
 	}
-	rc, err := s.symbolStore().Open(r.Context(), meta)
-	if err != nil {
-		s.writeError(w, r, err)
+	rc, ok := s.openSymbols(w, r, meta)
+	if !ok {
 		return
 	}
 	defer rc.Close()
@@ -225,6 +223,17 @@ func (s *Server) debuginfodSection(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.serveDebuginfod(w, r, io.LimitReader(rc, int64(sec.Size)), int64(sec.Size), meta.Name)
+}
+
+// openSymbols opens meta's debug file; when it cannot, it answers the
+// request with why and says so.
+func (s *Server) openSymbols(w http.ResponseWriter, r *http.Request, meta *symbols.Meta) (io.ReadCloser, bool) {
+	rc, err := s.symbolStore().Open(r.Context(), meta)
+	if err != nil {
+		s.writeError(w, r, err)
+		return nil, false
+	}
+	return rc, true
 }
 
 func (s *Server) serveDebuginfod(w http.ResponseWriter, r *http.Request, src io.Reader, size int64, name string) {
