@@ -76,21 +76,13 @@ func TestAlertBlocks(t *testing.T) {
 	if h := p.Blocks[0]; h.Type != "header" || h.Text.Type != "plain_text" || h.Text.Text != "New crash: nil pointer dereference in main.(*server).retries" {
 		t.Errorf("header %+v", h.Text)
 	}
-	if s := p.Blocks[1].Text.Text; s != "panic: runtime error: invalid memory address or nil pointer dereference" {
-		t.Errorf("panic section %q", s)
-	}
-	fields := plainFields(t, p)
-	wantFields := []string{
+	wantBody(t, p, "panic: runtime error: invalid memory address or nil pointer dereference",
 		"Signal: SIGSEGV SEGV_MAPERR at 0x0, pc 0x4a1b2c",
 		"Pod: prod/api-7f9c (api)",
 		"Image: registry.example/api:v1.2.3",
 		"Node: node-1",
 		"Version: v1.2.3",
-		"Count: 1, first seen 2026-11-03 14:05 UTC",
-	}
-	if strings.Join(fields, "\n") != strings.Join(wantFields, "\n") {
-		t.Errorf("fields\n%s\nwant\n%s", strings.Join(fields, "\n"), strings.Join(wantFields, "\n"))
-	}
+		"Count: 1, first seen 2026-11-03 14:05 UTC")
 	wantCode := "```\nmain.(*server).retries\n\t/src/api/main.go:15\nmain.handle\n\t/src/api/main.go:18\nmain.main\n\t/src/api/main.go:34\n```"
 	if c := p.Blocks[3].Text; c.Type != "mrkdwn" || c.Text != wantCode {
 		t.Errorf("stack block %s %q, want %q", c.Type, c.Text, wantCode)
@@ -177,6 +169,18 @@ var ourLink = regexp.MustCompile(`<` + regexp.QuoteMeta(testUI) + `/[^|<>\s]*\|[
 // checkInert fails when obj holds anything Slack would act on: a raw < or >
 // outside our own links, a bare broadcast, or, in mrkdwn, formatting that
 // is not our code block.
+// wantBody checks the message's panic section and its fields, in order.
+func wantBody(t *testing.T, p *payload, panicText string, wantFields ...string) {
+	t.Helper()
+	if s := p.Blocks[1].Text.Text; s != panicText {
+		t.Errorf("panic section %q", s)
+	}
+	fields := plainFields(t, p)
+	if strings.Join(fields, "\n") != strings.Join(wantFields, "\n") {
+		t.Errorf("fields\n%s\nwant\n%s", strings.Join(fields, "\n"), strings.Join(wantFields, "\n"))
+	}
+}
+
 // plainFields is the text of the message's fields block, each of which must
 // be plain_text: crash text is never read as mrkdwn.
 func plainFields(t *testing.T, p *payload) []string {
