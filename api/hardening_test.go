@@ -12,36 +12,18 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/corepipe/corepipe"
+	"github.com/corepipe/corepipe/internal/testkit"
 )
 
-// fakeClock drives session expiry and auth-file rechecks.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 func TestSessionExpires(t *testing.T) {
-	clock := &fakeClock{t: time.Now()}
+	clock := testkit.NewClock(time.Now())
 	e := newEnvWith(t, func(c *Config) {
 		c.Tokens = testTokens(t)
-		c.Now = clock.now
+		c.Now = clock.Now
 		c.SessionTTL = time.Hour
 	})
 	if _, body := e.do("GET", "/login", nil, nil); !strings.Contains(string(body), "for an hour or until you sign out") {
@@ -54,11 +36,11 @@ func TestSessionExpires(t *testing.T) {
 		t.Fatalf("session cookie %+v: want Max-Age 3600 from SessionTTL", c)
 	}
 	h := http.Header{"Cookie": {c.Name + "=" + c.Value}}
-	clock.advance(59 * time.Minute)
+	clock.Advance(59 * time.Minute)
 	if resp, _ := e.do("GET", "/api/v1/crashes", h, nil); resp.StatusCode != http.StatusOK {
 		t.Fatalf("session before its end: %s", resp.Status)
 	}
-	clock.advance(2 * time.Minute)
+	clock.Advance(2 * time.Minute)
 	resp, body := e.do("GET", "/api/v1/crashes", h, nil)
 	wantError(t, resp, body, http.StatusUnauthorized, "session has ended")
 	// A browser that kept the cookie past its Max-Age lands on the form.
@@ -71,7 +53,7 @@ func TestSessionExpires(t *testing.T) {
 // and every session it signed in, without a restart; a broken edit keeps
 // the tokens that were in force.
 func TestTokenRemovedFromFile(t *testing.T) {
-	clock := &fakeClock{t: time.Now()}
+	clock := testkit.NewClock(time.Now())
 	path := filepath.Join(t.TempDir(), "auth")
 	write := func(content string) {
 		t.Helper()
@@ -89,7 +71,7 @@ func TestTokenRemovedFromFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := newEnvWith(t, func(c *Config) { c.Tokens = tokens; c.Now = clock.now })
+	e := newEnvWith(t, func(c *Config) { c.Tokens = tokens; c.Now = clock.Now })
 	r := storedCrash(e, time.Minute)
 	sess := e.signIn(debuggerToken)
 	bearer := http.Header{"Authorization": {"Bearer " + debuggerToken}}
@@ -101,13 +83,13 @@ func TestTokenRemovedFromFile(t *testing.T) {
 	}
 
 	write("this line is broken\n")
-	clock.advance(3 * time.Second)
+	clock.Advance(3 * time.Second)
 	if resp, _ := e.do("GET", core, sess, nil); resp.StatusCode != http.StatusOK {
 		t.Errorf("a broken auth file locked the session out: %s", resp.Status)
 	}
 
 	write(fmt.Sprintf("%s viewer\n", viewerToken))
-	clock.advance(3 * time.Second)
+	clock.Advance(3 * time.Second)
 	for name, h := range map[string]http.Header{"session": sess, "bearer": bearer} {
 		resp, body := e.do("GET", core, h, nil)
 		wantError(t, resp, body, http.StatusUnauthorized, "")

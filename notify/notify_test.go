@@ -102,25 +102,6 @@ func (f *fakeSlack) setScript(codes ...int) {
 	f.script = codes
 }
 
-// clock is the notifier's clock, moved by the test.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-	return c.t
-}
-
 // harness is one deployment: a NATS server, Slack, a state file and a
 // clock that outlive restarts of the notifier.
 type harness struct {
@@ -130,7 +111,7 @@ type harness struct {
 	slack    *fakeSlack
 	slackURL string
 	state    string
-	clock    *clock
+	clock    *testkit.Clock
 	logs     *testkit.SyncBuffer
 	bot      bool
 	// triage, when set, is the notifier's source of triage decisions.
@@ -144,7 +125,7 @@ func newHarness(t *testing.T, bot bool) *harness {
 		nats:  emb.ClientURL(),
 		slack: &fakeSlack{},
 		state: filepath.Join(t.TempDir(), "notifier.db"),
-		clock: &clock{t: t0},
+		clock: testkit.NewClock(t0),
 		logs:  &testkit.SyncBuffer{},
 		bot:   bot,
 	}
