@@ -36,6 +36,19 @@ func (f *clientFlags) client() (*client.Client, error) {
 	return client.New(f.server, os.Getenv("COREPIPE_TOKEN"))
 }
 
+// crash fetches the report of crash id, with the client that did.
+func (f *clientFlags) crash(ctx context.Context, id string) (*client.Client, *corepipe.Report, error) {
+	c, err := f.client()
+	if err != nil {
+		return nil, nil, err
+	}
+	r, err := c.Crash(ctx, id)
+	if err != nil {
+		return nil, nil, err
+	}
+	return c, r, nil
+}
+
 // oneID takes the single crash ID of show, fetch and debug.
 func oneID(cmd *cobra.Command, args []string) error {
 	if err := exactArgs(1, "one crash ID")(cmd, args); err != nil {
@@ -173,11 +186,7 @@ func showCmd() *cobra.Command {
 }
 
 func showCrash(ctx context.Context, stdout io.Writer, cf *clientFlags, id string, asJSON bool) error {
-	c, err := cf.client()
-	if err != nil {
-		return err
-	}
-	r, err := c.Crash(ctx, id)
+	_, r, err := cf.crash(ctx, id)
 	if err != nil {
 		return err
 	}
@@ -203,11 +212,7 @@ func fetchCmd() *cobra.Command {
   corepipe fetch 01JDX8Q3W6K2M4N5P6R7S8T9V0 --wait 5m          # a core kept on its node: request it, wait for it`,
 		Args: oneID,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := cf.client()
-			if err != nil {
-				return err
-			}
-			r, err := c.Crash(cmd.Context(), args[0])
+			c, r, err := cf.crash(cmd.Context(), args[0])
 			if err != nil {
 				return err
 			}
@@ -313,11 +318,7 @@ func debugCrash(ctx context.Context, stdout io.Writer, cf *clientFlags, id, dir 
 	if err != nil {
 		return err
 	}
-	c, err := cf.client()
-	if err != nil {
-		return err
-	}
-	r, err := c.Crash(ctx, id)
+	c, r, err := cf.crash(ctx, id)
 	if err != nil {
 		return err
 	}
