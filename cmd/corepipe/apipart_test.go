@@ -18,6 +18,26 @@ import (
 	"github.com/corepipe/corepipe/sqlite"
 )
 
+// startAPIPart runs the api part on a loopback port and returns its address,
+// and stop, which ends the part and fails the test unless it ended cleanly.
+func startAPIPart(t *testing.T, ctx context.Context, idx *sqlite.Index, blobs corepipe.BlobStore, q reportsQueue, setup apiSetup) (addr string, stop func()) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	part := apiPart(slog.New(slog.DiscardHandler), ln, idx, blobs, q, "api", setup)
+	done := make(chan error, 1)
+	go func() { done <- part(ctx) }()
+	return ln.Addr().String(), func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}
+}
+
 // TestAPIPartRebuild starts the api part with --rebuild on an empty index:
 // the reports only in the blob store are indexed, then the stream is
 // followed, and /readyz turns 200 once both are in.
@@ -49,22 +69,10 @@ func TestAPIPartRebuild(t *testing.T) {
 		}
 	}
 
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	reg := newRegistry()
-	part := apiPart(slog.New(slog.DiscardHandler), ln, idx, blobs, q, "api", apiSetup{rebuild: true, metrics: reg})
-	done := make(chan error, 1)
-	go func() { done <- part(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	}()
+	addr, stop := startAPIPart(t, ctx, idx, blobs, q, apiSetup{rebuild: true, metrics: newRegistry()})
+	defer stop()
 
-	base := "http://" + ln.Addr().String()
+	base := "http://" + addr
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		resp, err := http.Get(base + "/readyz")

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
-	"net"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -70,20 +69,9 @@ func TestAPIPartSweeps(t *testing.T) {
 		}
 		ids = append(ids, r.ID)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	retain := &retentionFlags{reports: days(30 * 24 * time.Hour), keep: 2, interval: time.Minute}
-	part := apiPart(slog.New(slog.DiscardHandler), ln, idx, p.Blobs, p.Queue, "api", apiSetup{rebuild: true, metrics: newRegistry(), retain: retain})
-	done := make(chan error, 1)
-	go func() { done <- part(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	}()
+	_, stop := startAPIPart(t, ctx, idx, p.Blobs, p.Queue, apiSetup{rebuild: true, metrics: newRegistry(), retain: retain})
+	defer stop()
 	testkit.WaitFor(t, "the old report to be swept from the blob store and the index", func() bool {
 		_, err := p.Blobs.Stat(ctx, corepipe.ReportKey(ids[0]))
 		_, ierr := idx.Crash(ctx, ids[0])
