@@ -1,10 +1,7 @@
 package main
 
 import (
-	"errors"
-	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"strings"
 
@@ -18,31 +15,17 @@ import (
 // analyzeKernelLog prints the report of the kernel panic in a console log,
 // pstore record or kdump dmesg, or in standard input for "-".
 func analyzeKernelLog(cmd *cobra.Command, path, output string) error {
-	var in io.Reader = cmd.InOrStdin()
-	if path != "-" {
-		f, err := os.Open(path)
+	return analyzeInput(cmd, path, output, "kernel log", kernlog.ErrNoPanic, func(in io.Reader, r *corepipe.Report) error {
+		head := make([]byte, 64)
+		n, _ := io.ReadFull(in, head)
+		head = head[:n]
+		k, err := kernlog.Parse(io.MultiReader(strings.NewReader(string(head)), in))
 		if err != nil {
-			return invalidInput{fmt.Errorf("open kernel log: %w", err)}
+			return err
 		}
-		defer f.Close()
-		in = f
-	}
-	head := make([]byte, 64)
-	n, _ := io.ReadFull(in, head)
-	head = head[:n]
-	k, err := kernlog.Parse(io.MultiReader(strings.NewReader(string(head)), in))
-	if errors.Is(err, kernlog.ErrNoPanic) {
-		return invalidInput{fmt.Errorf("%s: %w", displayName(path), err)}
-	}
-	if err != nil {
-		return err
-	}
-	r := &corepipe.Report{Schema: corepipe.ReportSchema}
-	analyzer.FromKernelLog(r, k, &corepipe.ConsoleArtifact{Source: kernelLogSource(path, string(head)), Sender: path}, nil)
-	if output == "text" {
-		return r.WriteText(cmd.OutOrStdout())
-	}
-	return r.WriteJSON(cmd.OutOrStdout(), true)
+		analyzer.FromKernelLog(r, k, &corepipe.ConsoleArtifact{Source: kernelLogSource(path, string(head)), Sender: path}, nil)
+		return nil
+	})
 }
 
 // kernelLogSource tells a pstore record (its "Panic#1 Part1" header, or
