@@ -110,6 +110,12 @@ func storedCrash(e *env, age time.Duration) *corepipe.Report {
 
 func (e *env) do(method, path string, header http.Header, body io.Reader) (*http.Response, []byte) {
 	e.t.Helper()
+	return e.roundTrip(e.request(method, path, header, body))
+}
+
+// request is a request of path on e's server, with header.
+func (e *env) request(method, path string, header http.Header, body io.Reader) *http.Request {
+	e.t.Helper()
 	req, err := http.NewRequest(method, e.url+path, body)
 	if err != nil {
 		e.t.Fatal(err)
@@ -117,6 +123,12 @@ func (e *env) do(method, path string, header http.Header, body io.Reader) (*http
 	for k, v := range header {
 		req.Header[k] = v
 	}
+	return req
+}
+
+// roundTrip sends req, not following redirects, and reads the whole answer.
+func (e *env) roundTrip(req *http.Request) (*http.Response, []byte) {
+	e.t.Helper()
 	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	resp, err := client.Do(req)
 	if err != nil {

@@ -109,44 +109,31 @@ func TestRebindingHost(t *testing.T) {
 	r := storedCrash(e, time.Minute)
 	core := "/api/v1/crashes/" + r.ID + "/core"
 	for _, host := range []string{"rebind.evil.example", "rebind.evil.example:8080", "127.0.0.1.evil.example", "localhost.evil.example", "10.0.0.1:8080", "[::ffff:10.0.0.1]:80"} {
-		req, _ := http.NewRequest("GET", e.url+core, nil)
-		req.Host = host
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
+		resp, body := e.getHost(core, host, nil)
 		if resp.StatusCode != http.StatusMisdirectedRequest || strings.Contains(string(body), "ELF") {
 			t.Errorf("Host %q: %s, want 421 and no core: %.100s", host, resp.Status, body)
 		}
 	}
 	for _, host := range []string{"localhost", "localhost:8080", "LOCALHOST:1", "127.0.0.1:8080", "127.1.2.3", "[::1]:8080"} {
-		req, _ := http.NewRequest("GET", e.url+core, nil)
-		req.Host = host
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
+		if resp, _ := e.getHost(core, host, nil); resp.StatusCode != http.StatusOK {
 			t.Errorf("Host %q: %s, want 200", host, resp.Status)
 		}
 	}
 	// With auth on any name is answered: a rebinding page has no
 	// credentials for it.
 	ea, ra := authEnv(t)
-	req, _ := http.NewRequest("GET", ea.url+"/api/v1/crashes/"+ra.ID+"/core", nil)
-	req.Host = "crashes.example.com"
-	req.Header.Set("Authorization", "Bearer "+debuggerToken)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
+	bearer := http.Header{"Authorization": {"Bearer " + debuggerToken}}
+	if resp, _ := ea.getHost("/api/v1/crashes/"+ra.ID+"/core", "crashes.example.com", bearer); resp.StatusCode != http.StatusOK {
 		t.Errorf("auth on, another Host: %s", resp.Status)
 	}
+}
+
+// getHost fetches path with header, naming host in the request's Host.
+func (e *env) getHost(path, host string, header http.Header) (*http.Response, []byte) {
+	e.t.Helper()
+	req := e.request(http.MethodGet, path, header, nil)
+	req.Host = host
+	return e.roundTrip(req)
 }
 
 func proxyEnv(t *testing.T, trusted string) *env {

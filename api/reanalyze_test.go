@@ -27,6 +27,13 @@ func embeddedQueue(t *testing.T) *natsq.Queue {
 	return q
 }
 
+// nextQueued waits up to 5 s for the next message on the analyzers' queue.
+func nextQueued(cons corepipe.Consumer) (corepipe.Message, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return cons.Next(ctx)
+}
+
 // reanalysisEnv is an env whose re-analyses go to a real embedded
 // JetStream, and the analyzers' consumer of it.
 func reanalysisEnv(t *testing.T, tweak func(*Config)) (*env, corepipe.Consumer) {
@@ -125,9 +132,7 @@ func TestReanalyzeByBuildID(t *testing.T) {
 		}
 	}
 	for range wantQueued {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		m, err := cons.Next(ctx)
-		cancel()
+		m, err := nextQueued(cons)
 		if err != nil {
 			t.Fatalf("no crash queued: %v", err)
 		}
@@ -157,9 +162,7 @@ func TestReanalyzeByBuildID(t *testing.T) {
 	if _, res, body := e.reanalyze(`{"id": "`+kept.ID+`"}`, nil); len(res.Queued) != 1 {
 		t.Errorf("asked again: %s", body)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if _, err := cons.Next(ctx); err != nil {
+	if _, err := nextQueued(cons); err != nil {
 		t.Errorf("asked again, nothing queued: %v", err)
 	}
 }
@@ -170,9 +173,7 @@ func TestReanalyzeOneCrash(t *testing.T) {
 	if _, res, body := e.reanalyze(fmt.Sprintf(`{"id": %q}`, r.ID), nil); res.Matched != 1 || len(res.Queued) != 1 {
 		t.Fatalf("reanalyze %s: %s", r.ID, body)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if _, err := cons.Next(ctx); err != nil {
+	if _, err := nextQueued(cons); err != nil {
 		t.Fatalf("nothing queued: %v", err)
 	}
 }
@@ -224,9 +225,7 @@ func TestUploadReanalyzesTheBuild(t *testing.T) {
 			t.Errorf("upload %d queued %d crashes for re-analysis, want %d: %s", i, got, want, body)
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	m, err := cons.Next(ctx)
+	m, err := nextQueued(cons)
 	if err != nil {
 		t.Fatalf("nothing queued: %v", err)
 	}

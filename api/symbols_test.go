@@ -47,23 +47,11 @@ func newDebugBuild(t *testing.T, flags ...string) debugBuild {
 
 func (e *env) send(method, path, token string, body io.Reader) (*http.Response, []byte) {
 	e.t.Helper()
-	req, err := http.NewRequest(method, e.url+path, body)
-	if err != nil {
-		e.t.Fatal(err)
-	}
+	header := http.Header{}
 	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
+		header.Set("Authorization", "Bearer "+token)
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	out, err := io.ReadAll(resp.Body)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	return resp, out
+	return e.do(method, path, header, body)
 }
 
 func (e *env) upload(token, id, path string) (*http.Response, []byte) {
