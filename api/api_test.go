@@ -386,34 +386,34 @@ func TestCoreDownload(t *testing.T) {
 
 func TestCoreErrors(t *testing.T) {
 	e := newEnv(t)
-
-	dropped := newReport(time.Minute)
-	dropped.Artifacts.Core = corepipe.CoreArtifact{Dropped: "spool over max_use"}
-	e.add(dropped, true)
-	resp, body := e.get("/api/v1/crashes/" + dropped.ID + "/core")
-	wantError(t, resp, body, http.StatusNotFound, "spool over max_use")
-
-	lost := newReport(time.Minute)
-	lost.Artifacts.Core.Key = "cores/2025/01/01/node-a/" + lost.ID + "/core.zst"
-	e.add(lost, true)
-	resp, body = e.get("/api/v1/crashes/" + lost.ID + "/core")
-	wantError(t, resp, body, http.StatusNotFound, "not in the blob store")
-
-	// A corrupt object fails before any byte is sent, so the client gets an
-	// error status, and the decoder's detail stays in the log.
-	corrupt := newReport(time.Minute)
-	corrupt.Artifacts.Core.Key = "cores/2025/01/01/node-a/" + corrupt.ID + "/core.zst"
-	e.put(corrupt.Artifacts.Core.Key, []byte("this is not zstd at all"))
-	e.add(corrupt, true)
-	resp, body = e.get("/api/v1/crashes/" + corrupt.ID + "/core")
-	wantError(t, resp, body, http.StatusInternalServerError, "internal error")
-
-	// A key outside the artifact prefixes is never read, whatever the index says.
-	escape := newReport(time.Minute)
-	escape.Artifacts.Core.Key = "reports/" + escape.ID + ".json"
-	e.add(escape, true)
-	resp, body = e.get("/api/v1/crashes/" + escape.ID + "/core")
-	wantError(t, resp, body, http.StatusInternalServerError, "internal error")
+	for _, tc := range []struct {
+		dropped string
+		key     string // %s is the crash's ID
+		blob    []byte // stored under key, unless nil
+		status  int
+		want    string
+	}{
+		{"spool over max_use", "", nil, http.StatusNotFound, "spool over max_use"},
+		{"", "cores/2025/01/01/node-a/%s/core.zst", nil, http.StatusNotFound, "not in the blob store"},
+		// A corrupt object fails before any byte is sent, so the client gets
+		// an error status, and the decoder's detail stays in the log.
+		{"", "cores/2025/01/01/node-a/%s/core.zst", []byte("this is not zstd at all"), http.StatusInternalServerError, "internal error"},
+		// A key outside the artifact prefixes is never read, whatever the
+		// index says.
+		{"", "reports/%s.json", nil, http.StatusInternalServerError, "internal error"},
+	} {
+		r := newReport(time.Minute)
+		r.Artifacts.Core = corepipe.CoreArtifact{Dropped: tc.dropped}
+		if tc.key != "" {
+			r.Artifacts.Core.Key = fmt.Sprintf(tc.key, r.ID)
+		}
+		if tc.blob != nil {
+			e.put(r.Artifacts.Core.Key, tc.blob)
+		}
+		e.add(r, true)
+		resp, body := e.get("/api/v1/crashes/" + r.ID + "/core")
+		wantError(t, resp, body, tc.status, tc.want)
+	}
 }
 
 // TestCoreTruncatedMidStream checks that a core whose object breaks after
