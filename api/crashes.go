@@ -33,18 +33,10 @@ type crashList struct {
 }
 
 func (s *Server) listCrashes(w http.ResponseWriter, r *http.Request) {
-	f, err := parseFilter(r.URL.Query(), time.Now())
+	_, crashes, next, err := listOf(r, parseFilter, s.index.Crashes)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
-	}
-	crashes, next, err := s.index.Crashes(r.Context(), f)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	if crashes == nil {
-		crashes = []*corepipe.Report{}
 	}
 	writeJSON(w, http.StatusOK, crashList{Crashes: redact(r, crashes), NextCursor: next})
 }

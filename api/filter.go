@@ -1,7 +1,9 @@
 package api
 
 import (
+	"context"
 	"fmt"
+	"net/http"
 	"net/url"
 	"slices"
 	"strconv"
@@ -14,6 +16,22 @@ import (
 // maxLimit mirrors the index's cap; asking for more is not an error, the
 // page is just this long.
 const maxLimit = 500
+
+// listOf answers a list request, of the API or the UI: the filter parse
+// reads from its query as of now, and the page fetch finds for it (empty,
+// never nil, when nothing matches) with the next page's cursor.
+func listOf[F, T any](r *http.Request, parse func(url.Values, time.Time) (F, error), fetch func(context.Context, F) ([]T, string, error)) (f F, items []T, next string, err error) {
+	if f, err = parse(r.URL.Query(), time.Now()); err != nil {
+		return f, nil, "", err
+	}
+	if items, next, err = fetch(r.Context(), f); err != nil {
+		return f, nil, "", err
+	}
+	if items == nil {
+		items = []T{}
+	}
+	return f, items, next, nil
+}
 
 // parseFilter reads the crash list query shared by the API and the UI. since is
 // RFC 3339 or a Go duration meaning "that long before now".

@@ -30,18 +30,10 @@ type groupDetail struct {
 }
 
 func (s *Server) listGroups(w http.ResponseWriter, r *http.Request) {
-	f, err := parseGroupFilter(r.URL.Query(), time.Now())
+	_, groups, next, err := listOf(r, parseGroupFilter, s.index.Groups)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
-	}
-	groups, next, err := s.index.Groups(r.Context(), f)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	if groups == nil {
-		groups = []*corepipe.Group{}
 	}
 	writeJSON(w, http.StatusOK, groupList{Groups: groups, NextCursor: next})
 }

@@ -183,17 +183,12 @@ type listPage struct {
 }
 
 func (s *Server) uiList(w http.ResponseWriter, r *http.Request) {
+	f, crashes, next, err := listOf(r, parseFilter, s.index.Crashes)
+	if err != nil {
+		s.uiError(w, r, err)
+		return
+	}
 	q := r.URL.Query()
-	f, err := parseFilter(q, time.Now())
-	if err != nil {
-		s.uiError(w, r, err)
-		return
-	}
-	crashes, next, err := s.index.Crashes(r.Context(), f)
-	if err != nil {
-		s.uiError(w, r, err)
-		return
-	}
 	p := listPage{
 		Filter:   f,
 		Since:    q.Get("since"),
@@ -345,17 +340,12 @@ type groupsPage struct {
 }
 
 func (s *Server) uiGroups(w http.ResponseWriter, r *http.Request) {
+	f, groups, next, err := listOf(r, parseGroupFilter, s.index.Groups)
+	if err != nil {
+		s.uiError(w, r, err)
+		return
+	}
 	q := r.URL.Query()
-	f, err := parseGroupFilter(q, time.Now())
-	if err != nil {
-		s.uiError(w, r, err)
-		return
-	}
-	groups, next, err := s.index.Groups(r.Context(), f)
-	if err != nil {
-		s.uiError(w, r, err)
-		return
-	}
 	p := groupsPage{
 		Filter:   f,
 		Since:    q.Get("since"),
