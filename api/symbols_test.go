@@ -13,7 +13,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/corepipe/corepipe/buildid"
 	"github.com/corepipe/corepipe/internal/testkit/crashtest"
 )
 
@@ -26,22 +25,11 @@ type debugBuild struct {
 func newDebugBuild(t *testing.T, flags ...string) debugBuild {
 	t.Helper()
 	exe := crashtest.BuildGo(t, crashtest.Program{Files: map[string]string{"main.go": "package main\n\nfunc main() { println(\"hello\") }\n"}, Flags: flags})
-	b := debugBuild{exe: exe, debug: exe + ".debug", shipped: exe + ".shipped"}
-	for _, args := range [][]string{{"--only-keep-debug", exe, b.debug}, {"--strip-all", exe, b.shipped}} {
-		if out, err := exec.Command("objcopy", args...).CombinedOutput(); err != nil {
-			t.Skipf("SKIP: objcopy %v: %v\n%s", args, err, out)
-		}
+	b := debugBuild{exe: exe, shipped: exe + ".shipped"}
+	b.debug = crashtest.SplitDebug(t, exe, b.shipped)
+	if b.id = crashtest.BuildIDs(t, exe).GNU; b.id == "" {
+		t.Fatal("no GNU build ID")
 	}
-	f, err := os.Open(exe)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	ids, err := buildid.Read(f)
-	if err != nil || ids.GNU == "" {
-		t.Fatalf("no GNU build ID: %v", err)
-	}
-	b.id = ids.GNU
 	return b
 }
 

@@ -3,14 +3,12 @@ package main
 import (
 	"encoding/json"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/corepipe/corepipe"
-	"github.com/corepipe/corepipe/buildid"
 	"github.com/corepipe/corepipe/internal/testkit/crashtest"
 	"github.com/corepipe/corepipe/internal/testkit/gotraceback"
 )
@@ -32,27 +30,17 @@ func parkedCrasher(t *testing.T) string {
 func splitBuild(t *testing.T) (exe, debug, shipped string) {
 	t.Helper()
 	exe = crashtest.BuildGo(t, crashtest.Program{Files: map[string]string{"main.go": parkedCrasher(t)}})
-	debug, shipped = exe+".debug", filepath.Join(t.TempDir(), "crasher")
-	for _, args := range [][]string{{"--only-keep-debug", exe, debug}, {"--strip-all", exe, shipped}} {
-		if out, err := exec.Command("objcopy", args...).CombinedOutput(); err != nil {
-			t.Skipf("SKIP: objcopy %v: %v\n%s", args, err, out)
-		}
-	}
-	return exe, debug, shipped
+	shipped = filepath.Join(t.TempDir(), "crasher")
+	return exe, crashtest.SplitDebug(t, exe, shipped), shipped
 }
 
 func gnuID(t *testing.T, path string) string {
 	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
+	id := crashtest.BuildIDs(t, path).GNU
+	if id == "" {
+		t.Fatalf("%s: no GNU build ID", path)
 	}
-	defer f.Close()
-	ids, err := buildid.Read(f)
-	if err != nil || ids.GNU == "" {
-		t.Fatalf("%s: no GNU build ID: %v", path, err)
-	}
-	return ids.GNU
+	return id
 }
 
 // TestAnalyzeStrippedWithDebugDir: the core of an objcopy-stripped binary,
