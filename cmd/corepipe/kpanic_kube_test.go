@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -25,12 +24,7 @@ import (
 // freeUDP is a loopback UDP address nothing listens on.
 func freeUDP(t *testing.T) string {
 	t.Helper()
-	udp, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer udp.Close()
-	return udp.LocalAddr().String()
+	return fmt.Sprintf("127.0.0.1:%d", freeUDPPort(t))
 }
 
 func createPod(t *testing.T, client kubernetes.Interface, name, node string) *corev1.Pod {
