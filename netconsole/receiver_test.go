@@ -1,16 +1,14 @@
 package netconsole
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
 	"net"
-	"os"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/corepipe/corepipe/internal/testkit"
 	"github.com/corepipe/corepipe/kernlog"
 )
 
@@ -64,17 +62,7 @@ func await(t *testing.T, ch <-chan *Capture, within time.Duration) *Capture {
 
 func replay(t *testing.T, path string, send func(string)) {
 	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		var d string
-		if err := json.Unmarshal(sc.Bytes(), &d); err != nil {
-			t.Fatal(err)
-		}
+	for _, d := range testkit.Datagrams(t, path) {
 		send(d)
 	}
 }

@@ -1,11 +1,9 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"net"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -82,17 +80,7 @@ func replay(t *testing.T, addr, capture string) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	f, err := os.Open(capture)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		var d string
-		if err := json.Unmarshal(sc.Bytes(), &d); err != nil {
-			t.Fatal(err)
-		}
+	for _, d := range testkit.Datagrams(t, capture) {
 		conn.Write([]byte(d))
 		time.Sleep(50 * time.Microsecond)
 	}
