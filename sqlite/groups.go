@@ -190,10 +190,6 @@ func (x *Index) Group(ctx context.Context, signature string) (*corepipe.Group, e
 // cursor of the next page ("" after the last). Paging is by key, as for
 // Crashes.
 func (x *Index) Groups(ctx context.Context, f corepipe.GroupFilter) ([]*corepipe.Group, string, error) {
-	limit, err := pageLimit(f.Limit)
-	if err != nil {
-		return nil, "", fmt.Errorf("index groups: %w", err)
-	}
 	var (
 		where []string
 		args  []any
@@ -210,27 +206,9 @@ func (x *Index) Groups(ctx context.Context, f corepipe.GroupFilter) ([]*corepipe
 		where = append(where, "first_version = ?")
 		args = append(args, f.FirstVersion)
 	}
-	if !f.Since.IsZero() {
-		where = append(where, "last_seen >= ?")
-		args = append(args, unixNanos(f.Since))
-	}
-	if f.Cursor != "" {
-		k, err := decodeCursor(f.Cursor, groupCursor, func(s string) bool { return checkSignature(s) == nil })
-		if err != nil {
-			return nil, "", fmt.Errorf("index groups: %w", err)
-		}
-		where = append(where, "(last_seen, signature) < (?, ?)")
-		args = append(args, k.at, k.key)
-	}
-	query := `SELECT ` + groupColumns + ` FROM groups`
-	if len(where) > 0 {
-		query += " WHERE " + strings.Join(where, " AND ")
-	}
-	query += " ORDER BY last_seen DESC, signature DESC LIMIT ?"
-	args = append(args, limit+1)
-	rows, err := x.db.QueryContext(ctx, query, args...)
+	rows, limit, err := x.page(ctx, groupPages, `SELECT `+groupColumns+` FROM groups`, where, args, f.Since, f.Cursor, f.Limit)
 	if err != nil {
-		return nil, "", fmt.Errorf("index groups: %w", FormatError(err))
+		return nil, "", fmt.Errorf("index groups: %w", err)
 	}
 	defer rows.Close()
 	var out []*corepipe.Group
@@ -249,7 +227,7 @@ func (x *Index) Groups(ctx context.Context, f corepipe.GroupFilter) ([]*corepipe
 	}
 	out = out[:limit]
 	last := out[limit-1]
-	return out, cursorKey{at: unixNanos(last.LastSeen), key: last.Signature}.encode(groupCursor), nil
+	return out, cursorKey{at: unixNanos(last.LastSeen), key: last.Signature}.encode(groupPages.version), nil
 }
 
 // Versions breaks a group's crashes down by the build they came from, most

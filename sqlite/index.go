@@ -325,10 +325,6 @@ func (x *Index) Crash(ctx context.Context, id string) (*corepipe.Report, error) 
 // crashes indexed between two pages never shift, repeat or hide the rows
 // that were already there.
 func (x *Index) Crashes(ctx context.Context, f corepipe.CrashFilter) ([]*corepipe.Report, string, error) {
-	limit, err := pageLimit(f.Limit)
-	if err != nil {
-		return nil, "", fmt.Errorf("index list: %w", err)
-	}
 	var (
 		where []string
 		args  []any
@@ -373,30 +369,9 @@ func (x *Index) Crashes(ctx context.Context, f corepipe.CrashFilter) ([]*corepip
 			args = append(args, match)
 		}
 	}
-	if !f.Since.IsZero() {
-		where = append(where, "captured_at >= ?")
-		args = append(args, unixNanos(f.Since))
-	}
-	if f.Cursor != "" {
-		k, err := decodeCursor(f.Cursor, crashCursor, corepipe.ValidID)
-		if err != nil {
-			return nil, "", fmt.Errorf("index list: %w", err)
-		}
-		where = append(where, "(captured_at, id) < (?, ?)")
-		args = append(args, k.at, k.key)
-	}
-	query := "SELECT id, captured_at, summary FROM crashes"
-	if len(where) > 0 {
-		query += " WHERE " + strings.Join(where, " AND ")
-	}
-	// One row past the page tells whether there is a next page without a
-	// second query.
-	query += " ORDER BY captured_at DESC, id DESC LIMIT ?"
-	args = append(args, limit+1)
-
-	rows, err := x.db.QueryContext(ctx, query, args...)
+	rows, limit, err := x.page(ctx, crashPages, "SELECT id, captured_at, summary FROM crashes", where, args, f.Since, f.Cursor, f.Limit)
 	if err != nil {
-		return nil, "", fmt.Errorf("index list: %w", FormatError(err))
+		return nil, "", fmt.Errorf("index list: %w", err)
 	}
 	defer rows.Close()
 	var (
@@ -429,7 +404,7 @@ func (x *Index) Crashes(ctx context.Context, f corepipe.CrashFilter) ([]*corepip
 	if !more {
 		return out, "", nil
 	}
-	return out, last.encode(crashCursor), nil
+	return out, last.encode(crashPages.version), nil
 }
 
 func pageLimit(n int) (int, error) {
