@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -205,6 +206,8 @@ type endless struct {
 	n    int64
 	b    byte
 	tail *strings.Reader
+	// read counts the bytes read, for a test cancelling half way.
+	read atomic.Int64
 }
 
 func (e *endless) Read(p []byte) (int, error) {
@@ -216,6 +219,7 @@ func (e *endless) Read(p []byte) (int, error) {
 		p[i] = e.b
 	}
 	e.n -= n
+	e.read.Add(n)
 	return int(n), nil
 }
 
@@ -244,11 +248,29 @@ func TestHostileLogBounded(t *testing.T) {
 	}
 }
 
+// TestExcerptRespectsContext: a read whose context ends stops, even inside
+// one line of a gigabyte. (With a timeout the test was flaky under load:
+// the timer had not fired when the read began, and the line never let the
+// read look at the context again.)
 func TestExcerptRespectsContext(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
-	defer cancel()
-	time.Sleep(2 * time.Millisecond)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
 	if _, err := containerlog.ReadExcerptFrom(ctx, &endless{n: 1 << 30, b: 'x', tail: strings.NewReader("")}, "", containerlog.ExcerptOptions{}); err == nil {
 		t.Fatal("a cancelled read went on")
+	}
+	ctx, cancel = context.WithCancel(context.Background())
+	defer cancel()
+	r := &endless{n: 1 << 30, b: 'x', tail: strings.NewReader("")}
+	go func() {
+		for r.read.Load() < 1<<20 {
+			time.Sleep(time.Millisecond)
+		}
+		cancel()
+	}()
+	if _, err := containerlog.ReadExcerptFrom(ctx, r, "", containerlog.ExcerptOptions{}); err == nil {
+		t.Fatal("a read cancelled inside a long line went on")
+	}
+	if r.n == 0 {
+		t.Fatal("a read cancelled inside a long line read it to the end")
 	}
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/corepipe/corepipe"
 	"github.com/corepipe/corepipe/gotrace"
+	"github.com/corepipe/corepipe/internal/ctxio"
 	"github.com/corepipe/corepipe/internal/settings"
 )
 
@@ -171,14 +172,15 @@ func (k *keeper) open(ctx context.Context, f *os.File, gz bool, off int64) error
 }
 
 func (k *keeper) stream(ctx context.Context, r io.Reader, format string) error {
-	d := NewDecoder(r, format)
-	for n := 0; ; n++ {
-		if n%4096 == 0 && ctx.Err() != nil {
-			return ctx.Err()
-		}
+	// Every read checks ctx: one line may be gigabytes long.
+	d := NewDecoder(ctxio.Reader(ctx, r), format)
+	for {
 		l, err := d.Next()
 		if err == io.EOF {
 			break
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
 		}
 		if err != nil {
 			// A damaged tail (a gzip cut short) ends this file, not the
@@ -252,15 +254,15 @@ func (k *keeper) excerpt() *Excerpt {
 // streams apart.
 func Parse(ctx context.Context, r io.Reader, format string, o gotrace.Options) (*corepipe.Report, error) {
 	p := gotrace.NewParser(o)
-	d := NewDecoder(r, format)
+	d := NewDecoder(ctxio.Reader(ctx, r), format)
 	cut := false
-	for n := 0; ; n++ {
-		if n%4096 == 0 && ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
+	for {
 		l, err := d.Next()
 		if err == io.EOF {
 			break
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
 		}
 		if err != nil {
 			return nil, fmt.Errorf("read log: %w", err)
