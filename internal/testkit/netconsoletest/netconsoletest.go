@@ -3,12 +3,10 @@
 package netconsoletest
 
 import (
-	"bufio"
-	"encoding/json"
-	"os"
 	"testing"
 	"time"
 
+	"github.com/corepipe/corepipe/internal/testkit"
 	"github.com/corepipe/corepipe/netconsole"
 )
 
@@ -23,23 +21,10 @@ func Replay(tb testing.TB, path string) *netconsole.Capture {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	f, err := os.Open(path)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer f.Close()
 	now := time.Now()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		var d string
-		if err := json.Unmarshal(sc.Bytes(), &d); err != nil {
-			tb.Fatalf("%s: %v", path, err)
-		}
+	for _, d := range testkit.Datagrams(tb, path) {
 		now = now.Add(time.Millisecond)
 		r.Datagram(now, "127.0.0.1:6665", []byte(d))
-	}
-	if err := sc.Err(); err != nil {
-		tb.Fatal(err)
 	}
 	r.Flush(now)
 	if got == nil {
