@@ -1,7 +1,6 @@
 package api
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,11 +8,11 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/corepipe/corepipe"
+	"github.com/corepipe/corepipe/internal/testkit"
 )
 
 // downStore is a blob store whose reads fail the way blob/s3's do when the
@@ -27,28 +26,11 @@ func (downStore) Get(context.Context, string) (io.ReadCloser, error) {
 	return nil, &corepipe.Error{Code: corepipe.EUNAVAILABLE, Message: "the blob store did not answer", Err: errors.New(downDetail)}
 }
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // TestUnavailableBodyLeaksNothing: a viewer (or anyone on an auth-less dev
 // server) asking while the store is down learns that it is down, not its
 // endpoint, bucket or keys; the operator finds those in the log.
 func TestUnavailableBodyLeaksNothing(t *testing.T) {
-	var logBuf lockedBuffer
+	var logBuf testkit.SyncBuffer
 	var e *env
 	e = newEnvWith(t, func(c *Config) {
 		c.Logger = slog.New(slog.NewTextHandler(&logBuf, nil))
