@@ -21,6 +21,7 @@ import (
 
 	"github.com/corepipe/corepipe"
 	"github.com/corepipe/corepipe/internal/settings"
+	"github.com/corepipe/corepipe/internal/tick"
 )
 
 // Inspector turns a core and its executable into a report, written as JSON
@@ -247,16 +248,7 @@ func (a *Analyzer) heartbeat(ctx context.Context, msg corepipe.Message) (stop fu
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		t := time.NewTicker(a.cfg.Heartbeat)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				msg.InProgress(ctx)
-			}
-		}
+		tick.Every(ctx, a.cfg.Heartbeat, func() { msg.InProgress(ctx) })
 	}()
 	return func() { cancel(); <-done }
 }

@@ -27,6 +27,7 @@ import (
 	"github.com/corepipe/corepipe/internal/testkit/miniotest"
 	"github.com/corepipe/corepipe/internal/testkit/natstest"
 	"github.com/corepipe/corepipe/internal/testkit/netns"
+	"github.com/corepipe/corepipe/internal/tick"
 	natsq "github.com/corepipe/corepipe/queue/nats"
 )
 
@@ -460,34 +461,30 @@ func (f *firstSeen) at(pid int) (time.Time, bool) {
 // a client of its own: the test's helpers fail the test, which a
 // goroutine must not.
 func (f *firstSeen) poll(ctx context.Context, api string) {
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
-		var page struct {
-			Crashes []*corepipe.Report `json:"crashes"`
-		}
-		req, _ := http.NewRequestWithContext(ctx, "GET", api+"/api/v1/crashes?limit=200", nil)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			continue
-		}
-		err = json.NewDecoder(resp.Body).Decode(&page)
-		resp.Body.Close()
-		if err != nil {
-			continue
-		}
-		now := time.Now()
-		f.mu.Lock()
-		for _, r := range page.Crashes {
-			if _, ok := f.at_[r.Process.PID]; !ok && r.Status != corepipe.StatusPending {
-				f.at_[r.Process.PID] = now
-			}
-		}
-		f.mu.Unlock()
+	tick.Every(ctx, time.Second, func() { f.list(ctx, api) })
+}
+
+// list notes when the API first listed each crash with its report.
+func (f *firstSeen) list(ctx context.Context, api string) {
+	var page struct {
+		Crashes []*corepipe.Report `json:"crashes"`
 	}
+	req, _ := http.NewRequestWithContext(ctx, "GET", api+"/api/v1/crashes?limit=200", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return
+	}
+	err = json.NewDecoder(resp.Body).Decode(&page)
+	resp.Body.Close()
+	if err != nil {
+		return
+	}
+	now := time.Now()
+	f.mu.Lock()
+	for _, r := range page.Crashes {
+		if _, ok := f.at_[r.Process.PID]; !ok && r.Status != corepipe.StatusPending {
+			f.at_[r.Process.PID] = now
+		}
+	}
+	f.mu.Unlock()
 }

@@ -24,6 +24,7 @@ import (
 
 	"github.com/corepipe/corepipe"
 	"github.com/corepipe/corepipe/internal/settings"
+	"github.com/corepipe/corepipe/internal/tick"
 )
 
 // Config configures a Notifier.
@@ -174,29 +175,25 @@ func (n *Notifier) ack(ctx context.Context, log *slog.Logger, msg corepipe.Messa
 
 // digests makes a digest whenever one is due by the notifier's clock.
 func (n *Notifier) digests(ctx context.Context) {
-	t := time.NewTicker(n.cfg.Poll)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		now := n.cfg.Now()
-		queued, err := n.state.digest(ctx, n.policy, now, n.cfg.Sender.Threads())
-		if err != nil && ctx.Err() == nil {
-			n.log.Error("make digest", "err", err)
-		}
-		if queued {
-			n.updateOutbox(ctx)
-			n.poke()
-		}
-		if err == nil {
-			n.m.lastDigest.Set(float64(now.UnixNano()) / 1e9)
-		}
-		if err := n.state.pruneHandled(ctx, now.Add(-handledRetention)); err != nil && ctx.Err() == nil {
-			n.log.Warn("prune state", "err", err)
-		}
+	tick.Every(ctx, n.cfg.Poll, func() { n.digest(ctx) })
+}
+
+// digest makes a digest if one is due, and prunes what was handled long ago.
+func (n *Notifier) digest(ctx context.Context) {
+	now := n.cfg.Now()
+	queued, err := n.state.digest(ctx, n.policy, now, n.cfg.Sender.Threads())
+	if err != nil && ctx.Err() == nil {
+		n.log.Error("make digest", "err", err)
+	}
+	if queued {
+		n.updateOutbox(ctx)
+		n.poke()
+	}
+	if err == nil {
+		n.m.lastDigest.Set(float64(now.UnixNano()) / 1e9)
+	}
+	if err := n.state.pruneHandled(ctx, now.Add(-handledRetention)); err != nil && ctx.Err() == nil {
+		n.log.Warn("prune state", "err", err)
 	}
 }
 

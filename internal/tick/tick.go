@@ -1,0 +1,24 @@
+// Package tick runs work at an interval until its context ends: the
+// heartbeats, digests and polls that would each write the same ticker loop.
+package tick
+
+import (
+	"context"
+	"time"
+)
+
+// Every calls fn every d, the first time d after it is called, until ctx
+// ends. A call to fn that takes longer than d delays the next one rather
+// than queueing calls, as time.Ticker drops ticks.
+func Every(ctx context.Context, d time.Duration, fn func()) {
+	t := time.NewTicker(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			fn()
+		}
+	}
+}
