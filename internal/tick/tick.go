@@ -8,8 +8,9 @@ import (
 )
 
 // Every calls fn every d, the first time d after it is called, until ctx
-// ends. A call to fn that takes longer than d delays the next one rather
-// than queueing calls, as time.Ticker drops ticks.
+// ends, and never once it has. A call to fn that takes longer than d
+// delays the next one rather than queueing calls, as time.Ticker drops
+// ticks.
 func Every(ctx context.Context, d time.Duration, fn func()) {
 	t := time.NewTicker(d)
 	defer t.Stop()
@@ -18,6 +19,11 @@ func Every(ctx context.Context, d time.Duration, fn func()) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+			// select picks at random when a tick and the end are both
+			// there: the end wins.
+			if ctx.Err() != nil {
+				return
+			}
 			fn()
 		}
 	}
