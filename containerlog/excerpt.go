@@ -179,12 +179,12 @@ func (k *keeper) stream(ctx context.Context, r io.Reader, format string) error {
 		if err == io.EOF {
 			break
 		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
 		if err != nil {
-			// A damaged tail (a gzip cut short) ends this file, not the
-			// excerpt.
+			// The reader failed because ctx ended; or the tail is damaged
+			// (a gzip cut short), which ends this file, not the excerpt.
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
 			break
 		}
 		if l.Stream == Stdout {
@@ -261,10 +261,10 @@ func Parse(ctx context.Context, r io.Reader, format string, o gotrace.Options) (
 		if err == io.EOF {
 			break
 		}
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
 		if err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
 			return nil, fmt.Errorf("read log: %w", err)
 		}
 		if l.Stream == Stdout {
