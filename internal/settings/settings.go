@@ -4,7 +4,7 @@
 package settings
 
 // Default sets *v to def unless *v is already positive.
-func Default[T ~int | ~int64 | ~uint32 | ~float64](v *T, def T) {
+func Default[T ~int | ~int64](v *T, def T) {
 	if *v <= 0 {
 		*v = def
 	}
