@@ -48,10 +48,6 @@ func addCrash(t *testing.T, s *apitest.Server, at time.Time, sig, build string) 
 	return r
 }
 
-type clock struct{ now time.Time }
-
-func (c *clock) Now() time.Time { return c.now }
-
 func exists(t *testing.T, s *apitest.Server, key string) bool {
 	t.Helper()
 	_, err := s.Blobs.Stat(t.Context(), key)
@@ -101,8 +97,8 @@ func rebuilt(t *testing.T, blobs corepipe.BlobStore) *sqlite.Index {
 
 func TestCoresExpireButExemplarsStay(t *testing.T) {
 	s, a, b := scene(t)
-	clk := &clock{now: base.Add(40 * day)}
-	sw, err := retention.New(retention.Config{Blobs: s.Blobs, Index: s.Index, Cores: 30 * day, Keep: 2, Batch: 3, Now: clk.Now})
+	now := base.Add(40 * day)
+	sw, err := retention.New(retention.Config{Blobs: s.Blobs, Index: s.Index, Cores: 30 * day, Keep: 2, Batch: 3, Now: func() time.Time { return now }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,12 +123,12 @@ func TestCoresExpireButExemplarsStay(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		loc := sum.Artifacts.Core.Where(clk.now)
+		loc := sum.Artifacts.Core.Where(now)
 		if want := map[bool]string{true: corepipe.CoreExpired, false: corepipe.CoreStored}[swept]; loc.State != want {
 			t.Errorf("crash %d: index says the core is %s, want %s", i, loc.State, want)
 		}
 		code, body := get(t, s.URL+"/api/v1/crashes/"+r.ID+"/core")
-		if swept && (code != http.StatusNotFound || !strings.Contains(body, "the core is expired at "+clk.now.Format(time.RFC3339)) || !strings.Contains(body, "retention keeps cores 30d")) {
+		if swept && (code != http.StatusNotFound || !strings.Contains(body, "the core is expired at "+now.Format(time.RFC3339)) || !strings.Contains(body, "retention keeps cores 30d")) {
 			t.Errorf("crash %d: GET core = %d %s, want 404 saying the core expired", i, code, body)
 		}
 		if !swept && code != http.StatusOK {
@@ -141,12 +137,12 @@ func TestCoresExpireButExemplarsStay(t *testing.T) {
 		if swept {
 			// The stored report says so too, with when.
 			code, body := get(t, s.URL+"/api/v1/crashes/"+r.ID)
-			if code != http.StatusOK || !strings.Contains(body, `"state":"expired"`) || !strings.Contains(body, clk.now.Format(time.RFC3339)) {
-				t.Errorf("crash %d: report = %d %s, want the core expired at %v", i, code, body, clk.now)
+			if code != http.StatusOK || !strings.Contains(body, `"state":"expired"`) || !strings.Contains(body, now.Format(time.RFC3339)) {
+				t.Errorf("crash %d: report = %d %s, want the core expired at %v", i, code, body, now)
 			}
 			// The crash page says so, and links to no core.
 			code, body = get(t, s.URL+"/crashes/"+r.ID)
-			if code != http.StatusOK || !strings.Contains(body, "Core: expired at "+clk.now.Format(time.RFC3339)) || strings.Contains(body, r.ID+"/core\"") {
+			if code != http.StatusOK || !strings.Contains(body, "Core: expired at "+now.Format(time.RFC3339)) || strings.Contains(body, r.ID+"/core\"") {
 				t.Errorf("crash %d: page = %d, want it to say the core expired and link to none:\n%s", i, code, body)
 			}
 		}
@@ -158,8 +154,8 @@ func TestCoresExpireButExemplarsStay(t *testing.T) {
 
 func TestReportsExpireWithTheirBlobs(t *testing.T) {
 	s, a, b := scene(t)
-	clk := &clock{now: base.Add(40 * day)}
-	sw, err := retention.New(retention.Config{Blobs: s.Blobs, Index: s.Index, Reports: 36 * day, Keep: 2, Now: clk.Now})
+	now := base.Add(40 * day)
+	sw, err := retention.New(retention.Config{Blobs: s.Blobs, Index: s.Index, Reports: 36 * day, Keep: 2, Now: func() time.Time { return now }})
 	if err != nil {
 		t.Fatal(err)
 	}
