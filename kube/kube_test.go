@@ -113,7 +113,7 @@ func (r *recorder) next(t *testing.T) *corepipe.Crash {
 	select {
 	case c := <-r.got:
 		return c
-	case <-time.After(30 * time.Second):
+	case <-time.After(testkit.WaitDeadline):
 		t.Fatal("no crash recorded")
 		return nil
 	}

@@ -159,7 +159,7 @@ func enrichReturns(t *testing.T, w *Watcher, c *corepipe.Crash, blocked string) 
 	}()
 	select {
 	case <-done:
-	case <-time.After(30 * time.Second):
+	case <-time.After(testkit.WaitDeadline):
 		t.Fatal(blocked)
 	}
 }
