@@ -172,30 +172,40 @@ func (k *keeper) open(ctx context.Context, f *os.File, gz bool, off int64) error
 }
 
 func (k *keeper) stream(ctx context.Context, r io.Reader, format string) error {
-	// Every read checks ctx: one line may be gigabytes long.
-	d := NewDecoder(ctxio.Reader(ctx, r), format)
-	for {
-		l, err := d.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			// The reader failed because ctx ended; or the tail is damaged
-			// (a gzip cut short), which ends this file, not the excerpt.
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			break
-		}
-		if l.Stream == Stdout {
-			continue
-		}
-		k.line(l.Text)
+	d, err := eachStderr(ctx, r, format, func(l Line) { k.line(l.Text) })
+	if err != nil && ctx.Err() != nil {
+		return err
 	}
+	// Any other error is a damaged tail (a gzip cut short): it ends this
+	// file, not the excerpt.
 	if k.format == "" {
 		k.format = d.Format()
 	}
 	return nil
+}
+
+// eachStderr decodes r and calls fn with each line of the program's error
+// stream, the runtime's (every line, where the log does not tell streams
+// apart). Every read checks ctx, for one line may be gigabytes long: once
+// ctx ends it returns ctx's error, else the decoder's first error but EOF.
+// It returns the decoder too, which knows the format it read.
+func eachStderr(ctx context.Context, r io.Reader, format string, fn func(Line)) (*Decoder, error) {
+	d := NewDecoder(ctxio.Reader(ctx, r), format)
+	for {
+		l, err := d.Next()
+		if err == io.EOF {
+			return d, nil
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return d, ctx.Err()
+			}
+			return d, err
+		}
+		if l.Stream != Stdout {
+			fn(l)
+		}
+	}
 }
 
 func (k *keeper) line(l string) {
@@ -254,24 +264,16 @@ func (k *keeper) excerpt() *Excerpt {
 // streams apart.
 func Parse(ctx context.Context, r io.Reader, format string, o gotrace.Options) (*corepipe.Report, error) {
 	p := gotrace.NewParser(o)
-	d := NewDecoder(ctxio.Reader(ctx, r), format)
 	cut := false
-	for {
-		l, err := d.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil, ctx.Err()
-			}
-			return nil, fmt.Errorf("read log: %w", err)
-		}
-		if l.Stream == Stdout {
-			continue
-		}
+	_, err := eachStderr(ctx, r, format, func(l Line) {
 		cut = cut || l.Cut
 		p.Line(l.Text)
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, err
+		}
+		return nil, fmt.Errorf("read log: %w", err)
 	}
 	rep, err := p.Report()
 	if err != nil {
