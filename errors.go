@@ -96,18 +96,8 @@ func Wrap(err error, format string, args ...any) error {
 // ErrorCode is the code of err: an *Error's own, else that of the sentinel
 // err wraps, else EINTERNAL (nil has none: "").
 func ErrorCode(err error) string {
-	if err == nil {
-		return ""
-	}
-	if e, ok := errors.AsType[*Error](err); ok {
-		return e.Code
-	}
-	for _, s := range codeSentinels {
-		if errors.Is(err, s.err) {
-			return s.code
-		}
-	}
-	return EINTERNAL
+	code, _ := classify(err)
+	return code
 }
 
 // ErrorMessage is what a client may be told about err. An *Error says its
@@ -116,14 +106,22 @@ func ErrorCode(err error) string {
 // Anything else may name files, hosts or queries: it is only "internal
 // error", and the caller logs err itself.
 func ErrorMessage(err error) string {
+	_, msg := classify(err)
+	return msg
+}
+
+// classify is the one reading of err behind ErrorCode and ErrorMessage.
+func classify(err error) (code, message string) {
 	if err == nil {
-		return ""
+		return "", ""
 	}
 	if e, ok := errors.AsType[*Error](err); ok {
-		return e.Message
+		return e.Code, e.Message
 	}
-	if ErrorCode(err) == EINTERNAL {
-		return "internal error"
+	for _, s := range codeSentinels {
+		if errors.Is(err, s.err) {
+			return s.code, err.Error()
+		}
 	}
-	return err.Error()
+	return EINTERNAL, "internal error"
 }
