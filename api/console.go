@@ -10,23 +10,20 @@ import (
 // getConsole streams a kernel panic's reassembled console log. It is for
 // debuggers only: a node's console may print what its kernel and drivers
 // were given (command lines, keys in module parameters).
-func (s *Server) getConsole(w http.ResponseWriter, r *http.Request) {
+func (s *Server) getConsole(w http.ResponseWriter, r *http.Request) error {
 	id := r.PathValue("id")
 	sum, err := s.crash(r.Context(), id)
 	if err != nil {
-		s.writeError(w, r, err)
-		return
+		return err
 	}
 	console := sum.Artifacts.Console
 	if console == nil || console.Key == "" {
-		s.writeError(w, r, fmt.Errorf("%w: crash %s is not a kernel panic with a console log", corepipe.ErrNotFound, id))
-		return
+		return fmt.Errorf("%w: crash %s is not a kernel panic with a console log", corepipe.ErrNotFound, id)
 	}
 	rc, err := s.openArtifact(r.Context(), id, "console log", "cores/", console.Key)
 	if err != nil {
-		s.writeError(w, r, err)
-		return
+		return err
 	}
 	defer rc.Close()
-	s.stream(w, r, rc, "text/plain; charset=utf-8", "console-"+id+".txt")
+	return s.stream(w, r, rc, download("text/plain; charset=utf-8", "console-"+id+".txt"))
 }

@@ -25,38 +25,35 @@ type coreRequest struct {
 // requestCore asks the node that keeps a crash's core to upload it: 202
 // once asked, 200 when the core is stored already, 404 when it is gone or
 // was never kept.
-func (s *Server) requestCore(w http.ResponseWriter, r *http.Request) {
+func (s *Server) requestCore(w http.ResponseWriter, r *http.Request) error {
 	if err := s.checkWrite(r); err != nil {
-		s.writeError(w, r, err)
-		return
+		return err
 	}
 	loc, err := s.askForCore(r)
 	if err != nil {
-		s.writeError(w, r, err)
-		return
+		return err
 	}
 	if loc.State == corepipe.CoreStored {
 		writeJSON(w, http.StatusOK, coreRequest{Location: loc})
-		return
+		return nil
 	}
 	writeJSON(w, http.StatusAccepted, coreRequest{Requested: true, Location: loc})
+	return nil
 }
 
 // uiRequestCore is the crash page's "Request the core" button.
-func (s *Server) uiRequestCore(w http.ResponseWriter, r *http.Request) {
+func (s *Server) uiRequestCore(w http.ResponseWriter, r *http.Request) error {
 	if err := s.parseForm(w, r); err != nil {
-		s.uiError(w, r, err)
-		return
+		return err
 	}
 	if !equalSecret(r.PostForm.Get("csrf"), s.formCSRF(identityOf(r))) {
-		s.uiError(w, r, errCSRF)
-		return
+		return errCSRF
 	}
 	if _, err := s.askForCore(r); err != nil {
-		s.uiError(w, r, err)
-		return
+		return err
 	}
 	http.Redirect(w, r, "/crashes/"+r.PathValue("id")+"?core=requested", http.StatusSeeOther)
+	return nil
 }
 
 // askForCore publishes the request for the core of the crash named in r's

@@ -32,13 +32,13 @@ type crashList struct {
 	NextCursor string             `json:"next_cursor"`
 }
 
-func (s *Server) listCrashes(w http.ResponseWriter, r *http.Request) {
+func (s *Server) listCrashes(w http.ResponseWriter, r *http.Request) error {
 	_, crashes, next, err := listOf(r, parseFilter, s.index.Crashes)
 	if err != nil {
-		s.writeError(w, r, err)
-		return
+		return err
 	}
 	writeJSON(w, http.StatusOK, crashList{Crashes: redact(r, crashes), NextCursor: next})
+	return nil
 }
 
 // getCrash serves the stored report as clients know it (WriteJSON), one
@@ -46,12 +46,11 @@ func (s *Server) listCrashes(w http.ResponseWriter, r *http.Request) {
 // goroutine that has them: a report of 100 000 goroutines is over 100 MB of
 // JSON, and the server holds only its distinct stacks. A viewer's copy has
 // its command line scrubbed.
-func (s *Server) getCrash(w http.ResponseWriter, r *http.Request) {
+func (s *Server) getCrash(w http.ResponseWriter, r *http.Request) error {
 	id := r.PathValue("id")
 	rc, err := s.indexedReport(r.Context(), id)
 	if err != nil {
-		s.writeError(w, r, err)
-		return
+		return err
 	}
 	defer rc.Close()
 	pr, pw := io.Pipe()
@@ -66,7 +65,7 @@ func (s *Server) getCrash(w http.ResponseWriter, r *http.Request) {
 		pr.Close()
 		<-done
 	}()
-	s.stream(w, r, pr, "application/json", "")
+	return s.stream(w, r, pr, download("application/json", ""))
 }
 
 // serveStored writes the stored report in src to w as WriteJSON does,
@@ -125,30 +124,27 @@ type goroutinePage struct {
 
 // getGoroutines serves a page of a report's goroutines (offset, limit),
 // holding only that page and the report's distinct stacks while it reads.
-func (s *Server) getGoroutines(w http.ResponseWriter, r *http.Request) {
+func (s *Server) getGoroutines(w http.ResponseWriter, r *http.Request) error {
 	id := r.PathValue("id")
 	q := r.URL.Query()
 	offset, limit := 0, defaultGoroutinePage
 	if v := q.Get("offset"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 0 {
-			s.writeError(w, r, fmt.Errorf("%w: offset %q: want a non-negative integer", corepipe.ErrInvalid, corepipe.Clip(v, 64)))
-			return
+			return fmt.Errorf("%w: offset %q: want a non-negative integer", corepipe.ErrInvalid, corepipe.Clip(v, 64))
 		}
 		offset = n
 	}
 	if q.Get("limit") != "" {
 		n, err := parseLimit(q)
 		if err != nil {
-			s.writeError(w, r, err)
-			return
+			return err
 		}
 		limit = n
 	}
 	rc, err := s.indexedReport(r.Context(), id)
 	if err != nil {
-		s.writeError(w, r, err)
-		return
+		return err
 	}
 	defer rc.Close()
 	p := goroutinePage{Goroutines: []corepipe.Goroutine{}, Offset: offset}
@@ -160,13 +156,13 @@ func (s *Server) getGoroutines(w http.ResponseWriter, r *http.Request) {
 		return nil
 	})
 	if err != nil {
-		s.writeError(w, r, storedErr(id, err))
-		return
+		return storedErr(id, err)
 	}
 	if offset+limit < p.Total {
 		p.NextOffset = offset + limit
 	}
 	writeJSON(w, http.StatusOK, p)
+	return nil
 }
 
 // suidOnlyAdmin refuses the artifacts of a setuid or otherwise privileged
@@ -180,16 +176,14 @@ func (s *Server) suidOnlyAdmin(r *http.Request, sum *corepipe.Report, what strin
 	return fmt.Errorf("%w: crash %s is of a privileged (setuid) process, dumped under suid_dumpable=2: its %s is for the admin role only", corepipe.ErrForbidden, sum.ID, what)
 }
 
-func (s *Server) getCore(w http.ResponseWriter, r *http.Request) {
+func (s *Server) getCore(w http.ResponseWriter, r *http.Request) error {
 	id := r.PathValue("id")
 	sum, err := s.crash(r.Context(), id)
 	if err != nil {
-		s.writeError(w, r, err)
-		return
+		return err
 	}
 	if err := s.suidOnlyAdmin(r, sum, "core"); err != nil {
-		s.writeError(w, r, err)
-		return
+		return err
 	}
 	core := sum.Artifacts.Core
 	if core.Key == "" {
@@ -203,41 +197,35 @@ func (s *Server) getCore(w http.ResponseWriter, r *http.Request) {
 				msg += "; POST /api/v1/crashes/" + id + "/core/request asks for it"
 			}
 		}
-		s.writeError(w, r, fmt.Errorf("%w: crash %s: %s", corepipe.ErrNotFound, id, msg))
-		return
+		return fmt.Errorf("%w: crash %s: %s", corepipe.ErrNotFound, id, msg)
 	}
 	rc, err := s.openArtifact(r.Context(), id, "core", "cores/", core.Key)
 	if err != nil {
-		s.writeError(w, r, err)
-		return
+		return err
 	}
 	defer rc.Close()
 	// One decoder goroutine and a bounded window keep a download at constant
 	// memory however large the core is.
 	dec, err := zstd.NewReader(rc, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true), zstd.WithDecoderMaxWindow(maxCoreWindow))
 	if err != nil {
-		s.writeError(w, r, fmt.Errorf("crash %s: open core decoder: %w", id, err))
-		return
+		return fmt.Errorf("crash %s: open core decoder: %w", id, err)
 	}
 	defer dec.Close()
-	s.stream(w, r, dec, "application/octet-stream", "core-"+id)
+	return s.stream(w, r, dec, download("application/octet-stream", "core-"+id))
 }
 
-func (s *Server) getExecutable(w http.ResponseWriter, r *http.Request) {
+func (s *Server) getExecutable(w http.ResponseWriter, r *http.Request) error {
 	id := r.PathValue("id")
 	sum, err := s.crash(r.Context(), id)
 	if err != nil {
-		s.writeError(w, r, err)
-		return
+		return err
 	}
 	if err := s.suidOnlyAdmin(r, sum, "executable"); err != nil {
-		s.writeError(w, r, err)
-		return
+		return err
 	}
 	exe := sum.Artifacts.Executable
 	if exe.Key == "" {
-		s.writeError(w, r, fmt.Errorf("%w: crash %s: the executable was not captured", corepipe.ErrNotFound, id))
-		return
+		return fmt.Errorf("%w: crash %s: the executable was not captured", corepipe.ErrNotFound, id)
 	}
 	rc, err := s.openArtifact(r.Context(), id, "executable", "executables/", exe.Key)
 	if errors.Is(err, corepipe.ErrNotFound) && sum.Artifacts.Core.Where(s.now()).State == corepipe.CoreExpired {
@@ -245,15 +233,14 @@ func (s *Server) getExecutable(w http.ResponseWriter, r *http.Request) {
 		err = fmt.Errorf("%w: crash %s: the executable expired with the core", corepipe.ErrNotFound, id)
 	}
 	if err != nil {
-		s.writeError(w, r, err)
-		return
+		return err
 	}
 	defer rc.Close()
 	name := "executable-" + id
 	if p := exe.Path; p != "" {
 		name = corepipe.SafeName(path.Base(p))
 	}
-	s.stream(w, r, rc, "application/octet-stream", name)
+	return s.stream(w, r, rc, download("application/octet-stream", name))
 }
 
 // crash checks id before anything else touches it (it becomes part of blob
@@ -308,21 +295,30 @@ func (s *Server) openArtifact(ctx context.Context, id, what, prefix, key string)
 	return rc, nil
 }
 
-// stream copies src to the client. Errors in the first chunk still become a
-// proper error response; after that the status is sent, and the connection
-// is aborted so that the client sees a failed transfer, never a short file
-// that looks complete.
-func (s *Server) stream(w http.ResponseWriter, r *http.Request, src io.Reader, contentType, filename string) {
+// download is the header of a response of contentType, saved as filename
+// when that is set.
+func download(contentType, filename string) http.Header {
+	h := http.Header{"Content-Type": {contentType}}
+	if filename != "" {
+		h.Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": filename}))
+	}
+	return h
+}
+
+// stream copies src to the client under header. An error reading the first
+// chunk is returned, before anything of header is sent, to be answered as
+// an error; after that the status is sent, and the connection is aborted so
+// that the client sees a failed transfer, never a short file that looks
+// complete.
+func (s *Server) stream(w http.ResponseWriter, r *http.Request, src io.Reader, header http.Header) error {
 	buf := make([]byte, firstChunk)
 	n, err := io.ReadFull(src, buf)
 	if err != nil && err != io.EOF && err != io.ErrUnexpectedEOF {
-		s.writeError(w, r, corepipe.Wrap(err, "crash %s: read", r.PathValue("id")))
-		return
+		return corepipe.Wrap(err, "crash %s: read", r.PathValue("id"))
 	}
 	h := w.Header()
-	h.Set("Content-Type", contentType)
-	if filename != "" {
-		h.Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": filename}))
+	for k, v := range header {
+		h[k] = v
 	}
 	if err != nil {
 		// The whole object fit in the first chunk: its length is known.
@@ -338,7 +334,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, src io.Reader, c
 	})
 	w.WriteHeader(http.StatusOK)
 	if _, werr := out.Write(buf[:n]); werr != nil || err != nil {
-		return
+		return nil
 	}
 	if _, err := io.CopyBuffer(out, src, buf); err != nil {
 		if r.Context().Err() == nil {
@@ -347,6 +343,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, src io.Reader, c
 		}
 		panic(http.ErrAbortHandler)
 	}
+	return nil
 }
 
 type writerFunc func([]byte) (int, error)

@@ -29,23 +29,23 @@ type groupDetail struct {
 	History []corepipe.TriageEvent `json:"history"`
 }
 
-func (s *Server) listGroups(w http.ResponseWriter, r *http.Request) {
+func (s *Server) listGroups(w http.ResponseWriter, r *http.Request) error {
 	_, groups, next, err := listOf(r, parseGroupFilter, s.index.Groups)
 	if err != nil {
-		s.writeError(w, r, err)
-		return
+		return err
 	}
 	writeJSON(w, http.StatusOK, groupList{Groups: groups, NextCursor: next})
+	return nil
 }
 
-func (s *Server) getGroup(w http.ResponseWriter, r *http.Request) {
+func (s *Server) getGroup(w http.ResponseWriter, r *http.Request) error {
 	d, err := s.groupDetail(r.Context(), r.PathValue("signature"))
 	if err != nil {
-		s.writeError(w, r, err)
-		return
+		return err
 	}
 	d.Crashes = redact(r, d.Crashes)
 	writeJSON(w, http.StatusOK, d)
+	return nil
 }
 
 func (s *Server) groupDetail(ctx context.Context, signature string) (*groupDetail, error) {

@@ -72,32 +72,28 @@ type SkippedCrash struct {
 	Reason string `json:"reason"`
 }
 
-func (s *Server) postReanalyze(w http.ResponseWriter, r *http.Request) {
+func (s *Server) postReanalyze(w http.ResponseWriter, r *http.Request) error {
 	if err := s.checkWrite(r); err != nil {
-		s.writeError(w, r, err)
-		return
+		return err
 	}
 	if s.republish == nil {
-		s.writeError(w, r, errNoRepublisher)
-		return
+		return errNoRepublisher
 	}
 	var q reanalyzeRequest
 	if err := decodeBody(r, &q, "id, signature, build_id, limit, cursor"); err != nil {
-		s.writeError(w, r, err)
-		return
+		return err
 	}
 	candidates, next, err := s.reanalysisCandidates(r.Context(), q)
 	if err != nil {
-		s.writeError(w, r, err)
-		return
+		return err
 	}
 	res, err := s.requeue(r.Context(), candidates, identityOf(r).describe())
 	if err != nil {
-		s.writeError(w, r, err)
-		return
+		return err
 	}
 	res.NextCursor = next
 	writeJSON(w, http.StatusOK, res)
+	return nil
 }
 
 // requeue queues again those of candidates that can be analysed again, and

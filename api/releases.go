@@ -25,20 +25,20 @@ func (s *Server) releases(ctx context.Context) ([]corepipe.Release, error) {
 	return rel.Releases(ctx)
 }
 
-func (s *Server) listReleases(w http.ResponseWriter, r *http.Request) {
+func (s *Server) listReleases(w http.ResponseWriter, r *http.Request) error {
 	rs, err := s.releases(r.Context())
 	if err != nil {
-		s.writeError(w, r, err)
-		return
+		return err
 	}
 	writeJSON(w, http.StatusOK, releaseList{Releases: rs})
+	return nil
 }
 
-func (s *Server) uiReleases(w http.ResponseWriter, r *http.Request) {
+func (s *Server) uiReleases(w http.ResponseWriter, r *http.Request) error {
 	rs, err := s.releases(r.Context())
 	if err != nil {
-		s.uiError(w, r, err)
-		return
+		return err
 	}
 	s.render(w, r, http.StatusOK, s.pages.releases, releaseList{Releases: rs})
+	return nil
 }

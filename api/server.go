@@ -228,21 +228,24 @@ func New(cfg Config) (*Server, error) {
 // needs.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
-	api := func(pattern string, need Role, h http.HandlerFunc) {
+	api := func(pattern string, need Role, h handler) {
 		mux.Handle("GET "+pattern, s.guard(need, false, h))
 		// Any other method on a known path is a JSON 405, not the mux's
 		// text one.
 		mux.HandleFunc(pattern, s.methodNotAllowed)
 	}
-	ui := func(pattern string, need Role, h http.HandlerFunc) {
+	ui := func(pattern string, need Role, h handler) {
 		mux.Handle("GET "+pattern, s.guard(need, true, h))
 	}
 
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.HandleFunc("GET /readyz", s.readyz)
 	if s.gather != nil {
-		mux.Handle("GET /metrics", s.guard(RoleViewer, false,
-			promhttp.HandlerFor(s.gather, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelError)}).ServeHTTP))
+		metrics := promhttp.HandlerFor(s.gather, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelError)})
+		mux.Handle("GET /metrics", s.guard(RoleViewer, false, func(w http.ResponseWriter, r *http.Request) error {
+			metrics.ServeHTTP(w, r)
+			return nil
+		}))
 	}
 
 	api("/api/v1/crashes", RoleViewer, s.listCrashes)
@@ -345,28 +348,45 @@ func NewHTTPServer(h http.Handler) *http.Server {
 	}
 }
 
+// handler is the code of a guarded route. The error it returns, before it
+// has written anything, is answered by the guard: as JSON on the API and as
+// the error page in the UI, so no route renders its own errors or can go on
+// after one.
+type handler func(w http.ResponseWriter, r *http.Request) error
+
 // guard runs h when the request may do what needs role, with the
 // requester's identity in its context. The UI answers a request without a
 // valid credential with the login form, the API with JSON.
-func (s *Server) guard(need Role, ui bool, h http.HandlerFunc) http.Handler {
+func (s *Server) guard(need Role, ui bool, h handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id, err := s.authorize(r, need)
 		if err != nil {
-			switch {
-			case ui && errorStatus(err) == http.StatusUnauthorized:
-				s.renderLogin(w, r, http.StatusUnauthorized, r.URL.RequestURI(), err)
-			case ui:
-				s.uiError(w, r, err)
-			default:
-				if errorStatus(err) == http.StatusUnauthorized {
-					w.Header().Set("WWW-Authenticate", `Bearer realm="corepipe"`)
-				}
-				s.writeError(w, r, err)
-			}
+			s.fail(w, r, ui, err)
 			return
 		}
-		h(w, r.WithContext(context.WithValue(r.Context(), identityKey{}, id)))
+		r = r.WithContext(context.WithValue(r.Context(), identityKey{}, id))
+		if err := h(w, r); err != nil {
+			s.fail(w, r, ui, err)
+		}
 	})
+}
+
+// fail answers err: in the UI as the login form for a missing credential,
+// else as the error page; on the API as JSON, with the scheme to
+// authenticate by when the credential is what is missing.
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, ui bool, err error) {
+	unauthorized := errorStatus(err) == http.StatusUnauthorized
+	switch {
+	case ui && unauthorized:
+		s.renderLogin(w, r, http.StatusUnauthorized, r.URL.RequestURI(), err)
+	case ui:
+		s.uiError(w, r, err)
+	default:
+		if unauthorized {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="corepipe"`)
+		}
+		s.writeError(w, r, err)
+	}
 }
 
 func (s *Server) methodNotAllowed(w http.ResponseWriter, r *http.Request) {

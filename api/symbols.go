@@ -27,7 +27,7 @@ const SymbolsPath = "/api/v1/symbols"
 // unstripped upload is the whole program, with whatever its data holds.
 // Uploading needs it too: a debug file decides what every report of its
 // build says.
-func (s *Server) symbolRoutes(mux *http.ServeMux, api func(string, Role, http.HandlerFunc)) {
+func (s *Server) symbolRoutes(mux *http.ServeMux, api func(string, Role, handler)) {
 	api(SymbolsPath, RoleViewer, s.listSymbols)
 	api(SymbolsPath+"/{id...}", RoleViewer, s.getSymbols)
 	mux.Handle("PUT "+SymbolsPath+"/{id...}", s.guard(RoleDebugger, false, s.putSymbols))
@@ -55,18 +55,16 @@ type UploadResult struct {
 	Reanalysis *ReanalyzeResult `json:"reanalysis,omitempty"`
 }
 
-func (s *Server) putSymbols(w http.ResponseWriter, r *http.Request) {
+func (s *Server) putSymbols(w http.ResponseWriter, r *http.Request) error {
 	id := r.PathValue("id")
 	if !symbols.ValidID(id) {
-		s.writeError(w, r, fmt.Errorf("%w: %q is not a build ID", corepipe.ErrInvalid, corepipe.Clip(id, 64)))
-		return
+		return fmt.Errorf("%w: %q is not a build ID", corepipe.ErrInvalid, corepipe.Clip(id, 64))
 	}
 	store := s.symbolStore()
 	max := store.MaxSize
 	settings.Default(&max, symbols.DefaultMaxSize)
 	if r.ContentLength > max {
-		s.writeError(w, r, fmt.Errorf("%w: debug file of %d bytes is larger than the limit of %d MiB", corepipe.ErrInvalid, r.ContentLength, max>>20))
-		return
+		return fmt.Errorf("%w: debug file of %d bytes is larger than the limit of %d MiB", corepipe.ErrInvalid, r.ContentLength, max>>20)
 	}
 	// The server's ReadTimeout would cut a large upload short: each read
 	// gets its own deadline instead, so only a client that stalls is
@@ -82,8 +80,7 @@ func (s *Server) putSymbols(w http.ResponseWriter, r *http.Request) {
 		err = fmt.Errorf("%w: debug file is larger than the limit of %d MiB", corepipe.ErrInvalid, max>>20)
 	}
 	if err != nil {
-		s.writeError(w, r, err)
-		return
+		return err
 	}
 	status := http.StatusOK
 	res := UploadResult{Stored: stored, Meta: meta}
@@ -92,6 +89,7 @@ func (s *Server) putSymbols(w http.ResponseWriter, r *http.Request) {
 		res.Reanalysis = s.reanalyzeBuild(r.Context(), meta, identityOf(r).describe())
 	}
 	writeJSON(w, status, res)
+	return nil
 }
 
 type readerFunc func([]byte) (int, error)
@@ -106,13 +104,12 @@ type SymbolList struct {
 	Symbols []*symbols.Meta `json:"symbols"`
 }
 
-func (s *Server) listSymbols(w http.ResponseWriter, r *http.Request) {
+func (s *Server) listSymbols(w http.ResponseWriter, r *http.Request) error {
 	limit := maxSymbolList
 	if v := r.URL.Query().Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n <= 0 || n > maxSymbolList {
-			s.writeError(w, r, fmt.Errorf("%w: limit %q: want 1 to %d", corepipe.ErrInvalid, corepipe.Clip(v, 64), maxSymbolList))
-			return
+			return fmt.Errorf("%w: limit %q: want 1 to %d", corepipe.ErrInvalid, corepipe.Clip(v, 64), maxSymbolList)
 		}
 		limit = n
 	}
@@ -122,19 +119,19 @@ func (s *Server) listSymbols(w http.ResponseWriter, r *http.Request) {
 		return nil
 	})
 	if err != nil {
-		s.writeError(w, r, corepipe.Wrap(err, "list debug files"))
-		return
+		return corepipe.Wrap(err, "list debug files")
 	}
 	writeJSON(w, http.StatusOK, list)
+	return nil
 }
 
-func (s *Server) getSymbols(w http.ResponseWriter, r *http.Request) {
+func (s *Server) getSymbols(w http.ResponseWriter, r *http.Request) error {
 	meta, err := s.lookupSymbols(r.Context(), r.PathValue("id"))
 	if err != nil {
-		s.writeError(w, r, err)
-		return
+		return err
 	}
 	writeJSON(w, http.StatusOK, meta)
+	return nil
 }
 
 func (s *Server) lookupSymbols(ctx context.Context, id string) (*symbols.Meta, error) {
@@ -151,36 +148,32 @@ func (s *Server) lookupSymbols(ctx context.Context, id string) (*symbols.Meta, e
 // debuginfod answers /buildid/ID/debuginfo and /buildid/ID/executable as
 // elfutils' server does: the file, with its size and name in
 // X-DEBUGINFOD-SIZE and X-DEBUGINFOD-FILE, or 404.
-func (s *Server) debuginfod(w http.ResponseWriter, r *http.Request) {
+func (s *Server) debuginfod(w http.ResponseWriter, r *http.Request) error {
 	id, what := r.PathValue("id"), r.PathValue("what")
 	if what != "debuginfo" && what != "executable" {
-		s.writeError(w, r, fmt.Errorf("%w: no debuginfod route %s", corepipe.ErrNotFound, corepipe.Clip(r.URL.Path, 64)))
-		return
+		return fmt.Errorf("%w: no debuginfod route %s", corepipe.ErrNotFound, corepipe.Clip(r.URL.Path, 64))
 	}
 	meta, err := s.lookupSymbols(r.Context(), id)
 	if what == "executable" && (err == nil && !meta.Executable || errors.Is(err, corepipe.ErrNotFound)) {
 		// An --only-keep-debug upload has no code: the program itself
 		// may be in the store as a crash's captured executable.
-		s.captured(w, r, id)
-		return
+		return s.captured(w, r, id)
 	}
 	if err != nil {
-		s.writeError(w, r, err)
-		return
+		return err
 	}
-	rc, ok := s.openSymbols(w, r, meta)
-	if !ok {
-		return
+	rc, err := s.symbolStore().Open(r.Context(), meta)
+	if err != nil {
+		return err
 	}
 	defer rc.Close()
-	s.serveDebuginfod(w, r, rc, meta.Size, meta.Name)
+	return s.serveDebuginfod(w, r, rc, meta.Size, meta.Name)
 }
 
-func (s *Server) captured(w http.ResponseWriter, r *http.Request, id string) {
+func (s *Server) captured(w http.ResponseWriter, r *http.Request, id string) error {
 	notFound := fmt.Errorf("%w: no executable for build ID %s", corepipe.ErrNotFound, corepipe.Clip(id, 64))
 	if !symbols.ValidGNU(id) {
-		s.writeError(w, r, notFound)
-		return
+		return notFound
 	}
 	key := corepipe.ExecutableKey(id)
 	size, err := s.blobs.Stat(r.Context(), key)
@@ -188,58 +181,43 @@ func (s *Server) captured(w http.ResponseWriter, r *http.Request, id string) {
 		var rc io.ReadCloser
 		if rc, err = s.blobs.Get(r.Context(), key); err == nil {
 			defer rc.Close()
-			s.serveDebuginfod(w, r, rc, size, id)
-			return
+			return s.serveDebuginfod(w, r, rc, size, id)
 		}
 	}
 	if errors.Is(err, corepipe.ErrNotFound) {
 		err = notFound
 	}
-	s.writeError(w, r, corepipe.Wrap(err, "executable %s", id))
+	return corepipe.Wrap(err, "executable %s", id)
 }
 
 // debuginfodSection answers /buildid/ID/section/NAME: the raw bytes of one
 // section of the debug file, read through to its offset (the blob store has
 // no ranges; sections of interest are near the end only in small files).
-func (s *Server) debuginfodSection(w http.ResponseWriter, r *http.Request) {
+func (s *Server) debuginfodSection(w http.ResponseWriter, r *http.Request) error {
 	name := r.PathValue("name")
 	meta, err := s.lookupSymbols(r.Context(), r.PathValue("id"))
 	if err != nil {
-		s.writeError(w, r, err)
-		return
+		return err
 	}
 	sec, ok := meta.Section(name)
 	if !ok {
-		s.writeError(w, r, fmt.Errorf("%w: the debug file of %s has no section %q with contents", corepipe.ErrNotFound, meta.IDs(), corepipe.Clip(name, 64)))
-		return
+		return fmt.Errorf("%w: the debug file of %s has no section %q with contents", corepipe.ErrNotFound, meta.IDs(), corepipe.Clip(name, 64))
 	}
-	rc, ok := s.openSymbols(w, r, meta)
-	if !ok {
-		return
+	rc, err := s.symbolStore().Open(r.Context(), meta)
+	if err != nil {
+		return err
 	}
 	defer rc.Close()
 	if _, err := io.CopyN(io.Discard, rc, int64(sec.Offset)); err != nil {
-		s.writeError(w, r, corepipe.Wrap(err, "read debug file of %s", meta.IDs()))
-		return
+		return corepipe.Wrap(err, "read debug file of %s", meta.IDs())
 	}
-	s.serveDebuginfod(w, r, io.LimitReader(rc, int64(sec.Size)), int64(sec.Size), meta.Name)
+	return s.serveDebuginfod(w, r, io.LimitReader(rc, int64(sec.Size)), int64(sec.Size), meta.Name)
 }
 
-// openSymbols opens meta's debug file; when it cannot, it answers the
-// request with why and says so.
-func (s *Server) openSymbols(w http.ResponseWriter, r *http.Request, meta *symbols.Meta) (io.ReadCloser, bool) {
-	rc, err := s.symbolStore().Open(r.Context(), meta)
-	if err != nil {
-		s.writeError(w, r, err)
-		return nil, false
-	}
-	return rc, true
-}
-
-func (s *Server) serveDebuginfod(w http.ResponseWriter, r *http.Request, src io.Reader, size int64, name string) {
-	h := w.Header()
+func (s *Server) serveDebuginfod(w http.ResponseWriter, r *http.Request, src io.Reader, size int64, name string) error {
+	h := download("application/octet-stream", "")
 	h.Set("X-DEBUGINFOD-SIZE", strconv.FormatInt(size, 10))
 	h.Set("X-DEBUGINFOD-FILE", corepipe.SafeName(name))
 	h.Set("Content-Length", strconv.FormatInt(size, 10))
-	s.stream(w, r, src, "application/octet-stream", "")
+	return s.stream(w, r, src, h)
 }

@@ -2,8 +2,10 @@ package api
 
 import (
 	"bytes"
+	"context"
 	"debug/elf"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"os"
@@ -11,8 +13,11 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"testing/iotest"
 
+	"github.com/corepipe/corepipe"
 	"github.com/corepipe/corepipe/internal/testkit/crashtest"
 )
 
@@ -206,5 +211,43 @@ func TestDebuginfodFind(t *testing.T) {
 	os.WriteFile(headers, []byte("Authorization: Bearer "+viewerToken+"\n"), 0o600)
 	if _, err := run("debuginfo", b.id); err == nil {
 		t.Error("debuginfod-find fetched with a viewer's token")
+	}
+}
+
+// brokenReads is a blob store whose debug files open but cannot be read,
+// as a disk or an object store failing under a download.
+type brokenReads struct {
+	corepipe.BlobStore
+	broken *atomic.Bool
+}
+
+func (b brokenReads) Get(ctx context.Context, key string) (io.ReadCloser, error) {
+	rc, err := b.BlobStore.Get(ctx, key)
+	if err != nil || !b.broken.Load() || strings.HasSuffix(key, ".json") {
+		return rc, err
+	}
+	return struct {
+		io.Reader
+		io.Closer
+	}{iotest.ErrReader(errors.New("read /var/lib/blobs/x: input/output error")), rc}, nil
+}
+
+// TestDebuginfodReadFailure: a debug file that cannot be read is a JSON
+// error that says nothing of the store, without the debuginfod headers: a
+// Content-Length of the file under a short error body broke the answer.
+func TestDebuginfodReadFailure(t *testing.T) {
+	broken := &atomic.Bool{}
+	e := newEnvWith(t, func(c *Config) { c.Blobs = brokenReads{c.Blobs, broken} })
+	b := newDebugBuild(t)
+	if resp, body := e.upload("", b.id, b.debug); resp.StatusCode != http.StatusCreated {
+		t.Fatalf("upload: %s: %s", resp.Status, body)
+	}
+	broken.Store(true)
+	for _, path := range []string{"/buildid/" + b.id + "/debuginfo", "/buildid/" + b.id + "/section/.debug_info"} {
+		resp, body := e.get(path)
+		wantError(t, resp, body, http.StatusInternalServerError, "")
+		if strings.Contains(string(body), "/var/lib") || resp.Header.Get("X-DEBUGINFOD-SIZE") != "" {
+			t.Errorf("%s: answer %v %s: want a bare error", path, resp.Header, body)
+		}
 	}
 }

@@ -139,28 +139,25 @@ func decodeBody(r *http.Request, v any, fields string) error {
 // patchGroup changes a group's triage. A browser, signed in by a session
 // or by the proxy, must also send its CSRF token in X-CSRF-Token: what the
 // browser sends by itself (a cookie, the proxy's) never changes anything.
-func (s *Server) patchGroup(w http.ResponseWriter, r *http.Request) {
+func (s *Server) patchGroup(w http.ResponseWriter, r *http.Request) error {
 	if err := s.checkWrite(r); err != nil {
-		s.writeError(w, r, err)
-		return
+		return err
 	}
 	var q triageRequest
 	if err := decodeBody(r, &q, "status, resolved_in, ignore_until, ignore_count, assignee, issue_url, comment"); err != nil {
-		s.writeError(w, r, err)
-		return
+		return err
 	}
 	c, err := q.change(s.now())
 	if err != nil {
-		s.writeError(w, r, err)
-		return
+		return err
 	}
 	d, err := s.triage(r.Context(), r.PathValue("signature"), c, identityOf(r))
 	if err != nil {
-		s.writeError(w, r, err)
-		return
+		return err
 	}
 	d.Crashes = redact(r, d.Crashes)
 	writeJSON(w, http.StatusOK, d)
+	return nil
 }
 
 func (s *Server) triage(ctx context.Context, signature string, c corepipe.TriageChange, id identity) (*groupDetail, error) {
@@ -215,15 +212,13 @@ func (s *Server) newTriageForm(r *http.Request, signature string) triageForm {
 }
 
 // uiTriage takes the group page's form and shows the page again.
-func (s *Server) uiTriage(w http.ResponseWriter, r *http.Request) {
+func (s *Server) uiTriage(w http.ResponseWriter, r *http.Request) error {
 	if err := s.parseForm(w, r); err != nil {
-		s.uiError(w, r, err)
-		return
+		return err
 	}
 	id := identityOf(r)
 	if !equalSecret(r.PostForm.Get("csrf"), s.formCSRF(id)) {
-		s.uiError(w, r, errCSRF)
-		return
+		return errCSRF
 	}
 	f := r.PostForm
 	q := triageRequest{Status: corepipe.TriageStatus(f.Get("status")), Comment: f.Get("comment")}
@@ -238,8 +233,7 @@ func (s *Server) uiTriage(w http.ResponseWriter, r *http.Request) {
 		if v := strings.TrimSpace(f.Get("ignore_count")); v != "" {
 			n, err := strconv.ParseInt(v, 10, 64)
 			if err != nil || n < 1 {
-				s.uiError(w, r, fmt.Errorf("%w: ignore for how many crashes: want a positive number", corepipe.ErrInvalid))
-				return
+				return fmt.Errorf("%w: ignore for how many crashes: want a positive number", corepipe.ErrInvalid)
 			}
 			q.IgnoreCount = n
 		}
@@ -254,16 +248,15 @@ func (s *Server) uiTriage(w http.ResponseWriter, r *http.Request) {
 	}
 	c, err := q.change(s.now())
 	if err != nil {
-		s.uiError(w, r, err)
-		return
+		return err
 	}
 	signature := r.PathValue("signature")
 	if _, err := s.triage(r.Context(), signature, c, id); err != nil {
-		s.uiError(w, r, err)
-		return
+		return err
 	}
 	// Post/redirect/get: reloading the page does not post the form again.
 	http.Redirect(w, r, (&url.URL{Path: "/groups/" + signature}).EscapedPath(), http.StatusSeeOther)
+	return nil
 }
 
 // groupStatuses are the statuses a group list filters by.

@@ -182,11 +182,10 @@ type listPage struct {
 	NextURL  string
 }
 
-func (s *Server) uiList(w http.ResponseWriter, r *http.Request) {
+func (s *Server) uiList(w http.ResponseWriter, r *http.Request) error {
 	f, crashes, next, err := listOf(r, parseFilter, s.index.Crashes)
 	if err != nil {
-		s.uiError(w, r, err)
-		return
+		return err
 	}
 	q := r.URL.Query()
 	p := listPage{
@@ -199,6 +198,7 @@ func (s *Server) uiList(w http.ResponseWriter, r *http.Request) {
 		p.NextURL = "/?" + withCursor(q, next).Encode()
 	}
 	s.render(w, r, http.StatusOK, s.pages.list, p)
+	return nil
 }
 
 // withCursor keeps every filter of the current page, so that the next page
@@ -245,22 +245,20 @@ func (s *Server) withCore(r *http.Request, p crashPage) crashPage {
 	return p
 }
 
-func (s *Server) uiCrash(w http.ResponseWriter, r *http.Request) {
+func (s *Server) uiCrash(w http.ResponseWriter, r *http.Request) error {
 	id := r.PathValue("id")
 	sum, err := s.crash(r.Context(), id)
 	if err != nil {
-		s.uiError(w, r, err)
-		return
+		return err
 	}
 	debug := s.debugCommand(r, id)
 	p, err := s.loadCrashPage(r, id)
 	if errors.Is(err, corepipe.ErrNotFound) {
 		s.render(w, r, http.StatusOK, s.pages.crash, s.withCore(r, crashPage{Report: redact(r, []*corepipe.Report{sum})[0], Pending: true, Debug: debug}))
-		return
+		return nil
 	}
 	if err != nil {
-		s.uiError(w, r, err)
-		return
+		return err
 	}
 	p.Debug = debug
 	if p.Crashing != nil {
@@ -268,6 +266,7 @@ func (s *Server) uiCrash(w http.ResponseWriter, r *http.Request) {
 		p.CrashingFrames = stackList(p.Crashing.Frames, func(f corepipe.Frame) string { return s.sourceLinks.Link(rep, f) }, rep.InApp)
 	}
 	s.render(w, r, http.StatusOK, s.pages.crash, s.withCore(r, p))
+	return nil
 }
 
 // debugCommand is the line to paste into a terminal. It names the server the
@@ -339,11 +338,10 @@ type groupsPage struct {
 	NextURL  string
 }
 
-func (s *Server) uiGroups(w http.ResponseWriter, r *http.Request) {
+func (s *Server) uiGroups(w http.ResponseWriter, r *http.Request) error {
 	f, groups, next, err := listOf(r, parseGroupFilter, s.index.Groups)
 	if err != nil {
-		s.uiError(w, r, err)
-		return
+		return err
 	}
 	q := r.URL.Query()
 	p := groupsPage{
@@ -356,6 +354,7 @@ func (s *Server) uiGroups(w http.ResponseWriter, r *http.Request) {
 		p.NextURL = "/groups?" + withCursor(q, next).Encode()
 	}
 	s.render(w, r, http.StatusOK, s.pages.groups, p)
+	return nil
 }
 
 type groupPage struct {
@@ -373,19 +372,17 @@ type shareTable struct {
 	Rows []corepipe.Share
 }
 
-func (s *Server) uiGroup(w http.ResponseWriter, r *http.Request) {
+func (s *Server) uiGroup(w http.ResponseWriter, r *http.Request) error {
 	signature := r.PathValue("signature")
 	d, err := s.groupDetail(r.Context(), signature)
 	if err != nil {
-		s.uiError(w, r, err)
-		return
+		return err
 	}
 	d.Crashes = redact(r, d.Crashes)
 	from, step, n := chartRange(d.Group.FirstSeen, d.Group.LastSeen)
 	counts, err := s.index.Occurrences(r.Context(), signature, from, step, n)
 	if err != nil {
-		s.uiError(w, r, err)
-		return
+		return err
 	}
 	p := groupPage{
 		groupDetail:   d,
@@ -397,6 +394,7 @@ func (s *Server) uiGroup(w http.ResponseWriter, r *http.Request) {
 		IssueLink:     s.issueLink(r, d),
 	}
 	s.render(w, r, http.StatusOK, s.pages.group, p)
+	return nil
 }
 
 type loginPage struct {
