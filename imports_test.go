@@ -23,6 +23,9 @@ func TestImportDirection(t *testing.T) {
 		}},
 		{Package: "./...", Exempt: []string{"github.com/corepipe/corepipe/analyzer/inspect/...", "github.com/corepipe/corepipe/cmd/corepipe"},
 			BadDeps: map[string]string{delve: "only analyzer/inspect reads cores with delve (the mains run it in a child process)"}},
+		{Package: "./api/client", BadDeps: map[string]string{
+			"github.com/corepipe/corepipe/api": "the client shares the contract (api/wire) with the server, never its code",
+		}},
 		{Package: "./api/...", BadDeps: map[string]string{
 			delve: "the API serves reports and never parses a core: a crafted core must not reach the server",
 		}},

@@ -6,20 +6,13 @@ import (
 	"net/http"
 
 	"github.com/corepipe/corepipe"
+	"github.com/corepipe/corepipe/api/wire"
 )
 
 // CoreRequester asks the node that kept a crash's core to upload it
 // (queue/nats's RequestCore).
 type CoreRequester interface {
 	RequestCore(ctx context.Context, node, id string) error
-}
-
-// coreRequest is the answer to POST /api/v1/crashes/{id}/core/request.
-type coreRequest struct {
-	// Requested is set when the node was asked; a stored core needs no
-	// request.
-	Requested bool                  `json:"requested"`
-	Location  corepipe.CoreLocation `json:"core_location"`
 }
 
 // requestCore asks the node that keeps a crash's core to upload it: 202
@@ -34,10 +27,10 @@ func (s *Server) requestCore(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if loc.State == corepipe.CoreStored {
-		writeJSON(w, http.StatusOK, coreRequest{Location: loc})
+		writeJSON(w, http.StatusOK, wire.CoreRequested{Location: loc})
 		return nil
 	}
-	writeJSON(w, http.StatusAccepted, coreRequest{Requested: true, Location: loc})
+	writeJSON(w, http.StatusAccepted, wire.CoreRequested{Requested: true, Location: loc})
 	return nil
 }
 

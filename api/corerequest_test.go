@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/corepipe/corepipe"
+	"github.com/corepipe/corepipe/api/wire"
 	"github.com/corepipe/corepipe/internal/testkit/natstest"
 	natsq "github.com/corepipe/corepipe/queue/nats"
 )
@@ -38,7 +39,7 @@ func TestRequestCore(t *testing.T) {
 
 	debugger := http.Header{"Authorization": {"Bearer " + debuggerToken}}
 	resp, body := e.do("POST", "/api/v1/crashes/"+kept.ID+"/core/request", debugger, nil)
-	var answer coreRequest
+	var answer wire.CoreRequested
 	if resp.StatusCode != http.StatusAccepted || json.Unmarshal(body, &answer) != nil || !answer.Requested || answer.Location.Node != "node-7" {
 		t.Fatalf("request a kept core: %d %s", resp.StatusCode, body)
 	}

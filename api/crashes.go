@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/corepipe/corepipe"
+	"github.com/corepipe/corepipe/api/wire"
 	"github.com/klauspost/compress/zstd"
 )
 
@@ -27,17 +28,12 @@ const maxCoreWindow = 256 << 20
 // a 200 that stops short.
 const firstChunk = 64 << 10
 
-type crashList struct {
-	Crashes    []*corepipe.Report `json:"crashes"`
-	NextCursor string             `json:"next_cursor"`
-}
-
 func (s *Server) listCrashes(w http.ResponseWriter, r *http.Request) error {
-	_, crashes, next, err := listOf(r, parseFilter, s.index.Crashes)
+	_, crashes, next, err := listOf(r, wire.ParseCrashQuery, s.index.Crashes)
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, crashList{Crashes: redact(r, crashes), NextCursor: next})
+	writeJSON(w, http.StatusOK, wire.CrashList{Crashes: redact(r, crashes), NextCursor: next})
 	return nil
 }
 
@@ -110,7 +106,7 @@ func storedErr(id string, err error) error {
 
 // defaultGoroutinePage is the page of goroutines a client gets when it
 // does not say: one that shows a report of 100 000 goroutines asks for
-// them a page at a time, of up to maxLimit.
+// them a page at a time, of up to wire.MaxLimit.
 const defaultGoroutinePage = 100
 
 // goroutinePage is one page of a report's goroutines, in the report's
@@ -136,7 +132,7 @@ func (s *Server) getGoroutines(w http.ResponseWriter, r *http.Request) error {
 		offset = n
 	}
 	if q.Get("limit") != "" {
-		n, err := parseLimit(q)
+		n, err := wire.Limit(q)
 		if err != nil {
 			return err
 		}

@@ -3,20 +3,14 @@ package api
 import (
 	"context"
 	"net/http"
-	"net/url"
-	"time"
 
 	"github.com/corepipe/corepipe"
+	"github.com/corepipe/corepipe/api/wire"
 )
 
 // groupCrashes is how many of its most recent crashes a group's page and
 // JSON carry; the crash list filtered by signature has them all.
 const groupCrashes = 20
-
-type groupList struct {
-	Groups     []*corepipe.Group `json:"groups"`
-	NextCursor string            `json:"next_cursor"`
-}
 
 // groupDetail is one group with what its page shows: the recent crashes,
 // and how its crashes spread over builds and workloads.
@@ -30,11 +24,11 @@ type groupDetail struct {
 }
 
 func (s *Server) listGroups(w http.ResponseWriter, r *http.Request) error {
-	_, groups, next, err := listOf(r, parseGroupFilter, s.index.Groups)
+	_, groups, next, err := listOf(r, wire.ParseGroupQuery, s.index.Groups)
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, groupList{Groups: groups, NextCursor: next})
+	writeJSON(w, http.StatusOK, wire.GroupList{Groups: groups, NextCursor: next})
 	return nil
 }
 
@@ -70,14 +64,4 @@ func (s *Server) groupDetail(ctx context.Context, signature string) (*groupDetai
 		return nil, err
 	}
 	return d, nil
-}
-
-// parseGroupFilter reads the groups query of the API and the UI.
-func parseGroupFilter(q url.Values, now time.Time) (corepipe.GroupFilter, error) {
-	f := corepipe.GroupFilter{Status: corepipe.GroupStatus(q.Get("status")), Assignee: q.Get("assignee"), FirstVersion: q.Get("first_version"), Cursor: q.Get("cursor")}
-	var err error
-	if err = checkStatus(f.Status, groupStatuses...); err == nil {
-		f.Since, f.Limit, err = parseWindow(q, now)
-	}
-	return f, err
 }

@@ -16,6 +16,7 @@ import (
 	"strings"
 
 	"github.com/corepipe/corepipe"
+	"github.com/corepipe/corepipe/api/wire"
 	"github.com/corepipe/corepipe/symbols"
 )
 
@@ -39,39 +40,6 @@ const (
 
 var errNoRepublisher = &corepipe.Error{Code: corepipe.EUNAVAILABLE, Message: "this server has no queue to the analyzers: re-analysis is off"}
 
-// reanalyzeRequest is the POST body: one crash by id, or every crash of a
-// group (signature) and/or of a build (build_id: "gnu:HEX", "go:ID", or
-// either without its prefix).
-type reanalyzeRequest struct {
-	ID        string `json:"id"`
-	Signature string `json:"signature"`
-	BuildID   string `json:"build_id"`
-	Limit     int    `json:"limit"`
-	Cursor    string `json:"cursor"`
-}
-
-// ReanalyzeResult is what a re-analysis request did: the crashes queued
-// (with the revision their new report will carry), those skipped and why,
-// and the cursor of the matching crashes not looked at yet.
-type ReanalyzeResult struct {
-	Matched    int            `json:"matched"`
-	Queued     []QueuedCrash  `json:"queued"`
-	Skipped    []SkippedCrash `json:"skipped"`
-	NextCursor string         `json:"next_cursor,omitempty"`
-}
-
-// QueuedCrash is a crash queued for re-analysis.
-type QueuedCrash struct {
-	ID       string `json:"id"`
-	Revision int    `json:"revision"`
-}
-
-// SkippedCrash is a matching crash that cannot be analysed again.
-type SkippedCrash struct {
-	ID     string `json:"id"`
-	Reason string `json:"reason"`
-}
-
 func (s *Server) postReanalyze(w http.ResponseWriter, r *http.Request) error {
 	if err := s.checkWrite(r); err != nil {
 		return err
@@ -79,8 +47,8 @@ func (s *Server) postReanalyze(w http.ResponseWriter, r *http.Request) error {
 	if s.republish == nil {
 		return errNoRepublisher
 	}
-	var q reanalyzeRequest
-	if err := decodeBody(r, &q, "id, signature, build_id, limit, cursor"); err != nil {
+	var q wire.ReanalyzeRequest
+	if err := decodeBody(r, &q); err != nil {
 		return err
 	}
 	candidates, next, err := s.reanalysisCandidates(r.Context(), q)
@@ -99,8 +67,8 @@ func (s *Server) postReanalyze(w http.ResponseWriter, r *http.Request) error {
 // requeue queues again those of candidates that can be analysed again, and
 // says why it skipped the others. It stops at the first crash the queue or
 // the blob store fails on.
-func (s *Server) requeue(ctx context.Context, candidates []*corepipe.Report, by string) (ReanalyzeResult, error) {
-	res := ReanalyzeResult{Matched: len(candidates), Queued: []QueuedCrash{}, Skipped: []SkippedCrash{}}
+func (s *Server) requeue(ctx context.Context, candidates []*corepipe.Report, by string) (wire.ReanalyzeResult, error) {
+	res := wire.ReanalyzeResult{Matched: len(candidates), Queued: []wire.QueuedCrash{}, Skipped: []wire.SkippedCrash{}}
 	// One nonce per request: a retried publish is dropped, a later
 	// request for the same crash is not.
 	why := corepipe.NewID(s.now())
@@ -110,7 +78,7 @@ func (s *Server) requeue(ctx context.Context, candidates []*corepipe.Report, by 
 			return res, fmt.Errorf("crash %s: %w (%d crashes queued before it)", sum.ID, err, len(res.Queued))
 		}
 		if reason != "" {
-			res.Skipped = append(res.Skipped, SkippedCrash{ID: sum.ID, Reason: reason})
+			res.Skipped = append(res.Skipped, wire.SkippedCrash{ID: sum.ID, Reason: reason})
 			continue
 		}
 		c.Revision = sum.Revision + 1
@@ -118,7 +86,7 @@ func (s *Server) requeue(ctx context.Context, candidates []*corepipe.Report, by 
 			return res, fmt.Errorf("queue crash %s for re-analysis: %w (%d crashes queued before it)", sum.ID, err, len(res.Queued))
 		}
 		s.log.InfoContext(ctx, "crash queued for re-analysis", corepipe.LogKeyCrash, sum.ID, "revision", c.Revision, "by", by)
-		res.Queued = append(res.Queued, QueuedCrash{ID: sum.ID, Revision: c.Revision})
+		res.Queued = append(res.Queued, wire.QueuedCrash{ID: sum.ID, Revision: c.Revision})
 	}
 	return res, nil
 }
@@ -127,7 +95,7 @@ func (s *Server) requeue(ctx context.Context, candidates []*corepipe.Report, by 
 // was just stored, the newest MaxReanalyze of each of its build IDs: their
 // reports were made without it. It never fails the upload: what it could
 // not do is logged, and corepipe reanalyze can do it again.
-func (s *Server) reanalyzeBuild(ctx context.Context, meta *symbols.Meta, by string) *ReanalyzeResult {
+func (s *Server) reanalyzeBuild(ctx context.Context, meta *symbols.Meta, by string) *wire.ReanalyzeResult {
 	if s.republish == nil {
 		return nil
 	}
@@ -160,7 +128,7 @@ func (s *Server) reanalyzeBuild(ctx context.Context, meta *symbols.Meta, by stri
 }
 
 // reanalysisCandidates are the indexed crashes q names, at most its limit.
-func (s *Server) reanalysisCandidates(ctx context.Context, q reanalyzeRequest) ([]*corepipe.Report, string, error) {
+func (s *Server) reanalysisCandidates(ctx context.Context, q wire.ReanalyzeRequest) ([]*corepipe.Report, string, error) {
 	switch {
 	case q.Limit < 0 || q.Limit > MaxReanalyze:
 		return nil, "", fmt.Errorf("%w: limit %d: want 1 to %d crashes per request", corepipe.ErrInvalid, q.Limit, MaxReanalyze)

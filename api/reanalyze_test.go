@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/corepipe/corepipe"
+	"github.com/corepipe/corepipe/api/wire"
 	"github.com/corepipe/corepipe/internal/testkit/natstest"
 	natsq "github.com/corepipe/corepipe/queue/nats"
 )
@@ -75,14 +76,14 @@ func keptCrash(e *env, age time.Duration, gnu string, expired bool) *corepipe.Re
 	return r
 }
 
-func (e *env) reanalyze(body string, header http.Header) (*http.Response, ReanalyzeResult, []byte) {
+func (e *env) reanalyze(body string, header http.Header) (*http.Response, wire.ReanalyzeResult, []byte) {
 	e.t.Helper()
 	h := http.Header{"Content-Type": {"application/json"}}
 	for k, v := range header {
 		h[k] = v
 	}
 	resp, b := e.do("POST", "/api/v1/reanalyze", h, strings.NewReader(body))
-	var res ReanalyzeResult
+	var res wire.ReanalyzeResult
 	if resp.StatusCode == http.StatusOK {
 		if err := json.Unmarshal(b, &res); err != nil {
 			e.t.Fatalf("decode %s: %v", b, err)
@@ -116,7 +117,7 @@ func TestReanalyzeByBuildID(t *testing.T) {
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("POST: %s: %s", resp.Status, body)
 	}
-	wantQueued := []QueuedCrash{{ID: again.ID, Revision: 3}, {ID: kept.ID, Revision: 1}}
+	wantQueued := []wire.QueuedCrash{{ID: again.ID, Revision: 3}, {ID: kept.ID, Revision: 1}}
 	if res.Matched != 5 || !slices.Equal(res.Queued, wantQueued) {
 		t.Errorf("matched %d, queued %+v; want 5, %+v", res.Matched, res.Queued, wantQueued)
 	}
@@ -140,7 +141,7 @@ func TestReanalyzeByBuildID(t *testing.T) {
 		if err := json.Unmarshal(m.Data(), &c); err != nil {
 			t.Fatal(err)
 		}
-		i := slices.IndexFunc(wantQueued, func(q QueuedCrash) bool { return q.ID == c.ID })
+		i := slices.IndexFunc(wantQueued, func(q wire.QueuedCrash) bool { return q.ID == c.ID })
 		if i < 0 || c.Revision != wantQueued[i].Revision || c.Core.Key == "" || c.Environ["GOTRACEBACK"] != "crash" {
 			t.Errorf("queued %s revision %d core %q environ %v: want one of %+v with its stored manifest", c.ID, c.Revision, c.Core.Key, c.Environ, wantQueued)
 		}
@@ -213,7 +214,7 @@ func TestUploadReanalyzesTheBuild(t *testing.T) {
 	r := keptCrash(e, time.Minute, b.id, false)
 	for i, want := range []int{1, 0} {
 		resp, body := e.upload("", b.id, b.debug)
-		var res UploadResult
+		var res wire.Uploaded
 		if err := json.Unmarshal(body, &res); err != nil {
 			t.Fatalf("upload %d: %s: %s", i, resp.Status, body)
 		}

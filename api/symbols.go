@@ -11,13 +11,13 @@ import (
 	"time"
 
 	"github.com/corepipe/corepipe"
+	"github.com/corepipe/corepipe/api/wire"
 	"github.com/corepipe/corepipe/internal/settings"
 	"github.com/corepipe/corepipe/symbols"
 )
 
-// SymbolsPath is where debug files are uploaded (PUT SymbolsPath+BUILD-ID)
-// and listed.
-const SymbolsPath = "/api/v1/symbols"
+// SymbolsPath is where debug files are uploaded and listed.
+const SymbolsPath = wire.SymbolsPath
 
 // symbolRoutes registers the symbol store's API and, over the same store
 // and auth, the debuginfod protocol, so that DEBUGINFOD_URLS pointing at
@@ -43,16 +43,6 @@ func symbolUpload(r *http.Request) bool {
 
 func (s *Server) symbolStore() *symbols.Store {
 	return &symbols.Store{Blobs: s.blobs, MaxSize: s.maxSymbolSize}
-}
-
-// UploadResult is the answer to an upload: the stored file's metadata, and
-// whether this upload stored it (false: it was there already).
-type UploadResult struct {
-	Stored bool          `json:"stored"`
-	Meta   *symbols.Meta `json:"meta"`
-	// Reanalysis is what became of the kept crashes of the build, queued
-	// again when its debug file was first stored.
-	Reanalysis *ReanalyzeResult `json:"reanalysis,omitempty"`
 }
 
 func (s *Server) putSymbols(w http.ResponseWriter, r *http.Request) error {
@@ -83,7 +73,7 @@ func (s *Server) putSymbols(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	status := http.StatusOK
-	res := UploadResult{Stored: stored, Meta: meta}
+	res := wire.Uploaded{Stored: stored, Meta: meta}
 	if stored {
 		status = http.StatusCreated
 		res.Reanalysis = s.reanalyzeBuild(r.Context(), meta, identityOf(r).describe())
@@ -99,11 +89,6 @@ func (f readerFunc) Read(p []byte) (int, error) { return f(p) }
 // maxSymbolList bounds one listing.
 const maxSymbolList = 1000
 
-// SymbolList is the answer of GET SymbolsPath.
-type SymbolList struct {
-	Symbols []*symbols.Meta `json:"symbols"`
-}
-
 func (s *Server) listSymbols(w http.ResponseWriter, r *http.Request) error {
 	limit := maxSymbolList
 	if v := r.URL.Query().Get("limit"); v != "" {
@@ -113,7 +98,7 @@ func (s *Server) listSymbols(w http.ResponseWriter, r *http.Request) error {
 		}
 		limit = n
 	}
-	list := SymbolList{Symbols: []*symbols.Meta{}}
+	list := wire.SymbolList{Symbols: []*symbols.Meta{}}
 	err := s.symbolStore().List(r.Context(), limit, func(m *symbols.Meta) error {
 		list.Symbols = append(list.Symbols, m)
 		return nil

@@ -18,6 +18,7 @@ import (
 	"testing/iotest"
 
 	"github.com/corepipe/corepipe"
+	"github.com/corepipe/corepipe/api/wire"
 	"github.com/corepipe/corepipe/internal/testkit/crashtest"
 )
 
@@ -64,7 +65,7 @@ func TestSymbolUploadIsIdempotent(t *testing.T) {
 	if resp.StatusCode != http.StatusCreated {
 		t.Fatalf("upload: %s: %s", resp.Status, body)
 	}
-	var res UploadResult
+	var res wire.Uploaded
 	if err := json.Unmarshal(body, &res); err != nil || !res.Stored || res.Meta.GNUBuildID != b.id {
 		t.Fatalf("upload answer %s: %v", body, err)
 	}
@@ -73,7 +74,7 @@ func TestSymbolUploadIsIdempotent(t *testing.T) {
 		t.Fatalf("second upload: %s: %s", resp.Status, body)
 	}
 	_, body = e.getOK(SymbolsPath)
-	var list SymbolList
+	var list wire.SymbolList
 	if err := json.Unmarshal(body, &list); err != nil || len(list.Symbols) != 1 || list.Symbols[0].SHA256 != res.Meta.SHA256 {
 		t.Errorf("list after two uploads of one build: %s", body)
 	}

@@ -14,11 +14,13 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/corepipe/corepipe"
+	"github.com/corepipe/corepipe/api/wire"
 )
 
 // Triager is what an index needs for groups to be triaged (sqlite.Index is
@@ -39,19 +41,8 @@ func (s *Server) triager() (Triager, error) {
 	return t, nil
 }
 
-// triageRequest is the PATCH body. ignore_until is an RFC 3339 time or a
-// duration from now ("24h"), as since is in lists.
-type triageRequest struct {
-	Status      corepipe.TriageStatus `json:"status"`
-	ResolvedIn  string                `json:"resolved_in"`
-	IgnoreUntil string                `json:"ignore_until"`
-	IgnoreCount int64                 `json:"ignore_count"`
-	Assignee    *string               `json:"assignee"`
-	IssueURL    *string               `json:"issue_url"`
-	Comment     string                `json:"comment"`
-}
-
-func (q triageRequest) change(now time.Time) (corepipe.TriageChange, error) {
+// triageChange is the change q asks for, as of now.
+func triageChange(q wire.TriageRequest, now time.Time) (corepipe.TriageChange, error) {
 	c := corepipe.TriageChange{Status: q.Status, ResolvedIn: strings.TrimSpace(q.ResolvedIn),
 		IgnoreCount: q.IgnoreCount, Comment: strings.TrimSpace(q.Comment)}
 	if q.Assignee != nil {
@@ -121,9 +112,9 @@ func (s *Server) checkWrite(r *http.Request) error {
 	return s.checkOrigin(r)
 }
 
-// decodeBody decodes r's JSON body into v, refusing fields v has not;
-// fields names those it has, for the error.
-func decodeBody(r *http.Request, v any, fields string) error {
+// decodeBody decodes r's JSON body into the struct v points to, refusing
+// fields v has not; the error names those it has.
+func decodeBody(r *http.Request, v any) error {
 	dec := json.NewDecoder(r.Body)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
@@ -131,9 +122,19 @@ func decodeBody(r *http.Request, v any, fields string) error {
 		if errors.As(err, &tooBig) {
 			return fmt.Errorf("%w: body larger than %d bytes", corepipe.ErrInvalid, tooBig.Limit)
 		}
-		return fmt.Errorf("%w: body: want a JSON object of %s", corepipe.ErrInvalid, fields)
+		return fmt.Errorf("%w: body: want a JSON object of %s", corepipe.ErrInvalid, jsonFields(v))
 	}
 	return nil
+}
+
+// jsonFields names the JSON fields of the struct v points to, in order.
+func jsonFields(v any) string {
+	t := reflect.TypeOf(v).Elem()
+	names := make([]string, t.NumField())
+	for i := range names {
+		names[i], _, _ = strings.Cut(t.Field(i).Tag.Get("json"), ",")
+	}
+	return strings.Join(names, ", ")
 }
 
 // patchGroup changes a group's triage. A browser, signed in by a session
@@ -143,11 +144,11 @@ func (s *Server) patchGroup(w http.ResponseWriter, r *http.Request) error {
 	if err := s.checkWrite(r); err != nil {
 		return err
 	}
-	var q triageRequest
-	if err := decodeBody(r, &q, "status, resolved_in, ignore_until, ignore_count, assignee, issue_url, comment"); err != nil {
+	var q wire.TriageRequest
+	if err := decodeBody(r, &q); err != nil {
 		return err
 	}
-	c, err := q.change(s.now())
+	c, err := triageChange(q, s.now())
 	if err != nil {
 		return err
 	}
@@ -221,7 +222,7 @@ func (s *Server) uiTriage(w http.ResponseWriter, r *http.Request) error {
 		return errCSRF
 	}
 	f := r.PostForm
-	q := triageRequest{Status: corepipe.TriageStatus(f.Get("status")), Comment: f.Get("comment")}
+	q := wire.TriageRequest{Status: corepipe.TriageStatus(f.Get("status")), Comment: f.Get("comment")}
 	switch q.Status {
 	case corepipe.TriageResolved:
 		q.ResolvedIn = f.Get("resolved_in")
@@ -246,7 +247,7 @@ func (s *Server) uiTriage(w http.ResponseWriter, r *http.Request) error {
 		u := f.Get("issue_url")
 		q.IssueURL = &u
 	}
-	c, err := q.change(s.now())
+	c, err := triageChange(q, s.now())
 	if err != nil {
 		return err
 	}
@@ -258,9 +259,6 @@ func (s *Server) uiTriage(w http.ResponseWriter, r *http.Request) error {
 	http.Redirect(w, r, (&url.URL{Path: "/groups/" + signature}).EscapedPath(), http.StatusSeeOther)
 	return nil
 }
-
-// groupStatuses are the statuses a group list filters by.
-var groupStatuses = []corepipe.GroupStatus{corepipe.GroupNew, corepipe.GroupOngoing, corepipe.GroupRegressed, corepipe.GroupResolved, corepipe.GroupIgnored}
 
 // checkIssueTemplate accepts "" or an http(s) URL with the placeholders
 // filled in.

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/corepipe/corepipe"
+	"github.com/corepipe/corepipe/api/wire"
 )
 
 // ui holds the page templates and the static files. html/template escapes
@@ -183,7 +184,7 @@ type listPage struct {
 }
 
 func (s *Server) uiList(w http.ResponseWriter, r *http.Request) error {
-	f, crashes, next, err := listOf(r, parseFilter, s.index.Crashes)
+	f, crashes, next, err := listOf(r, wire.ParseCrashQuery, s.index.Crashes)
 	if err != nil {
 		return err
 	}
@@ -191,7 +192,7 @@ func (s *Server) uiList(w http.ResponseWriter, r *http.Request) error {
 	p := listPage{
 		Filter:   f,
 		Since:    q.Get("since"),
-		Statuses: crashStatuses,
+		Statuses: wire.CrashStatuses,
 		Crashes:  redact(r, crashes),
 	}
 	if next != "" {
@@ -339,7 +340,7 @@ type groupsPage struct {
 }
 
 func (s *Server) uiGroups(w http.ResponseWriter, r *http.Request) error {
-	f, groups, next, err := listOf(r, parseGroupFilter, s.index.Groups)
+	f, groups, next, err := listOf(r, wire.ParseGroupQuery, s.index.Groups)
 	if err != nil {
 		return err
 	}
@@ -347,7 +348,7 @@ func (s *Server) uiGroups(w http.ResponseWriter, r *http.Request) error {
 	p := groupsPage{
 		Filter:   f,
 		Since:    q.Get("since"),
-		Statuses: groupStatuses,
+		Statuses: wire.GroupStatuses,
 		Groups:   groups,
 	}
 	if next != "" {

@@ -15,11 +15,10 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
-	"time"
 
 	"github.com/corepipe/corepipe"
+	"github.com/corepipe/corepipe/api/wire"
 )
 
 // maxErrorBody bounds how much of an error response is read.
@@ -47,36 +46,11 @@ func New(base, token string) (*Client, error) {
 // Crashes lists crash summaries matching f, newest first, and the cursor of
 // the next page ("" after the last).
 func (c *Client) Crashes(ctx context.Context, f corepipe.CrashFilter) ([]*corepipe.Report, string, error) {
-	q := listQuery(map[string]string{
-		"node": f.Node, "namespace": f.Namespace, "pod": f.Pod, "exe": f.Exe,
-		"signature": f.Signature, "status": string(f.Status), "cursor": f.Cursor, "q": f.Query,
-	}, f.Since, f.Limit)
-	var out struct {
-		Crashes    []*corepipe.Report `json:"crashes"`
-		NextCursor string             `json:"next_cursor"`
-	}
-	if err := c.getJSON(ctx, "/api/v1/crashes?"+q.Encode(), &out); err != nil {
+	var out wire.CrashList
+	if err := c.getJSON(ctx, "/api/v1/crashes?"+wire.CrashQuery(f).Encode(), &out); err != nil {
 		return nil, "", err
 	}
 	return out.Crashes, out.NextCursor, nil
-}
-
-// listQuery is the query of a list route: the filters given, the window
-// and the page size.
-func listQuery(filters map[string]string, since time.Time, limit int) url.Values {
-	q := url.Values{}
-	for k, v := range filters {
-		if v != "" {
-			q.Set(k, v)
-		}
-	}
-	if !since.IsZero() {
-		q.Set("since", since.UTC().Format(time.RFC3339Nano))
-	}
-	if limit > 0 {
-		q.Set("limit", strconv.Itoa(limit))
-	}
-	return q
 }
 
 // Crash returns the full report of crash id.

@@ -6,6 +6,7 @@ import (
 	"net/url"
 
 	"github.com/corepipe/corepipe"
+	"github.com/corepipe/corepipe/api/wire"
 )
 
 // RequestCore asks the node that keeps crash id's core to upload it, and
@@ -16,9 +17,7 @@ func (c *Client) RequestCore(ctx context.Context, id string) (corepipe.CoreLocat
 		return corepipe.CoreLocation{}, err
 	}
 	path := "/api/v1/crashes/" + url.PathEscape(id) + "/core/request"
-	var answer struct {
-		Location corepipe.CoreLocation `json:"core_location"`
-	}
+	var answer wire.CoreRequested
 	if err := c.sendJSON(ctx, http.MethodPost, path, nil, &answer, http.StatusOK, http.StatusAccepted); err != nil {
 		return corepipe.CoreLocation{}, err
 	}

@@ -10,20 +10,12 @@ import (
 	"path/filepath"
 
 	"github.com/corepipe/corepipe"
+	"github.com/corepipe/corepipe/api/wire"
 	"github.com/corepipe/corepipe/symbols"
 )
 
-// symbolsPath is api.SymbolsPath (the client does not import the server).
-const symbolsPath = "/api/v1/symbols"
-
-// Uploaded is what the server did with an upload: Stored is false when
-// the store had that build ID already (uploading again is harmless), and
-// Reanalysis says which kept crashes of the build were queued again.
-type Uploaded struct {
-	Meta       *symbols.Meta    `json:"meta"`
-	Stored     bool             `json:"stored"`
-	Reanalysis *ReanalyzeResult `json:"reanalysis"`
-}
+// Uploaded is what the server did with an upload.
+type Uploaded = wire.Uploaded
 
 // Upload sends the debug file at path to the symbol store as the debug
 // info of build ID id, streaming it.
@@ -37,7 +29,7 @@ func (c *Client) Upload(ctx context.Context, id, path string) (*Uploaded, error)
 	if err != nil {
 		return nil, err
 	}
-	u := c.base.String() + symbolsPath + "/" + id + "?" + url.Values{"name": {filepath.Base(path)}}.Encode()
+	u := c.base.String() + wire.SymbolsPath + "/" + id + "?" + url.Values{"name": {filepath.Base(path)}}.Encode()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPut, u, f)
 	if err != nil {
 		return nil, err
@@ -65,13 +57,11 @@ func (c *Client) Upload(ctx context.Context, id, path string) (*Uploaded, error)
 // Symbols lists the debug files in the symbol store, at most limit of them
 // (0: the server's maximum).
 func (c *Client) Symbols(ctx context.Context, limit int) ([]*symbols.Meta, error) {
-	path := symbolsPath
+	path := wire.SymbolsPath
 	if limit > 0 {
 		path += fmt.Sprintf("?limit=%d", limit)
 	}
-	var list struct {
-		Symbols []*symbols.Meta `json:"symbols"`
-	}
+	var list wire.SymbolList
 	if err := c.getJSON(ctx, path, &list); err != nil {
 		return nil, err
 	}
@@ -82,7 +72,7 @@ func (c *Client) Symbols(ctx context.Context, limit int) ([]*symbols.Meta, error
 // corepipe.ErrNotFound when there is none.
 func (c *Client) Symbol(ctx context.Context, id string) (*symbols.Meta, error) {
 	var m symbols.Meta
-	if err := c.getJSON(ctx, symbolsPath+"/"+id, &m); err != nil {
+	if err := c.getJSON(ctx, wire.SymbolsPath+"/"+id, &m); err != nil {
 		return nil, err
 	}
 	return &m, nil
