@@ -57,22 +57,14 @@ func GroupQuery(f corepipe.GroupFilter) url.Values {
 // or a Go duration meaning "that long before now".
 func ParseCrashQuery(q url.Values, now time.Time) (corepipe.CrashFilter, error) {
 	var f corepipe.CrashFilter
-	read(q, crashParams(&f))
-	err := checkStatus(f.Status, CrashStatuses...)
-	if err == nil {
-		f.Since, f.Limit, err = window(q, now)
-	}
+	err := parse(q, now, crashParams(&f), func() error { return checkStatus(f.Status, CrashStatuses...) }, &f.Since, &f.Limit)
 	return f, err
 }
 
 // ParseGroupQuery reads a group list's query as of now.
 func ParseGroupQuery(q url.Values, now time.Time) (corepipe.GroupFilter, error) {
 	var f corepipe.GroupFilter
-	read(q, groupParams(&f))
-	err := checkStatus(f.Status, GroupStatuses...)
-	if err == nil {
-		f.Since, f.Limit, err = window(q, now)
-	}
+	err := parse(q, now, groupParams(&f), func() error { return checkStatus(f.Status, GroupStatuses...) }, &f.Since, &f.Limit)
 	return f, err
 }
 
@@ -92,21 +84,25 @@ func query(params map[string]*string, since time.Time, limit int) url.Values {
 	return q
 }
 
-func read(q url.Values, params map[string]*string) {
+// parse sets params from q, checks the status they set, then reads the
+// window every list shares: since and limit.
+func parse(q url.Values, now time.Time, params map[string]*string, checkStatus func() error, since *time.Time, limit *int) error {
 	for k, v := range params {
 		*v = q.Get(k)
 	}
-}
-
-// window reads the since and limit parameters every list shares.
-func window(q url.Values, now time.Time) (since time.Time, limit int, err error) {
-	if v := q.Get("since"); v != "" {
-		if since, err = parseSince(v, now); err != nil {
-			return since, 0, err
-		}
+	if err := checkStatus(); err != nil {
+		return err
 	}
-	limit, err = Limit(q)
-	return since, limit, err
+	if v := q.Get("since"); v != "" {
+		t, err := parseSince(v, now)
+		if err != nil {
+			return err
+		}
+		*since = t
+	}
+	n, err := Limit(q)
+	*limit = n
+	return err
 }
 
 // checkStatus accepts "" or one of the statuses a list can filter by.
