@@ -84,13 +84,13 @@ func query(params map[string]*string, since time.Time, limit int) url.Values {
 	return q
 }
 
-// parse sets params from q, checks the status they set, then reads the
-// window every list shares: since and limit.
-func parse(q url.Values, now time.Time, params map[string]*string, checkStatus func() error, since *time.Time, limit *int) error {
+// parse sets params from q, checks what they set (the status), then reads
+// the window every list shares: since and limit.
+func parse(q url.Values, now time.Time, params map[string]*string, check func() error, since *time.Time, limit *int) error {
 	for k, v := range params {
 		*v = q.Get(k)
 	}
-	if err := checkStatus(); err != nil {
+	if err := check(); err != nil {
 		return err
 	}
 	if v := q.Get("since"); v != "" {
