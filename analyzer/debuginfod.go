@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -20,9 +21,14 @@ import (
 
 // Defaults of a Debuginfod client.
 const (
-	DefaultDebuginfodTimeout = 30 * time.Second
-	DefaultDebuginfodMaxSize = 1 << 30
+	DefaultDebuginfodTimeout   = 30 * time.Second
+	DefaultDebuginfodMaxSize   = 1 << 30
+	DefaultDebuginfodCacheSize = 10 << 30
 )
+
+// staleFetch is the age past which a download's temporary file is the
+// leftover of an analyzer that died mid-download, and is removed.
+const staleFetch = time.Hour
 
 // Debuginfod fetches debug files by GNU build ID from external debuginfod
 // servers (elfutils' debuginfod, a distribution's), which the analyzer
@@ -40,6 +46,10 @@ type Debuginfod struct {
 	MaxSize int64
 	// CacheDir keeps fetched files as .build-id/xx/rest.debug.
 	CacheDir string
+	// CacheSize bounds CacheDir: after each download the least recently
+	// used files are removed until the rest fit, the file just fetched
+	// excepted (0: DefaultDebuginfodCacheSize).
+	CacheSize int64
 	// Client sends the requests; nil is a plain http.Client.
 	Client *http.Client
 	Logger *slog.Logger
@@ -76,6 +86,10 @@ func (d *Debuginfod) Fetch(ctx context.Context, id, dst string) (bool, error) {
 	}
 	cached := filepath.Join(d.CacheDir, ".build-id", id[:2], id[2:]+".debug")
 	if err := linkOrCopy(cached, dst); err == nil {
+		// Its time of last use, which the cache's bound goes by (atime
+		// is not kept on a noatime mount).
+		now := time.Now()
+		_ = os.Chtimes(cached, now, now)
 		return true, nil
 	}
 	var errs []error
@@ -86,6 +100,7 @@ func (d *Debuginfod) Fetch(ctx context.Context, id, dst string) (bool, error) {
 				return false, fmt.Errorf("debug file of gnu:%s: %w", id, err)
 			}
 			d.log().Info("debug file fetched from debuginfod", "server", server, "build_id", id)
+			d.prune(cached)
 			return true, nil
 		}
 		if ctx.Err() != nil {
@@ -160,6 +175,67 @@ func (d *Debuginfod) download(ctx context.Context, server, id, path string) erro
 		return fmt.Errorf("%w: the server's file for gnu:%s has no DWARF", corepipe.ErrInvalid, id)
 	}
 	return os.Rename(tmp.Name(), path)
+}
+
+// prune removes the least recently used files of the cache until the rest
+// fit its bound, never keep (the file just fetched), and the temporary
+// files of downloads that died. What it cannot read or remove it logs and
+// passes over: the cache is only a cache.
+func (d *Debuginfod) prune(keep string) {
+	limit := d.CacheSize
+	settings.Default(&limit, DefaultDebuginfodCacheSize)
+	type file struct {
+		path string
+		size int64
+		used time.Time
+	}
+	var files []file
+	var total int64
+	root := filepath.Join(d.CacheDir, ".build-id")
+	now := time.Now()
+	err := filepath.WalkDir(root, func(path string, e os.DirEntry, err error) error {
+		if err != nil || !e.Type().IsRegular() {
+			return nil
+		}
+		info, err := e.Info()
+		if err != nil {
+			return nil
+		}
+		switch {
+		case strings.HasPrefix(e.Name(), ".fetch-"):
+			if now.Sub(info.ModTime()) > staleFetch {
+				d.remove(path)
+			}
+		case path != keep && strings.HasSuffix(e.Name(), ".debug"):
+			files = append(files, file{path, info.Size(), info.ModTime()})
+			total += info.Size()
+		case path == keep:
+			total += info.Size()
+		}
+		return nil
+	})
+	if err != nil {
+		d.log().Warn("debuginfod cache not pruned", "dir", root, "err", err)
+		return
+	}
+	slices.SortFunc(files, func(a, b file) int { return a.used.Compare(b.used) })
+	for _, f := range files {
+		if total <= limit {
+			break
+		}
+		if d.remove(f.path) {
+			total -= f.size
+		}
+	}
+}
+
+func (d *Debuginfod) remove(path string) bool {
+	err := os.Remove(path)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		d.log().Warn("debuginfod cache: cannot remove a file", "path", path, "err", err)
+		return false
+	}
+	return true
 }
 
 func (d *Debuginfod) log() *slog.Logger {

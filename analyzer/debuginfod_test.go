@@ -127,3 +127,45 @@ func TestDebuginfodFromElfutils(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// TestDebuginfodCacheBound: past its bound the cache loses its least
+// recently used files, never the one just fetched, and the leftovers of
+// downloads that died; a cache hit counts as a use.
+func TestDebuginfodCacheBound(t *testing.T) {
+	cache := t.TempDir()
+	now := time.Now()
+	put := func(name string, size int, age time.Duration) string {
+		t.Helper()
+		path := filepath.Join(cache, ".build-id", name[:2], name[2:])
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, make([]byte, size), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(path, now.Add(-age), now.Add(-age)); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	hit := strings.Repeat("a1", 20)
+	oldest := put("b1"+strings.Repeat("0", 38)+".debug", 100, 4*time.Hour)
+	older := put("c1"+strings.Repeat("0", 38)+".debug", 100, 3*time.Hour)
+	recent := put("d1"+strings.Repeat("0", 38)+".debug", 100, time.Hour)
+	used := put(hit+".debug", 100, 5*time.Hour)
+	fetched := put("e1"+strings.Repeat("0", 38)+".debug", 100, 6*time.Hour)
+	dead := put("f1/.fetch-123", 100, 2*time.Hour)
+	running := put("f1/.fetch-456", 100, time.Minute)
+
+	d := &Debuginfod{CacheDir: cache, CacheSize: 300}
+	// A hit, with no server to ask: the oldest file becomes the newest.
+	if ok, err := d.Fetch(context.Background(), hit, filepath.Join(t.TempDir(), "hit.debug")); !ok || err != nil {
+		t.Fatalf("cache hit: %v, %v", ok, err)
+	}
+	d.prune(fetched)
+	for path, want := range map[string]bool{oldest: false, older: false, recent: true, used: true, fetched: true, dead: false, running: true} {
+		if _, err := os.Stat(path); (err == nil) != want {
+			t.Errorf("%s: kept %v, want %v", path[len(cache):], err == nil, want)
+		}
+	}
+}

@@ -169,5 +169,7 @@ func analyzerFlagsOf(fset *pflag.FlagSet) *analyzerFlags {
 	f.debuginfodMaxSize = analyzer.DefaultDebuginfodMaxSize
 	fset.Var((*size.Value)(&f.debuginfodMaxSize), "debuginfod-max-size", "largest debug file taken from a debuginfod server")
 	fset.StringVar(&f.debuginfodCache, "debuginfod-cache", "", "`directory` of the debug files fetched from debuginfod servers, by build ID (default: corepipe-debuginfod in the temporary directory)")
+	f.debuginfodCacheSize = analyzer.DefaultDebuginfodCacheSize
+	fset.Var((*size.Value)(&f.debuginfodCacheSize), "debuginfod-cache-size", "bound of the debuginfod cache: the least recently used files are removed past it")
 	return f
 }

@@ -137,10 +137,11 @@ type analyzerFlags struct {
 	timeout   time.Duration
 	// The external debuginfod servers, and the bounds and cache of their
 	// answers.
-	debuginfod        []string
-	debuginfodTimeout time.Duration
-	debuginfodMaxSize int64
-	debuginfodCache   string
+	debuginfod          []string
+	debuginfodTimeout   time.Duration
+	debuginfodMaxSize   int64
+	debuginfodCache     string
+	debuginfodCacheSize int64
 }
 
 func newAnalyzer(log *slog.Logger, f analyzerFlags, blobs corepipe.BlobStore, q analyzer.Queue, reg prometheus.Registerer) (*analyzer.Analyzer, error) {
@@ -159,7 +160,7 @@ func newAnalyzer(log *slog.Logger, f analyzerFlags, blobs corepipe.BlobStore, q 
 			cache = filepath.Join(os.TempDir(), "corepipe-debuginfod")
 		}
 		debuginfod = &analyzer.Debuginfod{URLs: urls, Timeout: f.debuginfodTimeout, MaxSize: f.debuginfodMaxSize,
-			CacheDir: cache, Logger: log.With("part", "analyzer")}
+			CacheDir: cache, CacheSize: f.debuginfodCacheSize, Logger: log.With("part", "analyzer")}
 		log.Info("debug files the symbol store lacks are asked of debuginfod", "servers", strings.Join(urls, " "), "cache", cache)
 	}
 	return analyzer.New(analyzer.Config{
