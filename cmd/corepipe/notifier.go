@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -24,7 +25,9 @@ type notifierFlags struct {
 	token   string
 	channel string
 	uiURL   string
-	policy  notify.Policy
+	// mentions is the file naming the Slack users and groups of owners.
+	mentions string
+	policy   notify.Policy
 }
 
 func notifierFlagsOf(fset *pflag.FlagSet) *notifierFlags {
@@ -36,6 +39,7 @@ func notifierFlagsOf(fset *pflag.FlagSet) *notifierFlags {
 	fset.StringVar(&f.token, "slack-token", "", "Slack bot token (chat:write) instead of a webhook, to thread follow-ups; a secret, better set as COREPIPE_SLACK_TOKEN")
 	fset.StringVar(&f.channel, "slack-channel", "", "channel ID or name to post in with --slack-token")
 	fset.StringVar(&f.uiURL, "ui-url", "", "base URL of the web UI, for links in messages")
+	fset.StringVar(&f.mentions, "slack-mentions", "", "`file` of \"OWNER SLACK-ID\" lines: alerts mention the Slack user (U…) or user group (S…) of a group's owner instead of naming it")
 	fset.DurationVar(&f.policy.Cooldown, "notify-cooldown", d.Cooldown, "after a message about a crash group, hold back further alerts about it this long")
 	fset.IntVar(&f.policy.SpikeCount, "notify-spike-count", d.SpikeCount, "alert when a group crashes more than this many times within --notify-spike-window (-1: never)")
 	fset.DurationVar(&f.policy.SpikeWindow, "notify-spike-window", d.SpikeWindow, "window of --notify-spike-count")
@@ -124,6 +128,17 @@ func runNotifier(ctx context.Context, log *slog.Logger, f notifierCmdFlags, nf *
 func notifierPart(log *slog.Logger, f *notifierFlags, q reportsQueue, statePath, durable string, triage notify.TriageSource, reg prometheus.Registerer) (func(context.Context) error, error) {
 	log = log.With("part", "notifier")
 	cfg := slack.Config{WebhookURL: f.webhook, Token: f.token, Channel: f.channel, UIURL: f.uiURL, Logger: log, Registerer: reg}
+	if f.mentions != "" {
+		file, err := os.Open(f.mentions)
+		if err != nil {
+			return nil, fmt.Errorf("--slack-mentions: %w", err)
+		}
+		cfg.Mentions, err = slack.ParseMentions(file)
+		file.Close()
+		if err != nil {
+			return nil, fmt.Errorf("--slack-mentions %s: %w", f.mentions, err)
+		}
+	}
 	sender, err := slack.New(cfg)
 	if err != nil {
 		return nil, err

@@ -62,7 +62,8 @@ func mrkdwn(s string) *textObj { return &textObj{Type: "mrkdwn", Text: s} }
 // renderer turns messages into payloads.
 type renderer struct {
 	// ui is the web UI's base URL without a trailing slash, or "".
-	ui string
+	ui       string
+	mentions Mentions
 }
 
 func (rd renderer) render(m *notify.Message) (*payload, error) {
@@ -135,7 +136,7 @@ func (rd renderer) alert(m *notify.Message) *payload {
 	if len(what) > 0 {
 		blocks = append(blocks, block{Type: "section", Text: plain(strings.Join(what, "\n"), maxSection)})
 	}
-	blocks = append(blocks, block{Type: "section", Fields: fields(r, g)})
+	blocks = append(blocks, block{Type: "section", Fields: rd.fields(r, g)})
 	if len(r.TopFrames) > 0 && !private {
 		blocks = append(blocks, block{Type: "section", Text: mrkdwn(codeBlock(r.TopFrames))})
 	}
@@ -161,7 +162,7 @@ func privilegedTitle(r *corepipe.Report) string {
 	return what + " of a privileged process"
 }
 
-func fields(r *corepipe.Report, g *corepipe.Group) []*textObj {
+func (rd renderer) fields(r *corepipe.Report, g *corepipe.Group) []*textObj {
 	var fs []*textObj
 	add := func(label, value string) {
 		if value != "" {
@@ -185,8 +186,9 @@ func fields(r *corepipe.Report, g *corepipe.Group) []*textObj {
 	}
 	add("Version", r.Version())
 	add("Count", fmt.Sprintf("%d, first seen %s", g.Count, when(g.FirstSeen)))
-	// Plain text, like every field: an owner named "@here" pings nobody.
-	add("Owner", g.Assignee)
+	if o := rd.owner(g.Assignee); o != nil {
+		fs = append(fs, o)
+	}
 	return fs
 }
 
@@ -430,7 +432,9 @@ func (rd renderer) kernelAlert(m *notify.Message) *payload {
 	add("Pods", podsOf(k.Pods))
 	add("From", corepipe.SourceName(r.Source))
 	add("Count", fmt.Sprintf("%d, first seen %s", g.Count, when(g.FirstSeen)))
-	add("Owner", g.Assignee)
+	if o := rd.owner(g.Assignee); o != nil {
+		fs = append(fs, o)
+	}
 	blocks = append(blocks, block{Type: "section", Fields: fs})
 	if trace := kernelTrace(k); trace != "" {
 		blocks = append(blocks, block{Type: "section", Text: mrkdwn(trace)})

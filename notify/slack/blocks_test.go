@@ -304,3 +304,41 @@ func TestDigestAndFollowUp(t *testing.T) {
 		}
 	}
 }
+
+// TestOwnerMentions: an owner the operator's mentions name is mentioned,
+// a user by <@ID> and a user group by <!subteam^ID>; any other owner, even
+// one named like a broadcast, stays text. The name beside a mention is
+// escaped: a triager chooses it.
+func TestOwnerMentions(t *testing.T) {
+	m, err := ParseMentions(strings.NewReader("# owner → Slack\nteam-payments S0123ABCD\nalice U024BE7LH\n<!here> W0AAAAAA\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rd := renderer{ui: testUI, mentions: m}
+	for owner, want := range map[string]*textObj{
+		"team-payments": {Type: "mrkdwn", Text: "Owner: <!subteam^S0123ABCD> (team-payments)"},
+		"alice":         {Type: "mrkdwn", Text: "Owner: <@U024BE7LH> (alice)"},
+		"<!here>":       {Type: "mrkdwn", Text: "Owner: <@W0AAAAAA> (&lt;!here&gt;)"},
+		"bob":           {Type: "plain_text", Text: "Owner: bob"},
+		"@here":         {Type: "plain_text", Text: "Owner: @\u200bhere"},
+	} {
+		msg := alertOf(notify.KindNew, nilDeref())
+		msg.Group.Assignee = owner
+		p, err := rd.render(msg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fs := p.Blocks[2].Fields
+		if got := fs[len(fs)-1]; got.Type != want.Type || got.Text != want.Text {
+			t.Errorf("owner %q: field %s %q, want %s %q", owner, got.Type, got.Text, want.Type, want.Text)
+		}
+	}
+	for _, bad := range []string{"team-payments\n", "team-payments #general\n", "a b c\n", "team-payments s0123abcd\n"} {
+		if _, err := ParseMentions(strings.NewReader(bad)); err == nil || corepipe.ErrorCode(err) != corepipe.EINVALID || !strings.Contains(err.Error(), "line 1") {
+			t.Errorf("%q: %v, want an invalid-input error naming line 1", bad, err)
+		}
+	}
+	if _, err := New(Config{WebhookURL: "https://hooks.example/x", Mentions: Mentions{"a": "<!channel>"}}); err == nil {
+		t.Error("a mention that is not a Slack ID is accepted")
+	}
+}

@@ -49,6 +49,9 @@ type Config struct {
 	APIURL string
 	// UIURL is the base URL of corepipe's web UI, for links; "" for none.
 	UIURL string
+	// Mentions are the Slack users and groups alerts mention as owners;
+	// without one, an owner is named as text.
+	Mentions Mentions
 	// MinInterval is the least time between two messages; default 1s,
 	// Slack's limit per webhook and per channel.
 	MinInterval time.Duration
@@ -144,6 +147,12 @@ func New(cfg Config) (*Client, error) {
 		}
 		c.rd.ui = strings.TrimSuffix(cfg.UIURL, "/")
 	}
+	for owner, id := range cfg.Mentions {
+		if !slackID.MatchString(id) {
+			return nil, fmt.Errorf("slack: mention of %q: %q is not the ID of a Slack user or user group", corepipe.Clip(owner, 64), corepipe.Clip(id, 64))
+		}
+	}
+	c.rd.mentions = cfg.Mentions
 	if c.http == nil {
 		c.http = &http.Client{Timeout: 30 * time.Second}
 	}
