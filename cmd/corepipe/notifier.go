@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"path/filepath"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -49,6 +48,18 @@ func notifierFlagsOf(fset *pflag.FlagSet) *notifierFlags {
 }
 
 func (f *notifierFlags) enabled() bool { return f.webhook != "" || f.token != "" }
+
+// slack is the Slack client's configuration the flags give.
+func (f *notifierFlags) slack(log *slog.Logger, reg prometheus.Registerer) (slack.Config, error) {
+	cfg := slack.Config{WebhookURL: f.webhook, Token: f.token, Channel: f.channel, UIURL: f.uiURL, Logger: log, Registerer: reg}
+	if f.mentions != "" {
+		var err error
+		if cfg.Mentions, err = parseFile("--slack-mentions", f.mentions, slack.ParseMentions); err != nil {
+			return cfg, err
+		}
+	}
+	return cfg, nil
+}
 
 // notifierCmdFlags are `corepipe notifier`'s own flags, beside the ones it
 // shares with dev.
@@ -127,17 +138,9 @@ func runNotifier(ctx context.Context, log *slog.Logger, f notifierCmdFlags, nf *
 // and reg may be nil.
 func notifierPart(log *slog.Logger, f *notifierFlags, q reportsQueue, statePath, durable string, triage notify.TriageSource, reg prometheus.Registerer) (func(context.Context) error, error) {
 	log = log.With("part", "notifier")
-	cfg := slack.Config{WebhookURL: f.webhook, Token: f.token, Channel: f.channel, UIURL: f.uiURL, Logger: log, Registerer: reg}
-	if f.mentions != "" {
-		file, err := os.Open(f.mentions)
-		if err != nil {
-			return nil, fmt.Errorf("--slack-mentions: %w", err)
-		}
-		cfg.Mentions, err = slack.ParseMentions(file)
-		file.Close()
-		if err != nil {
-			return nil, fmt.Errorf("--slack-mentions %s: %w", f.mentions, err)
-		}
+	cfg, err := f.slack(log, reg)
+	if err != nil {
+		return nil, err
 	}
 	sender, err := slack.New(cfg)
 	if err != nil {

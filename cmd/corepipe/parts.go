@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -254,14 +255,8 @@ func (f *apiFlags) tokens() (*api.Tokens, error) {
 	}
 	web.IssueTemplate = f.issueTemplate
 	if f.ownersFile != "" {
-		file, err := os.Open(f.ownersFile)
-		if err != nil {
-			return nil, fmt.Errorf("--owners: %w", err)
-		}
-		f.owners, err = corepipe.ParseOwners(file)
-		file.Close()
-		if err != nil {
-			return nil, fmt.Errorf("--owners %s: %w", f.ownersFile, err)
+		if f.owners, err = parseFile("--owners", f.ownersFile, corepipe.ParseOwners); err != nil {
+			return nil, err
 		}
 	}
 	f.web = web
@@ -398,4 +393,19 @@ func runAll(ctx context.Context, parts ...func(context.Context) error) error {
 	}
 	wg.Wait()
 	return first
+}
+
+// parseFile reads the file at path, given as flag, with parse.
+func parseFile[T any](flag, path string, parse func(io.Reader) (T, error)) (T, error) {
+	file, err := os.Open(path)
+	if err != nil {
+		var zero T
+		return zero, fmt.Errorf("%s: %w", flag, err)
+	}
+	defer file.Close()
+	v, err := parse(file)
+	if err != nil {
+		return v, fmt.Errorf("%s %s: %w", flag, path, err)
+	}
+	return v, nil
 }

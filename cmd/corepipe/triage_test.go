@@ -14,6 +14,7 @@ import (
 
 	"github.com/corepipe/corepipe"
 	"github.com/corepipe/corepipe/internal/testkit/apitest"
+	"github.com/corepipe/corepipe/notify/slack"
 )
 
 func TestTriageCommands(t *testing.T) {
@@ -97,5 +98,29 @@ func TestOwnersFlag(t *testing.T) {
 	}
 	if _, err := parse("--owners", filepath.Join(dir, "missing")); err == nil {
 		t.Error("--owners of a missing file: no error")
+	}
+}
+
+func TestSlackMentionsFlag(t *testing.T) {
+	dir := t.TempDir()
+	good, bad := filepath.Join(dir, "mentions"), filepath.Join(dir, "bad")
+	os.WriteFile(good, []byte("# owner → Slack\nteam-api S0123ABCD\n"), 0o600)
+	os.WriteFile(bad, []byte("team-api @team-api\n"), 0o600)
+	parse := func(args ...string) (slack.Config, error) {
+		fset := pflag.NewFlagSet("notifier", pflag.ContinueOnError)
+		f := notifierFlagsOf(fset)
+		if err := fset.Parse(args); err != nil {
+			return slack.Config{}, err
+		}
+		return f.slack(nil, nil)
+	}
+	if cfg, err := parse("--slack-mentions", good); err != nil || cfg.Mentions["team-api"] != "S0123ABCD" {
+		t.Fatalf("--slack-mentions %s: %v, %v", good, cfg.Mentions, err)
+	}
+	if _, err := parse("--slack-mentions", bad); err == nil || !strings.Contains(err.Error(), "--slack-mentions "+bad+": ") || !strings.Contains(err.Error(), "line 1") {
+		t.Errorf("--slack-mentions of a bad file: %v", err)
+	}
+	if _, err := parse("--slack-mentions", filepath.Join(dir, "missing")); err == nil {
+		t.Error("--slack-mentions of a missing file: no error")
 	}
 }
