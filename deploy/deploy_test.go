@@ -199,9 +199,12 @@ func TestChartRenders(t *testing.T) {
 			// NATS's users, and the job that makes MinIO's.
 			"ConfigMap": 2, "Job": 1,
 			"ServiceAccount": 2, "ClusterRole": 1, "ClusterRoleBinding": 1,
+			// The API's index.
+			"PersistentVolumeClaim": 1,
 		}},
 		{"custom", []string{custom}, map[string]int{
-			"DaemonSet": 1, "Deployment": 3, "Service": 1, "Secret": 2, "PersistentVolumeClaim": 1,
+			// The API's index and the notifier's state.
+			"DaemonSet": 1, "Deployment": 3, "Service": 1, "Secret": 2, "PersistentVolumeClaim": 2,
 			"ServiceAccount": 2, "ClusterRole": 1, "ClusterRoleBinding": 1,
 		}},
 	} {
@@ -511,4 +514,40 @@ func flagsOf(t *testing.T, args []string) map[string]string {
 		out[name] = value
 	}
 	return out
+}
+
+// TestChartKeepsTriage: the API's index is on a claim of its own. The
+// triage decisions (resolved, ignored, assignees, their history) live only
+// in the index file; on an emptyDir every helm upgrade, which replaces the
+// pod, lost them, while --rebuild refilled the crashes as if nobody had
+// looked at them.
+func TestChartKeepsTriage(t *testing.T) {
+	objs := renderObjects(t, "api:\n  storage: 3Gi\n  storageClassName: fast\n")
+	api, ok := workloads(objs)["api"]
+	if !ok {
+		t.Fatal("no api workload")
+	}
+	var claim string
+	for _, v := range api.pod.Spec.Volumes {
+		if v.Name == "data" && v.PersistentVolumeClaim != nil {
+			claim = v.PersistentVolumeClaim.ClaimName
+		}
+	}
+	mounted := false
+	for _, m := range api.pod.Spec.Containers[0].VolumeMounts {
+		mounted = mounted || m.Name == "data" && m.MountPath == "/data"
+	}
+	if claim == "" || !mounted || !slices.Contains(api.pod.Spec.Containers[0].Args, "--db=/data/index.db") {
+		t.Fatal("the index at /data/index.db is not on a persistent volume claim")
+	}
+	for _, p := range ofType[*corev1.PersistentVolumeClaim](objs) {
+		if p.Name != claim {
+			continue
+		}
+		if got := p.Spec.Resources.Requests[corev1.ResourceStorage]; got.String() != "3Gi" || p.Spec.StorageClassName == nil || *p.Spec.StorageClassName != "fast" {
+			t.Errorf("claim %s: %v of class %v, want 3Gi of fast", claim, got.String(), p.Spec.StorageClassName)
+		}
+		return
+	}
+	t.Errorf("claim %s is not rendered", claim)
 }
