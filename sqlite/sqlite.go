@@ -136,6 +136,9 @@ func (db *DB) migrate(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
+	if db.upToDate(ctx, len(all)) {
+		return nil
+	}
 	// _txlock=immediate: two processes opening a new file cannot both find
 	// it unmigrated.
 	tx, err := db.BeginTx(ctx, nil)
@@ -203,6 +206,20 @@ func (db *DB) migrate(ctx context.Context) error {
 		return fmt.Errorf("migrate: write schema version: %w", err)
 	}
 	return tx.Commit()
+}
+
+// upToDate says, without taking the write lock, whether the file has had
+// every one of the n migrations: a process opening a file that another is
+// writing (the notifier beside an API that rebuilds its index in one long
+// transaction) does not wait for that writer, and fail when it waits too
+// long. Anything else, the legacy files included, takes migrate's way.
+func (db *DB) upToDate(ctx context.Context, n int) bool {
+	var version, count, newest int
+	if err := db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil || version != n {
+		return false
+	}
+	err := db.QueryRowContext(ctx, `SELECT count(*), coalesce(max(version), 0) FROM migrations`).Scan(&count, &newest)
+	return err == nil && count == n && newest == n
 }
 
 // appliedVersions lists the recorded migrations, ascending.

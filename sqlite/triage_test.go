@@ -299,3 +299,37 @@ func TestOwnersRules(t *testing.T) {
 		t.Errorf("unassigned, then a crash: owned by %q, want the rule's again", g.Assignee)
 	}
 }
+
+// TestNotifierReadsTheAPIsIndex: the notifier opens the API's index file
+// beside it (the chart runs it in the API's pod, compose on the API's
+// volume) and reads the decisions the API writes, also while the API holds
+// a write transaction open, as a rebuild does, and opens it then too.
+func TestNotifierReadsTheAPIsIndex(t *testing.T) {
+	api, path := openTest(t)
+	notifier := openPath(t, path)
+	const sig = "gocrash/v1:1a01"
+	upsert(t, api, liveReport(sig, -time.Hour, "v1"))
+	setTriage(t, api, sig, corepipe.TriageChange{Status: corepipe.TriageIgnored})
+	tx, err := api.db.BeginTx(context.Background(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.Exec(`DELETE FROM triage`); err != nil {
+		t.Fatal(err)
+	}
+	d, err := notifier.Triage(context.Background(), sig)
+	if err != nil || d == nil || d.Status != corepipe.TriageIgnored {
+		t.Fatalf("the notifier's read during the API's write: %+v, %v", d, err)
+	}
+	// A notifier that starts meanwhile opens the file without waiting for
+	// the writer: it waited for the lock, and failed after busyTimeout.
+	late, err := Open(path)
+	if err != nil {
+		t.Fatalf("open during the API's write: %v", err)
+	}
+	defer late.Close()
+	if d, err := late.Triage(context.Background(), sig); err != nil || d == nil {
+		t.Errorf("the late notifier's read: %+v, %v", d, err)
+	}
+}
