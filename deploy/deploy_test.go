@@ -131,7 +131,9 @@ func byName[T interface {
 }
 
 // workload is the pod template of a rendered Deployment, DaemonSet or
-// StatefulSet, by its component label.
+// StatefulSet, by its component label. A part that runs beside another in
+// its pod (the notifier in the API's) is a workload too, by its container's
+// name, with its container first.
 type workload struct {
 	kind, name string
 	pod        corev1.PodTemplateSpec
@@ -141,6 +143,12 @@ func workloads(objs []runtime.Object) map[string]workload {
 	out := map[string]workload{}
 	add := func(kind, name string, pod corev1.PodTemplateSpec) {
 		out[pod.Labels["app.kubernetes.io/component"]] = workload{kind, name, pod}
+		for i, c := range pod.Spec.Containers[1:] {
+			beside := *pod.DeepCopy()
+			ctrs := beside.Spec.Containers
+			ctrs[0], ctrs[i+1] = ctrs[i+1], ctrs[0]
+			out[c.Name] = workload{kind, name + "/" + c.Name, beside}
+		}
 	}
 	for _, d := range ofType[*appsv1.Deployment](objs) {
 		add("Deployment", d.Name, d.Spec.Template)
@@ -203,8 +211,9 @@ func TestChartRenders(t *testing.T) {
 			"PersistentVolumeClaim": 1,
 		}},
 		{"custom", []string{custom}, map[string]int{
-			// The API's index and the notifier's state.
-			"DaemonSet": 1, "Deployment": 3, "Service": 1, "Secret": 2, "PersistentVolumeClaim": 2,
+			// The API's index and the notifier's state; the notifier runs
+			// in the API's pod, no Deployment of its own.
+			"DaemonSet": 1, "Deployment": 2, "Service": 1, "Secret": 2, "PersistentVolumeClaim": 2,
 			"ServiceAccount": 2, "ClusterRole": 1, "ClusterRoleBinding": 1,
 		}},
 	} {
