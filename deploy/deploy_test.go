@@ -560,3 +560,29 @@ func TestChartKeepsTriage(t *testing.T) {
 	}
 	t.Errorf("claim %s is not rendered", claim)
 }
+
+// TestChartNotifierReadsTriage: the notifier runs in the API's pod and
+// reads the API's own index file, so that ignored groups stay silent and
+// resolved ones speak when they regress. On its own pod it had no index
+// and so no triage.
+func TestChartNotifierReadsTriage(t *testing.T) {
+	w := workloads(renderObjects(t, withNotifier))
+	api, notifier := w["api"], w["notifier"]
+	if notifier.name != api.name+"/notifier" {
+		t.Fatalf("the notifier runs in %s, not in the API's %s", notifier.name, api.name)
+	}
+	// The file the API's --db names, as the notifier's container sees it.
+	db := flagsOf(t, api.pod.Spec.Containers[0].Args[1:])["--db"]
+	index := flagsOf(t, notifier.pod.Spec.Containers[0].Args[1:])["--index"]
+	at := func(c corev1.Container, file string) string {
+		for _, m := range c.VolumeMounts {
+			if rest, ok := strings.CutPrefix(file, m.MountPath+"/"); ok {
+				return m.Name + ":" + rest
+			}
+		}
+		return "(on no volume)"
+	}
+	if db == "" || index == "" || at(api.pod.Spec.Containers[0], db) != at(notifier.pod.Spec.Containers[0], index) {
+		t.Errorf("API --db %s at %s, notifier --index %s at %s", db, at(api.pod.Spec.Containers[0], db), index, at(notifier.pod.Spec.Containers[0], index))
+	}
+}
