@@ -39,6 +39,9 @@ type Config struct {
 	// Triage is what people decided about groups: ignored groups stay
 	// silent, resolved ones speak when they regress. Nil: no triage.
 	Triage TriageSource
+	// Owners name the owner of a group nobody assigned, from its crash,
+	// as the API's index does (--owners); nil names none.
+	Owners *corepipe.OwnerRules
 	Policy Policy
 	// Now is the clock of cool-downs and digests; default time.Now.
 	Now func() time.Time
@@ -94,7 +97,7 @@ func Open(cfg Config) (*Notifier, error) {
 		cfg:    cfg,
 		policy: cfg.Policy.withDefaults(),
 		log:    log,
-		state:  &state{store: cfg.Store, triage: cfg.Triage},
+		state:  &state{store: cfg.Store, triage: cfg.Triage, owners: cfg.Owners},
 		m:      m,
 		wake:   make(chan struct{}, 1),
 	}, nil

@@ -116,6 +116,8 @@ type harness struct {
 	bot      bool
 	// triage, when set, is the notifier's source of triage decisions.
 	triage notify.TriageSource
+	// owners, when set, are the notifier's owners rules.
+	owners *corepipe.OwnerRules
 }
 
 func newHarness(t *testing.T, bot bool) *harness {
@@ -196,6 +198,7 @@ func (h *harness) start(wrap func(corepipe.Consumer) corepipe.Consumer) *notifie
 		Sender:     sender,
 		Store:      store,
 		Triage:     h.triage,
+		Owners:     h.owners,
 		Policy:     notify.Policy{Cooldown: time.Hour, SpikeCount: 20, SpikeWindow: 10 * time.Minute, DigestInterval: time.Hour},
 		Now:        h.clock.Now,
 		Poll:       10 * time.Millisecond,

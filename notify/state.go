@@ -15,6 +15,7 @@ import (
 type state struct {
 	store  Store
 	triage TriageSource
+	owners *corepipe.OwnerRules
 }
 
 // Keys of the store's meta records.
@@ -85,6 +86,10 @@ func (s *state) handle(ctx context.Context, p Policy, r *corepipe.Report, now ti
 		if gs.Triage != nil {
 			t := *gs.Triage
 			g.Triage, g.Assignee = &t, t.Assignee
+		}
+		if g.Assignee == "" {
+			// A person's assignment wins over the rules.
+			g.Assignee = s.owners.Owner(r)
 		}
 		m := &Message{Kind: out.kind, Report: r, Group: &g}
 		if out.kind == KindSpike {

@@ -2,6 +2,7 @@ package notify_test
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -111,4 +112,46 @@ func alertedThenTriaged(t *testing.T, version string) (*harness, *decisions, *no
 	h.publish(report(t0, sigA, version))
 	testkit.WaitFor(t, "the alert", func() bool { return len(h.slack.got()) == 1 })
 	return h, src, n, h.clock.Advance(2 * time.Hour)
+}
+
+// fieldTexts are the texts of a message's fields.
+func fieldTexts(p map[string]any) []string {
+	var out []string
+	blocks, _ := p["blocks"].([]any)
+	for _, b := range blocks {
+		fields, _ := b.(map[string]any)["fields"].([]any)
+		for _, f := range fields {
+			if s, ok := f.(map[string]any)["text"].(string); ok {
+				out = append(out, s)
+			}
+		}
+	}
+	return out
+}
+
+// TestOwnersRulesNameTheOwner: the owners rules name the owner of a group
+// nobody assigned, as the API's index does, so that Slack names (or, with
+// --slack-mentions, mentions) the team the rules give; a person's
+// assignment wins over them. The alert named only assignments.
+func TestOwnersRulesNameTheOwner(t *testing.T) {
+	h := newHarness(t, false)
+	rules, err := corepipe.ParseOwners(strings.NewReader("main. team-api\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.owners = rules
+	src := &decisions{}
+	h.triage = src
+	h.start(nil)
+	alice := "alice"
+	src.decide(t, sigB, corepipe.TriageChange{Assignee: &alice}, &corepipe.Group{LastVersion: "v1.0.0"}, t0)
+	h.publish(report(t0, sigA, "v1.0.0"))
+	testkit.WaitFor(t, "the first alert", func() bool { return len(h.slack.got()) == 1 })
+	h.publish(report(t0.Add(time.Second), sigB, "v1.0.0"))
+	testkit.WaitFor(t, "the second alert", func() bool { return len(h.slack.got()) == 2 })
+	for i, want := range []string{"Owner: team-api", "Owner: alice"} {
+		if fs := fieldTexts(h.slack.got()[i]); !slices.Contains(fs, want) {
+			t.Errorf("alert %d: fields %q, want %q", i+1, fs, want)
+		}
+	}
 }

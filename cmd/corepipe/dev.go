@@ -145,6 +145,7 @@ func runDev(ctx context.Context, stdout io.Writer, log *slog.Logger, f *devFlags
 		}
 		defer restore()
 	}
+	f.notifier.owners = f.api.owners
 	notifier, err := devNotifier(log, f.notifier, q, dir, ln.Addr().String(), idx, reg)
 	if err != nil {
 		return err

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/corepipe/corepipe"
 	"github.com/corepipe/corepipe/notify"
 	"github.com/corepipe/corepipe/notify/slack"
 	natsq "github.com/corepipe/corepipe/queue/nats"
@@ -27,6 +28,9 @@ type notifierFlags struct {
 	// mentions is the file naming the Slack users and groups of owners.
 	mentions string
 	policy   notify.Policy
+	// owners name the owners of groups nobody assigned: the notifier's
+	// --owners, or dev's API's.
+	owners *corepipe.OwnerRules
 }
 
 func notifierFlagsOf(fset *pflag.FlagSet) *notifierFlags {
@@ -69,6 +73,7 @@ type notifierCmdFlags struct {
 	durable       string
 	metricsListen string
 	index         string
+	ownersFile    string
 }
 
 func notifierCmd(log *slog.Logger) *cobra.Command {
@@ -96,8 +101,10 @@ Run one replica.`,
 	fset.StringVar(&f.durable, "durable", "notifier", "`name` of the notifier's position in the reports stream")
 	fset.StringVar(&f.metricsListen, "metrics-listen", "", "`address` to serve /metrics and /healthz on (default: none)")
 	fset.StringVar(&f.index, "index", "", "the API's SQLite index `file` (its --db), read for triage: ignored groups stay silent, resolved ones speak when they regress (default: no triage)")
+	fset.StringVar(&f.ownersFile, "owners", "", "`file` of \"PATTERN OWNER\" rules naming the owner of groups nobody assigned, the API's --owners (see the README)")
 	nf = notifierFlagsOf(fset)
 	cmd.MarkFlagFilename("index")
+	cmd.MarkFlagFilename("owners")
 	cmd.MarkFlagFilename("state")
 	return cmd
 }
@@ -110,6 +117,12 @@ func runNotifier(ctx context.Context, log *slog.Logger, f notifierCmdFlags, nf *
 		return errors.New("--state is required: without it every restart would announce every crash again")
 	case !nf.enabled():
 		return errors.New("--slack-webhook, or --slack-token and --slack-channel, is required")
+	}
+	if f.ownersFile != "" {
+		var err error
+		if nf.owners, err = parseFile("--owners", f.ownersFile, corepipe.ParseOwners); err != nil {
+			return err
+		}
 	}
 	q, err := natsq.Open(ctx, f.nats.url, append(f.nats.options(), natsq.RetryOnFailedConnect(true), natsq.Name("corepipe-notifier"),
 		natsq.Logger(log.With("part", "nats")))...)
@@ -160,6 +173,7 @@ func notifierPart(log *slog.Logger, f *notifierFlags, q reportsQueue, statePath,
 			Sender:     sender,
 			Store:      store,
 			Triage:     triage,
+			Owners:     f.owners,
 			Policy:     f.policy,
 			Logger:     log,
 			Registerer: reg,
