@@ -586,3 +586,45 @@ func TestChartNotifierReadsTriage(t *testing.T) {
 		t.Errorf("API --db %s at %s, notifier --index %s at %s", db, at(api.pod.Spec.Containers[0], db), index, at(notifier.pod.Spec.Containers[0], index))
 	}
 }
+
+// TestChartRules: api.owners and notifier.slack.mentions reach the API and
+// the notifier as the files their --owners and --slack-mentions read, and
+// a change of them starts a new pod (they are read at start).
+func TestChartRules(t *testing.T) {
+	values := withNotifier + "    mentions: team-api S0123ABCD\napi:\n  owners: |\n    main. team-api\n"
+	objs := renderObjects(t, values)
+	var data map[string]string
+	for _, cm := range ofType[*corev1.ConfigMap](objs) {
+		if cm.Name == release+"-corepipe-rules" {
+			data = cm.Data
+		}
+	}
+	if data["owners"] != "main. team-api\n" || data["mentions"] != "team-api S0123ABCD" {
+		t.Fatalf("rules ConfigMap %q", data)
+	}
+	w := workloads(objs)
+	for part, want := range map[string][]string{
+		"api":      {"--owners=/etc/corepipe/rules/owners"},
+		"notifier": {"--owners=/etc/corepipe/rules/owners", "--slack-mentions=/etc/corepipe/rules/mentions"},
+	} {
+		c := w[part].pod.Spec.Containers[0]
+		for _, arg := range want {
+			if !slices.Contains(c.Args, arg) {
+				t.Errorf("%s: args %q lack %s", part, c.Args, arg)
+			}
+		}
+		if !slices.ContainsFunc(c.VolumeMounts, func(m corev1.VolumeMount) bool { return m.Name == "rules" && m.MountPath == "/etc/corepipe/rules" }) {
+			t.Errorf("%s: the rules are not mounted: %+v", part, c.VolumeMounts)
+		}
+	}
+	before := w["api"].pod.Annotations["checksum/rules"]
+	after := workloads(renderObjects(t, values+"    lib/ team-lib\n"))["api"].pod.Annotations["checksum/rules"]
+	if before == "" || before == after {
+		t.Errorf("checksum/rules %q, then %q: new rules must start a new pod", before, after)
+	}
+	for _, p := range workloads(renderObjects(t, withNotifier))["api"].pod.Spec.Volumes {
+		if p.Name == "rules" {
+			t.Error("a rules volume without rules")
+		}
+	}
+}

@@ -16,7 +16,7 @@ func TestChartFlagsExist(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/corepipe").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	objs := renderObjects(t, "uiURL: https://crashes.example.com\nnotifier:\n  enabled: true\n  slack:\n    webhook: https://hooks.slack.com/x\nkpanic:\n  enabled: true\nagent:\n  netconsole:\n    receiver: udp://10.0.0.9:6666\n    device: eth0\n    mac: 02:00:00:00:00:01\n")
+	objs := renderObjects(t, "uiURL: https://crashes.example.com\napi:\n  owners: main. team-api\nnotifier:\n  enabled: true\n  slack:\n    webhook: https://hooks.slack.com/x\n    mentions: team-api S0123ABCD\nkpanic:\n  enabled: true\nagent:\n  netconsole:\n    receiver: udp://10.0.0.9:6666\n    device: eth0\n    mac: 02:00:00:00:00:01\n")
 	flagLine := regexp.MustCompile(`(?m)^\s+(?:-[a-z], )?--?([a-z][a-z0-9-]*)`)
 	for component, w := range workloads(objs) {
 		if component == "nats" || component == "minio" {
