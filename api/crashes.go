@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"mime"
 	"net/http"
 	"path"
@@ -313,9 +314,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, src io.Reader, h
 		return corepipe.Wrap(err, "crash %s: read", r.PathValue("id"))
 	}
 	h := w.Header()
-	for k, v := range header {
-		h[k] = v
-	}
+	maps.Copy(h, header)
 	if err != nil {
 		// The whole object fit in the first chunk: its length is known.
 		h.Set("Content-Length", fmt.Sprint(n))

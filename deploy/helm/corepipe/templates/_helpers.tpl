@@ -176,3 +176,11 @@ seccompProfile:
 {{- randAlphaNum 32 -}}
 {{- end -}}
 {{- end -}}
+
+{{/* "true" when the rules ConfigMap is rendered and mounted: owners rules,
+or mentions for an enabled notifier; "" otherwise. */}}
+{{- define "corepipe.rules" -}}
+{{- if or .Values.api.owners (and .Values.notifier.enabled .Values.notifier.slack.mentions) -}}
+true
+{{- end -}}
+{{- end -}}
