@@ -48,15 +48,16 @@ func ParseMentions(r io.Reader) (Mentions, error) {
 // named "@here" pings nobody, unless the operator's mentions name the
 // owner's Slack user or user group, which the field then mentions.
 func (rd renderer) owner(name string) *textObj {
-	id, ok := rd.mentions[name]
-	switch {
-	case name == "":
+	if name == "" {
 		return nil
-	case !ok:
-		return plain("Owner: "+name, maxField)
-	case strings.HasPrefix(id, "S"):
-		return mrkdwn(fit("Owner: <!subteam^"+id+"> ("+escape(name)+")", maxField))
-	default:
-		return mrkdwn(fit("Owner: <@"+id+"> ("+escape(name)+")", maxField))
 	}
+	id, ok := rd.mentions[name]
+	if !ok {
+		return plain("Owner: "+name, maxField)
+	}
+	mention := "<@" + id + ">"
+	if strings.HasPrefix(id, "S") {
+		mention = "<!subteam^" + id + ">"
+	}
+	return mrkdwn(fit("Owner: "+mention+" ("+escape(name)+")", maxField))
 }
